@@ -1,0 +1,53 @@
+/* train.h - the optimiser and learning-rate schedule of the paper's recipe (SPEC §5).
+ *
+ * SGD matches torch.optim.SGD (dampening 0, optional Nesterov) step for step:
+ *   g = grad + wd * p (when p decays);  buf = momentum * buf + g;
+ *   g = nesterov ? g + momentum * buf : buf;  p = p - lr * g.
+ * Weight decay follows the official exclusions: none on biases and BN betas, none on the gammas
+ * of the 3x3 and 1x1 branch BNs (configurable); the identity BN gamma, conv, SE and linear weights
+ * decay. With custom L2 (RepVGG's "custwd") the 3x3/1x1 branch tensors get no plain decay; the
+ * gradient of 0.5 * wd * L_custom (SPEC §5) is added instead by rvg_custom_l2_grad.
+ */
+#ifndef RVG_TRAIN_H
+#define RVG_TRAIN_H
+
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    float momentum;        /* 0.9 */
+    float weight_decay;    /* 1e-4 */
+    int nesterov;          /* 0 */
+    int decay_branch_bn;   /* 0: official, no decay on rbr_dense/rbr_1x1 BN gammas */
+    int custom_l2;         /* 0: plain decay; 1: RepVGG custom L2 on the 3x3/1x1 branches */
+} rvg_sgd_config;
+
+/* The paper's defaults: momentum 0.9, weight decay 1e-4, no Nesterov, official exclusions. */
+rvg_sgd_config rvg_sgd_defaults(void);
+
+/* Whether a parameter of this name and kind gets plain weight decay under c. */
+int rvg_sgd_decays(const rvg_param *p, const rvg_sgd_config *c);
+
+/* Adds the gradient of 0.5 * weight_decay * L_custom for every train-form block, with
+ * t3 = gamma3/sqrt(var3+eps) and t1 likewise taken from the current running statistics and
+ * treated as constants (as the official code detaches them). */
+void rvg_custom_l2_grad(rvg_model *m, float weight_decay);
+/* The value of L_custom summed over blocks (for logging and tests). */
+double rvg_custom_l2_value(const rvg_model *m);
+
+/* One SGD step over every trainable parameter with learning rate lr. */
+void rvg_sgd_step(rvg_model *m, const rvg_sgd_config *c, float lr);
+
+/* Learning rate at iteration it (0-based) of total: linear warm-up over warmup iterations from
+ * base/warmup to base, then cosine annealing to 0 at total:
+ *   it < warmup:  base * (it + 1) / warmup
+ *   else:         0.5 * base * (1 + cos(pi * (it - warmup) / (total - warmup))) */
+float rvg_lr_at(float base, int64_t it, int64_t warmup, int64_t total);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,69 @@
+/* cmd_convert.c - `repvgg convert IN OUT`: structural re-parameterisation of a train-form model
+ * into the deploy form (SPEC §2), written as safetensors with official names. The input may be any
+ * weights file rvg reads (safetensors or PyTorch .pth, official or timm names). A deploy-form input
+ * is re-written as it is (a format conversion), or refused with --strict.
+ */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "rvg/model.h"
+
+static void help(void) {
+    printf("usage: repvgg convert [--train] [--strict] IN OUT\n\n"
+           "Converts IN (safetensors or PyTorch .pth, official or timm names, train form) into\n"
+           "the deploy form and writes OUT as safetensors (atomically).\n\n"
+           "  --train    write the train form instead (a format conversion, no reparam)\n"
+           "  --strict   fail if IN is already in deploy form\n");
+}
+
+int cmd_convert(int argc, char **argv) {
+    static const struct option opts[] = {{"train", no_argument, 0, 't'},
+                                         {"strict", no_argument, 0, 's'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int keep_train = 0, strict = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': keep_train = 1; break;
+        case 's': strict = 1; break;
+        case 'h': help(); return 0;
+        default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage_error("convert", "expected IN and OUT paths");
+    const char *in = argv[optind], *out = argv[optind + 1];
+    rvg_model *m = NULL, *d = NULL;
+    rvg_status st = rvg_model_load(&m, in);
+    if (st != RVG_OK)
+        return cli_fail("convert", st, "loading weights");
+    if (rvg_model_form(m) == RVG_FORM_DEPLOY) {
+        if (strict || keep_train) {
+            rvg_model_free(m);
+            fprintf(stderr, "repvgg convert: %s is already in deploy form\n", in);
+            return 1;
+        }
+        d = m;
+        m = NULL;
+    } else if (keep_train) {
+        d = m;
+        m = NULL;
+    } else if ((st = rvg_model_reparam(m, &d)) != RVG_OK) {
+        rvg_model_free(m);
+        return cli_fail("convert", st, "re-parameterising");
+    }
+    st = rvg_model_save(d, out);
+    printf("%s: %s form, %lld parameters -> %s\n", in,
+           m ? "train" : (rvg_model_form(d) == RVG_FORM_TRAIN ? "train" : "deploy"),
+           (long long)(m ? rvg_model_num_params(m) : rvg_model_num_params(d)), out);
+    if (st == RVG_OK)
+        printf("%s: %s form, %lld parameters\n", out,
+               rvg_model_form(d) == RVG_FORM_TRAIN ? "train" : "deploy",
+               (long long)rvg_model_num_params(d));
+    rvg_model_free(m);
+    rvg_model_free(d);
+    return st == RVG_OK ? 0 : cli_fail("convert", st, "writing");
+}

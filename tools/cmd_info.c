@@ -1,0 +1,132 @@
+/* cmd_info.c - `repvgg info`: an architecture's layers with output shapes, and the parameter
+ * counts and multiply-adds of both forms. Builds both forms (zero weights) and reads the numbers
+ * off the models themselves, so the figures are those of the code that trains and runs.
+ */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "rvg/model.h"
+
+static void help(void) {
+    printf("usage: repvgg info --arch NAME [--classes K] [--in-ch C] [--size S] [--json]\n\n"
+           "Shows each block with its output shape, and the parameter counts and\n"
+           "multiply-adds (one image) of the train and deploy forms.\n\n"
+           "  --arch NAME    A0 A1 A2 B0 B1 B1g2 B1g4 B2 B2g4 B3 B3g4 D2se, or\n"
+           "                 custom:blocks=2,4,14,1:width=0.75,0.75,0.75,2.5[:groups=G@L,..][:se=1]\n"
+           "  --classes K    classifier outputs (default 1000)\n"
+           "  --in-ch C      input channels (default 3)\n"
+           "  --size S       input height and width (default 224)\n"
+           "  --json         print one JSON object instead of a table\n");
+}
+
+int cmd_info(int argc, char **argv) {
+    static const struct option opts[] = {{"arch", required_argument, 0, 'a'},
+                                         {"classes", required_argument, 0, 'k'},
+                                         {"in-ch", required_argument, 0, 'c'},
+                                         {"size", required_argument, 0, 's'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *arch_name = NULL;
+    int64_t classes = 1000, in_ch = 3, size = 224;
+    int json = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': arch_name = optarg; break;
+        case 'k':
+            if (!cli_parse_int(optarg, 1, 1000000, &classes))
+                return cli_usage_error("info", "--classes must be an integer in 1..1000000");
+            break;
+        case 'c':
+            if (!cli_parse_int(optarg, 1, 4096, &in_ch))
+                return cli_usage_error("info", "--in-ch must be an integer in 1..4096");
+            break;
+        case 's':
+            if (!cli_parse_int(optarg, 1, 8192, &size))
+                return cli_usage_error("info", "--size must be an integer in 1..8192");
+            break;
+        case 'j': json = 1; break;
+        case 'h': help(); return 0;
+        default: return cli_usage_error("info", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("info", "unexpected argument '%s'", argv[optind]);
+    if (!arch_name)
+        return cli_usage_error("info", "--arch is required");
+    rvg_arch arch;
+    rvg_status st = rvg_arch_parse(&arch, arch_name);
+    if (st != RVG_OK)
+        return cli_fail("info", st, "--arch");
+    arch.classes = classes;
+    arch.in_ch = in_ch;
+    rvg_model *tm = NULL, *dm = NULL;
+    if ((st = rvg_model_new(&tm, &arch, RVG_FORM_TRAIN)) != RVG_OK ||
+        (st = rvg_model_new(&dm, &arch, RVG_FORM_DEPLOY)) != RVG_OK) {
+        rvg_model_free(tm);
+        return cli_fail("info", st, "building the model");
+    }
+    char canon[512];
+    rvg_arch_format(&arch, canon, sizeof canon);
+    int64_t tp = rvg_model_num_params(tm), dp = rvg_model_num_params(dm);
+    int64_t tmacs = rvg_model_macs(tm, size, size), dmacs = rvg_model_macs(dm, size, size);
+    int64_t nb = rvg_model_block_count(tm);
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(o, "layers");
+        cJSON_AddStringToObject(o, "arch", canon);
+        cJSON_AddNumberToObject(o, "in_ch", (double)in_ch);
+        cJSON_AddNumberToObject(o, "classes", (double)classes);
+        cJSON_AddNumberToObject(o, "size", (double)size);
+        int64_t h = size;
+        for (int64_t i = 0; i < nb; i++) {
+            const rvg_block *b = rvg_model_block(tm, i);
+            h = (h - 1) / b->stride + 1;
+            cJSON *l = cJSON_CreateObject();
+            cJSON_AddStringToObject(l, "name", b->prefix);
+            cJSON_AddNumberToObject(l, "in_ch", (double)b->C);
+            cJSON_AddNumberToObject(l, "out_ch", (double)b->K);
+            cJSON_AddNumberToObject(l, "stride", (double)b->stride);
+            cJSON_AddNumberToObject(l, "groups", (double)b->G);
+            cJSON_AddBoolToObject(l, "identity", b->identity);
+            cJSON_AddNumberToObject(l, "out_h", (double)h);
+            cJSON_AddNumberToObject(l, "out_w", (double)h);
+            cJSON_AddItemToArray(layers, l);
+        }
+        cJSON_AddNumberToObject(o, "train_params", (double)tp);
+        cJSON_AddNumberToObject(o, "deploy_params", (double)dp);
+        cJSON_AddNumberToObject(o, "train_macs", (double)tmacs);
+        cJSON_AddNumberToObject(o, "deploy_macs", (double)dmacs);
+        char *s = cJSON_PrintUnformatted(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        printf("RepVGG %s, %lld input channels, %lld classes, input %lldx%lld\n\n", canon,
+               (long long)in_ch, (long long)classes, (long long)size, (long long)size);
+        printf("%-12s %6s %6s %6s %6s %8s  %s\n", "block", "in", "out", "stride", "groups",
+               "identity", "output (C, H, W)");
+        int64_t h = size;
+        for (int64_t i = 0; i < nb; i++) {
+            const rvg_block *b = rvg_model_block(tm, i);
+            h = (h - 1) / b->stride + 1;
+            printf("%-12s %6lld %6lld %6lld %6lld %8s  (%lld, %lld, %lld)\n", b->prefix,
+                   (long long)b->C, (long long)b->K, (long long)b->stride, (long long)b->G,
+                   b->identity ? "yes" : "no", (long long)b->K, (long long)h, (long long)h);
+        }
+        printf("%-12s %6lld %6lld %29s  (%lld)\n", "linear",
+               (long long)rvg_model_block(tm, nb - 1)->K, (long long)classes, "",
+               (long long)classes);
+        printf("\n%-8s %16s %22s\n", "form", "parameters", "multiply-adds/image");
+        printf("%-8s %16lld %22lld\n", "train", (long long)tp, (long long)tmacs);
+        printf("%-8s %16lld %22lld\n", "deploy", (long long)dp, (long long)dmacs);
+    }
+    rvg_model_free(tm);
+    rvg_model_free(dm);
+    return 0;
+}

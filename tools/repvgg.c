@@ -1,0 +1,50 @@
+/* repvgg.c - the `repvgg` command-line tool: dispatches to one subcommand per file.
+ *
+ *   repvgg info      architecture, layer shapes, parameter counts and multiply-adds
+ *   repvgg convert   train form -> deploy form (any supported weights file in)
+ *   repvgg predict   logits for a NumPy batch
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", cmd_info, "show an architecture: layers, output shapes, parameters, multiply-adds"},
+    {"convert", cmd_convert, "re-parameterise train-form weights into the deploy form"},
+    {"predict", cmd_predict, "run a model on a NumPy array of images and write the logits"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: repvgg <command> [options]\n\n"
+               "RepVGG in C: train the multi-branch form, convert it exactly to a plain stack of\n"
+               "3x3 convolutions, and run it fast.\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'repvgg <command> --help' describes each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "repvgg: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
