@@ -61,7 +61,7 @@ static int rvg_test_failed_ = 0;
 /* Compares got against want elementwise: |got-want| <= atol + rtol*|want|. On failure prints the
  * maximum error and the first bad index, decoded as NCHW when dims (up to 4) are given.
  * Returns 1 when close. */
-static int rvg_test_close(const char *what, const float *got, const float *want, int64_t n,
+static inline int rvg_test_close(const char *what, const float *got, const float *want, int64_t n,
                           float atol, float rtol, const int64_t *dims, int ndim) {
     double max_err = 0.0;
     int64_t max_i = -1, first_bad = -1;
@@ -105,7 +105,7 @@ static int rvg_test_close(const char *what, const float *got, const float *want,
 }
 
 /* Largest |x| over n values (for tolerances relative to the largest logit). */
-static float rvg_test_max_abs(const float *x, int64_t n) {
+static inline float rvg_test_max_abs(const float *x, int64_t n) {
     float m = 0.f;
     for (int64_t i = 0; i < n; i++)
         m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
@@ -113,13 +113,13 @@ static float rvg_test_max_abs(const float *x, int64_t n) {
 }
 
 /* Prints the summary line ctest logs and returns the process exit code. */
-static int rvg_test_finish(void) {
+static inline int rvg_test_finish(void) {
     printf("%d passed, %d failed\n", rvg_test_passed_, rvg_test_failed_);
     return rvg_test_failed_ ? 1 : 0;
 }
 
 /* Exits with ctest's skip code, saying why (e.g. PyTorch reference tensors are unavailable). */
-static void rvg_test_skip(const char *why) {
+static inline void rvg_test_skip(const char *why) {
     printf("SKIPPED: %s\n", why);
     exit(77);
 }

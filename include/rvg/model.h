@@ -61,7 +61,7 @@ typedef enum { RVG_FORM_TRAIN = 0, RVG_FORM_DEPLOY = 1 } rvg_form;
 
 /* One block of the network, as built from an arch. */
 typedef struct {
-    char prefix[24];   /* "stage0", "stage3.11" */
+    char prefix[32];   /* "stage0", "stage3.11" */
     int64_t C, K;      /* in / out channels */
     int64_t stride, G; /* 1 or 2; groups */
     int identity;      /* train form has the identity BN branch (C == K and stride 1) */

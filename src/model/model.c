@@ -168,7 +168,7 @@ rvg_status rvg_model_new(rvg_model **out, const rvg_arch *arch, rvg_form form) {
             planes = 1;
         for (int64_t j = 0; j < arch->blocks[s]; j++, layer++, bi++) {
             b = &m->blocks[bi];
-            snprintf(b->b.prefix, sizeof b->b.prefix, "stage%d.%lld", s + 1, (long long)j);
+            snprintf(b->b.prefix, sizeof b->b.prefix, "stage%d.%d", s + 1, (int)j);
             b->b.C = in_planes;
             b->b.K = planes;
             b->b.stride = j == 0 ? 2 : 1;
