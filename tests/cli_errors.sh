@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# cli_errors.sh - bad input gets a clear message and a non-zero exit, never a crash.
+# Each case runs the tool, requires a non-zero exit that is not a signal (status < 128) and a
+# message on stderr containing an expected phrase. Args: TOOL SCRATCH PYTHON.
+set -u
+tool=$1 dir=$2 py=${3:-/usr/bin/python3}
+rm -rf "$dir" && mkdir -p "$dir"
+pass=0 fail=0
+
+# expect_fail PHRASE CMD...: CMD must exit 1..127 and print PHRASE (case-insensitive) on stderr
+expect_fail() {
+    local phrase=$1
+    shift
+    "$@" >"$dir/out" 2>"$dir/err"
+    local rc=$?
+    if [ $rc -ge 1 ] && [ $rc -lt 128 ] && grep -qi -- "$phrase" "$dir/err"; then
+        echo "  ok   [$rc] $(head -c 150 "$dir/err" | head -1)"
+        pass=$((pass + 1))
+    else
+        echo "FAILED: '$*' exited $rc; stderr: $(cat "$dir/err")"
+        fail=$((fail + 1))
+    fi
+}
+expect_ok() {
+    if "$@" >"$dir/out" 2>"$dir/err"; then pass=$((pass + 1)); else
+        echo "FAILED: '$*' exited $?: $(cat "$dir/err")"; fail=$((fail + 1)); fi
+}
+
+# a small valid model to corrupt
+"$tool" info --arch A0 --json >/dev/null && pass=$((pass + 1)) || { echo "FAILED info"; fail=$((fail + 1)); }
+expect_fail "unknown command" "$tool" frobnicate
+expect_fail "unknown architecture" "$tool" info --arch Z9
+expect_fail "custom arch" "$tool" info --arch custom:blocks=1,2
+expect_fail "--classes" "$tool" info --arch A0 --classes 0
+expect_fail "--size" "$tool" info --arch A0 --size abc
+expect_fail "unknown" "$tool" info --arch A0 --bogus
+expect_fail "groups" "$tool" info --arch custom:blocks=1,1,1,1:width=0.25,0.25,0.25,0.25:groups=3@1
+expect_fail "cannot open" "$tool" convert "$dir/missing.safetensors" "$dir/out.safetensors"
+expect_fail "expected IN and OUT" "$tool" convert onlyone
+
+# a real train-form file, written by the tool itself through a conversion round trip
+if [ -x "$py" ] && "$py" -c "import torch" 2>/dev/null; then
+    here=$(cd "$(dirname "$0")" && pwd)
+    PYTHONPATH="$here/ref" "$py" "$here/ref/st_roundtrip.py" make "$dir" >/dev/null
+    good="$dir/train.safetensors"
+    expect_ok "$tool" convert "$good" "$dir/deploy.safetensors"
+    # truncated file
+    head -c 5000 "$good" >"$dir/trunc.safetensors"
+    expect_fail "truncated" "$tool" convert "$dir/trunc.safetensors" "$dir/o.safetensors"
+    # wrong magic / not safetensors
+    printf 'hello world, not a weights file at all' >"$dir/junk.safetensors"
+    expect_fail "safetensors" "$tool" convert "$dir/junk.safetensors" "$dir/o.safetensors"
+    # a deploy file refused by --strict
+    expect_fail "already in deploy form" "$tool" convert --strict "$dir/deploy.safetensors" "$dir/o.safetensors"
+    # shape mismatch: input with the wrong channel count
+    "$py" -c "import numpy as np; np.save('$dir/x1.npy', np.zeros((2,1,40,40), np.float32))"
+    expect_fail "channels" "$tool" predict --weights "$good" --input "$dir/x1.npy" --output "$dir/y.npy"
+    "$py" -c "import numpy as np; np.save('$dir/x3.npy', np.zeros((2,3,40), np.float32))"
+    expect_fail "dimensions" "$tool" predict --weights "$good" --input "$dir/x3.npy" --output "$dir/y.npy"
+    expect_fail "not a .npy" "$tool" predict --weights "$good" --input "$good" --output "$dir/y.npy"
+    # name mismatch: an extra tensor, and a missing one
+    PYTHONPATH="$here/ref" "$py" - "$dir" <<'PYEOF'
+import sys, bundle
+t, meta = bundle.load(sys.argv[1] + "/train.safetensors")
+t2 = dict(t); t2["stage9.extra.weight"] = t["linear.bias"]
+bundle.save(sys.argv[1] + "/extra.safetensors", t2)
+t3 = dict(t); del t3["stage1.0.rbr_1x1.conv.weight"]
+bundle.save(sys.argv[1] + "/missing.safetensors", t3)
+t4 = dict(t); t4["linear.weight"] = t["linear.weight"][:, :-1].contiguous()
+bundle.save(sys.argv[1] + "/shape.safetensors", t4)
+PYEOF
+    expect_fail "unexpected tensor" "$tool" convert "$dir/extra.safetensors" "$dir/o.safetensors"
+    expect_fail "missing" "$tool" convert "$dir/missing.safetensors" "$dir/o.safetensors"
+    expect_fail "shape" "$tool" convert "$dir/shape.safetensors" "$dir/o.safetensors"
+    # an unwritable output leaves no partial file behind
+    expect_fail "cannot create" "$tool" convert "$good" "/nonexistent-dir/o.safetensors"
+    [ -z "$(ls "$dir"/*.tmp.* 2>/dev/null)" ] && pass=$((pass + 1)) || { echo "FAILED: temp file left"; fail=$((fail + 1)); }
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

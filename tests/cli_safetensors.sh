@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# cli_safetensors.sh - PyTorch writes safetensors, C reads them; C writes, PyTorch reads.
+# A random train-form state dict saved by Python (no metadata: the architecture is inferred) goes
+# through `repvgg convert` and `repvgg predict`; Python checks the deploy tensors against its own
+# conversion and the logits against its own forward pass. Args: TOOL SCRATCH PYTHON.
+set -u
+tool=$1 dir=$2 py=${3:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$dir" && mkdir -p "$dir"
+export PYTHONPATH="$here/ref"
+pass=0 fail=0
+ok() { echo "  ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAILED $1"; fail=$((fail + 1)); }
+
+"$py" "$here/ref/st_roundtrip.py" make "$dir"
+rc=$?
+if [ $rc -eq 77 ]; then echo "SKIPPED: no torch"; exit 77; fi
+[ $rc -eq 0 ] && ok "python wrote a train-form state dict" || bad "python make ($rc)"
+
+"$tool" convert "$dir/train.safetensors" "$dir/deploy.safetensors" && ok "repvgg convert" || bad "repvgg convert"
+"$tool" predict --weights "$dir/deploy.safetensors" --input "$dir/x.npy" --output "$dir/pred.npy" \
+    && ok "repvgg predict" || bad "repvgg predict"
+"$py" "$here/ref/st_roundtrip.py" check "$dir" && ok "python reads C's deploy file and agrees" \
+    || bad "python check"
+# the train form, predicted directly, agrees too
+"$tool" predict --weights "$dir/train.safetensors" --input "$dir/x.npy" --output "$dir/pred.npy" \
+    && "$py" "$here/ref/st_roundtrip.py" check "$dir" >/dev/null && ok "train form predicts the same" \
+    || bad "train-form predict"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
