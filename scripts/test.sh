@@ -18,7 +18,7 @@ run_suite build-test
 if [ "${1:-}" != fast ]; then
     echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        run_suite build-asan -DRVG_SANITIZE=ON -DRVG_OPENMP=OFF
+        run_suite build-asan -DRVG_SANITIZE=ON
     if [ -x fuzz/run.sh ] || [ -f fuzz/run.sh ]; then
         echo "== fuzzers (30 s each)"
         bash fuzz/run.sh 30

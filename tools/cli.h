@@ -15,6 +15,11 @@
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Prints "repvgg <cmd>: <what>: <status>: <details>" to stderr and returns 1. */
 int cli_fail(const char *cmd, rvg_status st, const char *what);

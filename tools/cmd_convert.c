@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "rvg/io.h"
 #include "rvg/model.h"
 
 static void help(void) {
@@ -37,32 +38,47 @@ int cmd_convert(int argc, char **argv) {
         return cli_usage_error("convert", "expected IN and OUT paths");
     const char *in = argv[optind], *out = argv[optind + 1];
     rvg_model *m = NULL, *d = NULL;
-    rvg_status st = rvg_model_load(&m, in);
-    if (st != RVG_OK)
+    rvg_dict *src = NULL, *dst = NULL;
+    rvg_status st = rvg_weights_load_dict(&src, in);
+    if (st == RVG_OK)
+        st = rvg_model_from_dict(&m, src);
+    if (st != RVG_OK) {
+        rvg_dict_free(src);
         return cli_fail("convert", st, "loading weights");
-    if (rvg_model_form(m) == RVG_FORM_DEPLOY) {
-        if (strict || keep_train) {
-            rvg_model_free(m);
-            fprintf(stderr, "repvgg convert: %s is already in deploy form\n", in);
-            return 1;
-        }
-        d = m;
-        m = NULL;
-    } else if (keep_train) {
+    }
+    rvg_form in_form = rvg_model_form(m);
+    int64_t in_params = rvg_model_num_params(m);
+    if (in_form == RVG_FORM_DEPLOY && (strict || keep_train)) {
+        fprintf(stderr, "repvgg convert: %s is already in deploy form\n", in);
+        rvg_model_free(m);
+        rvg_dict_free(src);
+        return 1;
+    }
+    if (in_form == RVG_FORM_DEPLOY || keep_train) { /* written as it is: a format conversion */
         d = m;
         m = NULL;
     } else if ((st = rvg_model_reparam(m, &d)) != RVG_OK) {
         rvg_model_free(m);
+        rvg_dict_free(src);
         return cli_fail("convert", st, "re-parameterising");
     }
-    st = rvg_model_save(d, out);
-    printf("%s: %s form, %lld parameters -> %s\n", in,
-           m ? "train" : (rvg_model_form(d) == RVG_FORM_TRAIN ? "train" : "deploy"),
-           (long long)(m ? rvg_model_num_params(m) : rvg_model_num_params(d)), out);
+    /* The input preprocessing a trainer recorded travels with the weights (eval reads it). */
+    st = rvg_model_to_dict(d, &dst);
+    static const char *const carried[] = {"repvgg.mean", "repvgg.std", "repvgg.size"};
+    for (size_t i = 0; st == RVG_OK && i < sizeof carried / sizeof carried[0]; i++) {
+        const char *v = rvg_dict_meta(src, carried[i]);
+        if (v)
+            st = rvg_dict_set_meta(dst, carried[i], v);
+    }
     if (st == RVG_OK)
-        printf("%s: %s form, %lld parameters\n", out,
+        st = rvg_safetensors_save(dst, out);
+    if (st == RVG_OK)
+        printf("%s: %s form, %lld parameters -> %s: %s form, %lld parameters\n", in,
+               in_form == RVG_FORM_TRAIN ? "train" : "deploy", (long long)in_params, out,
                rvg_model_form(d) == RVG_FORM_TRAIN ? "train" : "deploy",
                (long long)rvg_model_num_params(d));
+    rvg_dict_free(src);
+    rvg_dict_free(dst);
     rvg_model_free(m);
     rvg_model_free(d);
     return st == RVG_OK ? 0 : cli_fail("convert", st, "writing");

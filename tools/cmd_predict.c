@@ -1,60 +1,80 @@
-/* cmd_predict.c - `repvgg predict`: logits for a batch of images given as a NumPy array.
+/* cmd_predict.c - `repvgg predict`: class predictions for JPEG/PNG images, or logits for a batch
+ * of images given as a NumPy array.
  *
  * Either form runs (the train form with BN in inference mode). Images go through the model in
- * chunks of --batch so memory stays bounded for large arrays.
+ * chunks of --batch so memory stays bounded for many images or large arrays.
+ *
+ * Image files get the ImageNet evaluation transform of torchvision's recipes (the loader's own
+ * code, via rvg_image_load): shorter side to 256 (bilinear), centre crop 224, ImageNet mean and
+ * std. Grey images are expanded to RGB by the decoder, so a model must take 3 input channels.
+ * Class names: --labels FILE, else for a 1000-class model data/imagenet_classes.txt, looked for
+ * beside the executable (../data, ./data: the build directory sits in the source tree) and in the
+ * current directory; without names only indices are printed.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "rvg/data.h"
 #include "rvg/io.h"
 #include "rvg/model.h"
 
+#define MAX_INPUTS 4096
+
 static void help(void) {
-    printf("usage: repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n\n"
-           "Runs the model in W (either form; safetensors or .pth) on X, a float32 array of\n"
-           "shape (N, C, H, W), and writes the float32 logits (N, classes) to Y.\n\n"
-           "  --batch B   images per forward pass (default 32)\n");
+    printf(
+        "usage: repvgg predict --weights W --input IMG [IMG...] [--topk K] [--labels FILE]\n"
+        "                      [--size S] [--batch B] [--output Y.npy]\n"
+        "       repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n\n"
+        "Runs the model in W (either form; safetensors or .pth).\n\n"
+        "Images (JPEG or PNG): each is resized (shorter side S/0.875, bilinear), centre-cropped\n"
+        "to S x S and normalised with the ImageNet mean and std; for each image the K most\n"
+        "likely classes are printed as 'index  probability  label' (softmax probabilities).\n"
+        "NumPy: X is a float32 array (N, C, H, W), already preprocessed; the float32 logits\n"
+        "(N, classes) are written to Y.\n\n"
+        "  --topk K       classes printed per image (default 5; at most the class count)\n"
+        "  --labels FILE  class names, one per line in index order (default for 1000 classes:\n"
+        "                 data/imagenet_classes.txt)\n"
+        "  --size S       crop size for images (default 224)\n"
+        "  --batch B      images per forward pass (default 32)\n"
+        "  --output Y     also write the logits (N, classes) as float32 .npy\n");
 }
 
-int cmd_predict(int argc, char **argv) {
-    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
-                                         {"input", required_argument, 0, 'i'},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *wpath = NULL, *in = NULL, *out = NULL;
-    int64_t batch = 32;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'w': wpath = optarg; break;
-        case 'i': in = optarg; break;
-        case 'o': out = optarg; break;
-        case 'b':
-            if (!cli_parse_int(optarg, 1, 4096, &batch))
-                return cli_usage_error("predict", "--batch must be an integer in 1..4096");
-            break;
-        case 'h': help(); return 0;
-        default: return cli_usage_error("predict", "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("predict", "unexpected argument '%s'", argv[optind]);
-    if (!wpath || !in || !out)
-        return cli_usage_error("predict", "--weights, --input and --output are required");
-    rvg_model *m = NULL;
+enum { KIND_UNREADABLE, KIND_OTHER, KIND_NPY, KIND_IMAGE };
+
+/* What an input holds, from its name (".npy") or its first bytes (NumPy, JPEG or PNG magic). An
+ * unreadable file is left for the loader to report with its reason. */
+static int input_kind(const char *path) {
+    size_t n = strlen(path);
+    if (n >= 4 && strcasecmp(path + n - 4, ".npy") == 0)
+        return KIND_NPY;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return KIND_UNREADABLE;
+    unsigned char m[8] = {0};
+    size_t got = fread(m, 1, sizeof m, f);
+    fclose(f);
+    if (got >= 6 && memcmp(m, "\x93NUMPY", 6) == 0)
+        return KIND_NPY;
+    if ((got >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF) ||
+        (got == 8 && memcmp(m, "\x89PNG\r\n\x1a\n", 8) == 0))
+        return KIND_IMAGE;
+    return KIND_OTHER;
+}
+
+/* ---- NumPy batch ----------------------------------------------------------------------------- */
+
+static int predict_npy(rvg_model *m, const char *in, const char *out, int64_t batch) {
     rvg_plan *p = NULL;
     float *x = NULL, *y = NULL;
     int ndim, rc = 1;
     int64_t shape[RVG_MAX_DIMS];
-    rvg_status st = rvg_model_load(&m, wpath);
-    if (st != RVG_OK)
-        return cli_fail("predict", st, "loading weights");
+    rvg_status st;
     if ((st = rvg_npy_load_f32(in, &x, &ndim, shape)) != RVG_OK) {
         rc = cli_fail("predict", st, "reading input");
         goto done;
@@ -97,8 +117,274 @@ int cmd_predict(int argc, char **argv) {
     rc = 0;
 done:
     rvg_plan_free(p);
-    rvg_model_free(m);
     rvg_free(x);
     rvg_free(y);
+    return rc;
+}
+
+/* ---- class names ----------------------------------------------------------------------------- */
+
+typedef struct {
+    char *text;   /* the file, with each line's end replaced by NUL */
+    char **names; /* (count) pointers into text */
+    int64_t count;
+} labels;
+
+static void labels_free(labels *l) {
+    rvg_free(l->text);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+/* Reads one name per line ("\n" or "\r\n"); a final line without a newline counts, a trailing
+ * empty line does not. */
+static rvg_status labels_read(labels *l, const char *path) {
+    memset(l, 0, sizeof *l);
+    uint8_t *buf;
+    size_t len;
+    RVG_TRY(rvg_read_file(path, &buf, &len)); /* NUL-terminated: rvg_read_file allocates len+1 */
+    char *t = (char *)buf;
+    int64_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += t[i] == '\n';
+    if (len > 0 && t[len - 1] != '\n')
+        n++;
+    l->text = t;
+    l->names = malloc((size_t)(n > 0 ? n : 1) * sizeof *l->names);
+    if (!l->names) {
+        labels_free(l);
+        return rvg_error(RVG_STATUS_NO_MEMORY, "out of memory");
+    }
+    char *p = t;
+    for (int64_t k = 0; k < n; k++) {
+        char *e = strchr(p, '\n');
+        if (e)
+            *e = '\0';
+        size_t m = strlen(p);
+        if (m > 0 && p[m - 1] == '\r')
+            p[m - 1] = '\0';
+        l->names[k] = p;
+        p = e ? e + 1 : p + m;
+    }
+    l->count = n;
+    return RVG_OK;
+}
+
+/* data/imagenet_classes.txt beside the executable or in the current directory; 1 if found. */
+static int find_default_labels(char *out, size_t n) {
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    const char *rel[] = {"../data/imagenet_classes.txt", "data/imagenet_classes.txt"};
+    if (k > 0) {
+        exe[k] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+                snprintf(out, n, "%s/%s", exe, rel[i]);
+                if (access(out, R_OK) == 0)
+                    return 1;
+            }
+        }
+    }
+    snprintf(out, n, "data/imagenet_classes.txt");
+    return access(out, R_OK) == 0;
+}
+
+/* ---- images ---------------------------------------------------------------------------------- */
+
+/* Prints the k most probable classes of one image: softmax of its logits, in double. */
+static void print_topk(const char *path, const float *logit, int64_t K, int64_t k,
+                       const labels *names, double *prob, int64_t *order) {
+    double mx = -INFINITY, sum = 0.0;
+    for (int64_t j = 0; j < K; j++)
+        mx = logit[j] > mx ? logit[j] : mx;
+    for (int64_t j = 0; j < K; j++)
+        sum += prob[j] = exp((double)logit[j] - mx);
+    for (int64_t j = 0; j < K; j++) {
+        prob[j] /= sum;
+        order[j] = j;
+    }
+    /* Partial selection sort: k passes; ties keep the lower index first. */
+    for (int64_t r = 0; r < k; r++) {
+        int64_t best = r;
+        for (int64_t j = r + 1; j < K; j++)
+            if (prob[order[j]] > prob[order[best]] ||
+                (prob[order[j]] == prob[order[best]] && order[j] < order[best]))
+                best = j;
+        int64_t t = order[r];
+        order[r] = order[best];
+        order[best] = t;
+    }
+    printf("%s:\n", path);
+    for (int64_t r = 0; r < k; r++) {
+        int64_t j = order[r];
+        if (names->count)
+            printf("  %5lld  %.6f  %s\n", (long long)j, prob[j], names->names[j]);
+        else
+            printf("  %5lld  %.6f\n", (long long)j, prob[j]);
+    }
+}
+
+static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int64_t batch,
+                          int64_t topk, const char *labels_path, int64_t size, const char *out) {
+    const rvg_arch *arch = rvg_model_arch(m);
+    int64_t K = arch->classes;
+    if (arch->in_ch != 3) {
+        fprintf(stderr,
+                "repvgg predict: the model takes %lld input channel%s, but images are decoded as "
+                "RGB (3 channels); give a preprocessed .npy array instead\n",
+                (long long)arch->in_ch, arch->in_ch == 1 ? "" : "s");
+        return 1;
+    }
+    rvg_status st = rvg_model_check_input(m, 3, size, size);
+    if (st != RVG_OK)
+        return cli_fail("predict", st, "--size");
+    labels names;
+    memset(&names, 0, sizeof names);
+    if (labels_path) {
+        if ((st = labels_read(&names, labels_path)) != RVG_OK)
+            return cli_fail("predict", st, "reading --labels");
+        if (names.count != K) {
+            fprintf(stderr, "repvgg predict: %s has %lld names, but the model has %lld classes\n",
+                    labels_path, (long long)names.count, (long long)K);
+            labels_free(&names);
+            return 1;
+        }
+    } else if (K == 1000) {
+        char def[4200];
+        if (find_default_labels(def, sizeof def) && labels_read(&names, def) == RVG_OK &&
+            names.count != K) {
+            fprintf(stderr, "repvgg predict: %s has %lld names, not 1000; printing indices\n", def,
+                    (long long)names.count);
+            labels_free(&names);
+        }
+    }
+    if (topk > K)
+        topk = K;
+    rvg_augment aug;
+    memset(&aug, 0, sizeof aug);
+    aug.out_h = aug.out_w = size;
+    aug.center_crop_eval = 1;
+    rvg_augment_imagenet_norm(&aug);
+
+    int64_t b = N < batch ? N : batch, img = 3 * size * size;
+    rvg_plan *p = NULL;
+    float *x = rvg_alloc((size_t)(b * img) * sizeof(float));            /* (b, 3, size, size) */
+    float *y = out ? rvg_alloc((size_t)(N * K) * sizeof(float)) : NULL; /* (N, K) */
+    double *prob = malloc((size_t)K * sizeof *prob);
+    int64_t *order = malloc((size_t)K * sizeof *order);
+    int rc = 1;
+    if (!x || (out && !y) || !prob || !order) {
+        fprintf(stderr, "repvgg predict: out of memory\n");
+        goto done;
+    }
+    if ((st = rvg_plan_new(&p, m, b, size, size)) != RVG_OK) {
+        rc = cli_fail("predict", st, "planning");
+        goto done;
+    }
+    for (int64_t i = 0; i < N; i += b) {
+        int64_t n = N - i < b ? N - i : b;
+        for (int64_t j = 0; j < n; j++)
+            if ((st = rvg_image_load(x + j * img, paths[i + j], &aug)) != RVG_OK) {
+                rc = cli_fail("predict", st, paths[i + j]);
+                goto done;
+            }
+        const float *logits;
+        if ((st = rvg_model_forward(m, p, x, n, 0, &logits)) != RVG_OK) {
+            rc = cli_fail("predict", st, "forward");
+            goto done;
+        }
+        for (int64_t j = 0; j < n; j++)
+            print_topk(paths[i + j], logits + j * K, K, topk, &names, prob, order);
+        if (y)
+            memcpy(y + i * K, logits, (size_t)(n * K) * sizeof(float));
+    }
+    if (out) {
+        int64_t oshape[2] = {N, K};
+        if ((st = rvg_npy_save_f32(out, y, 2, oshape)) != RVG_OK) {
+            rc = cli_fail("predict", st, "writing output");
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    rvg_plan_free(p);
+    rvg_free(x);
+    rvg_free(y);
+    free(prob);
+    free(order);
+    labels_free(&names);
+    return rc;
+}
+
+int cmd_predict(int argc, char **argv) {
+    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
+                                         {"input", required_argument, 0, 'i'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"topk", required_argument, 0, 'k'},
+                                         {"labels", required_argument, 0, 'l'},
+                                         {"size", required_argument, 0, 's'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *wpath = NULL, *out = NULL, *labels_path = NULL;
+    static const char *inputs[MAX_INPUTS];
+    int64_t n_in = 0, batch = 32, topk = 5, size = 224;
+    int c;
+    optind = 1;
+    opterr = 0;
+    /* "-": operands come back in order as option 1, so `--input a.jpg b.jpg --input c.png`
+     * keeps the command line's order (plain getopt would move b.jpg after c.png). */
+    while ((c = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': wpath = optarg; break;
+        case 1:
+        case 'i':
+            if (n_in == MAX_INPUTS)
+                return cli_usage_error("predict", "more than %d inputs", MAX_INPUTS);
+            inputs[n_in++] = optarg;
+            break;
+        case 'o': out = optarg; break;
+        case 'b':
+            if (!cli_parse_int(optarg, 1, 4096, &batch))
+                return cli_usage_error("predict", "--batch must be an integer in 1..4096");
+            break;
+        case 'k':
+            if (!cli_parse_int(optarg, 1, 1000000, &topk))
+                return cli_usage_error("predict", "--topk must be an integer in 1..1000000");
+            break;
+        case 'l': labels_path = optarg; break;
+        case 's':
+            if (!cli_parse_int(optarg, 1, 8192, &size))
+                return cli_usage_error("predict", "--size must be an integer in 1..8192");
+            break;
+        case 'h': help(); return 0;
+        default:
+            return cli_usage_error("predict", "unknown or incomplete option '%s'",
+                                   argv[optind - 1]);
+        }
+    }
+    if (!wpath || n_in == 0)
+        return cli_usage_error("predict", "--weights and --input are required");
+    int npy = 0;
+    for (int64_t i = 0; i < n_in; i++) {
+        int kind = input_kind(inputs[i]);
+        npy += kind == KIND_NPY;
+        if (kind == KIND_OTHER) {
+            fprintf(stderr, "repvgg predict: %s is not a .npy array, a JPEG or a PNG file\n",
+                    inputs[i]);
+            return 1;
+        }
+    }
+    if (npy && (n_in != 1 || !out))
+        return cli_usage_error("predict", "a .npy input must be the only input and needs --output");
+    rvg_model *m = NULL;
+    rvg_status st = rvg_model_load(&m, wpath);
+    if (st != RVG_OK)
+        return cli_fail("predict", st, "loading weights");
+    int rc = npy ? predict_npy(m, inputs[0], out, batch)
+                 : predict_images(m, inputs, n_in, batch, topk, labels_path, size, out);
+    rvg_model_free(m);
     return rc;
 }

@@ -2,7 +2,8 @@
  *
  *   repvgg info      architecture, layer shapes, parameter counts and multiply-adds
  *   repvgg convert   train form -> deploy form (any supported weights file in)
- *   repvgg predict   logits for a NumPy batch
+ *   repvgg predict   top-k classes of image files, or logits for a NumPy batch
+ *   repvgg export    ONNX model (deploy or train form)
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +19,12 @@ typedef struct {
 static const command commands[] = {
     {"info", cmd_info, "show an architecture: layers, output shapes, parameters, multiply-adds"},
     {"convert", cmd_convert, "re-parameterise train-form weights into the deploy form"},
-    {"predict", cmd_predict, "run a model on a NumPy array of images and write the logits"},
+    {"predict", cmd_predict, "top-k classes of JPEG/PNG images, or logits of a NumPy array"},
+    {"train", cmd_train, "train the multi-branch form; checkpoints, resume, log and chart"},
+    {"eval", cmd_eval, "top-1/top-5, per-class accuracy and confusion matrix on a data set"},
+    {"plot", cmd_plot, "redraw a run's training curves (curves.png) from its log.csv"},
+    {"bench", cmd_bench, "time inference of either form, or whole training steps"},
+    {"export", cmd_export, "write a model as an ONNX file (deploy or train form)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -132,6 +132,16 @@ void rvg_augment_imagenet_norm(rvg_augment *a);
 rvg_status rvg_augment_sample(float *out, const rvg_dataset *d, const rvg_augment *a, int64_t i,
                               uint64_t seed, int64_t epoch);
 
+/* Decodes one JPEG or PNG file (grey, palette, 16-bit and CMYK become RGB; alpha is dropped) and
+ * applies the deterministic part of *a, as the loader would to a folder sample: center_crop_eval
+ * (the ImageNet evaluation transform: shorter side to floor(224 / 0.875) = 256, centre crop 224,
+ * with out_h = out_w = 224) or else a plain bilinear resize, then (v/255 - mean) / std. Writes out
+ * (3, out_h, out_w). For single images (`repvgg predict IMG`); a data set goes through the loader.
+ * Errors: RVG_STATUS_IO / RVG_STATUS_BAD_FORMAT naming the file (missing, not JPEG/PNG, corrupt),
+ * RVG_STATUS_BAD_ARGUMENT when *a asks for a random step (crop, flip, AutoAugment) or is invalid,
+ * RVG_STATUS_NO_MEMORY. */
+rvg_status rvg_image_load(float *out, const char *path, const rvg_augment *a);
+
 typedef struct rvg_loader rvg_loader;
 
 /* Background loader: `workers` threads decode and augment samples into a ring of prefetched batches

@@ -10,6 +10,7 @@
  */
 #include <string.h>
 
+#include "block_fused_impl.h"
 #include "model_impl.h"
 #include "rvg/ops.h"
 
@@ -63,6 +64,34 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
     const block_act *a = &p->acts[i];
     int64_t K = b->K, HW = a->P * a->Q, act = n * K * HW;
     float *ds = p->ds;
+    int64_t in_size = n * b->C * a->H * a->W;
+    if (!rvg_ops_using_ref()) {
+        /* fast path: one reduction pass and one output pass for all BN branches */
+        if (b->se_hidden)
+            se_backward(m, p, bi, a, ds, dout, n, HW);
+        else
+            rvg__relu_mask(ds, dout, a->out, act);
+        rvg__bn_term t[3] = {
+            {a->z3, V(m, bi->bn3.gamma), NULL, a->mean3, a->istd3},
+            {a->z1, V(m, bi->bn1.gamma), NULL, a->mean1, a->istd1},
+            {x, b->identity ? V(m, bi->bn0.gamma) : NULL, NULL, a->mean0, a->istd0},
+        };
+        int nt = b->identity ? 3 : 2;
+        float *dz[3] = {p->dz, p->dz1, dx};
+        float *dg[3] = {G(m, bi->bn3.gamma), G(m, bi->bn1.gamma),
+                        b->identity ? G(m, bi->bn0.gamma) : NULL};
+        float *db[3] = {G(m, bi->bn3.beta), G(m, bi->bn1.beta),
+                        b->identity ? G(m, bi->bn0.beta) : NULL};
+        if (dx && !b->identity)
+            memset(dx, 0, (size_t)in_size * sizeof(float));
+        rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW); /* identity: dx overwritten */
+        rvg_conv_shape s3 = conv_shape(b, a, n, 3), s1 = conv_shape(b, a, n, 1);
+        rvg_conv2d_backward(dx, G(m, bi->w3), NULL, p->dz, x, V(m, bi->w3), &s3, p->work);
+        rvg_conv2d_backward(dx, G(m, bi->w1), NULL, p->dz1, x, V(m, bi->w1), &s1, p->work);
+        return;
+    }
+    if (dx)
+        memset(dx, 0, (size_t)in_size * sizeof(float));
     if (b->se_hidden) {
         se_backward(m, p, bi, a, ds, dout, n, HW);
     } else {
@@ -104,13 +133,9 @@ rvg_status rvg_model_backward(rvg_model *m, rvg_plan *p, const float *dlogits, f
     memset(dout, 0, (size_t)(n * klast * hw_last) * sizeof(float));
     rvg_gap_backward_ref(dout, dpool, n, klast, hw_last);
     for (int64_t i = nb - 1; i >= 0; i--) {
-        const block_impl *bi = &m->blocks[i];
         /* stage0's input is the caller's x, which must stay valid from forward to backward */
         const float *x = i > 0 ? p->acts[i - 1].out : p->input;
-        int64_t in_size = n * bi->b.C * p->acts[i].H * p->acts[i].W;
         float *dxi = i > 0 ? dx : dx_out; /* NULL: the input gradient is not wanted */
-        if (dxi)
-            memset(dxi, 0, (size_t)in_size * sizeof(float));
         block_backward(m, p, i, dxi, x, dout, n);
         float *t = dout;
         dout = dx;

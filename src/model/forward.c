@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block_fused_impl.h"
 #include "model_impl.h"
 #include "rvg/ops.h"
 
@@ -78,7 +79,7 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
     }
     max_act = (max_act + 15) & ~15;
     int64_t klast = m->blocks[m->n_blocks - 1].b.K, classes = m->arch.classes;
-    total += ((N * klast + 15) & ~15) + ((N * classes + 15) & ~15) + 4 * max_act +
+    total += ((N * klast + 15) & ~15) + ((N * classes + 15) & ~15) + 5 * max_act +
              3 * ((N * max_k + 15) & ~15);
     p->arena_bytes = (size_t)total * sizeof(float);
     p->arena = rvg_alloc(p->arena_bytes);
@@ -118,6 +119,7 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
     p->dbuf[0] = TAKE(max_act);
     p->dbuf[1] = TAKE(max_act);
     p->dz = TAKE(max_act);
+    p->dz1 = TAKE(max_act);
     p->ds = TAKE(max_act);
     p->dse = TAKE(3 * N * max_k);
 #undef TAKE
@@ -161,6 +163,38 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
     rvg_conv_shape s3 = conv_shape(b, n, a->H, a->W, 3);
     if (m->form == RVG_FORM_DEPLOY) {
         rvg_conv2d_forward(a->s, x, V(m, bi->wr), V(m, bi->br), &s3, p->work);
+    } else if (!rvg_ops_using_ref()) {
+        /* fast path: fused statistics + one pass for BN3 + BN1 + BN0 + ReLU */
+        rvg_conv_shape s1 = conv_shape(b, n, a->H, a->W, 1);
+        rvg_conv2d_forward(a->z3, x, V(m, bi->w3), NULL, &s3, p->work);
+        rvg_conv2d_forward(a->z1, x, V(m, bi->w1), NULL, &s1, p->work);
+        const bn_ref *bns[3] = {&bi->bn3, &bi->bn1, &bi->bn0};
+        const float *ins[3] = {a->z3, a->z1, x};
+        float *means[3] = {a->mean3, a->mean1, a->mean0}, *istds[3] = {a->istd3, a->istd1, a->istd0};
+        rvg__bn_term t[3];
+        int nt = b->identity ? 3 : 2;
+        for (int j = 0; j < nt; j++) {
+            if (training) {
+                rvg__bn_stats(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var), ins[j], n,
+                              K, HW, BN_MOMENTUM, BN_EPS);
+                m->bn_counters[bns[j]->counter]++;
+            } else {
+                rvg__bn_eval_stats(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var), K,
+                                   BN_EPS);
+            }
+            t[j].x = ins[j];
+            t[j].gamma = V(m, bns[j]->gamma);
+            t[j].beta = V(m, bns[j]->beta);
+            t[j].mean = means[j];
+            t[j].istd = istds[j];
+        }
+        if (b->se_hidden) {
+            rvg__bn_sum_relu_forward(a->s, NULL, t, nt, n, K, HW);
+            se_forward(m, bi, a, n, HW);
+        } else {
+            rvg__bn_sum_relu_forward(NULL, a->out, t, nt, n, K, HW);
+        }
+        return;
     } else {
         rvg_conv_shape s1 = conv_shape(b, n, a->H, a->W, 1);
         rvg_conv2d_forward(a->z3, x, V(m, bi->w3), NULL, &s3, p->work);

@@ -59,6 +59,7 @@ struct rvg_plan {
     float *logits;  /* (N, classes) */
     float *dbuf[2]; /* backward ping-pong of the largest activation */
     float *dz;      /* BN-backward scratch, largest activation */
+    float *dz1;     /* second BN-backward scratch (fused path: 1x1 branch) */
     float *ds;      /* branch-sum gradient, largest activation */
     float *dse;     /* SE scratch (N, max K) x 3 */
     void *work;     /* conv workspace */

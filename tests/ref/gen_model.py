@@ -167,6 +167,8 @@ def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=Fa
     # and 1x1 branch gammas are drawn smaller than the identity's: at default init that 48-block
     # network has exploding gradients in training mode (norm ~1e3), where float32 and float64
     # PyTorch already disagree by 10%; near-identity blocks keep the comparison well-conditioned.
+    # B1g4 at batch 2 is on the edge too (two fp32 summation orders differ by 1%), so it gets the
+    # same treatment.
     with torch.no_grad():
         for name_, mod in model.named_modules():
             if isinstance(mod, nn.BatchNorm2d):
@@ -248,7 +250,7 @@ if __name__ == "__main__":
     # Batch and size keep at least 8 values per channel in the last BN: with 2 values BN's output
     # is +-1 whatever the input and its gradient is pure rounding noise, in PyTorch as here.
     make_case("a0", "A0", 3, 10, 32, 8, 1)
-    make_case("b1g4", "B1g4", 3, 10, 48, 2, 1, seed=1, full=False)
+    make_case("b1g4", "B1g4", 3, 10, 48, 2, 1, seed=1, full=False, small_branch_gamma=True)
     make_case("d2se", "D2se", 3, 10, 48, 2, 1, seed=2, full=False, small_branch_gamma=True)
     # Several steps with momentum, weight decay and the warm-up + cosine schedule on smaller
     # networks, where the trajectory is well-conditioned: the plain recipe ...

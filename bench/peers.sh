@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# peers.sh - times ONNX Runtime and PyTorch on the same RepVGG weights as bench_infer, and prints
+# peer_time / our_time for (threads, batch) = (2, 1), (2, 8), (1, 1), plus ResNet-18 in ORT.
+#
+#   bench/peers.sh [BUILD_DIR] [MODEL] [RUNS] [ROUNDS]     defaults: build-infer a0 30 1
+#
+# With ROUNDS > 1 the three runtimes take turns ROUNDS times (RUNS timed runs each per turn) and
+# the table shows the median of the per-round medians: on a machine shared with other jobs, the
+# load then falls on all runtimes alike.
+#
+# Needs: BUILD_DIR/bench_infer (cmake --build BUILD_DIR --target bench_infer), Debian's
+# /usr/bin/python3 with python3-torch, node + npm. onnxruntime-node is installed with
+# `ONNXRUNTIME_NODE_INSTALL=skip npm install` into BUILD_DIR/peers (nothing lands in the source
+# tree). All three runtimes are timed in turn on the same machine; on a shared machine, run it
+# twice and compare. Exits non-zero if any peer's logits disagree with ours.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="$(cd "${1:-build-infer}" && pwd)"
+model="${2:-a0}"
+runs="${3:-30}"
+rounds="${4:-1}"
+py=/usr/bin/python3
+work="$build/peers"
+mkdir -p "$work"
+
+if [ ! -d "$work/node_modules/onnxruntime-node" ]; then
+    echo "installing onnxruntime-node into $work" >&2
+    (cd "$work" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
+        onnxruntime-node >/dev/null)
+fi
+
+"$build/bench_infer" --model "$model" --dump "$work/$model.safetensors"
+out="$work/results_$model.jsonl"
+: > "$out"
+for round in $(seq "$rounds"); do
+    echo "== round $round/$rounds: ours (bench_infer)" >&2
+    "$build/bench_infer" --model "$model" --runs "$runs" --json | tee -a "$out"
+    echo "== PyTorch TorchScript (frozen + optimize_for_inference)" >&2
+    "$py" "$here/peers_torch.py" "$work/$model.safetensors" "$work" "$runs" | tee -a "$out"
+    ortv="$(node -p "require('$work/node_modules/onnxruntime-node/package.json').version")"
+    echo "== ONNX Runtime $ortv" >&2
+    NODE_PATH="$work/node_modules" node "$here/peers_ort.js" "$work/$model.onnx" "$model" "$runs" \
+        "$work/${model}_input.f32" "$work/${model}_logits.f32" | tee -a "$out"
+    NODE_PATH="$work/node_modules" node "$here/peers_ort.js" "$work/resnet18.onnx" resnet18 \
+        "$runs" | tee -a "$out"
+done
+
+"$py" "$here/peers_summary.py" "$out" "$model"

@@ -1,0 +1,748 @@
+/* engine.c - the deploy-form inference engine: load-time planning and packing, and the run loop.
+ *
+ * At rvg_engine_new every layer gets an algorithm (Winograd F(4x4,3x3) or F(6x6,3x3) for stride 1,
+ * packed direct convolution otherwise), its weights are copied into that algorithm's packed form
+ * (Winograd: U = G g G^T computed in double), and two ping-pong activation buffers plus the
+ * Winograd V/M scratch are sized for max_batch. rvg_engine_run then only moves data:
+ *   input NCHW -> padded pack8 (see infer_impl.h) -> layers -> global average pool -> classifier.
+ * Each phase of a layer is a parallel-for over independent units (tiles, 16-channel output
+ * blocks x pixel ranges, Winograd points) on the engine's thread pool (pool.c), so all threads
+ * stay busy at batch 1 and a thread the OS has descheduled holds nothing up.
+ *
+ * Output channels are handled in blocks of 16. A block only reads the input channels of the
+ * groups its outputs belong to ([c0, c0 + nc)), with zero weights where a group does not apply,
+ * so grouped convolution uses the same kernels as dense convolution.
+ *
+ * Not here: the kernels themselves (kern_body.h, kern_c.c, kern_avx2.c) and the reference
+ * forward pass (engine_ref.c).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include "infer_impl.h"
+#include "rvg/infer.h"
+#include "rvg/tensor.h"
+
+typedef struct {
+    rvg_infer_algo algo;
+    int64_t C, K, G, stride, H, W, P, Q;
+    int64_t CB, KB8, KB16;      /* ceil(C/8), ceil(K/8), ceil(K/16) */
+    int64_t Hp, Wp;             /* input buffer geometry (padded pack8) */
+    int64_t Hpo, Wpo;           /* output buffer geometry = next layer's input geometry */
+    int m;                      /* Winograd output tile (4 or 6); input tile m + 2 */
+    int64_t th, tw;             /* Winograd tiles per image, vertically and horizontally */
+    int64_t *c0, *nc, *woff;    /* per 16-channel output block: first input channel, count,
+                                   offset of its packed weights */
+    int64_t wtot;               /* direct: total floats; Winograd: floats per point */
+    float *w;                   /* direct: [woff + (tap*nc + c)*16 + l]; Winograd:
+                                   [xi*wtot + woff + c*16 + l] */
+    float *wraw;                /* Winograd: untransformed, [9*woff + (tap*nc + c)*16 + l], for
+                                   the on-the-fly transform at small batches */
+    float *bias;                /* (KB16*16), zero padded */
+    int64_t se_hidden;
+    float *se_dw, *se_db, *se_uw, *se_ub; /* copies: (hid, K), (hid), (K, hid), (K) */
+} layer_plan;
+
+struct rvg_engine {
+    const rvg__infer_kernels *kern;
+    const char *isa;
+    int threads;
+    rvg__pool *pool;
+    int64_t nl, in_ch, H, W, max_batch, classes, k_last;
+    layer_plan *L;
+    float *fc_w, *fc_b;      /* (classes, k_last), (classes) */
+    float *act[2];           /* ping-pong activations, act_floats each */
+    int64_t seg;             /* layers [0, seg) run image by image when N > 1 (see run_net) */
+    float *img[2];           /* their one-image ping-pong buffers */
+    float *V, *M;            /* Winograd scratch: (n*n, CB, T, 8), (n*n, KB16*2, T, 8) */
+    float *se_m, *se_h;      /* (max_batch, K8max), (max_batch, hid max) */
+    float *wtmp;             /* per thread: one row of on-the-fly Winograd weights */
+    int64_t wtmp_floats;     /* per thread */
+    int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
+    float *pooled;           /* (max_batch, KB8*8 of the last layer) */
+    size_t bytes;
+};
+
+/* A layer whose one-image input is at least this big runs image by image at batch > 1, while the
+ * image is hot in cache (see run_net). 256 KB: A0/B0 stages 0-2 and the first layer of stage 3. */
+#define SEG_MIN_BYTES (256u << 10)
+
+static void *ealloc(rvg_engine *e, size_t nbytes) {
+    e->bytes += nbytes;
+    return rvg_alloc(nbytes ? nbytes : 64);
+}
+
+static int env_is(const char *name, const char *value) {
+    const char *v = getenv(name);
+    return v && strcmp(v, value) == 0;
+}
+
+/* Multiplications per output pixel-channel-pair, the cost model for picking F(4) or F(6). */
+static double wino_cost(int64_t P, int64_t Q, int m) {
+    int64_t th = (P + m - 1) / m, tw = (Q + m - 1) / m;
+    return (double)((m + 2) * (m + 2)) * (double)(th * tw) / (double)(P * Q);
+}
+
+static rvg_infer_algo pick_algo(const rvg_infer_layer *L, int64_t P, int64_t Q,
+                                rvg_infer_algo forced) {
+    if (L->stride != 1)
+        return RVG_INFER_ALGO_DIRECT;
+    if (forced != RVG_INFER_ALGO_AUTO)
+        return forced;
+    /* Tiny inputs or channel counts: the transforms cost more than they save. */
+    if (L->C / L->G < 8 || P * Q < 16)
+        return RVG_INFER_ALGO_DIRECT;
+    double c4 = wino_cost(P, Q, 4), c6 = wino_cost(P, Q, 6);
+    /* F(6) holds 64/36 times the transformed weights of F(4): when the multiplication counts tie
+     * (14x14: both 2.94 per output) the smaller weights win, since at batch 1 the 13 stage-3
+     * layers of A0 stream their weights from memory. At 28x28 and 56x56 F(6) does 9% fewer
+     * multiplications and measured 10-15% faster per layer. */
+    return c6 < 0.95 * c4 ? RVG_INFER_ALGO_WINO6 : RVG_INFER_ALGO_WINO4;
+}
+
+/* Packs layer weights for its algorithm; returns 0 on out of memory. */
+static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
+    int64_t K = p->K, Cg = p->C / p->G, Kg = p->K / p->G;
+    p->c0 = ealloc(e, sizeof(int64_t) * (size_t)p->KB16);
+    p->nc = ealloc(e, sizeof(int64_t) * (size_t)p->KB16);
+    p->woff = ealloc(e, sizeof(int64_t) * (size_t)p->KB16);
+    p->bias = ealloc(e, sizeof(float) * (size_t)p->KB16 * 16);
+    if (!p->c0 || !p->nc || !p->woff || !p->bias)
+        return 0;
+    int64_t tot = 0;
+    for (int64_t kb = 0; kb < p->KB16; kb++) {
+        int64_t klo = kb * 16, khi = (kb * 16 + 16 < K ? kb * 16 + 16 : K) - 1;
+        p->c0[kb] = (klo / Kg) * Cg;
+        p->nc[kb] = (khi / Kg - klo / Kg + 1) * Cg;
+        p->woff[kb] = tot;
+        tot += p->nc[kb] * 16 * (p->algo == RVG_INFER_ALGO_DIRECT ? 9 : 1);
+    }
+    p->wtot = tot;
+    int nn = p->algo == RVG_INFER_ALGO_DIRECT ? 1 : (p->m + 2) * (p->m + 2);
+    p->w = ealloc(e, sizeof(float) * (size_t)(tot * nn));
+    if (!p->w)
+        return 0;
+    if (p->algo != RVG_INFER_ALGO_DIRECT) {
+        p->wraw = ealloc(e, sizeof(float) * (size_t)(tot * 9));
+        if (!p->wraw)
+            return 0;
+    }
+    for (int64_t k = 0; k < K; k++)
+        p->bias[k] = L->bias[k];
+    static const double G4[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6},
+                                    {-1. / 6, 1. / 6, -1. / 6}, {1. / 24, 1. / 12, 1. / 6},
+                                    {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+    static const double G6[8][3] = {{1, 0, 0},
+                                    {-2. / 9, -2. / 9, -2. / 9},
+                                    {-2. / 9, 2. / 9, -2. / 9},
+                                    {1. / 90, 1. / 45, 2. / 45},
+                                    {1. / 90, -1. / 45, 2. / 45},
+                                    {32. / 45, 16. / 45, 8. / 45},
+                                    {32. / 45, -16. / 45, 8. / 45},
+                                    {0, 0, 1}};
+    for (int64_t kb = 0; kb < p->KB16; kb++)
+        for (int64_t l = 0; l < 16; l++) {
+            int64_t k = kb * 16 + l;
+            for (int64_t c = 0; c < p->nc[kb]; c++) {
+                int64_t cin = p->c0[kb] + c; /* absolute input channel */
+                double g[9] = {0};
+                if (k < K && cin / Cg == k / Kg)
+                    for (int i = 0; i < 9; i++)
+                        g[i] = L->weight[(k * Cg + cin % Cg) * 9 + i];
+                float *raw = p->algo == RVG_INFER_ALGO_DIRECT ? p->w + p->woff[kb]
+                                                              : p->wraw + 9 * p->woff[kb];
+                for (int i = 0; i < 9; i++)
+                    raw[(i * p->nc[kb] + c) * 16 + l] = (float)g[i];
+                if (p->algo == RVG_INFER_ALGO_DIRECT)
+                    continue;
+                int n = p->m + 2;
+                const double(*Gm)[3] = p->m == 4 ? G4 : G6;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < n; j++) { /* (G g G^T)[i][j] */
+                        double s = 0;
+                        for (int a = 0; a < 3; a++)
+                            for (int b = 0; b < 3; b++)
+                                s += Gm[i][a] * g[a * 3 + b] * Gm[j][b];
+                        p->w[(i * n + j) * p->wtot + p->woff[kb] + c * 16 + l] = (float)s;
+                    }
+            }
+        }
+    if (L->se_hidden > 0) {
+        size_t hk = (size_t)(L->se_hidden * K);
+        p->se_dw = ealloc(e, sizeof(float) * hk);
+        p->se_uw = ealloc(e, sizeof(float) * hk);
+        p->se_db = ealloc(e, sizeof(float) * (size_t)L->se_hidden);
+        p->se_ub = ealloc(e, sizeof(float) * (size_t)K);
+        if (!p->se_dw || !p->se_uw || !p->se_db || !p->se_ub)
+            return 0;
+        memcpy(p->se_dw, L->se_down_w, sizeof(float) * hk);
+        memcpy(p->se_uw, L->se_up_w, sizeof(float) * hk);
+        memcpy(p->se_db, L->se_down_b, sizeof(float) * (size_t)L->se_hidden);
+        memcpy(p->se_ub, L->se_up_b, sizeof(float) * (size_t)K);
+    }
+    return 1;
+}
+
+rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, int64_t n_layers,
+                               const float *fc_w, const float *fc_b, int64_t classes,
+                               int64_t in_ch, int64_t H, int64_t W, int64_t max_batch,
+                               int threads, const rvg_engine_opts *opts) {
+    if (!out)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: out is NULL");
+    *out = NULL;
+    int64_t k_last;
+    RVG_TRY(rvg_infer_check(layers, n_layers, in_ch, H, W, &k_last));
+    if (!fc_w || !fc_b || classes < 1)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                         "rvg_engine_new: classifier needs fc_w, fc_b and classes >= 1 (got %lld)",
+                         (long long)classes);
+    if (max_batch < 1)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: max_batch %lld < 1",
+                         (long long)max_batch);
+    rvg_engine_opts o = {0};
+    if (opts)
+        o = *opts;
+    if (env_is("RVG_INFER_ALGO", "direct"))
+        o.algo = RVG_INFER_ALGO_DIRECT;
+    else if (env_is("RVG_INFER_ALGO", "wino4"))
+        o.algo = RVG_INFER_ALGO_WINO4;
+    else if (env_is("RVG_INFER_ALGO", "wino6"))
+        o.algo = RVG_INFER_ALGO_WINO6;
+    if (env_is("RVG_FORCE_REF", "1"))
+        o.portable = 1;
+
+    rvg_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return rvg_error(RVG_STATUS_NO_MEMORY, "rvg_engine_new: out of memory");
+    e->bytes = sizeof *e;
+    e->kern = &rvg__infer_kernels_c;
+    e->isa = "portable";
+#ifdef RVG_HAVE_SIMD
+    if (!o.portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        e->kern = &rvg__infer_kernels_avx2;
+        e->isa = "avx2";
+    }
+#endif
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)nc : 1;
+    }
+    e->pool = rvg__pool_new(threads);
+    if (!e->pool)
+        goto oom;
+    e->threads = rvg__pool_threads(e->pool);
+    e->nl = n_layers, e->in_ch = in_ch, e->H = H, e->W = W, e->max_batch = max_batch;
+    e->classes = classes, e->k_last = k_last;
+    e->L = calloc((size_t)n_layers, sizeof(layer_plan));
+    if (!e->L)
+        goto oom;
+
+    /* Shapes and algorithms first: a layer's input geometry depends on its own algorithm. */
+    int64_t h = H, w = W;
+    size_t act = 0, vfl = 0, mfl = 0, kmax = 0, hmax = 0;
+    for (int64_t i = 0; i < n_layers; i++) {
+        layer_plan *p = &e->L[i];
+        const rvg_infer_layer *L = &layers[i];
+        p->C = L->C, p->K = L->K, p->G = L->G, p->stride = L->stride, p->H = h, p->W = w;
+        p->P = (h - 1) / L->stride + 1, p->Q = (w - 1) / L->stride + 1;
+        p->CB = (p->C + 7) / 8, p->KB8 = (p->K + 7) / 8, p->KB16 = (p->K + 15) / 16;
+        p->algo = pick_algo(L, p->P, p->Q, o.algo);
+        p->Hp = h + 2, p->Wp = w + 2;
+        if (p->algo != RVG_INFER_ALGO_DIRECT) {
+            p->m = p->algo == RVG_INFER_ALGO_WINO4 ? 4 : 6;
+            p->th = (p->P + p->m - 1) / p->m, p->tw = (p->Q + p->m - 1) / p->m;
+            p->Hp = p->th * p->m + 2, p->Wp = p->tw * p->m + 2;
+            size_t T = (size_t)(max_batch * p->th * p->tw), nn = (size_t)((p->m + 2) * (p->m + 2));
+            if (nn * T * (size_t)p->CB * 8 > vfl)
+                vfl = nn * T * (size_t)p->CB * 8;
+            if (nn * T * (size_t)p->KB16 * 16 > mfl)
+                mfl = nn * T * (size_t)p->KB16 * 16;
+        }
+        p->se_hidden = L->se_hidden;
+        if ((size_t)p->KB8 * 8 > kmax)
+            kmax = (size_t)p->KB8 * 8;
+        if ((size_t)p->se_hidden > hmax)
+            hmax = (size_t)p->se_hidden;
+        h = p->P, w = p->Q;
+    }
+    for (int64_t i = 0; i < n_layers; i++) {
+        layer_plan *p = &e->L[i];
+        p->Hpo = i + 1 < n_layers ? e->L[i + 1].Hp : p->P + 2;
+        p->Wpo = i + 1 < n_layers ? e->L[i + 1].Wp : p->Q + 2;
+        size_t a_in = (size_t)(max_batch * p->CB * p->Hp * p->Wp * 8);
+        size_t a_out = (size_t)(max_batch * p->KB8 * p->Hpo * p->Wpo * 8);
+        act = a_in > act ? a_in : act;
+        act = a_out > act ? a_out : act;
+        if (!pack_layer(e, p, &layers[i]))
+            goto oom;
+    }
+    for (int64_t i = 0; i < n_layers; i++) {
+        const layer_plan *p = &e->L[i];
+        if (p->algo != RVG_INFER_ALGO_DIRECT)
+            for (int64_t kb = 0; kb < p->KB16; kb++)
+                if ((p->m + 2) * p->nc[kb] * 16 > e->wtmp_floats)
+                    e->wtmp_floats = (p->m + 2) * p->nc[kb] * 16;
+    }
+    e->wtmp_floats = (e->wtmp_floats + 15) / 16 * 16; /* keep each thread's row 64-byte aligned */
+    e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
+    if (!e->wtmp)
+        goto oom;
+    e->otf = env_is("RVG_INFER_OTF", "0") ? 0 : env_is("RVG_INFER_OTF", "1") ? 1 : -1;
+    /* The leading layers whose one-image input is large (early, wide-map, small-weight layers)
+     * form the image-by-image segment; see run_net. */
+    size_t img = 0;
+    while (e->seg < n_layers - 1) {
+        const layer_plan *p = &e->L[e->seg];
+        size_t a_in = (size_t)(p->CB * p->Hp * p->Wp * 8);
+        size_t a_out = (size_t)(p->KB8 * p->Hpo * p->Wpo * 8);
+        if (a_in * sizeof(float) < (o.seg_bytes > 0 ? (size_t)o.seg_bytes : SEG_MIN_BYTES))
+            break;
+        img = a_in > img ? a_in : img;
+        img = a_out > img ? a_out : img;
+        e->seg++;
+    }
+    if (e->seg > 0) {
+        e->img[0] = ealloc(e, sizeof(float) * img);
+        e->img[1] = ealloc(e, sizeof(float) * img);
+        if (!e->img[0] || !e->img[1])
+            goto oom;
+    }
+    e->act[0] = ealloc(e, sizeof(float) * act);
+    e->act[1] = ealloc(e, sizeof(float) * act);
+    e->V = vfl ? ealloc(e, sizeof(float) * vfl) : NULL;
+    e->M = mfl ? ealloc(e, sizeof(float) * mfl) : NULL;
+    e->se_m = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
+    e->se_h = ealloc(e, sizeof(float) * (size_t)max_batch * (hmax ? hmax : 1));
+    e->pooled = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
+    e->fc_w = ealloc(e, sizeof(float) * (size_t)(classes * k_last));
+    e->fc_b = ealloc(e, sizeof(float) * (size_t)classes);
+    if (!e->act[0] || !e->act[1] || (vfl && !e->V) || (mfl && !e->M) || !e->se_m || !e->se_h ||
+        !e->pooled || !e->fc_w || !e->fc_b)
+        goto oom;
+    memcpy(e->fc_w, fc_w, sizeof(float) * (size_t)(classes * k_last));
+    memcpy(e->fc_b, fc_b, sizeof(float) * (size_t)classes);
+    *out = e;
+    return RVG_OK;
+oom:
+    rvg_engine_free(e);
+    return rvg_error(RVG_STATUS_NO_MEMORY, "rvg_engine_new: out of memory");
+}
+
+rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64_t n_layers,
+                          const float *fc_w, const float *fc_b, int64_t classes, int64_t in_ch,
+                          int64_t H, int64_t W, int64_t max_batch, int threads) {
+    return rvg_engine_new_opts(out, layers, n_layers, fc_w, fc_b, classes, in_ch, H, W, max_batch,
+                               threads, NULL);
+}
+
+void rvg_engine_free(rvg_engine *e) {
+    if (!e)
+        return;
+    if (e->L)
+        for (int64_t i = 0; i < e->nl; i++) {
+            layer_plan *p = &e->L[i];
+            rvg_free(p->c0), rvg_free(p->nc), rvg_free(p->woff), rvg_free(p->bias);
+            rvg_free(p->w), rvg_free(p->wraw);
+            rvg_free(p->se_dw), rvg_free(p->se_db), rvg_free(p->se_uw), rvg_free(p->se_ub);
+        }
+    free(e->L);
+    rvg__pool_free(e->pool);
+    rvg_free(e->img[0]), rvg_free(e->img[1]);
+    rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
+    rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
+    rvg_free(e->fc_w), rvg_free(e->fc_b);
+    free(e);
+}
+
+size_t rvg_engine_peak_bytes(const rvg_engine *e) { return e ? e->bytes : 0; }
+
+rvg_infer_algo rvg_engine_layer_algo(const rvg_engine *e, int64_t i) {
+    return e && i >= 0 && i < e->nl ? e->L[i].algo : RVG_INFER_ALGO_AUTO;
+}
+
+const char *rvg_engine_isa(const rvg_engine *e) { return e ? e->isa : ""; }
+
+int64_t rvg_engine_image_layers(const rvg_engine *e) { return e ? e->seg : 0; }
+
+/* ---- run ------------------------------------------------------------------------------------- */
+/* Each phase is a task function over a range of units, run by rvg__pool_for. */
+
+typedef struct {
+    const rvg_engine *e;
+    const layer_plan *p;
+    const float *x; /* layer input (padded pack8) or the NCHW network input */
+    float *y;       /* layer output */
+    int64_t N;
+    int64_t nz;     /* leading units of a phase that zero the output border (see zero_units) */
+    float *aux;     /* feat / logits */
+} task;
+
+/* Zeroes everything of output block u (of N*KB8) outside the (P, Q) interior at (1, 1). */
+static void zero_border(float *y, int64_t u, int64_t P, int64_t Q, int64_t Hp, int64_t Wp) {
+    float *b = y + u * Hp * Wp * 8;
+    memset(b, 0, sizeof(float) * (size_t)(Wp * 8));
+    for (int64_t r = 1; r <= P; r++) {
+        memset(b + r * Wp * 8, 0, sizeof(float) * 8);
+        memset(b + (r * Wp + Q + 1) * 8, 0, sizeof(float) * (size_t)((Wp - Q - 1) * 8));
+    }
+    memset(b + (P + 1) * Wp * 8, 0, sizeof(float) * (size_t)((Hp - P - 1) * Wp * 8));
+}
+
+/* Units [0, nz) of a layer's first phase zero the output border (disjoint from what the phase
+ * computes); returns the first unit index that is real work. */
+static int64_t zero_units(const task *t, int64_t b, int64_t e) {
+    const layer_plan *p = t->p;
+    for (; b < e && b < t->nz; b++)
+        zero_border(t->y, b, p->P, p->Q, p->Hpo, p->Wpo);
+    return b;
+}
+
+enum { PACK_ROWS = 16 }; /* padded rows per input-packing unit */
+
+static void task_pack_input(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const rvg_engine *en = t->e;
+    const layer_plan *f = &en->L[0];
+    int64_t nu = (f->Hp + PACK_ROWS - 1) / PACK_ROWS; /* units per image */
+    for (int64_t u = b; u < e; u++) {
+        int64_t n = u / nu, r0 = (u % nu) * PACK_ROWS;
+        int64_t r1 = r0 + PACK_ROWS < f->Hp ? r0 + PACK_ROWS : f->Hp;
+        en->kern->pack_input(t->y + n * f->CB * f->Hp * f->Wp * 8,
+                             t->x + n * en->in_ch * en->H * en->W, en->in_ch, en->H, en->W, f->Hp,
+                             f->Wp, r0, r1);
+    }
+}
+
+static int64_t pack_units(const rvg_engine *e, int64_t N) {
+    return N * ((e->L[0].Hp + PACK_ROWS - 1) / PACK_ROWS);
+}
+
+/* Direct convolution. Units are (image, 16-channel block, range of PR output pixels); the
+ * pixels of a range are processed in chunks of 6 (crossing output rows), and the input channels
+ * in blocks of CBLK whose packed weights (CBLK*9*16 floats) stay in L1 while every chunk of the
+ * range passes over them; the partial sums wait in the output buffer between channel blocks. */
+enum { DIRECT_PR = 48, DIRECT_CBLK = 24 };
+
+static void task_direct(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    const rvg__infer_kernels *k = t->e->kern;
+    int relu = p->se_hidden == 0;
+    int64_t xcs = p->Hp * p->Wp * 8, ycs = p->Hpo * p->Wpo * 8, PQ = p->P * p->Q;
+    int64_t nr = (PQ + DIRECT_PR - 1) / DIRECT_PR;
+    for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
+        int64_t r = u % nr, kb = (u / nr) % p->KB16, n = u / (nr * p->KB16);
+        const float *xs = t->x + (n * p->CB + p->c0[kb] / 8) * xcs;
+        float *y0 = t->y + (n * p->KB8 + 2 * kb) * ycs;
+        float *y1 = 2 * kb + 1 < p->KB8 ? y0 + ycs : NULL;
+        /* balanced split: ranges and 6-pixel chunks differ in size by at most one pixel, so a
+         * 7x7 map runs as 4 chunks of 6 and 5 of 5 instead of 8 of 6 and a slow one of 1 */
+        int64_t px0 = r * PQ / nr, px1 = (r + 1) * PQ / nr;
+        int64_t nc = p->nc[kb], nch = (px1 - px0 + 5) / 6;
+        /* a padding half-block (y1 NULL) has nowhere to keep partial sums: one channel block */
+        int64_t cblk = y1 ? DIRECT_CBLK : nc;
+        for (int64_t c = 0; c < nc; c += cblk) {
+            int64_t c_hi = c + cblk < nc ? c + cblk : nc;
+            for (int64_t ch = 0; ch < nch; ch++) {
+                int64_t q = px0 + ch * (px1 - px0) / nch;
+                int64_t ib[6], ob[6], nq = px0 + (ch + 1) * (px1 - px0) / nch - q;
+                for (int64_t j = 0; j < nq; j++) {
+                    int64_t pp = (q + j) / p->Q, qq = (q + j) % p->Q;
+                    ib[j] = (pp * p->stride * p->Wp + qq * p->stride) * 8;
+                    ob[j] = ((pp + 1) * p->Wpo + qq + 1) * 8;
+                }
+                k->direct16(y0, y1, ob, xs, ib, nq, p->c0[kb] % 8, xcs, p->Wp,
+                            p->w + p->woff[kb], nc, p->bias + kb * 16, c, c_hi, c == 0,
+                            relu && c_hi == nc);
+            }
+        }
+    }
+}
+
+static void run_direct(task *t) {
+    const layer_plan *p = t->p;
+    int64_t nr = (p->P * p->Q + DIRECT_PR - 1) / DIRECT_PR;
+    t->nz = t->N * p->KB8;
+    rvg__pool_for(t->e->pool, t->nz + t->N * p->KB16 * nr, 1, task_direct, t);
+}
+
+/* Winograd geometry of a layer for a batch of N. */
+typedef struct {
+    int m, f;                 /* output tile, kernel index (0: F4, 1: F6) */
+    int64_t nn, tpi, T;       /* points, tiles per image, tiles */
+    int64_t vs, ms, bs;       /* plane strides of V and M, block stride (T*8) in both */
+    int64_t nch;              /* GEMM tile chunks */
+} wgeom;
+
+enum { WINO_TC = 48 }; /* tiles per GEMM unit: U's 16-channel slice stays in L1 across them */
+
+static wgeom wino_geom(const layer_plan *p, int64_t N) {
+    wgeom g;
+    g.m = p->m, g.f = p->m == 4 ? 0 : 1, g.nn = (int64_t)(p->m + 2) * (p->m + 2);
+    g.tpi = p->th * p->tw, g.T = N * g.tpi;
+    g.vs = g.T * p->CB * 8, g.ms = g.T * p->KB16 * 16, g.bs = g.T * 8;
+    g.nch = (g.T + WINO_TC - 1) / WINO_TC;
+    return g;
+}
+
+/* V (nn, CB, T, 8) and M (nn, KB16*2, T, 8): a point's plane, then channel blocks of 8. The
+ * transforms run block-major over units (block, tile), so the n^2 write (read) streams of
+ * consecutive units advance through consecutive 32-byte slots: tile-major order left ~900
+ * half-written cache lines in flight per tile and cost a third of the layer at batch 8. */
+static void task_wino_in(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    wgeom g = wino_geom(p, t->N);
+    int64_t xcs = p->Hp * p->Wp * 8;
+    for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
+        int64_t cb = u / g.T, tt = u % g.T;
+        int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
+        t->e->kern->wino_in[g.f](t->e->V + cb * g.bs + tt * 8, g.vs, g.bs,
+                                 t->x + (img * p->CB + cb) * xcs +
+                                     (ty * g.m * p->Wp + tx * g.m) * 8,
+                                 p->Wp, xcs, 1);
+    }
+}
+
+static void task_wino_gemm(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    wgeom g = wino_geom(p, t->N);
+    for (int64_t u = b; u < e; u++) {
+        int64_t ch = u % g.nch, kb = (u / g.nch) % p->KB16, xi = u / (g.nch * p->KB16);
+        int64_t t0 = ch * WINO_TC, nt = g.T - t0 < WINO_TC ? g.T - t0 : WINO_TC;
+        t->e->kern->gemm16(t->e->M + xi * g.ms + 2 * kb * g.bs + t0 * 8, g.bs,
+                           t->e->V + xi * g.vs + (p->c0[kb] / 8) * g.bs + t0 * 8, g.bs,
+                           p->c0[kb] % 8, p->w + xi * p->wtot + p->woff[kb], p->nc[kb], nt);
+    }
+}
+
+static void task_wino_out(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    wgeom g = wino_geom(p, t->N);
+    int64_t ycs = p->Hpo * p->Wpo * 8;
+    int relu = p->se_hidden == 0;
+    for (int64_t u = b; u < e; u++) {
+        int64_t kb = u / g.T, tt = u % g.T;
+        int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
+        int mh = (int)(p->P - ty * g.m < g.m ? p->P - ty * g.m : g.m);
+        int mw = (int)(p->Q - tx * g.m < g.m ? p->Q - tx * g.m : g.m);
+        t->e->kern->wino_out[g.f](
+            t->y + (img * p->KB8 + kb) * ycs + ((ty * g.m + 1) * p->Wpo + tx * g.m + 1) * 8,
+            p->Wpo, ycs, t->e->M + kb * g.bs + tt * 8, g.ms, g.bs, p->bias + kb * 8, 1, mh, mw,
+            relu);
+    }
+}
+
+/* On-the-fly variant for few tiles: units are (16-channel block, row i of points); each
+ * transforms its weights for the n points of row i into thread-local scratch (from the 9/n^2
+ * smaller raw weights) and runs their GEMMs over all tiles. */
+static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    const rvg_engine *en = t->e;
+    wgeom g = wino_geom(p, t->N);
+    int n = g.m + 2;
+    float *U = en->wtmp + rvg__pool_tid() * en->wtmp_floats;
+    for (int64_t u = b; u < e; u++) {
+        int64_t kb = u / n, nc = p->nc[kb];
+        int i = (int)(u % n);
+        en->kern->wino_wrow(U, p->wraw + 9 * p->woff[kb], nc, n, i);
+        for (int j = 0; j < n; j++) {
+            int64_t xi = i * n + j;
+            en->kern->gemm16(en->M + xi * g.ms + 2 * kb * g.bs, g.bs,
+                             en->V + xi * g.vs + (p->c0[kb] / 8) * g.bs, g.bs, p->c0[kb] % 8,
+                             U + j * nc * 16, nc, g.T);
+        }
+    }
+}
+
+/* Below this many tiles a transformed weight is used by too few tiles to pay for reading it
+ * (n^2/9 times the raw bytes) from memory; then transforming on the fly is cheaper. At batch 1
+ * this covers A0/B0's 14x14 (16 tiles) and 28x28 (25 tiles with F(6x6)) layers. */
+enum { WINO_OTF_T = 32 };
+
+/* (block, tile) transform units per claim from the pool: one unit is ~100 instructions. */
+enum { WINO_GRAIN = 8 };
+
+static void run_wino(task *t) {
+    const layer_plan *p = t->p;
+    wgeom g = wino_geom(p, t->N);
+    t->nz = t->N * p->KB8;
+    rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
+    int otf = t->e->otf >= 0 ? t->e->otf : g.T < WINO_OTF_T;
+    if (otf)
+        rvg__pool_for(t->e->pool, p->KB16 * (g.m + 2), 1, task_wino_gemm_otf, t);
+    else
+        rvg__pool_for(t->e->pool, g.nn * p->KB16 * g.nch, 1, task_wino_gemm, t);
+    rvg__pool_for(t->e->pool, p->KB8 * g.T, WINO_GRAIN, task_wino_out, t);
+}
+
+/* Mean over the (P, Q) interior of 8-channel blocks u of (N*KB8): out[n*Kp + kb*8 + l]. */
+static void block_means(float *out, int64_t Kp, const float *y, int64_t u0, int64_t u1,
+                        int64_t KB8, int64_t P, int64_t Q, int64_t Hp, int64_t Wp) {
+    for (int64_t u = u0; u < u1; u++) {
+        const float *b = y + u * Hp * Wp * 8;
+        float acc[8] = {0};
+        for (int64_t r = 1; r <= P; r++)
+            for (int64_t q = 1; q <= Q; q++)
+                for (int l = 0; l < 8; l++)
+                    acc[l] += b[(r * Wp + q) * 8 + l];
+        int64_t n = u / KB8, kb = u % KB8;
+        for (int l = 0; l < 8; l++)
+            out[n * Kp + kb * 8 + l] = acc[l] / (float)(P * Q);
+    }
+}
+
+static void task_se_mean(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    block_means(t->e->se_m, p->KB8 * 8, t->y, b, e, p->KB8, p->P, p->Q, p->Hpo, p->Wpo);
+}
+
+/* SE gate of image n (see infer.h); overwrites the means with the gates. */
+static void task_se_gate(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    int64_t Kp = p->KB8 * 8, K = p->K, Hd = p->se_hidden;
+    for (int64_t n = b; n < e; n++) {
+        float *mn = t->e->se_m + n * Kp, *hn = t->e->se_h + n * Hd;
+        for (int64_t j = 0; j < Hd; j++) {
+            float a = p->se_db[j];
+            for (int64_t c = 0; c < K; c++)
+                a += p->se_dw[j * K + c] * mn[c];
+            hn[j] = a > 0.f ? a : 0.f;
+        }
+        for (int64_t c = 0; c < K; c++) {
+            float a = p->se_ub[c];
+            for (int64_t j = 0; j < Hd; j++)
+                a += p->se_uw[c * Hd + j] * hn[j];
+            mn[c] = 1.f / (1.f + expf(-a));
+        }
+    }
+}
+
+static void task_se_scale(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    int64_t Kp = p->KB8 * 8;
+    for (int64_t u = b; u < e; u++) {
+        float *blk = t->y + u * p->Hpo * p->Wpo * 8;
+        const float *g = t->e->se_m + (u / p->KB8) * Kp + (u % p->KB8) * 8;
+        for (int64_t r = 1; r <= p->P; r++)
+            for (int64_t q = 1; q <= p->Q; q++)
+                for (int l = 0; l < 8; l++) {
+                    float v = blk[(r * p->Wpo + q) * 8 + l] * g[l];
+                    blk[(r * p->Wpo + q) * 8 + l] = v > 0.f ? v : 0.f;
+                }
+    }
+}
+
+static void task_pool(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    block_means(t->e->pooled, p->KB8 * 8, t->x, b, e, p->KB8, p->P, p->Q, p->Hpo, p->Wpo);
+}
+
+enum { FC_CH = 32 }; /* classes per classifier unit */
+
+static void task_fc(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const rvg_engine *en = t->e;
+    int64_t nch = (en->classes + FC_CH - 1) / FC_CH, Kp = t->p->KB8 * 8;
+    for (int64_t u = b; u < e; u++) {
+        int64_t n = u / nch, j0 = (u % nch) * FC_CH;
+        int64_t nj = en->classes - j0 < FC_CH ? en->classes - j0 : FC_CH;
+        en->kern->fc(t->aux + n * en->classes + j0, en->pooled + n * Kp,
+                     en->fc_w + j0 * en->k_last, en->fc_b + j0, nj, en->k_last);
+    }
+}
+
+static void task_feat(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    for (int64_t u = b; u < e; u++) {
+        int64_t n = u / p->K, k = u % p->K;
+        const float *blk = t->x + ((n * p->KB8 + k / 8) * p->Hpo * p->Wpo) * 8 + k % 8;
+        for (int64_t r = 0; r < p->P; r++)
+            for (int64_t q = 0; q < p->Q; q++)
+                t->aux[(u * p->P + r) * p->Q + q] = blk[((r + 1) * p->Wpo + q + 1) * 8];
+    }
+}
+
+static void run_layer(task *t) {
+    const rvg_engine *e = t->e;
+    if (t->p->algo == RVG_INFER_ALGO_DIRECT)
+        run_direct(t);
+    else
+        run_wino(t);
+    if (t->p->se_hidden > 0) {
+        rvg__pool_for(e->pool, t->N * t->p->KB8, 1, task_se_mean, t);
+        rvg__pool_for(e->pool, t->N, 1, task_se_gate, t);
+        rvg__pool_for(e->pool, t->N * t->p->KB8, 1, task_se_scale, t);
+    }
+}
+
+/* The whole forward pass. Exactly one of logits (N, classes) and feat (N, K_last, P, Q) is set. */
+static rvg_status run_net(rvg_engine *e, float *logits, float *feat, const float *x, int64_t N) {
+    if (!e || !(logits || feat) || !x)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_run: NULL argument");
+    if (N < 1 || N > e->max_batch)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                         "rvg_engine_run: batch N=%lld outside 1..max_batch=%lld", (long long)N,
+                         (long long)e->max_batch);
+    /* Early layers have big activations and small weights, late layers the reverse. Running the
+     * whole batch layer by layer pushes the early activations (and Winograd scratch) through
+     * DRAM, which on the 2-core machine costs as much as the arithmetic; so at N > 1 the first
+     * `seg` layers run one image at a time through small ping-pong buffers that stay in cache,
+     * each image's result landing in its slot of the batch buffer, and the remaining layers
+     * (weight-heavy, where batching amortises the weight traffic) run on the whole batch. */
+    int64_t seg = N > 1 ? e->seg : 0;
+    task t = {.e = e, .x = x, .y = e->act[0], .N = N};
+    for (int64_t n = 0; n < (seg ? N : 0); n++) {
+        const layer_plan *l = &e->L[seg - 1];
+        t.N = 1, t.x = x + n * e->in_ch * e->H * e->W, t.y = e->img[0];
+        rvg__pool_for(e->pool, pack_units(e, 1), 1, task_pack_input, &t);
+        for (int64_t i = 0; i < seg; i++) {
+            t.p = &e->L[i], t.x = e->img[i & 1];
+            t.y = i + 1 < seg ? e->img[(i + 1) & 1]
+                              : e->act[seg & 1] + n * l->KB8 * l->Hpo * l->Wpo * 8;
+            run_layer(&t);
+        }
+    }
+    t.N = N;
+    if (!seg) {
+        t.x = x, t.y = e->act[0];
+        rvg__pool_for(e->pool, pack_units(e, N), 1, task_pack_input, &t);
+    }
+    for (int64_t i = seg; i < e->nl; i++) {
+        t.p = &e->L[i], t.x = e->act[i & 1], t.y = e->act[(i + 1) & 1];
+        run_layer(&t);
+    }
+    t.x = e->act[e->nl & 1]; /* t.p is the last layer */
+    if (feat) {
+        t.aux = feat;
+        rvg__pool_for(e->pool, N * t.p->K, 8, task_feat, &t);
+    } else {
+        t.aux = logits;
+        rvg__pool_for(e->pool, N * t.p->KB8, 4, task_pool, &t);
+        rvg__pool_for(e->pool, N * ((e->classes + FC_CH - 1) / FC_CH), 1, task_fc, &t);
+    }
+    return RVG_OK;
+}
+
+rvg_status rvg_engine_run(rvg_engine *e, float *logits, const float *x, int64_t N) {
+    if (!logits)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_run: logits is NULL");
+    return run_net(e, logits, NULL, x, N);
+}
+
+rvg_status rvg__engine_features(rvg_engine *e, float *y, const float *x, int64_t N) {
+    if (!y)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg__engine_features: y is NULL");
+    return run_net(e, NULL, y, x, N);
+}

@@ -1,0 +1,86 @@
+/* infer_impl.h - internals of the inference engine shared by engine.c and the kernel files.
+ *
+ * Activation layout ("padded pack8"): (N, CB, Hp, Wp, 8) floats, CB = ceil(C/8), the image
+ * interior (H, W) at offset (1, 1) and zeros everywhere else (the conv's pad-1 border, Winograd
+ * tile overhang, and channels C..8*CB-1). Eight channels of one pixel are one AVX2 vector, so the
+ * Winograd transforms and the conv epilogues work on whole vectors, and the zero border removes
+ * every bounds check from the inner loops.
+ *
+ * Kernels here cannot fail and never allocate; engine.c validates shapes, owns all memory and
+ * splits work between threads. Each kernel set (portable C, AVX2+FMA) fills one table.
+ */
+#ifndef RVG_INFER_IMPL_H
+#define RVG_INFER_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Output channels per packed weight block: the GEMM/direct micro-kernels produce 16 (2 vectors). */
+#define RVG_INFER_KBLK 16
+
+typedef struct {
+    /* One image x (C,H,W) NCHW -> padded pack8 y (CB, Hp, Wp, 8), interior at (1, 1): padded
+     * rows [r0, r1) only (so threads can share an image), zeroing all padding in them. */
+    void (*pack_input)(float *y, const float *x, int64_t C, int64_t H, int64_t W, int64_t Hp,
+                       int64_t Wp, int64_t r0, int64_t r1);
+    /* Winograd input transform ([0]: F(4x4,3x3), n = 6; [1]: F(6x6,3x3), n = 8) of one tile
+     * for ncb channel blocks. x points at the tile origin (padded coordinates) of block 0; blocks
+     * are xcs floats apart, rows Wp*8. Writes the n*n transformed 8-vectors to V + xi*vs + b*vbs
+     * (xi = row-major point index, b = block). The V layout (n*n, CB, T, 8) keeps the tiles of a
+     * block contiguous, so the GEMM reads 6 tiles' values of one channel from one 192-byte run. */
+    void (*wino_in[2])(float *V, int64_t vs, int64_t vbs, const float *x, int64_t Wp, int64_t xcs,
+                       int64_t ncb);
+    /* Winograd output transform of one tile for nkb blocks of 8 output channels: reads
+     * M + xi*ms + b*mbs, writes mh x mw pixels (<= m x m, clipped at the image edge) at y (block b
+     * at +b*ycs, rows Wp*8) after adding bias (8*b..) and, when relu, clamping at 0. */
+    void (*wino_out[2])(float *y, int64_t Wp, int64_t ycs, const float *M, int64_t ms,
+                        int64_t mbs, const float *bias, int64_t nkb, int mh, int mw, int relu);
+    /* One Winograd point's GEMM for 16 output channels and nt tiles (rows j < nt):
+     * M[j*8 + l] (l < 8) and M[mbs + j*8 + l - 8] (l >= 8) = sum_{c < nc} v(j, c) * U[c*16 + l],
+     * v(j, c) = V[((coff + c) / 8) * vbs + j*8 + (coff + c) % 8]  (V, M: (block, tile, 8)). */
+    void (*gemm16)(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t coff,
+                   const float *U, int64_t nc, int64_t nt);
+    /* Direct 3x3 conv of nq (<= 6) output pixels for 16 output channels (pack8 blocks y0, y1;
+     * y1 NULL when the second block is padding). Pixel j reads the input at x + ib[j] (padded
+     * coordinates of its top-left tap, channel block of c0) and writes y0/y1 + ob[j]. Accumulates
+     * input channels c0 + [c_lo, c_hi) (coff = c0 % 8; input blocks xcs floats apart, rows Wp*8)
+     * with weights w[((r*3 + s)*wn + c)*16 + l] (tap-major, wn channels): when `first` the
+     * sums start from bias, else from the partial sums already in y; when `relu` the result is
+     * clamped at 0 (last channel block of a layer without SE). Splitting channels keeps each
+     * block's weights in L1. */
+    void (*direct16)(float *y0, float *y1, const int64_t *ob, const float *x, const int64_t *ib,
+                     int64_t nq, int64_t coff, int64_t xcs, int64_t Wp, const float *w,
+                     int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi, int first,
+                     int relu);
+    /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
+     * computed on the fly (small batches, see engine.c): U[(j*nc + c)*16 + l] = (G g G^T)[i][j]
+     * for j < n (n = 6: F(4x4), n = 8: F(6x6)), from g[((r*3 + s)*nc + c)*16 + l]. */
+    void (*wino_wrow)(float *U, const float *g, int64_t nc, int n, int i);
+    /* out[j] = b[j] + sum_k w[j*K + k] * in[k], j < J: the classifier, one image. */
+    void (*fc)(float *out, const float *in, const float *w, const float *b, int64_t J, int64_t K);
+} rvg__infer_kernels;
+
+extern const rvg__infer_kernels rvg__infer_kernels_c;
+#ifdef RVG_HAVE_SIMD
+extern const rvg__infer_kernels rvg__infer_kernels_avx2;
+#endif
+
+/* Thread pool (pool.c): rvg__pool_for runs fn(ctx, begin, end) over [0, n) in chunks of grain
+ * units on the pool's threads and the caller, and returns when all are done. Units are claimed
+ * dynamically, so a descheduled thread never holds up a phase it has not started. */
+typedef struct rvg__pool rvg__pool;
+typedef void (*rvg__task_fn)(void *ctx, int64_t begin, int64_t end);
+rvg__pool *rvg__pool_new(int nthreads); /* NULL on out of memory */
+void rvg__pool_free(rvg__pool *p);
+int rvg__pool_threads(const rvg__pool *p);
+/* Index of the calling thread in the pool that runs it: 0 for the caller, 1.. for workers. */
+int rvg__pool_tid(void);
+void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void *ctx);
+
+/* For tests: the last layer's activations (N, K, P, Q) NCHW instead of logits, from the engine
+ * and from the reference path (the classifier is not run; fc arguments are not needed). */
+#include "rvg/infer.h"
+rvg_status rvg__engine_features(rvg_engine *e, float *y, const float *x, int64_t N);
+rvg_status rvg__infer_ref_features(const rvg_infer_layer *layers, int64_t n_layers, float *y,
+                                   const float *x, int64_t N, int64_t in_ch, int64_t H, int64_t W);
+#endif

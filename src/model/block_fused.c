@@ -1,0 +1,142 @@
+/* block_fused.c - the BatchNorm, branch-sum and ReLU passes of a block, fused and threaded.
+ *
+ * A train-form block computes s = BN3(z3) + BN1(z1) [+ BN0(x)] and out = ReLU(s). Done op by op
+ * (the reference path in forward.c / backward.c) that is three BN passes, two additions and a
+ * ReLU, each reading and writing whole activations. Here:
+ *   forward:  one statistics pass per branch input, then ONE pass that reads z3, z1, x and writes
+ *             out (and s when SE needs it);
+ *   backward: ONE reduction pass per channel over ds, z3, z1, x for all the branch sums, then ONE
+ *             pass writing dz3, dz1 and the identity branch's dx.
+ * Threads split the channels (OpenMP), so every reduction has a fixed order: results do not depend
+ * on the thread count. Statistics are accumulated in double, as in the reference kernels. The
+ * reference composition stays the oracle: tests/test_block_fused.c compares the two paths.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "block_fused_impl.h"
+
+void rvg__bn_stats(float *mean, float *istd, float *running_mean, float *running_var,
+                   const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
+    const double n = (double)(N * HW);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0, ss = 0;
+        for (int64_t i = 0; i < N; i++) {
+            const float *p = x + (i * C + c) * HW;
+            double ps = 0;
+            for (int64_t j = 0; j < HW; j++)
+                ps += p[j];
+            s += ps;
+        }
+        double m = s / n;
+        for (int64_t i = 0; i < N; i++) {
+            const float *p = x + (i * C + c) * HW;
+            double pss = 0;
+            for (int64_t j = 0; j < HW; j++) {
+                double d = p[j] - m;
+                pss += d * d;
+            }
+            ss += pss;
+        }
+        double var = ss / n; /* biased: what normalisation uses */
+        mean[c] = (float)m;
+        istd[c] = (float)(1.0 / sqrt(var + eps));
+        if (running_mean) {
+            /* unbiased for the running estimate, as PyTorch */
+            double unbiased = n > 1 ? ss / (n - 1) : var;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+    }
+}
+
+void rvg__bn_eval_stats(float *mean, float *istd, const float *running_mean,
+                        const float *running_var, int64_t C, float eps) {
+    for (int64_t c = 0; c < C; c++) {
+        mean[c] = running_mean[c];
+        istd[c] = 1.0f / sqrtf(running_var[c] + eps);
+    }
+}
+
+void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int nt, int64_t N,
+                              int64_t K, int64_t HW) {
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int64_t i = 0; i < N; i++) {
+        for (int64_t k = 0; k < K; k++) {
+            float a[3], b = 0;
+            const float *in[3];
+            for (int j = 0; j < nt; j++) {
+                a[j] = t[j].gamma[k] * t[j].istd[k];
+                b += t[j].beta[k] - t[j].mean[k] * a[j];
+                in[j] = t[j].x + (i * K + k) * HW;
+            }
+            float *so = s ? s + (i * K + k) * HW : NULL, *o = out ? out + (i * K + k) * HW : NULL;
+            for (int64_t p = 0; p < HW; p++) {
+                float v = b + a[0] * in[0][p];
+                for (int j = 1; j < nt; j++)
+                    v += a[j] * in[j][p];
+                if (so)
+                    so[p] = v;
+                if (o)
+                    o[p] = v > 0 ? v : 0;
+            }
+        }
+    }
+}
+
+void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
+                          const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
+                          int64_t HW) {
+    const double n = (double)(N * HW);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; k++) {
+        /* pass 1: sum(ds) and sum(ds * (x - mean)) for every branch */
+        double sum_ds = 0, sum_dsx[3] = {0, 0, 0};
+        for (int64_t i = 0; i < N; i++) {
+            const float *g = ds + (i * K + k) * HW;
+            double a = 0, c[3] = {0, 0, 0};
+            for (int64_t p = 0; p < HW; p++)
+                a += g[p];
+            for (int j = 0; j < nt; j++) {
+                const float *x = t[j].x + (i * K + k) * HW;
+                float m = t[j].mean[k];
+                for (int64_t p = 0; p < HW; p++)
+                    c[j] += (double)g[p] * (x[p] - m);
+            }
+            sum_ds += a;
+            for (int j = 0; j < nt; j++)
+                sum_dsx[j] += c[j];
+        }
+        /* dgamma = sum(ds * xhat) = istd * sum(ds * (x - mean)); dbeta = sum(ds) */
+        float coef[3], proj[3], mean_ds = (float)(sum_ds / n);
+        for (int j = 0; j < nt; j++) {
+            double is = t[j].istd[k];
+            if (dgamma[j])
+                dgamma[j][k] += (float)(is * sum_dsx[j]);
+            if (dbeta[j])
+                dbeta[j][k] += (float)sum_ds;
+            coef[j] = (float)(t[j].gamma[k] * is);
+            /* xhat * mean(ds * xhat) = (x - mean) * istd^2 * sum_dsx / n */
+            proj[j] = (float)(is * is * sum_dsx[j] / n);
+        }
+        /* pass 2: dz = gamma*istd * (ds - mean(ds) - (x-mean) * proj), overwriting */
+        for (int j = 0; j < nt; j++) {
+            if (!dz[j])
+                continue;
+            float m = t[j].mean[k];
+            for (int64_t i = 0; i < N; i++) {
+                const float *g = ds + (i * K + k) * HW, *x = t[j].x + (i * K + k) * HW;
+                float *d = dz[j] + (i * K + k) * HW;
+                for (int64_t p = 0; p < HW; p++)
+                    d[p] = coef[j] * (g[p] - mean_ds - (x[p] - m) * proj[j]);
+            }
+        }
+    }
+}
+
+void rvg__relu_mask(float *ds, const float *dout, const float *out, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        ds[i] = out[i] > 0 ? dout[i] : 0.0f;
+}

@@ -1,0 +1,988 @@
+/* conv2d_gemm.c - the training fast path of the grouped 2-D convolution: im2col + GEMM.
+ *
+ * Does: forward, input gradient and weight gradient with the exact contract of the _ref twins in
+ * src/ops/ref/conv2d.c (forward overwrites y; backward accumulates into dx, dw, dbias, any NULL).
+ * Per group g and per chunk of nb images (nb*P*Q ~ RVG__CONV_TARGET_COLS columns, so the tiny late
+ * layers of a 28x28 network still give the GEMM a wide matrix; a 224x224 image is instead cut into
+ * bands of output rows, so that col stays in cache):
+ *     col  (C/G*R*S, nb*P*Q)  = im2col(x)
+ *     y_g  (K/G, nb*P*Q)      = w_g (K/G, C/G*R*S) . col                     forward
+ *     dw_g (K/G, C/G*R*S)    += dy_g (K/G, nb*P*Q) . col^T                   weight gradient
+ *     dcol (C/G*R*S, nb*P*Q)  = w_g^T . dy_g,  dx += col2im(dcol)             input gradient
+ * A 1x1, stride 1, pad 0 convolution on one image uses x, y, dx in place (no im2col, no col2im).
+ * The GEMM is either cblas_sgemm or the built-in packed GEMM here (BLIS loop order, 6x16 register
+ * tile; AVX2+FMA micro-kernel in src/ops/x86/conv2d_gemm_avx2.c when the CPU has it, else plain C).
+ *
+ * Threads: a small claim-based worker pool (below; why not an OpenMP team is explained there) cuts
+ * each GEMM's C into disjoint slabs of whole register tiles (each slab with its thread's own packed
+ * buffers in the workspace), and im2col / col2im / copies into disjoint rows or channels. Every
+ * float sum has a fixed order that depends neither on timing nor on the thread count, and dw sums
+ * the image chunks sequentially, so results are bit-identical from run to run (needed for
+ * bit-identical resume) and, with the built-in GEMM, for any thread count (OpenBLAS only promises
+ * the former). No atomics on data, no per-thread partial gradients.
+ *
+ * Does not: allocate (all scratch comes from the caller's workspace), validate shapes (callers do),
+ * dilate, or use Winograd (the deploy-form inference kernels do that elsewhere).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "ops/conv2d_gemm_impl.h"
+#include "rvg/status.h"
+
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
+#ifdef RVG_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+/* Columns per chunk: images are batched until the GEMM is about this wide, and a large image is cut
+ * into bands of output rows of about this many columns. Measured on the A0 28x28 batch-64 layers
+ * (min of 4 runs of bench_conv, one thread): 256 and 512 tie, 1024 is ~5-10% slower (its col
+ * buffer falls out of L2); 512 keeps the GEMM wider for the 1x1 and late layers. */
+#define RVG__CONV_TARGET_COLS 512
+/* Loops over fewer elements than this run on one thread: waking a worker costs some microseconds,
+ * which is what copying ~32k floats costs. */
+#define RVG__PAR_MIN_ELEMS 32768
+/* GEMMs under this many multiply-adds run on one thread, for the same reason. */
+#define RVG__PAR_MIN_MACS 262144
+/* A memory-bound loop is cut into this many pieces per thread, so a thread that starts late (the
+ * machine is shared) finds less left to do rather than holding the others up. */
+#define RVG__PIECES_PER_THREAD 4
+#define RVG__MAX_THREADS 256
+
+#define PACK_A_FLOATS ((int64_t)RVG__GEMM_MC * RVG__GEMM_KC)
+#define PACK_B_FLOATS ((int64_t)RVG__GEMM_KC * RVG__GEMM_NC)
+#define PACK_FLOATS (PACK_A_FLOATS + PACK_B_FLOATS)
+
+/* ---- one-time set-up: thread count, CPU features, GEMM backend ------------------------------- */
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_threads = 1; /* threads the workspace is sized for, latched at first use */
+static int g_have_avx2 = 0;
+static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
+static rvg__gemm_kernel_fn g_kernel;
+static rvg__gemm_kernel_rows_fn g_kernel_rows;
+
+static void kernel_c(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int64_t mr,
+                     int64_t nr, int beta_one);
+static void kernel_rows_c(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                          int64_t ldc, int64_t nr, int beta_one);
+
+/* The AUTO choice, by measurement (bench/bench_conv.c and a GEMM micro-benchmark, thread CPU
+ * time, on the 2-core AMD EPYC Zen 3 this project runs on, A0 28x28 batch 64):
+ *   - One thread: the built-in AVX2 GEMM and OpenBLAS 0.3.21 sgemm are level over the whole network
+ *     (within +-10% per layer either way, noise included). OpenBLAS wins big square GEMMs (66 vs
+ *     51 GFLOP/s at 1024^3); the built-in one wins the skinny late layers, where it reads A in
+ *     place instead of packing it (1280x64x1728: 53 vs 40 GFLOP/s).
+ *   - Two threads: OpenBLAS (pthreads) must thread its own GEMMs while im2col / col2im run on
+ *     ours; its spinning workers and ours fought for the two cores (2-10x slower than the built-in
+ *     GEMM), so under BLAS the copies stay on the caller (loop_threads) and only sgemm threads.
+ *     The built-in GEMM shares one pool and one thread-count-independent result with the rest.
+ *   - Without AVX2 (or with RVG_SIMD=OFF) OpenBLAS's own SIMD kernels beat the portable C kernel
+ *     (about 15 GFLOP/s), so BLAS comes next, then the C kernel. */
+static rvg__gemm_backend default_backend(void) {
+    if (g_have_avx2)
+        return RVG__GEMM_OWN_AVX2;
+#ifdef RVG_HAVE_BLAS
+    return RVG__GEMM_BLAS;
+#else
+    return RVG__GEMM_OWN_C;
+#endif
+}
+
+static void apply_backend(rvg__gemm_backend b) {
+    g_backend = b;
+#ifdef RVG_HAVE_SIMD
+    if (b == RVG__GEMM_OWN_AVX2) {
+        g_kernel = rvg__conv_gemm_kernel_avx2;
+        g_kernel_rows = rvg__conv_gemm_kernel_rows_avx2;
+        return;
+    }
+#endif
+    g_kernel = kernel_c;
+    g_kernel_rows = kernel_rows_c;
+}
+
+static void init_once(void) {
+#ifdef RVG_HAVE_OPENMP
+    int t = omp_get_max_threads();
+    g_threads = t < 1 ? 1 : t > RVG__MAX_THREADS ? RVG__MAX_THREADS : t;
+#endif
+#if defined(RVG_HAVE_SIMD) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    g_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    apply_backend(default_backend());
+}
+
+static void ensure_init(void) {
+    pthread_once(&g_once, init_once);
+}
+
+int rvg__conv_gemm_set_backend(rvg__gemm_backend b) {
+    ensure_init();
+    switch (b) {
+    case RVG__GEMM_AUTO: apply_backend(default_backend()); return 1;
+    case RVG__GEMM_OWN_C: apply_backend(b); return 1;
+    case RVG__GEMM_OWN_AVX2:
+        if (!g_have_avx2)
+            return 0;
+        apply_backend(b);
+        return 1;
+    case RVG__GEMM_BLAS:
+#ifdef RVG_HAVE_BLAS
+        apply_backend(b);
+        return 1;
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}
+
+rvg__gemm_backend rvg__conv_gemm_backend(void) {
+    ensure_init();
+    return g_backend;
+}
+
+const char *rvg__conv_gemm_backend_name(void) {
+    switch (rvg__conv_gemm_backend()) {
+    case RVG__GEMM_OWN_C: return "own-c";
+    case RVG__GEMM_OWN_AVX2: return "own-avx2";
+    case RVG__GEMM_BLAS: return "blas";
+    case RVG__GEMM_AUTO: break;
+    }
+    return "?";
+}
+
+/* Threads a parallel region may use now: never more than the workspace was sized for. */
+static int threads_now(void) {
+#ifdef RVG_HAVE_OPENMP
+    if (omp_in_parallel())
+        return 1;
+    int t = omp_get_max_threads();
+    return t < g_threads ? t : g_threads;
+#else
+    return 1;
+#endif
+}
+
+/* Threads for a memory-bound loop over `elems` floats: one when it is small, and one under the
+ * BLAS backend, whose own (pthread) workers would otherwise spin against ours for the same two
+ * cores (measured with OpenMP loops: 5-10x slower than either alone). */
+static int loop_threads(int64_t elems) {
+    if (elems < RVG__PAR_MIN_ELEMS || g_backend == RVG__GEMM_BLAS)
+        return 1;
+    return threads_now();
+}
+
+/* ---- work sharing -----------------------------------------------------------------------------
+ *
+ * Why not OpenMP: on this 2-core machine, shared with other jobs, an OpenMP team made the conv
+ * benchmark up to 15x SLOWER than one thread (every region's join waits for a thread the kernel
+ * has not scheduled yet, while libgomp's spinning threads burn the time slices that thread
+ * needed; OMP_WAIT_POLICY=passive still lost 1.5x). Here the caller never waits for a helper that
+ * has not started: items are claimed one at a time from an atomic counter, the caller claims too,
+ * and it waits only for items already claimed. A late helper finds nothing left. Which thread runs
+ * an item never changes what the item computes, so results stay bit-identical.
+ *
+ * The thread count follows OpenMP's (OMP_NUM_THREADS, omp_set_num_threads), read at every call and
+ * capped by the count latched at first use; a build without OpenMP runs on the caller alone. */
+
+typedef void (*par_fn)(void *ctx, int64_t item, int tid);
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    atomic_uint gen; /* job number; changes (under mu) when a job is posted */
+    par_fn fn;       /* the posted job, under mu */
+    void *ctx;
+    int64_t n;          /* items */
+    int nt;             /* threads allowed on it, the caller (tid 0) included */
+    atomic_ullong next; /* (gen << 32) | next unclaimed item */
+    atomic_llong done;  /* items of the job finished */
+    atomic_flag busy;   /* a job is in flight; a second caller runs its job alone */
+} g_pool = {
+    .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .busy = ATOMIC_FLAG_INIT};
+
+static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
+
+/* Claims and runs items of job `gen` until none is left (or another job has replaced it). */
+static void pool_claim(unsigned gen, par_fn fn, void *ctx, int64_t n, int tid) {
+    unsigned long long cur = atomic_load(&g_pool.next);
+    for (;;) {
+        if ((unsigned)(cur >> 32) != gen || (int64_t)(cur & 0xFFFFFFFFull) >= n)
+            return;
+        if (atomic_compare_exchange_weak(&g_pool.next, &cur, cur + 1)) {
+            fn(ctx, (int64_t)(cur & 0xFFFFFFFFull), tid);
+            atomic_fetch_add(&g_pool.done, 1);
+            cur = atomic_load(&g_pool.next);
+        }
+    }
+}
+
+static void *pool_worker(void *arg) {
+    const int tid = (int)(intptr_t)arg;
+    unsigned seen = 0;
+    for (;;) {
+        /* Spin a little before sleeping: conv jobs come back to back within a layer. */
+        for (int i = 0; i < 200 && atomic_load(&g_pool.gen) == seen; i++)
+            sched_yield();
+        pthread_mutex_lock(&g_pool.mu);
+        while (atomic_load(&g_pool.gen) == seen)
+            pthread_cond_wait(&g_pool.wake, &g_pool.mu);
+        seen = atomic_load(&g_pool.gen);
+        const par_fn fn = g_pool.fn;
+        void *ctx = g_pool.ctx;
+        const int64_t n = g_pool.n;
+        const int nt = g_pool.nt;
+        pthread_mutex_unlock(&g_pool.mu);
+        if (tid < nt)
+            pool_claim(seen, fn, ctx, n, tid);
+    }
+    return NULL;
+}
+
+static void pool_start(void) {
+    for (int t = 1; t < g_threads; t++) {
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int ok = pthread_create(&th, &attr, pool_worker, (void *)(intptr_t)t) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok)
+            break; /* fewer helpers: the caller claims whatever they would have done */
+    }
+}
+
+/* Runs fn(ctx, item, tid) for every item in [0, n) on up to nt threads and returns when all are
+ * done. tid < nt names the thread (0 is the caller), for per-thread scratch. */
+static void par_run(int64_t n, int nt, par_fn fn, void *ctx) {
+    if (nt > n)
+        nt = (int)n;
+    if (nt <= 1 || atomic_flag_test_and_set(&g_pool.busy)) {
+        for (int64_t i = 0; i < n; i++)
+            fn(ctx, i, 0);
+        return;
+    }
+    RVG_ASSERT(n < 0xFFFFFFFFll);
+    pthread_once(&g_pool_once, pool_start);
+    pthread_mutex_lock(&g_pool.mu);
+    const unsigned gen = atomic_load(&g_pool.gen) + 1;
+    g_pool.fn = fn;
+    g_pool.ctx = ctx;
+    g_pool.n = n;
+    g_pool.nt = nt;
+    atomic_store(&g_pool.done, 0);
+    atomic_store(&g_pool.next, (unsigned long long)gen << 32);
+    atomic_store(&g_pool.gen, gen);
+    pthread_cond_broadcast(&g_pool.wake);
+    pthread_mutex_unlock(&g_pool.mu);
+    pool_claim(gen, fn, ctx, n, 0);
+    while (atomic_load(&g_pool.done) < n) /* only items already claimed are outstanding */
+        sched_yield();
+    atomic_flag_clear(&g_pool.busy);
+}
+
+/* A loop over [0, count) cut into contiguous pieces, run by par_run. */
+typedef struct range_job range_job;
+struct range_job {
+    void (*body)(const range_job *j, int64_t lo, int64_t hi);
+    int64_t count, pieces;
+    /* arguments of the bodies below */
+    const rvg_conv_shape *s;
+    const struct conv_plan *pl;
+    int64_t n0, nn, g, pa, pb; /* images n0 .. n0+nn-1, output rows pa .. pb-1, group g */
+    float *out;
+    const float *in, *bias;
+};
+
+static void range_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const range_job *j = ctx;
+    j->body(j, j->count * item / j->pieces, j->count * (item + 1) / j->pieces);
+}
+
+/* Runs j->body over [0, count), threaded when the loop touches at least RVG__PAR_MIN_ELEMS
+ * floats. */
+static void range_run(range_job *j, int64_t count, int64_t elems) {
+    const int nt = loop_threads(elems);
+    j->count = count;
+    j->pieces = nt > 1 ? (int64_t)nt * RVG__PIECES_PER_THREAD : 1;
+    if (j->pieces > count)
+        j->pieces = count > 0 ? count : 1;
+    par_run(j->pieces, nt, range_item, j);
+}
+
+/* ---- built-in GEMM --------------------------------------------------------------------------- */
+
+/* Portable micro-kernels with the same contract and the same per-element sum order as the AVX2
+ * ones (but separate multiply and add: ISO C mode does not contract to FMA). a(i, k) =
+ * a[i*rs + k*cs]. One row at a time, so its 16 sums fit in SSE registers. */
+#if defined(__GNUC__)
+#define RVG__ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define RVG__ALWAYS_INLINE inline
+#endif
+
+/* Inlined into both entry points so the strides are constants there and the j loop vectorizes. */
+static RVG__ALWAYS_INLINE void kernel_c_body(int64_t kc, const float *restrict a, int64_t rs,
+                                             int64_t cs, const float *restrict b, float *restrict c,
+                                             int64_t ldc, int64_t mr, int64_t nr, int beta_one) {
+    for (int64_t i = 0; i < mr; i++) {
+        /* sixteen named sums: an array here stays in memory at -O2 (one load and store per
+         * multiply-add); scalars stay in registers and GCC pairs them into SSE vectors */
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+        float s8 = 0, s9 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0, s14 = 0, s15 = 0;
+        const float *ai = a + i * rs;
+        for (int64_t k = 0; k < kc; k++) {
+            const float av = ai[k * cs];
+            const float *bk = b + k * RVG__GEMM_NR; /* (NR) */
+            s0 += av * bk[0], s1 += av * bk[1], s2 += av * bk[2], s3 += av * bk[3];
+            s4 += av * bk[4], s5 += av * bk[5], s6 += av * bk[6], s7 += av * bk[7];
+            s8 += av * bk[8], s9 += av * bk[9], s10 += av * bk[10], s11 += av * bk[11];
+            s12 += av * bk[12], s13 += av * bk[13], s14 += av * bk[14], s15 += av * bk[15];
+        }
+        const float acc[RVG__GEMM_NR] = {s0, s1, s2,  s3,  s4,  s5,  s6,  s7,
+                                         s8, s9, s10, s11, s12, s13, s14, s15};
+        float *ci = c + i * ldc;
+        if (beta_one)
+            for (int64_t j = 0; j < nr; j++)
+                ci[j] += acc[j];
+        else
+            for (int64_t j = 0; j < nr; j++)
+                ci[j] = acc[j];
+    }
+}
+
+static void kernel_c(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int64_t mr,
+                     int64_t nr, int beta_one) {
+    kernel_c_body(kc, a, 1, RVG__GEMM_MR, b, c, ldc, mr, nr, beta_one);
+}
+
+static void kernel_rows_c(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                          int64_t ldc, int64_t nr, int beta_one) {
+    kernel_c_body(kc, a, lda, 1, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
+}
+
+/* Packs op(A)[i0 : i0+mc, p0 : p0+kc] into MR-row panels, each kc steps of MR floats, rows past the
+ * matrix zero. op(A)(i, k) = ta ? A[k*lda + i] : A[i*lda + k]. */
+static void pack_a(float *restrict dst, int ta, const float *restrict A, int64_t lda, int64_t i0,
+                   int64_t mc, int64_t p0, int64_t kc) {
+    for (int64_t ir = 0; ir < mc; ir += RVG__GEMM_MR) {
+        const int64_t mr = mc - ir < RVG__GEMM_MR ? mc - ir : RVG__GEMM_MR;
+        float *d = dst + ir * kc; /* (kc, MR) */
+        if (ta && mr == RVG__GEMM_MR) {
+            /* six explicit copies: a loop here becomes a memcpy call per k */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = A + (p0 + k) * lda + i0 + ir;
+                float *dk = d + k * RVG__GEMM_MR;
+                dk[0] = src[0], dk[1] = src[1], dk[2] = src[2];
+                dk[3] = src[3], dk[4] = src[4], dk[5] = src[5];
+            }
+        } else if (ta) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = A + (p0 + k) * lda + i0 + ir;
+                int64_t i = 0;
+                for (; i < mr; i++)
+                    d[k * RVG__GEMM_MR + i] = src[i];
+                for (; i < RVG__GEMM_MR; i++)
+                    d[k * RVG__GEMM_MR + i] = 0.0f;
+            }
+        } else {
+            int64_t i = 0;
+            for (; i < mr; i++) {
+                const float *src = A + (i0 + ir + i) * lda + p0;
+                for (int64_t k = 0; k < kc; k++)
+                    d[k * RVG__GEMM_MR + i] = src[k];
+            }
+            for (; i < RVG__GEMM_MR; i++)
+                for (int64_t k = 0; k < kc; k++)
+                    d[k * RVG__GEMM_MR + i] = 0.0f;
+        }
+    }
+}
+
+/* Packs op(B)[p0 : p0+kc, j0 : j0+nc] into NR-column panels, each kc steps of NR floats, columns
+ * past the matrix zero. op(B)(k, j) = tb ? B[j*ldb + k] : B[k*ldb + j]. */
+static void pack_b(float *restrict dst, int tb, const float *restrict B, int64_t ldb, int64_t p0,
+                   int64_t kc, int64_t j0, int64_t nc) {
+    for (int64_t jr = 0; jr < nc; jr += RVG__GEMM_NR) {
+        const int64_t nr = nc - jr < RVG__GEMM_NR ? nc - jr : RVG__GEMM_NR;
+        float *d = dst + jr * kc; /* (kc, NR) */
+#ifdef RVG_HAVE_SIMD
+        if (tb && nr == RVG__GEMM_NR && g_backend == RVG__GEMM_OWN_AVX2) {
+            rvg__conv_gemm_pack_bt_avx2(d, B + (j0 + jr) * ldb + p0, ldb, kc);
+            continue;
+        }
+#endif
+        if (tb) {
+            int64_t j = 0;
+            for (; j < nr; j++) {
+                const float *src = B + (j0 + jr + j) * ldb + p0;
+                for (int64_t k = 0; k < kc; k++)
+                    d[k * RVG__GEMM_NR + j] = src[k];
+            }
+            for (; j < RVG__GEMM_NR; j++)
+                for (int64_t k = 0; k < kc; k++)
+                    d[k * RVG__GEMM_NR + j] = 0.0f;
+        } else if (nr == RVG__GEMM_NR) {
+            for (int64_t k = 0; k < kc; k++)
+                memcpy(d + k * RVG__GEMM_NR, B + (p0 + k) * ldb + j0 + jr,
+                       sizeof(float) * RVG__GEMM_NR);
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = B + (p0 + k) * ldb + j0 + jr;
+                int64_t j = 0;
+                for (; j < nr; j++)
+                    d[k * RVG__GEMM_NR + j] = src[j];
+                for (; j < RVG__GEMM_NR; j++)
+                    d[k * RVG__GEMM_NR + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* One thread's GEMM on C[i0 : i0+M, j0 : j0+N] (BLIS loop order: jc, pc, ic, jr, ir). The k blocks
+ * are summed in increasing order into C, so each element's value is fixed by K alone.
+ * A non-transposed A is read in place by the rows kernel (only a last panel of fewer than MR rows
+ * is packed, with zero rows): packing costs one pass over A per column block and for the skinny
+ * GEMMs of small late layers (N = 64 columns) that pass cost as much as the arithmetic. A
+ * transposed A (the input-gradient GEMM) has its MR values per k contiguous, so it is packed. */
+static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, int beta_one,
+                        float *C, int64_t ldc, float *apack, float *bpack) {
+    const rvg__gemm_kernel_fn kern = g_kernel;
+    const rvg__gemm_kernel_rows_fn kern_rows = g_kernel_rows;
+    for (int64_t jc = 0; jc < N; jc += RVG__GEMM_NC) {
+        const int64_t nc = N - jc < RVG__GEMM_NC ? N - jc : RVG__GEMM_NC;
+        for (int64_t pc = 0; pc < K; pc += RVG__GEMM_KC) {
+            const int64_t kc = K - pc < RVG__GEMM_KC ? K - pc : RVG__GEMM_KC;
+            const int b1 = beta_one || pc > 0;
+            pack_b(bpack, tb, B, ldb, pc, kc, j0 + jc, nc);
+            for (int64_t ic = 0; ic < M; ic += RVG__GEMM_MC) {
+                const int64_t mc = M - ic < RVG__GEMM_MC ? M - ic : RVG__GEMM_MC;
+                const int64_t m_full = ta ? 0 : mc / RVG__GEMM_MR * RVG__GEMM_MR;
+                if (m_full < mc) /* everything (ta) or the ragged last panel (!ta) */
+                    pack_a(apack + m_full * kc, ta, A, lda, i0 + ic + m_full, mc - m_full, pc, kc);
+                for (int64_t jr = 0; jr < nc; jr += RVG__GEMM_NR) {
+                    const int64_t nr = nc - jr < RVG__GEMM_NR ? nc - jr : RVG__GEMM_NR;
+                    const float *bp = bpack + jr * kc;
+                    float *cp = C + (i0 + ic) * ldc + j0 + jc + jr;
+                    int64_t ir = 0;
+                    for (; ir < m_full; ir += RVG__GEMM_MR)
+                        kern_rows(kc, A + (i0 + ic + ir) * lda + pc, lda, bp, cp + ir * ldc, ldc,
+                                  nr, b1);
+                    for (; ir < mc; ir += RVG__GEMM_MR) {
+                        const int64_t mr = mc - ir < RVG__GEMM_MR ? mc - ir : RVG__GEMM_MR;
+                        kern(kc, apack + ir * kc, bp, cp + ir * ldc, ldc, mr, nr, b1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    int beta_one;
+    float *C;
+    int64_t ldc;
+    float *pack;
+    int split_n;
+    int64_t unit, tiles, slabs;
+} gemm_job;
+
+/* One slab of C (whole register tiles) with the packing buffers of thread tid. */
+static void gemm_item(void *ctx, int64_t item, int tid) {
+    const gemm_job *j = ctx;
+    const int64_t len_all = j->split_n ? j->N : j->M;
+    const int64_t lo = j->tiles * item / j->slabs * j->unit;
+    int64_t hi = j->tiles * (item + 1) / j->slabs * j->unit;
+    hi = hi < len_all ? hi : len_all;
+    if (hi <= lo)
+        return;
+    float *ap = j->pack + (int64_t)tid * PACK_FLOATS;
+    if (j->split_n)
+        gemm_serial(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb,
+                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS);
+    else
+        gemm_serial(j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda, j->B, j->ldb,
+                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS);
+}
+
+static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
+                     float *pack) {
+    int T = threads_now();
+    if (M * N * K < RVG__PAR_MIN_MACS)
+        T = 1;
+    /* Split the larger of M and N into T contiguous slabs of whole register tiles; each slab
+     * packs what it needs itself (a transposed A or any B is then packed once per slab, which
+     * costs less than a shared pack that every thread would have to wait for). */
+    const int split_n = N >= M;
+    const int64_t unit = split_n ? RVG__GEMM_NR : RVG__GEMM_MR;
+    const int64_t tiles = ((split_n ? N : M) + unit - 1) / unit;
+    if (T > tiles)
+        T = (int)tiles;
+    if (T <= 1) {
+        gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
+                    pack + PACK_A_FLOATS);
+        return;
+    }
+    /* More slabs than threads let a thread that starts late do less, but each slab re-packs the
+     * operand it shares (none for an in-place A); allow that while it stays under ~1/128 of the
+     * slab's arithmetic (slabs / split dimension). */
+    int64_t slabs = T;
+    const int64_t split_len = split_n ? N : M;
+    const int64_t want = (int64_t)T * RVG__PIECES_PER_THREAD;
+    if (split_n && !ta)
+        slabs = want;
+    else if (split_len / want >= 128)
+        slabs = want;
+    if (slabs > tiles)
+        slabs = tiles;
+    gemm_job job = {.ta = ta,
+                    .tb = tb,
+                    .M = M,
+                    .N = N,
+                    .K = K,
+                    .A = A,
+                    .lda = lda,
+                    .B = B,
+                    .ldb = ldb,
+                    .beta_one = beta_one,
+                    .C = C,
+                    .ldc = ldc,
+                    .pack = pack,
+                    .split_n = split_n,
+                    .unit = unit,
+                    .tiles = tiles,
+                    .slabs = slabs};
+    par_run(slabs, T, gemm_item, &job);
+}
+
+void rvg__conv_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
+                     float *pack) {
+    ensure_init();
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!beta_one)
+            for (int64_t i = 0; i < M; i++)
+                memset(C + i * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+#ifdef RVG_HAVE_BLAS
+    if (g_backend == RVG__GEMM_BLAS) {
+        RVG_ASSERT(M < INT32_MAX && N < INT32_MAX && K < INT32_MAX);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta_one ? 1.0f : 0.0f,
+                    C, (int)ldc);
+        return;
+    }
+#endif
+    gemm_own(ta, tb, M, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
+}
+
+/* ---- convolution plan and workspace ---------------------------------------------------------- */
+
+typedef struct conv_plan {
+    int64_t Cg, Kg, RS, CRS, HW, PQ;
+    int64_t nb;    /* images per chunk */
+    int64_t prows; /* output rows per chunk (all P when nb > 1; fewer for a large image) */
+    int direct;    /* 1x1, stride 1, pad 0: one image's column matrix is x itself */
+} conv_plan;
+
+/* A chunk is nb whole images or, when one image alone has more than RVG__CONV_TARGET_COLS output
+ * positions, a band of prows output rows of one image (so col stays cache-sized at 224x224). */
+static void plan_make(conv_plan *p, const rvg_conv_shape *s) {
+    p->Cg = s->C / s->G;
+    p->Kg = s->K / s->G;
+    p->RS = s->R * s->S;
+    p->CRS = p->Cg * p->RS;
+    p->HW = s->H * s->W;
+    p->PQ = s->P * s->Q;
+    const int64_t PQ = p->PQ > 0 ? p->PQ : 1, Q = s->Q > 0 ? s->Q : 1;
+    if (PQ >= RVG__CONV_TARGET_COLS) {
+        p->nb = 1;
+        p->prows = RVG__CONV_TARGET_COLS / Q;
+        p->prows = p->prows < 1 ? 1 : p->prows > s->P ? s->P : p->prows;
+    } else {
+        const int64_t nb = (RVG__CONV_TARGET_COLS + PQ - 1) / PQ;
+        p->nb = nb > s->N ? (s->N > 0 ? s->N : 1) : nb;
+        p->prows = s->P;
+    }
+    p->direct = s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* Columns of the largest chunk. */
+static int64_t plan_cols(const conv_plan *p, const rvg_conv_shape *s) {
+    return p->nb * p->prows * s->Q;
+}
+
+static int64_t round16(int64_t n) {
+    return (n + 15) & ~(int64_t)15;
+}
+
+/* Workspace layout, in floats after aligning the base to 64 bytes (cols = nb * prows * Q):
+ *   pack (threads, PACK_FLOATS)  packed GEMM operands, one set per thread
+ *   col  (CRS, cols)             im2col of x, reused for dcol in backward
+ *   tmp  (Kg, cols)              GEMM output / gathered dy when a chunk holds several images */
+typedef struct {
+    float *pack, *col, *tmp;
+} conv_work;
+
+static size_t work_floats(const conv_plan *p, const rvg_conv_shape *s) {
+    const int64_t cols = plan_cols(p, s);
+    return (size_t)((int64_t)g_threads * PACK_FLOATS + round16(p->CRS * cols) +
+                    round16(p->Kg * cols));
+}
+
+size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s) {
+    ensure_init();
+    conv_plan p;
+    plan_make(&p, s);
+    return work_floats(&p, s) * sizeof(float) + 64;
+}
+
+static void work_carve(conv_work *ws, const conv_plan *p, const rvg_conv_shape *s, void *work) {
+    float *f = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    const int64_t cols = plan_cols(p, s);
+    ws->pack = f;
+    ws->col = ws->pack + (int64_t)g_threads * PACK_FLOATS;
+    ws->tmp = ws->col + round16(p->CRS * cols);
+}
+
+/* Range [*lo, *hi) of output indices o in [0, n_out) whose input index o*stride - pad + tap lies in
+ * [0, n_in) (same derivation as the reference). */
+static void valid_range(int64_t *lo, int64_t *hi, int64_t tap, int64_t stride, int64_t pad,
+                        int64_t n_in, int64_t n_out) {
+    const int64_t a = pad - tap, b = n_in - 1 + pad - tap;
+    int64_t l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int64_t h = b < 0 ? 0 : b / stride + 1;
+    if (h > n_out)
+        h = n_out;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Copies n floats; memcpy's call overhead dominates the 1..8-float rows of the late layers. */
+static inline void copy_f(float *restrict d, const float *restrict src, int64_t n) {
+    if (n >= 16)
+        memcpy(d, src, sizeof(float) * (size_t)n);
+    else
+        for (int64_t j = 0; j < n; j++)
+            d[j] = src[j];
+}
+
+static inline void zero_f(float *d, int64_t n) {
+    for (int64_t j = 0; j < n; j++)
+        d[j] = 0.0f;
+}
+
+/* col (CRS, nn*(pb-pa)*Q) = im2col of images n0 .. n0+nn-1, output rows pa .. pb-1, channels of
+ * group g; row (c, r, s), column (image, p, q); zero where the tap falls in the padding.
+ * Rows [lo, hi) of j->out from j->in. */
+static void im2col_rows(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg_conv_shape *s = j->s;
+    const conv_plan *pl = j->pl;
+    const int64_t Q = s->Q, W = s->W, st = s->stride, pad = s->pad, RS = pl->RS;
+    const int64_t pa = j->pa, pb = j->pb, band = (pb - pa) * Q, cols = j->nn * band;
+    const int64_t CHW = s->C * pl->HW;
+    for (int64_t row = lo; row < hi; row++) {
+        const int64_t c = row / RS, r = row % RS / s->S, sx = row % s->S;
+        int64_t p0, p1, q0, q1;
+        valid_range(&p0, &p1, r, st, pad, s->H, s->P);
+        valid_range(&q0, &q1, sx, st, pad, W, Q);
+        p0 = p0 < pa ? pa : p0 > pb ? pb : p0; /* clip the valid rows to the band */
+        p1 = p1 > pb ? pb : p1 < p0 ? p0 : p1;
+        const int64_t off = sx - pad; /* input column = q*st + off */
+        const float *xc = j->in + (j->n0 * s->C + j->g * pl->Cg + c) * pl->HW; /* (H, W) */
+        float *dst = j->out + row * cols;                                      /* (nn, pb-pa, Q) */
+        if (pl->direct) { /* 1x1 stride 1 pad 0: each image's band is one run */
+            for (int64_t i = 0; i < j->nn; i++)
+                copy_f(dst + i * band, xc + i * CHW + pa * Q, band);
+            continue;
+        }
+        for (int64_t i = 0; i < j->nn; i++, xc += CHW, dst += band) {
+            zero_f(dst, (p0 - pa) * Q);
+            for (int64_t p = p0; p < p1; p++) {
+                const float *restrict xrow = xc + (p * st - pad + r) * W + off;
+                float *restrict d = dst + (p - pa) * Q;
+                zero_f(d, q0);
+                if (st == 1)
+                    copy_f(d + q0, xrow + q0, q1 - q0);
+                else
+                    for (int64_t q = q0; q < q1; q++)
+                        d[q] = xrow[q * st];
+                zero_f(d + q1, Q - q1);
+            }
+            zero_f(dst + (p1 - pa) * Q, (pb - p1) * Q);
+        }
+    }
+}
+
+static void im2col(float *col, const float *x, const rvg_conv_shape *s, const conv_plan *pl,
+                   int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
+    range_job j = {.body = im2col_rows,
+                   .s = s,
+                   .pl = pl,
+                   .n0 = n0,
+                   .nn = nn,
+                   .g = g,
+                   .pa = pa,
+                   .pb = pb,
+                   .out = col,
+                   .in = x};
+    range_run(&j, pl->CRS, pl->CRS * nn * (pb - pa) * s->Q);
+}
+
+/* dx (images n0.., channels of group g) += col2im(col (CRS, nn*(pb-pa)*Q)) for output rows
+ * pa .. pb-1, channels [lo, hi). One piece owns a channel and adds its R*S rows in (r, s) order,
+ * and bands are added in order, so every dx element sums in a fixed order. */
+static void col2im_channels(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg_conv_shape *s = j->s;
+    const conv_plan *pl = j->pl;
+    const int64_t Q = s->Q, W = s->W, st = s->stride, pad = s->pad;
+    const int64_t pa = j->pa, pb = j->pb, band = (pb - pa) * Q, cols = j->nn * band;
+    const int64_t CHW = s->C * pl->HW;
+    for (int64_t c = lo; c < hi; c++) {
+        float *dxc0 = j->out + (j->n0 * s->C + j->g * pl->Cg + c) * pl->HW; /* (H, W) */
+        for (int64_t r = 0; r < s->R; r++) {
+            int64_t p0, p1;
+            valid_range(&p0, &p1, r, st, pad, s->H, s->P);
+            p0 = p0 < pa ? pa : p0;
+            p1 = p1 > pb ? pb : p1;
+            for (int64_t sx = 0; sx < s->S; sx++) {
+                int64_t q0, q1;
+                valid_range(&q0, &q1, sx, st, pad, W, Q);
+                const int64_t off = sx - pad;
+                const float *src = j->in + ((c * s->R + r) * s->S + sx) * cols; /* (nn, band) */
+                for (int64_t i = 0; i < j->nn; i++) {
+                    float *dxc = dxc0 + i * CHW;
+                    for (int64_t p = p0; p < p1; p++) {
+                        float *restrict dxrow = dxc + (p * st - pad + r) * W + off;
+                        const float *restrict srow = src + i * band + (p - pa) * Q;
+                        if (st == 1)
+                            for (int64_t q = q0; q < q1; q++)
+                                dxrow[q] += srow[q];
+                        else
+                            for (int64_t q = q0; q < q1; q++)
+                                dxrow[q * st] += srow[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void col2im_add(float *dx, const float *col, const rvg_conv_shape *s, const conv_plan *pl,
+                       int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
+    range_job j = {.body = col2im_channels,
+                   .s = s,
+                   .pl = pl,
+                   .n0 = n0,
+                   .nn = nn,
+                   .g = g,
+                   .pa = pa,
+                   .pb = pb,
+                   .out = dx,
+                   .in = col};
+    range_run(&j, pl->Cg, pl->CRS * nn * (pb - pa) * s->Q);
+}
+
+/* y[n0+i, g*Kg + k, :] = tmp[k, i*PQ : (i+1)*PQ] + bias[g*Kg + k], channels k in [lo, hi). */
+static void scatter_rows(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg_conv_shape *s = j->s;
+    const int64_t PQ = j->pl->PQ, Kg = j->pl->Kg, cols = j->nn * PQ, KPQ = s->K * PQ;
+    for (int64_t k = lo; k < hi; k++) {
+        const float *src = j->in + k * cols;                       /* (nn, PQ) */
+        float *dst = j->out + (j->n0 * s->K + j->g * Kg + k) * PQ; /* image n0's (PQ) */
+        const float b = j->bias ? j->bias[j->g * Kg + k] : 0.0f;
+        for (int64_t i = 0; i < j->nn; i++, src += PQ, dst += KPQ) {
+            if (j->bias)
+                for (int64_t q = 0; q < PQ; q++)
+                    dst[q] = src[q] + b;
+            else
+                copy_f(dst, src, PQ);
+        }
+    }
+}
+
+static void scatter_y(float *y, const float *tmp, const float *bias, const rvg_conv_shape *s,
+                      const conv_plan *pl, int64_t n0, int64_t nn, int64_t g) {
+    range_job j = {.body = scatter_rows,
+                   .s = s,
+                   .pl = pl,
+                   .n0 = n0,
+                   .nn = nn,
+                   .g = g,
+                   .out = y,
+                   .in = tmp,
+                   .bias = bias};
+    range_run(&j, pl->Kg, pl->Kg * nn * pl->PQ);
+}
+
+/* tmp[k, i*PQ : (i+1)*PQ] = dy[n0+i, g*Kg + k, :], channels k in [lo, hi). */
+static void gather_rows(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg_conv_shape *s = j->s;
+    const int64_t PQ = j->pl->PQ, Kg = j->pl->Kg, cols = j->nn * PQ, KPQ = s->K * PQ;
+    for (int64_t k = lo; k < hi; k++) {
+        const float *src = j->in + (j->n0 * s->K + j->g * Kg + k) * PQ;
+        float *dst = j->out + k * cols;
+        for (int64_t i = 0; i < j->nn; i++, src += KPQ, dst += PQ)
+            copy_f(dst, src, PQ);
+    }
+}
+
+static void gather_dy(float *tmp, const float *dy, const rvg_conv_shape *s, const conv_plan *pl,
+                      int64_t n0, int64_t nn, int64_t g) {
+    range_job j = {
+        .body = gather_rows, .s = s, .pl = pl, .n0 = n0, .nn = nn, .g = g, .out = tmp, .in = dy};
+    range_run(&j, pl->Kg, pl->Kg * nn * pl->PQ);
+}
+
+/* dbias[k] += sum over n, p, q of dy, channels k in [lo, hi), in double (the reduction has N*P*Q
+ * terms). Four interleaved partial sums hide the add latency; their pattern is fixed, so the
+ * result is too. */
+static void dbias_rows(const range_job *j, int64_t lo, int64_t hi) {
+    const int64_t N = j->s->N, K = j->s->K, PQ = j->pl->PQ;
+    for (int64_t k = lo; k < hi; k++) {
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *dyk = j->in + (n * K + k) * PQ;
+            int64_t q = 0;
+            for (; q + 4 <= PQ; q += 4) {
+                a0 += dyk[q];
+                a1 += dyk[q + 1];
+                a2 += dyk[q + 2];
+                a3 += dyk[q + 3];
+            }
+            for (; q < PQ; q++)
+                a0 += dyk[q];
+        }
+        j->out[k] += (float)((a0 + a1) + (a2 + a3));
+    }
+}
+
+/* ---- the kernels ---------------------------------------------------------------------------- */
+
+void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const float *bias,
+                              const rvg_conv_shape *s, void *work) {
+    ensure_init();
+    conv_plan pl;
+    plan_make(&pl, s);
+    conv_work ws;
+    work_carve(&ws, &pl, s, work);
+    const int64_t N = s->N, C = s->C, K = s->K, G = s->G, P = s->P, Q = s->Q, PQ = pl.PQ;
+    const int64_t Kg = pl.Kg, CRS = pl.CRS;
+
+    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
+        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
+        for (int64_t pa = 0; pa < P; pa += pl.prows) {
+            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
+            for (int64_t g = 0; g < G; g++) {
+                const float *wg = w + g * Kg * CRS; /* (Kg, CRS) */
+                const float *B = ws.col;            /* (CRS, cols) */
+                int64_t ldb = cols;
+                if (pl.direct && nn == 1) {
+                    B = x + (n0 * C + g * pl.Cg) * pl.HW + pa * Q;
+                    ldb = pl.HW;
+                } else {
+                    im2col(ws.col, x, s, &pl, n0, nn, pa, pb, g);
+                }
+                if (nn == 1) {
+                    /* One image: the band's output rows are (Kg, cols) with row stride PQ in y;
+                     * seed them with the bias and let the GEMM add onto it. */
+                    float *yg = y + (n0 * K + g * Kg) * PQ + pa * Q; /* (Kg, cols), ld PQ */
+                    if (bias)
+                        for (int64_t k = 0; k < Kg; k++)
+                            for (int64_t q = 0; q < cols; q++)
+                                yg[k * PQ + q] = bias[g * Kg + k];
+                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, wg, CRS, B, ldb, bias != NULL, yg, PQ,
+                                    ws.pack);
+                } else {
+                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, wg, CRS, B, ldb, 0, ws.tmp, cols, ws.pack);
+                    scatter_y(y, ws.tmp, bias, s, &pl, n0, nn, g);
+                }
+            }
+        }
+    }
+}
+
+void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                               const float *w, const rvg_conv_shape *s, void *work) {
+    ensure_init();
+    conv_plan pl;
+    plan_make(&pl, s);
+    conv_work ws;
+    work_carve(&ws, &pl, s, work);
+    const int64_t N = s->N, C = s->C, K = s->K, G = s->G, P = s->P, Q = s->Q, PQ = pl.PQ;
+    const int64_t Kg = pl.Kg, CRS = pl.CRS;
+
+    if (dbias) {
+        range_job j = {.body = dbias_rows, .s = s, .pl = &pl, .out = dbias, .in = dy};
+        range_run(&j, K, N * K * PQ);
+    }
+    if (!dx && !dw)
+        return;
+
+    /* Chunks in a fixed order (images, then bands of rows): dw sums them in that order. */
+    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
+        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
+        for (int64_t pa = 0; pa < P; pa += pl.prows) {
+            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
+            for (int64_t g = 0; g < G; g++) {
+                const float *wg = w + g * Kg * CRS; /* (Kg, CRS) */
+                const float *dyg;                   /* (Kg, cols), row stride lddy */
+                int64_t lddy;
+                if (nn == 1) {
+                    dyg = dy + (n0 * K + g * Kg) * PQ + pa * Q;
+                    lddy = PQ;
+                } else {
+                    gather_dy(ws.tmp, dy, s, &pl, n0, nn, g);
+                    dyg = ws.tmp;
+                    lddy = cols;
+                }
+                if (dw) {
+                    /* dw_g (Kg, CRS) += dy_g (Kg, cols) . col^T */
+                    const float *B = ws.col; /* (CRS, cols) */
+                    int64_t ldb = cols;
+                    if (pl.direct && nn == 1) {
+                        B = x + (n0 * C + g * pl.Cg) * pl.HW + pa * Q;
+                        ldb = pl.HW;
+                    } else {
+                        im2col(ws.col, x, s, &pl, n0, nn, pa, pb, g);
+                    }
+                    rvg__conv_sgemm(0, 1, Kg, CRS, cols, dyg, lddy, B, ldb, 1, dw + g * Kg * CRS,
+                                    CRS, ws.pack);
+                }
+                if (dx) {
+                    /* dcol (CRS, cols) = w_g^T . dy_g; a direct 1x1 adds straight into dx. */
+                    if (pl.direct && nn == 1) {
+                        rvg__conv_sgemm(1, 0, CRS, cols, Kg, wg, CRS, dyg, lddy, 1,
+                                        dx + (n0 * C + g * pl.Cg) * pl.HW + pa * Q, pl.HW, ws.pack);
+                    } else {
+                        rvg__conv_sgemm(1, 0, CRS, cols, Kg, wg, CRS, dyg, lddy, 0, ws.col, cols,
+                                        ws.pack);
+                        col2im_add(dx, ws.col, s, &pl, n0, nn, pa, pb, g);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+/* conv2d_gemm_impl.h - internal interface of the im2col + GEMM training convolution.
+ *
+ * Shared between src/ops/conv2d_gemm.c (conv driver, GEMM driver, plain-C micro-kernel),
+ * src/ops/x86/conv2d_gemm_avx2.c (the AVX2+FMA micro-kernel), src/ops/dispatch.c, and the conv test
+ * and bench (which force each GEMM backend in turn). Not a public header: nothing here is stable.
+ */
+#ifndef RVG_OPS_CONV2D_GEMM_IMPL_H
+#define RVG_OPS_CONV2D_GEMM_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rvg/ops.h"
+
+/* Register tile of the micro-kernel: 6 rows x 16 columns = 12 ymm accumulators, leaving 4 of the 16
+ * AVX2 registers for two B vectors and one A broadcast (the BLIS Haswell/Zen sgemm shape). */
+#define RVG__GEMM_MR 6
+#define RVG__GEMM_NR 16
+/* Cache blocking: a packed B micro-panel (KC x NR = 16 KiB) stays in L1 (32 KiB on Zen 3), an
+ * A block (MC x KC = 144 KiB) in L2 (512 KiB), the packed B block (KC x NC = 512 KiB) in L3. */
+#define RVG__GEMM_KC 256
+#define RVG__GEMM_MC 144
+#define RVG__GEMM_NC 512
+
+/* C (mr x nr, row stride ldc) = (beta_one ? C : 0) + A_panel * B_panel, where a is a packed A panel
+ * (kc steps of MR floats, rows past mr zero) and b a packed B panel (kc steps of NR floats, columns
+ * past nr zero), both 32-byte aligned. Only the mr x nr corner of C is touched. Each C element is a
+ * sum over k in increasing order, so its value does not depend on where the tile sits. */
+typedef void (*rvg__gemm_kernel_fn)(int64_t kc, const float *a, const float *b, float *c,
+                                    int64_t ldc, int64_t mr, int64_t nr, int beta_one);
+
+/* The same with all MR rows of A read in place from a row-major matrix: a(i, k) = a[i*lda + k].
+ * Used when op(A) is not transposed, so a skinny GEMM need not pack its large A at all. */
+typedef void (*rvg__gemm_kernel_rows_fn)(int64_t kc, const float *a, int64_t lda, const float *b,
+                                         float *c, int64_t ldc, int64_t nr, int beta_one);
+
+#ifdef RVG_HAVE_SIMD
+void rvg__conv_gemm_kernel_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                int64_t mr, int64_t nr, int beta_one);
+void rvg__conv_gemm_kernel_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
+                                     float *c, int64_t ldc, int64_t nr, int beta_one);
+/* Packs a full NR-column panel of a transposed B: dst[k*NR + j] = src[j*ldb + k], k < kc;
+ * dst 32-byte aligned. */
+void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int64_t kc);
+#endif
+
+/* GEMM backends of the training conv. AUTO is what dispatch uses (see conv2d_gemm.c for the
+ * measurement behind the choice). */
+typedef enum {
+    RVG__GEMM_AUTO = 0,
+    RVG__GEMM_OWN_C,    /* built-in packed GEMM, plain C micro-kernel */
+    RVG__GEMM_OWN_AVX2, /* built-in packed GEMM, AVX2+FMA micro-kernel */
+    RVG__GEMM_BLAS,     /* cblas_sgemm (OpenBLAS) */
+} rvg__gemm_backend;
+
+/* Selects the backend for later calls (not thread-safe: call before kernels run, as tests and
+ * benches do). Returns 0 when the backend is not available in this build or on this CPU (nothing
+ * changes then), 1 otherwise. */
+int rvg__conv_gemm_set_backend(rvg__gemm_backend b);
+/* The backend now in use (never AUTO) and its name ("own-avx2", ...). */
+rvg__gemm_backend rvg__conv_gemm_backend(void);
+const char *rvg__conv_gemm_backend_name(void);
+
+/* Row-major C (M x N, ldc) = (beta_one ? C : 0) + op(A) op(B), op(A) (M x K), op(B) (K x N);
+ * ta/tb non-zero means A/B is stored transposed (A is then K x M with row stride lda). `pack` is
+ * the packing part of a conv workspace (one PACK set per thread, 64-byte aligned); unused by BLAS.
+ * Threads split C into disjoint blocks and every element's sum order is fixed, so the result does
+ * not depend on the thread count. */
+void rvg__conv_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc, float *pack);
+
+/* The fast twins of rvg_conv2d_forward_ref / rvg_conv2d_backward_ref (same contract); `work` must
+ * hold rvg__conv2d_gemm_workspace_size(s) bytes (any alignment). */
+size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s);
+void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const float *bias,
+                              const rvg_conv_shape *s, void *work);
+void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                               const float *w, const rvg_conv_shape *s, void *work);
+
+#endif

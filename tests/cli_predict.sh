@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# cli_predict.sh - `repvgg predict` on JPEG and PNG files. Args: TOOL SCRATCH PYTHON.
+#
+# Random train-form models from Python (torch); images from tests/ref/write_images.py (standard
+# library only: RGB and grey PNG, RGB and grey baseline JPEG). Checks:
+#   - output well formed: one "PATH:" line per image in command-line order, then K lines
+#     "index probability [label]", indices distinct and in range, probabilities descending;
+#     with K = all classes the probabilities sum to 1; --topk is respected (and clamped);
+#   - labels: --labels names are printed; a 1000-class model finds data/imagenet_classes.txt by
+#     itself (run from another directory);
+#   - preprocessing: the logits of the PNGs (--output) equal those of a .npy that Python prepares
+#     from the same pixels with torch (shorter side 256, bilinear interpolate without antialias,
+#     centre crop 224, ImageNet mean/std), within 1e-4 x max|logit|;
+#   - the .npy path (--input X.npy --output Y.npy) still works;
+#   - bad input fails with a message and exit 1 (missing, corrupt JPEG, not an image, 1-channel
+#     model, labels of the wrong length) or 2 (usage).
+set -u
+tool=$1 dir=$2 py=${3:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$dir" && mkdir -p "$dir"
+export PYTHONPATH="$here/ref"
+pass=0 fail=0
+ok() { echo "  ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAILED $1"; fail=$((fail + 1)); }
+
+"$py" "$here/ref/random_model.py" "$dir/m10.safetensors" --blocks 1,1,1,1 \
+    --width 0.25,0.25,0.25,0.25 --classes 10 --seed 3
+rc=$?
+if [ $rc -eq 77 ]; then echo "SKIPPED: no torch"; exit 77; fi
+[ $rc -eq 0 ] && ok "python wrote a 10-class model" || bad "random_model.py m10 ($rc)"
+"$py" "$here/ref/random_model.py" "$dir/m1000.safetensors" --blocks 1,1,1,1 \
+    --width 0.25,0.25,0.25,0.25 --classes 1000 --seed 4 \
+    && "$py" "$here/ref/random_model.py" "$dir/gray_model.safetensors" --blocks 1,1,1,1 \
+        --width 0.25,0.25,0.25,0.25 --classes 10 --in-ch 1 --seed 5 \
+    && ok "python wrote a 1000-class and a 1-channel model" || bad "random_model.py"
+"$py" "$here/ref/write_images.py" "$dir" && ok "python wrote PNG and JPEG files" \
+    || bad "write_images.py"
+for i in 0 1 2 3 4 5 6 7 8 9; do echo "class $i name"; done >"$dir/labels10.txt"
+imgs=("$dir/rgb.png" "$dir/gray.jpg" "$dir/rgb.jpg" "$dir/gray.png")
+
+# Checks a predict transcript: check_out FILE K CLASSES [LABELS] (image order from $imgs).
+check_out() {
+    "$py" - "$@" "${imgs[@]}" <<'EOF'
+import sys
+out, k, classes, labels = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+paths = sys.argv[5:]
+names = open(labels).read().split("\n")[:classes] if labels != "-" else None
+lines = open(out).read().rstrip("\n").split("\n")
+assert len(lines) == len(paths) * (k + 1), "%d lines for %d images x (%d + 1)" % (
+    len(lines), len(paths), k)
+for i, path in enumerate(paths):
+    block = lines[i * (k + 1):(i + 1) * (k + 1)]
+    assert block[0] == path + ":", "header %r, want %r" % (block[0], path + ":")
+    idx, probs = [], []
+    for row in block[1:]:
+        assert row.startswith("  "), "row %r not indented" % row
+        parts = row.split(None, 2)
+        j, p = int(parts[0]), float(parts[1])
+        assert 0 <= j < classes and 0 <= p <= 1, row
+        if names is not None:
+            assert len(parts) == 3 and parts[2] == names[j], "label of %d: %r vs %r" % (
+                j, parts[2:], names[j])
+        else:
+            assert len(parts) == 2, "unexpected label in %r" % row
+        idx.append(j)
+        probs.append(p)
+    assert len(set(idx)) == k, "repeated class in %s" % idx
+    assert probs == sorted(probs, reverse=True), "not descending: %s" % probs
+    if k == classes:
+        assert abs(sum(probs) - 1) < 1e-4, "probabilities sum to %.7f" % sum(probs)
+print("%d images x %d classes well formed" % (len(paths), k))
+EOF
+}
+
+run() { # name, args... : runs predict, keeps stdout in $dir/name.out
+    local name=$1
+    shift
+    "$tool" predict "$@" >"$dir/$name.out" 2>"$dir/$name.err"
+}
+
+# ---- output format, topk, labels --------------------------------------------------------------
+if run all --weights "$dir/m10.safetensors" --input "${imgs[0]}" "${imgs[1]}" --input "${imgs[2]}" \
+    "${imgs[3]}" --topk 10 --labels "$dir/labels10.txt" --output "$dir/logits_img.npy"; then
+    msg=$(check_out "$dir/all.out" 10 10 "$dir/labels10.txt" 2>&1) && ok "all classes: $msg" \
+        || bad "all classes: $msg"
+else
+    bad "predict on 4 images"
+    cat "$dir/all.err"
+fi
+run top3 --weights "$dir/m10.safetensors" --input "${imgs[@]}" --topk 3 \
+    && msg=$(check_out "$dir/top3.out" 3 10 - 2>&1) && ok "--topk 3, no labels: $msg" \
+    || bad "--topk 3: ${msg:-}"
+run default --weights "$dir/m10.safetensors" --input "${imgs[@]}" \
+    && msg=$(check_out "$dir/default.out" 5 10 - 2>&1) && ok "default top 5: $msg" \
+    || bad "default topk: ${msg:-}"
+run clamp --weights "$dir/m10.safetensors" --input "${imgs[@]}" --topk 50 \
+    && msg=$(check_out "$dir/clamp.out" 10 10 - 2>&1) && ok "--topk 50 clamped to 10: $msg" \
+    || bad "--topk 50: ${msg:-}"
+# the default ImageNet names, found from another working directory
+labels1000="$(dirname "$here")/data/imagenet_classes.txt"
+[ "$(wc -l <"$labels1000")" -eq 1000 ] && ok "data/imagenet_classes.txt has 1000 lines" \
+    || bad "data/imagenet_classes.txt line count"
+(cd "$dir" && "$tool" predict --weights m1000.safetensors --input "${imgs[@]}" --topk 4 \
+    >"$dir/m1000.out" 2>"$dir/m1000.err") \
+    && msg=$(check_out "$dir/m1000.out" 4 1000 "$labels1000" 2>&1) \
+    && ok "1000 classes get ImageNet names by default: $msg" \
+    || { bad "default ImageNet labels: ${msg:-}"; cat "$dir/m1000.err"; }
+
+# ---- preprocessing against torch ---------------------------------------------------------------
+"$py" - "$dir" <<'EOF' && ok "python prepared the PNG pixels with torch" || bad "python reference"
+import sys
+import numpy as np
+import torch
+import torch.nn.functional as F
+d = sys.argv[1]
+xs = []
+for name in ("rgb", "gray"):
+    px = torch.from_numpy(np.load("%s/pixels_%s.npy" % (d, name))).permute(2, 0, 1).float()
+    h, w = px.shape[1:]
+    # torchvision Resize(256): shorter side 256, the other int(256 * long / short)
+    nh, nw = (256, int(256 * w / h)) if h <= w else (int(256 * h / w), 256)
+    r = F.interpolate(px[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                      antialias=False)[0]
+    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
+    c = r[:, top:top + 224, left:left + 224] / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    xs.append((c - mean) / std)
+np.save("%s/x_ref.npy" % d, torch.stack(xs).numpy().astype(np.float32))
+EOF
+if "$tool" predict --weights "$dir/m10.safetensors" --input "$dir/x_ref.npy" \
+    --output "$dir/logits_ref.npy" >/dev/null; then
+    ok "the .npy path (--input X.npy --output Y.npy) still works"
+    "$tool" predict --weights "$dir/m10.safetensors" --input "$dir/rgb.png" "$dir/gray.png" \
+        --output "$dir/logits_png.npy" >/dev/null
+    msg=$("$py" - "$dir" <<'EOF'
+import sys
+import numpy as np
+d = sys.argv[1]
+a, b = np.load(d + "/logits_png.npy"), np.load(d + "/logits_ref.npy")
+err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
+print("max|diff| %.3g, max|logit| %.3g" % (err, scale))
+sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
+EOF
+    ) && ok "PNG logits == torch-preprocessed logits ($msg)" || bad "PNG vs torch: $msg"
+else
+    bad "predict on x_ref.npy"
+fi
+
+# ---- bad input ---------------------------------------------------------------------------------
+fails() { # expected exit, what, grep pattern for stderr, args...
+    local want=$1 what=$2 pat=$3
+    shift 3
+    "$tool" predict "$@" >/dev/null 2>"$dir/err.log"
+    local rc=$?
+    if [ $rc -eq "$want" ] && grep -q -- "$pat" "$dir/err.log"; then
+        ok "$what -> exit $rc: $(head -1 "$dir/err.log")"
+    else
+        bad "$what: exit $rc (want $want), stderr:"
+        cat "$dir/err.log"
+    fi
+}
+m=$dir/m10.safetensors
+fails 1 "missing image" "missing.png" --weights "$m" --input "$dir/rgb.png" "$dir/missing.png"
+fails 1 "corrupt JPEG" "corrupt.jpg" --weights "$m" --input "$dir/corrupt.jpg"
+fails 1 "text file named .png" "not a .npy array, a JPEG or a PNG" --weights "$m" \
+    --input "$dir/text.png"
+fails 1 "1-channel model" "3 channels" --weights "$dir/gray_model.safetensors" \
+    --input "$dir/rgb.png"
+fails 1 "labels of the wrong length" "names" --weights "$m" --input "$dir/rgb.png" \
+    --labels "$labels1000"
+fails 1 "missing labels file" "labels" --weights "$m" --input "$dir/rgb.png" \
+    --labels "$dir/none.txt"
+fails 2 "no input" "required" --weights "$m"
+fails 2 "--topk 0" "topk" --weights "$m" --input "$dir/rgb.png" --topk 0
+fails 2 ".npy mixed with images" ".npy" --weights "$m" --input "$dir/x_ref.npy" "$dir/rgb.png" \
+    --output "$dir/y.npy"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,254 @@
+/* test_conv_fast.c - the dispatched (im2col + GEMM) convolution against its _ref twin.
+ *
+ * Does: for every GEMM backend this build and CPU have (plain-C kernel, AVX2 kernel, OpenBLAS),
+ * runs forward and backward on awkward shapes (N=1, odd H/W, channel counts not a multiple of 8,
+ * stride 2, groups 2 and 4, 1x1 pad 0, 3x3 pad 1, a non-square kernel, several image chunks, large
+ * images cut into bands of output rows, GEMMs larger than one cache block) and compares y, dx, dw,
+ * dbias with rvg_conv2d_*_ref. Gradients are pre-filled with random values to check that backward
+ * accumulates, y with NaN to check that forward overwrites, and each gradient is also requested
+ * alone (the others NULL). Also checks that results are bit-identical run to run and across thread
+ * counts, and that RVG_FORCE_REF routing works.
+ *
+ * Does not: compare with PyTorch (test_torch_ops does, through the _ref) or time anything
+ * (bench/bench_conv.c does).
+ *
+ * argv[1] (the source directory) is not needed.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops/conv2d_gemm_impl.h"
+#include "rvg/ops.h"
+
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* Tolerances: |fast - ref| <= ATOL_REL * max|ref| + RTOL * |ref|.
+ * Both sides are fp32 sums of up to ~3200 products (C/G*R*S for y and dx, N*P*Q for dw) taken in
+ * different orders: the GEMM blocks k by 256, splits dw's sum into image chunks and uses FMA; the
+ * reference sums rows in fp32 and rows-of-rows in double. The rounding error of such a sum is about
+ * sqrt(L) * 2^-24 * sum|terms|, which for these sizes and data in [-1, 1] stays near 1e-6 of the
+ * tensor's largest entry (measured: at most 2e-6, so 1e-5 leaves a 5x margin). An element that
+ * cancels to near zero can have a large relative error, hence an absolute term scaled by the
+ * tensor's magnitude rather than a pure relative test. Any indexing mistake gives O(1) errors. */
+#define ATOL_REL 1e-5f
+#define RTOL 1e-5f
+
+typedef struct {
+    const char *name;
+    int64_t N, C, H, W, K, R, S, stride, pad, G;
+    int bias;
+} conv_case;
+
+static const conv_case CASES[] = {
+    {"N1 3x3 s1 C3 K5 7x9", 1, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1},
+    {"3x3 s2 C13 K17 5x5", 2, 13, 5, 5, 17, 3, 3, 2, 1, 1, 1},
+    {"3x3 s1 G2 C10 K6 7x9", 3, 10, 7, 9, 6, 3, 3, 1, 1, 2, 0},
+    {"3x3 s2 G4 C12 K20 9x7", 2, 12, 9, 7, 20, 3, 3, 2, 1, 4, 1},
+    {"1x1 s1 C5 K13 7x9", 2, 5, 7, 9, 13, 1, 1, 1, 0, 1, 1},
+    {"1x1 s2 C17 K5 7x9", 3, 17, 7, 9, 5, 1, 1, 2, 0, 1, 0},
+    {"N1 1x1 s1 G2 C6 K10 5x5", 1, 6, 5, 5, 10, 1, 1, 1, 0, 2, 1},
+    {"1x1 s2 G4 C8 K12 5x5", 2, 8, 5, 5, 12, 1, 1, 2, 0, 4, 1},
+    {"3x3 s2 C9 K11 2x2 N70 (P*Q=1)", 70, 9, 2, 2, 11, 3, 3, 2, 1, 1, 1},
+    {"3x3 s1 C6 K7 7x7 N37 (2 chunks)", 37, 6, 7, 7, 7, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 C40 K150 14x14 N3 (blocks)", 3, 40, 14, 14, 150, 3, 3, 1, 1, 1, 1},
+    {"1x1 s1 C300 K20 3x5 N2 (k blocks)", 2, 300, 3, 5, 20, 1, 1, 1, 0, 1, 1},
+    {"1x1 s1 C3 K4 40x40 N2 (direct)", 2, 3, 40, 40, 4, 1, 1, 1, 0, 1, 1},
+    {"3x3 s1 G2 C4 K6 33x35 N1", 1, 4, 33, 35, 6, 3, 3, 1, 1, 2, 1},
+    {"2x3 s2 p0 C5 K3 8x9", 2, 5, 8, 9, 3, 2, 3, 2, 0, 1, 1},
+    {"3x3 s2 p1 C3 K48 28x28 N4 (stage0)", 4, 3, 28, 28, 48, 3, 3, 2, 1, 1, 0},
+    {"3x3 s2 C5 K7 50x47 N2 (row bands)", 2, 5, 50, 47, 7, 3, 3, 2, 1, 1, 1},
+    {"1x1 s2 G2 C6 K4 64x61 N1 (row bands)", 1, 6, 64, 61, 4, 1, 1, 2, 0, 2, 0},
+};
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+
+/* Uniform in [-1, 1) from xorshift64* (fixed seed: failures reproduce). */
+static float frand(void) {
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    uint64_t r = g_rng * 2685821657736338717ull;
+    return (float)((double)(r >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+static float *new_rand(int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        p[i] = frand();
+    return p;
+}
+
+static float *new_copy(const float *src, int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    memcpy(p, src, sizeof(float) * (size_t)n);
+    return p;
+}
+
+static int close_to(const char *what, const char *cname, const float *got, const float *want,
+                    int64_t n, const int64_t *dims, int ndim) {
+    char label[160];
+    snprintf(label, sizeof label, "%s %s", cname, what);
+    const float atol = ATOL_REL * rvg_test_max_abs(want, n);
+    return rvg_test_close(label, got, want, n, atol, RTOL, dims, ndim);
+}
+
+static int same_bits(const float *a, const float *b, int64_t n) {
+    return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
+}
+
+static void run_case(const conv_case *cc) {
+    rvg_conv_shape s = {.N = cc->N,
+                        .C = cc->C,
+                        .H = cc->H,
+                        .W = cc->W,
+                        .K = cc->K,
+                        .R = cc->R,
+                        .S = cc->S,
+                        .stride = cc->stride,
+                        .pad = cc->pad,
+                        .G = cc->G};
+    rvg_conv_shape_finish(&s);
+    const int64_t Cg = s.C / s.G;
+    const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q;
+    const int64_t nw = s.K * Cg * s.R * s.S;
+    const int64_t dx_dims[4] = {s.N, s.C, s.H, s.W}, dy_dims[4] = {s.N, s.K, s.P, s.Q};
+    const int64_t dw_dims[4] = {s.K, Cg, s.R, s.S}, db_dims[1] = {s.K};
+
+    /* Exactly the advertised workspace, deliberately 4 bytes off 64-byte alignment (the kernels
+     * must align it themselves; AddressSanitizer then catches any overrun). */
+    const size_t ws_bytes = rvg_conv2d_workspace_size(&s);
+    unsigned char *ws_raw = malloc(ws_bytes + 4);
+    void *ws = ws_raw + 4;
+
+    float *x = new_rand(nx), *w = new_rand(nw), *b = new_rand(s.K), *dy = new_rand(ny);
+    const float *bias = cc->bias ? b : NULL;
+    float *dx0 = new_rand(nx), *dw0 = new_rand(nw), *db0 = new_rand(s.K); /* pre-fills */
+
+    /* forward: y is pre-filled with NaN so a missed element shows. */
+    float *y_ref = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
+    rvg_conv2d_forward_ref(y_ref, x, w, bias, &s, NULL);
+    for (int64_t i = 0; i < ny; i++)
+        y[i] = NAN;
+    rvg_conv2d_forward(y, x, w, bias, &s, ws);
+    close_to("y", cc->name, y, y_ref, ny, dy_dims, 4);
+
+    /* backward, all three gradients, accumulating onto the pre-fills */
+    float *dx_ref = new_copy(dx0, nx), *dw_ref = new_copy(dw0, nw), *db_ref = new_copy(db0, s.K);
+    rvg_conv2d_backward_ref(dx_ref, dw_ref, db_ref, dy, x, w, &s, NULL);
+    float *dx = new_copy(dx0, nx), *dw = new_copy(dw0, nw), *db = new_copy(db0, s.K);
+    rvg_conv2d_backward(dx, dw, db, dy, x, w, &s, ws);
+    close_to("dx (+=)", cc->name, dx, dx_ref, nx, dx_dims, 4);
+    close_to("dw (+=)", cc->name, dw, dw_ref, nw, dw_dims, 4);
+    close_to("dbias (+=)", cc->name, db, db_ref, s.K, db_dims, 1);
+
+    /* each gradient alone, the others NULL: same values as when computed together */
+    float *dx1 = new_copy(dx0, nx), *dw1 = new_copy(dw0, nw), *db1 = new_copy(db0, s.K);
+    rvg_conv2d_backward(dx1, NULL, NULL, dy, x, w, &s, ws);
+    rvg_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, ws);
+    rvg_conv2d_backward(NULL, NULL, db1, dy, x, w, &s, ws);
+    CHECK(same_bits(dx1, dx, nx));
+    CHECK(same_bits(dw1, dw, nw));
+    CHECK(same_bits(db1, db, s.K));
+
+    /* run to run, and with one thread instead of all: bit-identical */
+    float *y2 = malloc(sizeof(float) * (size_t)ny);
+    float *dx2 = new_copy(dx0, nx), *dw2 = new_copy(dw0, nw), *db2 = new_copy(db0, s.K);
+#ifdef RVG_HAVE_OPENMP
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    rvg_conv2d_forward(y2, x, w, bias, &s, ws);
+    rvg_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, ws);
+#ifdef RVG_HAVE_OPENMP
+    omp_set_num_threads(threads);
+#endif
+    /* OpenBLAS picks its own blocking per thread count, so only the built-in GEMM promises
+     * thread-count independence; run-to-run identity holds for every backend. */
+    if (rvg__conv_gemm_backend() != RVG__GEMM_BLAS) {
+        CHECK(same_bits(y2, y, ny));
+        CHECK(same_bits(dx2, dx, nx));
+        CHECK(same_bits(dw2, dw, nw));
+        CHECK(same_bits(db2, db, s.K));
+    }
+    memcpy(dx2, dx0, sizeof(float) * (size_t)nx);
+    memcpy(dw2, dw0, sizeof(float) * (size_t)nw);
+    memcpy(db2, db0, sizeof(float) * (size_t)s.K);
+    rvg_conv2d_forward(y2, x, w, bias, &s, ws);
+    rvg_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, ws);
+    CHECK(same_bits(y2, y, ny));
+    CHECK(same_bits(dx2, dx, nx));
+    CHECK(same_bits(dw2, dw, nw));
+    CHECK(same_bits(db2, db, s.K));
+
+    free(ws_raw);
+    free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0);
+    free(y_ref), free(y), free(y2);
+    free(dx_ref), free(dw_ref), free(db_ref), free(dx), free(dw), free(db);
+    free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+}
+
+/* With the route forced to _ref the dispatched names must give the reference bits exactly. */
+static void check_force_ref(void) {
+    const conv_case *cc = &CASES[3];
+    rvg_conv_shape s = {.N = cc->N,
+                        .C = cc->C,
+                        .H = cc->H,
+                        .W = cc->W,
+                        .K = cc->K,
+                        .R = cc->R,
+                        .S = cc->S,
+                        .stride = cc->stride,
+                        .pad = cc->pad,
+                        .G = cc->G};
+    rvg_conv_shape_finish(&s);
+    const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q;
+    const int64_t nw = s.K * (s.C / s.G) * s.R * s.S;
+    float *x = new_rand(nx), *w = new_rand(nw), *dy = new_rand(ny);
+    float *y_ref = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
+    float *dx_ref = calloc((size_t)nx, sizeof(float)), *dx = calloc((size_t)nx, sizeof(float));
+    void *ws = malloc(rvg_conv2d_workspace_size(&s));
+
+    const int was = rvg_ops_using_ref();
+    rvg_ops_force_ref(1);
+    CHECK(rvg_ops_using_ref() == 1);
+    rvg_conv2d_forward_ref(y_ref, x, w, NULL, &s, NULL);
+    rvg_conv2d_forward(y, x, w, NULL, &s, ws);
+    rvg_conv2d_backward_ref(dx_ref, NULL, NULL, dy, x, w, &s, NULL);
+    rvg_conv2d_backward(dx, NULL, NULL, dy, x, w, &s, ws);
+    CHECK(same_bits(y, y_ref, ny));
+    CHECK(same_bits(dx, dx_ref, nx));
+    rvg_ops_force_ref(0);
+    CHECK(rvg_ops_using_ref() == 0);
+    rvg_ops_force_ref(was);
+
+    free(x), free(w), free(dy), free(y_ref), free(y), free(dx_ref), free(dx), free(ws);
+}
+
+int main(int argc, char **argv) {
+    (void)argc, (void)argv;
+    if (rvg_ops_using_ref())
+        printf("note: RVG_FORCE_REF is set; forcing the fast path for this test\n");
+    rvg_ops_force_ref(0);
+
+    const rvg__gemm_backend backends[] = {RVG__GEMM_OWN_C, RVG__GEMM_OWN_AVX2, RVG__GEMM_BLAS};
+    const char *names[] = {"own-c", "own-avx2", "blas"};
+    for (size_t bi = 0; bi < sizeof backends / sizeof backends[0]; bi++) {
+        if (!rvg__conv_gemm_set_backend(backends[bi])) {
+            printf("-- backend %s: not in this build / CPU, skipped\n", names[bi]);
+            continue;
+        }
+        printf("-- backend %s\n", rvg__conv_gemm_backend_name());
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+            run_case(&CASES[i]);
+    }
+    CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_AUTO));
+    printf("-- default backend: %s\n", rvg__conv_gemm_backend_name());
+    check_force_ref();
+    return rvg_test_finish();
+}

@@ -1,0 +1,229 @@
+/* test_infer.c - the fast inference engine (src/infer) against its plain-C reference.
+ *
+ * Every algorithm (direct, Winograd F(4x4,3x3), F(6x6,3x3)) and both kernel sets (AVX2, portable)
+ * run single layers on awkward shapes (channel counts 3, 5, 17, 33; odd sizes; stride 2; groups
+ * 2 and 4; SE; N = 1 and 3) and are compared with rvg_engine_run_ref's direct convolution on the
+ * layer's full output. Then whole small networks (A0-like, grouped, SE) are compared on logits,
+ * and bad arguments must fail with a message. argv[1] (the source dir) is not used.
+ *
+ * Tolerances (|got - want| <= atol, atol = tol * max|want|; the reference accumulates in double):
+ *   direct  1e-5  fp32 sums of up to ~300 products in a different order
+ *   wino4   1e-4  the transforms amplify rounding by ~10x (entries up to 8 and 1/24)
+ *   wino6   5e-4  F(6x6) entries reach 32 and 1/90; the known price of its fewer multiplications
+ *   logits  1e-4 x max|logit|, as the issue asks, for whole networks
+ */
+#include "harness.h"
+#include "infer/infer_impl.h"
+#include "rvg/infer.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) & 0xFFFFFF) / 8388608.f - 1.f;
+}
+static float *rand_array(int64_t n, float scale) {
+    float *a = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        a[i] = frand() * scale;
+    return a;
+}
+
+/* A layer with He-scaled random weights (keeps activations O(1) through deep stacks). */
+static rvg_infer_layer make_layer(int64_t C, int64_t K, int64_t stride, int64_t G, int64_t se) {
+    rvg_infer_layer L = {.C = C, .K = K, .stride = stride, .G = G, .se_hidden = se};
+    float ws = sqrtf(6.f / (float)(9 * C / G));
+    L.weight = rand_array(K * (C / G) * 9, ws);
+    L.bias = rand_array(K, 0.1f);
+    if (se) {
+        L.se_down_w = rand_array(se * K, sqrtf(3.f / (float)K));
+        L.se_down_b = rand_array(se, 0.1f);
+        L.se_up_w = rand_array(K * se, sqrtf(3.f / (float)se));
+        L.se_up_b = rand_array(K, 0.5f);
+    }
+    return L;
+}
+static void free_layer(rvg_infer_layer *L) {
+    free((void *)L->weight), free((void *)L->bias);
+    free((void *)L->se_down_w), free((void *)L->se_down_b);
+    free((void *)L->se_up_w), free((void *)L->se_up_b);
+}
+
+static const char *algo_name[] = {"auto", "direct", "wino4", "wino6"};
+
+typedef struct {
+    int64_t C, K, H, W, stride, G, se, N;
+} layer_case;
+
+static void test_layer(const layer_case *t) {
+    rvg_infer_layer L = make_layer(t->C, t->K, t->stride, t->G, t->se);
+    int64_t P = (t->H - 1) / t->stride + 1, Q = (t->W - 1) / t->stride + 1;
+    int64_t ny = t->N * t->K * P * Q;
+    float *x = rand_array(t->N * t->C * t->H * t->W, 1.f);
+    float *want = malloc(sizeof(float) * (size_t)ny), *got = malloc(sizeof(float) * (size_t)ny);
+    float *fcw = rand_array(t->K, 1.f), fcb = 0.f; /* classifier (1, K), unused here */
+    CHECK_OK(rvg__infer_ref_features(&L, 1, want, x, t->N, t->C, t->H, t->W));
+    float scale = rvg_test_max_abs(want, ny);
+    int64_t dims[4] = {t->N, t->K, P, Q};
+    for (int portable = 0; portable <= 1; portable++)
+        for (int a = RVG_INFER_ALGO_DIRECT; a <= RVG_INFER_ALGO_WINO6; a++) {
+            if (t->stride != 1 && a != RVG_INFER_ALGO_DIRECT)
+                continue;
+            rvg_engine_opts o = {.algo = (rvg_infer_algo)a, .portable = portable};
+            rvg_engine *e = NULL;
+            CHECK_OK(rvg_engine_new_opts(&e, &L, 1, fcw, &fcb, 1, t->C, t->H, t->W, t->N + 1, 0,
+                                         &o));
+            if (!e)
+                continue;
+            CHECK((int)rvg_engine_layer_algo(e, 0) == a);
+            memset(got, 0, sizeof(float) * (size_t)ny);
+            CHECK_OK(rvg__engine_features(e, got, x, t->N));
+            float tol = a == RVG_INFER_ALGO_DIRECT  ? 1e-5f
+                        : a == RVG_INFER_ALGO_WINO4 ? 1e-4f
+                                                    : 5e-4f;
+            char what[160];
+            snprintf(what, sizeof what, "%s/%s C%lld K%lld %lldx%lld s%lld G%lld se%lld N%lld",
+                     algo_name[a], rvg_engine_isa(e), (long long)t->C, (long long)t->K,
+                     (long long)t->H, (long long)t->W, (long long)t->stride, (long long)t->G,
+                     (long long)t->se, (long long)t->N);
+            rvg_test_close(what, got, want, ny, tol * scale, 0.f, dims, 4);
+            rvg_engine_free(e);
+        }
+    free(x), free(want), free(got), free(fcw);
+    free_layer(&L);
+}
+
+/* A network given as (K, stride, G, se) per layer, compared on logits. */
+typedef struct {
+    int64_t K, stride, G, se;
+} net_layer;
+
+static void test_net(const char *name, const net_layer *spec, int64_t n_layers, int64_t in_ch,
+                     int64_t H, int64_t W, int64_t classes, int64_t N, rvg_infer_algo algo,
+                     int64_t seg_bytes) {
+    rvg_infer_layer *L = calloc((size_t)n_layers, sizeof *L);
+    int64_t C = in_ch;
+    for (int64_t i = 0; i < n_layers; i++) {
+        L[i] = make_layer(C, spec[i].K, spec[i].stride, spec[i].G, spec[i].se);
+        C = spec[i].K;
+    }
+    float *fc_w = rand_array(classes * C, sqrtf(3.f / (float)C));
+    float *fc_b = rand_array(classes, 0.1f);
+    float *x = rand_array(N * in_ch * H * W, 1.f);
+    float *want = malloc(sizeof(float) * (size_t)(N * classes));
+    float *got = malloc(sizeof(float) * (size_t)(N * classes));
+    CHECK_OK(rvg_engine_run_ref(L, n_layers, fc_w, fc_b, classes, want, x, N, in_ch, H, W));
+    float scale = rvg_test_max_abs(want, N * classes);
+    int64_t dims[2] = {N, classes};
+    for (int portable = 0; portable <= 1; portable++) {
+        rvg_engine_opts o = {.algo = algo, .portable = portable, .seg_bytes = seg_bytes};
+        rvg_engine *e = NULL;
+        CHECK_OK(rvg_engine_new_opts(&e, L, n_layers, fc_w, fc_b, classes, in_ch, H, W, N, 2, &o));
+        if (!e)
+            continue;
+        if (seg_bytes)
+            CHECK(rvg_engine_image_layers(e) > 0);
+        char what[160];
+        snprintf(what, sizeof what, "net %s %s/%s N%lld%s", name, algo_name[algo],
+                 rvg_engine_isa(e), (long long)N, seg_bytes ? " image-by-image" : "");
+        /* twice: the second run sees buffers dirty from the first (borders must be re-zeroed) */
+        for (int rep = 0; rep < 2; rep++) {
+            memset(got, 0, sizeof(float) * (size_t)(N * classes));
+            CHECK_OK(rvg_engine_run(e, got, x, N));
+        }
+        rvg_test_close(what, got, want, N * classes, 1e-4f * scale, 0.f, dims, 2);
+        if (N > 1) { /* a smaller batch through the same engine gives the first rows */
+            CHECK_OK(rvg_engine_run(e, got, x, 1));
+            snprintf(what, sizeof what, "net %s %s/%s N1 of max %lld", name, algo_name[algo],
+                     rvg_engine_isa(e), (long long)N);
+            rvg_test_close(what, got, want, classes, 1e-4f * scale, 0.f, dims, 2);
+        }
+        rvg_engine_free(e);
+    }
+    for (int64_t i = 0; i < n_layers; i++)
+        free_layer(&L[i]);
+    free(L), free(fc_w), free(fc_b), free(x), free(want), free(got);
+}
+
+static void test_bad_arguments(void) {
+    rvg_infer_layer L = make_layer(3, 8, 1, 1, 0);
+    float *fc_w = rand_array(8 * 4, 1.f), *fc_b = rand_array(4, 1.f);
+    float x[2 * 3 * 9 * 9] = {0}, logits[8];
+    rvg_engine *e = NULL;
+    CHECK_OK(rvg_engine_new(&e, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1));
+    CHECK_STATUS(rvg_engine_run(e, logits, x, 2), RVG_STATUS_BAD_ARGUMENT);
+    CHECK_STATUS(rvg_engine_run(e, logits, x, 0), RVG_STATUS_BAD_ARGUMENT);
+    CHECK_STATUS(rvg_engine_run(e, NULL, x, 1), RVG_STATUS_BAD_ARGUMENT);
+    rvg_engine_free(e);
+    rvg_engine_free(NULL);
+    rvg_engine *bad = (rvg_engine *)&L;
+    CHECK_STATUS(rvg_engine_new(&bad, &L, 1, fc_w, fc_b, 4, 5, 9, 9, 1, 1), RVG_STATUS_BAD_SHAPE);
+    CHECK(bad == NULL);
+    CHECK_STATUS(rvg_engine_new(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 0, 1),
+                 RVG_STATUS_BAD_ARGUMENT);
+    CHECK_STATUS(rvg_engine_new(&bad, &L, 0, fc_w, fc_b, 4, 3, 9, 9, 1, 1),
+                 RVG_STATUS_BAD_ARGUMENT);
+    CHECK_STATUS(rvg_engine_new(&bad, &L, 1, NULL, fc_b, 4, 3, 9, 9, 1, 1),
+                 RVG_STATUS_BAD_ARGUMENT);
+    rvg_infer_layer L2 = L;
+    L2.stride = 3;
+    CHECK_STATUS(rvg_engine_new(&bad, &L2, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1),
+                 RVG_STATUS_BAD_ARGUMENT);
+    L2.stride = 1, L2.G = 2; /* 3 channels do not split into 2 groups */
+    CHECK_STATUS(rvg_engine_new(&bad, &L2, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1), RVG_STATUS_BAD_SHAPE);
+    L2.G = 1, L2.se_hidden = 2; /* SE without weights */
+    CHECK_STATUS(rvg_engine_new(&bad, &L2, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1),
+                 RVG_STATUS_BAD_ARGUMENT);
+    CHECK_STATUS(rvg_engine_run_ref(&L, 1, fc_w, fc_b, 4, logits, x, 1, 4, 9, 9),
+                 RVG_STATUS_BAD_SHAPE);
+    free(fc_w), free(fc_b);
+    free_layer(&L);
+}
+
+int main(int argc, char **argv) {
+    (void)argc, (void)argv;
+    (void)rvg_test_skip; /* harness helper this test never needs */
+    static const layer_case cases[] = {
+        /* C   K   H   W  s  G se N */
+        {3, 16, 15, 15, 1, 1, 0, 1},   {3, 5, 13, 7, 1, 1, 0, 3},    {5, 17, 9, 9, 1, 1, 0, 1},
+        {17, 33, 13, 15, 1, 1, 0, 3},  {33, 17, 29, 29, 1, 1, 0, 1}, {16, 48, 7, 7, 1, 1, 0, 3},
+        {48, 48, 28, 28, 1, 1, 0, 1},  {64, 32, 14, 14, 1, 1, 0, 2}, {24, 24, 1, 1, 1, 1, 0, 2},
+        {8, 8, 2, 3, 1, 1, 0, 1},      {3, 48, 32, 32, 2, 1, 0, 1},  {17, 33, 15, 13, 2, 1, 0, 3},
+        {33, 16, 9, 9, 2, 1, 0, 1},    {16, 40, 7, 7, 2, 1, 0, 2},   {32, 32, 13, 13, 1, 2, 0, 1},
+        {32, 64, 15, 15, 1, 4, 0, 3},  {8, 12, 9, 7, 1, 4, 0, 1},    {20, 36, 11, 11, 2, 4, 0, 1},
+        {64, 64, 14, 14, 1, 4, 0, 1},  {34, 18, 9, 9, 2, 2, 0, 3},   {17, 33, 13, 15, 1, 1, 4, 3},
+        {32, 48, 9, 9, 2, 1, 3, 1},    {40, 40, 14, 14, 1, 4, 5, 2},
+    };
+    printf("single layers vs reference\n");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        test_layer(&cases[i]);
+
+    printf("whole networks vs reference\n");
+    /* A0-like at 32x32, 10 classes: stage0 s2, then stages of (first s2) blocks */
+    static const net_layer a0[] = {{24, 2, 1, 0}, {24, 2, 1, 0}, {24, 1, 1, 0}, {48, 2, 1, 0},
+                                   {48, 1, 1, 0}, {48, 1, 1, 0}, {48, 1, 1, 0}, {96, 2, 1, 0},
+                                   {96, 1, 1, 0}, {96, 1, 1, 0}, {96, 1, 1, 0}, {96, 1, 1, 0},
+                                   {320, 2, 1, 0}};
+    int64_t na0 = sizeof a0 / sizeof a0[0];
+    test_net("a0-like 32x32", a0, na0, 3, 32, 32, 10, 1, RVG_INFER_ALGO_AUTO, 0);
+    test_net("a0-like 32x32", a0, na0, 3, 32, 32, 10, 3, RVG_INFER_ALGO_AUTO, 0);
+    test_net("a0-like 32x32", a0, na0, 3, 32, 32, 10, 3, RVG_INFER_ALGO_WINO6, 0);
+    test_net("a0-like 32x32", a0, na0, 3, 32, 32, 10, 3, RVG_INFER_ALGO_DIRECT, 0);
+    /* layers with a one-image input >= 8 KB (the first 8 here) run image by image at N > 1 */
+    test_net("a0-like 32x32", a0, na0, 3, 32, 32, 10, 3, RVG_INFER_ALGO_AUTO, 8192);
+    /* grouped (g2/g4 on alternate blocks, as RepVGG-B1g4) and 1-channel 28x28 input */
+    static const net_layer g4[] = {{16, 2, 1, 0}, {32, 2, 1, 0}, {32, 1, 4, 0}, {32, 1, 1, 0},
+                                   {64, 2, 2, 0}, {64, 1, 1, 0}, {64, 1, 4, 0}, {128, 2, 1, 0}};
+    test_net("grouped 28x28", g4, sizeof g4 / sizeof g4[0], 1, 28, 28, 10, 3,
+             RVG_INFER_ALGO_AUTO, 0);
+    test_net("grouped 28x28", g4, sizeof g4 / sizeof g4[0], 1, 28, 28, 10, 1,
+             RVG_INFER_ALGO_WINO4, 0);
+    /* D2se-like: SE with K/16 hidden channels on every block */
+    static const net_layer se[] = {{32, 2, 1, 2}, {32, 1, 1, 2}, {64, 2, 1, 4}, {64, 1, 1, 4},
+                                   {64, 1, 1, 4}, {128, 2, 1, 8}};
+    test_net("se 33x31", se, sizeof se / sizeof se[0], 3, 33, 31, 7, 3, RVG_INFER_ALGO_AUTO, 0);
+    test_net("se 33x31", se, sizeof se / sizeof se[0], 3, 33, 31, 7, 3, RVG_INFER_ALGO_AUTO, 1);
+
+    printf("bad arguments\n");
+    test_bad_arguments();
+    return rvg_test_finish();
+}

@@ -1,0 +1,271 @@
+/* cmd_bench.c - `repvgg bench`: latency and throughput of inference (either form) and of whole
+ * training steps, on random or given weights.
+ *
+ * Inference of the deploy form runs the fast engine (src/infer/); the train form runs the model's
+ * own forward pass with its three branches computed as written, so the speed-up of conversion is
+ * measured on the same machine in the same run. --train times forward + loss + backward + SGD.
+ * Timing: warm-up runs, then --runs timed runs; median and minimum are reported (the machine is
+ * shared and noisy: medians, not means). Peak memory is the process's maximum resident set.
+ */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#include "cli.h"
+#include "rvg/deploy.h"
+#include "rvg/model.h"
+#include "rvg/ops.h"
+#include "rvg/train.h"
+
+static void help(void) {
+    printf("usage: repvgg bench (--weights W | --arch NAME [--classes K] [--in-ch C])\n"
+           "                    [--form train|deploy] [--train] [--size S] [--batch B]\n"
+           "                    [--threads T] [--runs R] [--warmup N] [--json]\n\n"
+           "Times inference (default: the deploy form on the fast engine; --form train runs the\n"
+           "three-branch train form as written) or, with --train, whole training steps\n"
+           "(forward, loss, backward, SGD) of the train form. --arch uses random weights.\n\n"
+           "  --size S      input height and width (default 224)\n"
+           "  --batch B     images per run (default 1; 64 with --train)\n"
+           "  --threads T   compute threads (default: all cores)\n"
+           "  --runs R      timed runs (default 30; 20 with --train)\n"
+           "  --warmup N    untimed runs first (default 3)\n"
+           "  --json        one JSON object: median_ms, min_ms, images_per_s, gflops, peak_rss_mb\n");
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"weights", required_argument, 0, 'w'}, {"arch", required_argument, 0, 'a'},
+        {"classes", required_argument, 0, 'k'}, {"in-ch", required_argument, 0, 'c'},
+        {"form", required_argument, 0, 'f'},    {"train", no_argument, 0, 't'},
+        {"size", required_argument, 0, 's'},    {"batch", required_argument, 0, 'b'},
+        {"threads", required_argument, 0, 'n'}, {"runs", required_argument, 0, 'r'},
+        {"warmup", required_argument, 0, 'u'},  {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    const char *wpath = NULL, *arch_name = NULL, *form_name = NULL;
+    int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = 3;
+    int train = 0, json = 0, c, have_classes = 0, have_in_ch = 0;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': wpath = optarg; break;
+        case 'a': arch_name = optarg; break;
+        case 'k':
+            if (!cli_parse_int(optarg, 1, 1000000, &classes))
+                return cli_usage_error("bench", "--classes must be an integer in 1..1000000");
+            have_classes = 1;
+            break;
+        case 'c':
+            if (!cli_parse_int(optarg, 1, 4096, &in_ch))
+                return cli_usage_error("bench", "--in-ch must be an integer in 1..4096");
+            have_in_ch = 1;
+            break;
+        case 'f':
+            if (strcmp(optarg, "train") != 0 && strcmp(optarg, "deploy") != 0)
+                return cli_usage_error("bench", "--form must be train or deploy");
+            form_name = optarg;
+            break;
+        case 't': train = 1; break;
+        case 's':
+            if (!cli_parse_int(optarg, 1, 8192, &size))
+                return cli_usage_error("bench", "--size must be an integer in 1..8192");
+            break;
+        case 'b':
+            if (!cli_parse_int(optarg, 1, 4096, &batch))
+                return cli_usage_error("bench", "--batch must be an integer in 1..4096");
+            break;
+        case 'n':
+            if (!cli_parse_int(optarg, 1, 1024, &threads))
+                return cli_usage_error("bench", "--threads must be an integer in 1..1024");
+            break;
+        case 'r':
+            if (!cli_parse_int(optarg, 1, 100000, &runs))
+                return cli_usage_error("bench", "--runs must be an integer in 1..100000");
+            break;
+        case 'u':
+            if (!cli_parse_int(optarg, 0, 100000, &warmup))
+                return cli_usage_error("bench", "--warmup must be an integer in 0..100000");
+            break;
+        case 'j': json = 1; break;
+        case 'h': help(); return 0;
+        default: return cli_usage_error("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    if (!wpath == !arch_name)
+        return cli_usage_error("bench", "give exactly one of --weights and --arch");
+    if (wpath && (have_classes || have_in_ch))
+        return cli_usage_error("bench", "--classes and --in-ch go with --arch, not --weights");
+    if (train && form_name && strcmp(form_name, "train") != 0)
+        return cli_usage_error("bench", "--train measures the train form; drop --form deploy");
+    int deploy = !train && (!form_name || strcmp(form_name, "deploy") == 0);
+    if (!batch)
+        batch = train ? 64 : 1;
+    if (!runs)
+        runs = train ? 20 : 30;
+#ifdef RVG_HAVE_OPENMP
+    if (threads)
+        omp_set_num_threads((int)threads);
+    int nthreads = omp_get_max_threads();
+#else
+    int nthreads = 1;
+#endif
+
+    rvg_model *m = NULL;
+    rvg_status st;
+    if (wpath) {
+        if ((st = rvg_model_load(&m, wpath)) != RVG_OK)
+            return cli_fail("bench", st, "loading weights");
+    } else {
+        rvg_arch a;
+        if ((st = rvg_arch_parse(&a, arch_name)) != RVG_OK)
+            return cli_fail("bench", st, "--arch");
+        a.classes = classes;
+        a.in_ch = in_ch;
+        if ((st = rvg_model_new(&m, &a, RVG_FORM_TRAIN)) != RVG_OK)
+            return cli_fail("bench", st, "building the model");
+        rvg_model_init(m, 1);
+    }
+    if ((train || !deploy) && rvg_model_form(m) != RVG_FORM_TRAIN) {
+        rvg_model_free(m);
+        fprintf(stderr, "repvgg bench: %s is in deploy form; the train form cannot be measured\n",
+                wpath);
+        return 1;
+    }
+    const rvg_arch *arch = rvg_model_arch(m);
+    int64_t C = arch->in_ch, K = arch->classes;
+    float *x = rvg_alloc((size_t)(batch * C * size * size) * sizeof(float));
+    float *logits = rvg_alloc((size_t)(batch * K) * sizeof(float));
+    float *target = rvg_alloc((size_t)(batch * K) * sizeof(float));
+    float *dlogits = rvg_alloc((size_t)(batch * K) * sizeof(float));
+    double *times = calloc((size_t)runs, sizeof(double));
+    int32_t *labels = calloc((size_t)batch, sizeof(int32_t));
+    rvg_engine *e = NULL;
+    rvg_plan *p = NULL;
+    int rc = 1;
+    if (!x || !logits || !target || !dlogits || !times || !labels) {
+        fprintf(stderr, "repvgg bench: out of memory\n");
+        goto done;
+    }
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < batch * C * size * size; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5);
+    }
+    for (int64_t i = 0; i < batch; i++)
+        labels[i] = (int32_t)(i % K);
+    rvg_targets_from_labels(target, labels, batch, K, 0.0f);
+    if (deploy)
+        st = rvg_deploy_engine_new(&e, m, size, size, batch, (int)threads, NULL);
+    else
+        st = rvg_plan_new(&p, m, batch, size, size);
+    if (st != RVG_OK) {
+        rc = cli_fail("bench", st, "preparing");
+        goto done;
+    }
+    rvg_sgd_config cfg = rvg_sgd_defaults();
+    for (int64_t r = -warmup; r < runs; r++) {
+        double t0 = now_ms();
+        if (deploy) {
+            st = rvg_engine_run(e, logits, x, batch);
+        } else if (!train) {
+            const float *out;
+            st = rvg_model_forward(m, p, x, batch, 0, &out);
+        } else {
+            const float *out;
+            rvg_model_zero_grad(m);
+            st = rvg_model_forward(m, p, x, batch, 1, &out);
+            if (st == RVG_OK) {
+                rvg_softmax_xent_ref(dlogits, out, target, batch, K);
+                st = rvg_model_backward(m, p, dlogits, NULL);
+                rvg_sgd_step(m, &cfg, 1e-4f);
+            }
+        }
+        if (st != RVG_OK) {
+            rc = cli_fail("bench", st, "running");
+            goto done;
+        }
+        if (r >= 0)
+            times[r] = now_ms() - t0;
+    }
+    qsort(times, (size_t)runs, sizeof(double), cmp_double);
+    double median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+    double minimum = times[0];
+    double ips = batch * 1000.0 / median;
+    /* a training step costs about 3 forward passes (forward, input gradient, weight gradient) */
+    double flops = 2.0 * (double)rvg_model_macs(m, size, size) * batch * (train ? 3.0 : 1.0);
+    if (deploy) {
+        rvg_model *dm = NULL;
+        if (rvg_model_form(m) == RVG_FORM_TRAIN && rvg_model_reparam(m, &dm) == RVG_OK) {
+            flops = 2.0 * (double)rvg_model_macs(dm, size, size) * batch;
+            rvg_model_free(dm);
+        }
+    }
+    double gflops = flops / (median * 1e6);
+    const char *what = train ? "train-step" : deploy ? "deploy" : "train-form";
+    char archs[512];
+    rvg_arch_format(arch, archs, sizeof archs);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "arch", archs);
+        cJSON_AddStringToObject(o, "mode", what);
+        cJSON_AddNumberToObject(o, "size", (double)size);
+        cJSON_AddNumberToObject(o, "batch", (double)batch);
+        cJSON_AddNumberToObject(o, "threads", nthreads);
+        cJSON_AddNumberToObject(o, "runs", (double)runs);
+        cJSON_AddNumberToObject(o, "median_ms", median);
+        cJSON_AddNumberToObject(o, "min_ms", minimum);
+        cJSON_AddNumberToObject(o, "images_per_s", ips);
+        cJSON_AddNumberToObject(o, "gflops", gflops);
+        cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
+        if (e)
+            cJSON_AddStringToObject(o, "isa", rvg_engine_isa(e));
+        char *js = cJSON_PrintUnformatted(o);
+        printf("%s\n", js);
+        free(js);
+        cJSON_Delete(o);
+    } else {
+        printf("%s %s, %lldx%lldx%lld, batch %lld, %d threads%s%s\n", archs, what, (long long)C,
+               (long long)size, (long long)size, (long long)batch, nthreads,
+               e ? ", kernels " : "", e ? rvg_engine_isa(e) : "");
+        printf("  median %.3f ms  min %.3f ms  (%lld runs)\n", median, minimum, (long long)runs);
+        printf("  %.1f images/s  %.1f GFLOP/s  peak RSS %.1f MB\n", ips, gflops, peak_rss_mb());
+    }
+    rc = 0;
+done:
+    rvg_engine_free(e);
+    rvg_plan_free(p);
+    rvg_model_free(m);
+    rvg_free(x);
+    rvg_free(logits);
+    rvg_free(target);
+    rvg_free(dlogits);
+    free(times);
+    free(labels);
+    return rc;
+}

@@ -1,0 +1,247 @@
+/* cmd_eval.c - `repvgg eval`: top-1, top-5, per-class accuracy and the confusion matrix of a
+ * weights file on a data set's validation split.
+ *
+ * Either form runs (the train form with BN in inference mode); training checkpoints
+ * (*.ckpt.safetensors) work too, their momentum.* tensors being dropped. Images are normalised
+ * with the mean/std and size that training stored in the weights' metadata (repvgg.mean,
+ * repvgg.std, repvgg.size); without them, with the training split's own statistics at the data's
+ * native size, which is what `repvgg train --norm computed` uses.
+ * Not here: test-time augmentation, or evaluating on the training split.
+ */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#include "cli.h"
+#include "rvg/io.h"
+#include "train_cli.h"
+
+static void help(void) {
+    printf("usage: repvgg eval --weights W [--data SPEC] [--limit-val N] [--batch B] [--json]\n\n"
+           "Evaluates W (either form; safetensors or .pth; a training checkpoint too) on the\n"
+           "validation split of SPEC and prints top-1, top-5, per-class accuracy and the\n"
+           "confusion matrix (rows: true class, columns: predicted).\n\n"
+           "  --data SPEC     data set as 'repvgg train' takes it (default fashion-mnist)\n"
+           "  --limit-val N   only the first N validation samples (0 = all)\n"
+           "  --batch B       images per forward pass (default 128)\n"
+           "  --threads T     compute threads (default: all cores)\n"
+           "  --workers W     data loading threads (default 2)\n"
+           "  --json          print one JSON object: top1, top5, n, loss, per_class, class_names,\n"
+           "                  class_n, confusion\n");
+}
+
+static void print_json(const char *wpath, const char *data, const rvg_dataset *d,
+                       const eval_result *r, const int64_t *class_n) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "weights", wpath);
+    cJSON_AddStringToObject(o, "data", data);
+    cJSON_AddNumberToObject(o, "n", (double)r->n);
+    cJSON_AddNumberToObject(o, "loss", r->loss);
+    cJSON_AddNumberToObject(o, "top1", r->top1);
+    cJSON_AddNumberToObject(o, "top5", r->top5);
+    cJSON *pc = cJSON_AddArrayToObject(o, "per_class");
+    cJSON *names = cJSON_AddArrayToObject(o, "class_names");
+    cJSON *cn = cJSON_AddArrayToObject(o, "class_n");
+    cJSON *conf = cJSON_AddArrayToObject(o, "confusion");
+    for (int64_t k = 0; k < r->K; k++) {
+        double acc = class_n[k] ? (double)r->confusion[k * r->K + k] / (double)class_n[k] : 0.0;
+        cJSON_AddItemToArray(pc, cJSON_CreateNumber(acc));
+        const char *nm = rvg_dataset_class_name(d, k);
+        char buf[32];
+        if (!nm) {
+            snprintf(buf, sizeof buf, "%lld", (long long)k);
+            nm = buf;
+        }
+        cJSON_AddItemToArray(names, cJSON_CreateString(nm));
+        cJSON_AddItemToArray(cn, cJSON_CreateNumber((double)class_n[k]));
+        cJSON *row = cJSON_CreateArray();
+        for (int64_t j = 0; j < r->K; j++)
+            cJSON_AddItemToArray(row, cJSON_CreateNumber((double)r->confusion[k * r->K + j]));
+        cJSON_AddItemToArray(conf, row);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    printf("%s\n", s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void print_text(const char *wpath, const rvg_dataset *d, const eval_result *r,
+                       const int64_t *class_n) {
+    printf("%s: %lld images, loss %.4f, top-1 %.2f%%, top-5 %.2f%%\n\n", wpath, (long long)r->n,
+           r->loss, 100.0 * r->top1, 100.0 * r->top5);
+    printf("%5s  %-24s %8s %9s\n", "class", "name", "images", "accuracy");
+    for (int64_t k = 0; k < r->K; k++) {
+        const char *nm = rvg_dataset_class_name(d, k);
+        printf("%5lld  %-24.24s %8lld %8.2f%%\n", (long long)k, nm ? nm : "", (long long)class_n[k],
+               class_n[k] ? 100.0 * (double)r->confusion[k * r->K + k] / (double)class_n[k] : 0.0);
+    }
+    if (r->K > 30) {
+        printf("\n(confusion matrix of %lld classes not printed; use --json)\n", (long long)r->K);
+        return;
+    }
+    printf("\nconfusion matrix (rows: true class, columns: predicted)\n%5s", "");
+    for (int64_t j = 0; j < r->K; j++)
+        printf(" %5lld", (long long)j);
+    printf("\n");
+    for (int64_t k = 0; k < r->K; k++) {
+        printf("%5lld", (long long)k);
+        for (int64_t j = 0; j < r->K; j++)
+            printf(" %5lld", (long long)r->confusion[k * r->K + j]);
+        printf("\n");
+    }
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"limit-val", required_argument, 0, 'l'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"workers", required_argument, 0, 'k'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *wpath = NULL, *data = "fashion-mnist";
+    int64_t limit = 0, batch = 128, threads = 0, workers = 2;
+    int json = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': wpath = optarg; break;
+        case 'd': data = optarg; break;
+        case 'l':
+            if (!cli_parse_int(optarg, 0, INT64_MAX, &limit))
+                return cli_usage_error("eval", "--limit-val must be a non-negative integer");
+            break;
+        case 'b':
+            if (!cli_parse_int(optarg, 1, 65536, &batch))
+                return cli_usage_error("eval", "--batch must be an integer in 1..65536");
+            break;
+        case 't':
+            if (!cli_parse_int(optarg, 1, 1024, &threads))
+                return cli_usage_error("eval", "--threads must be an integer in 1..1024");
+            break;
+        case 'k':
+            if (!cli_parse_int(optarg, 0, 64, &workers))
+                return cli_usage_error("eval", "--workers must be an integer in 0..64");
+            break;
+        case 'j': json = 1; break;
+        case 'h': help(); return 0;
+        default:
+            return cli_usage_error("eval", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    if (!wpath)
+        return cli_usage_error("eval", "--weights is required");
+#ifdef RVG_HAVE_OPENMP
+    if (threads)
+        omp_set_num_threads((int)threads);
+#endif
+    rvg_dict *d = NULL;
+    rvg_model *m = NULL;
+    rvg_dataset *dva = NULL, *dtr = NULL;
+    rvg_loader *ld = NULL;
+    rvg_plan *p = NULL;
+    float *x = NULL;
+    int32_t *y = NULL;
+    int64_t *class_n = NULL;
+    eval_result r = {0};
+    int rc = 1;
+    rvg_status st;
+    if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
+        (st = train_strip_momentum(d, NULL)) != RVG_OK ||
+        (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
+        rc = cli_fail("eval", st, wpath);
+        goto done;
+    }
+    if ((st = rvg_dataset_open(&dva, data, RVG_SPLIT_VAL, limit)) != RVG_OK) {
+        rc = cli_fail("eval", st, "opening the validation data");
+        goto done;
+    }
+    const rvg_arch *arch = rvg_model_arch(m);
+    int64_t C = rvg_dataset_channels(dva), K = arch->classes;
+    if (C != arch->in_ch) {
+        fprintf(stderr, "repvgg eval: the model takes %lld channels, the data set has %lld\n",
+                (long long)arch->in_ch, (long long)C);
+        goto done;
+    }
+    if (rvg_dataset_classes(dva) > K) {
+        fprintf(stderr, "repvgg eval: the data set has %lld classes, the model only %lld\n",
+                (long long)rvg_dataset_classes(dva), (long long)K);
+        goto done;
+    }
+    rvg_augment aug;
+    rvg_augment_defaults(&aug, dva, 0);
+    int64_t size = aug.out_h;
+    int have = train_get_norm_meta(d, C, aug.mean, aug.std, &size);
+    if (have < 0) {
+        fprintf(stderr, "repvgg eval: %s: malformed repvgg.mean/std/size metadata\n", wpath);
+        goto done;
+    }
+    if (have == 0) {
+        /* No record of training's normalisation: use what `train --norm computed` would. */
+        if ((st = rvg_dataset_open(&dtr, data, RVG_SPLIT_TRAIN, 0)) != RVG_OK ||
+            (st = rvg_dataset_stats(dtr, 10000, aug.mean, aug.std)) != RVG_OK) {
+            rc = cli_fail("eval", st, "computing the normalisation from the training split");
+            goto done;
+        }
+        for (int64_t i = 0; i < C; i++)
+            if (!(aug.std[i] > 0))
+                aug.std[i] = 1.0f;
+        if (!json)
+            fprintf(stderr,
+                    "repvgg eval: %s has no normalisation metadata; using the training "
+                    "split's mean/std\n",
+                    wpath);
+    }
+    aug.out_h = aug.out_w = size;
+    if ((st = rvg_model_check_input(m, C, size, size)) != RVG_OK) {
+        rc = cli_fail("eval", st, "input size");
+        goto done;
+    }
+    if ((st = rvg_loader_new(&ld, dva, &aug, batch, 0, 0, 0, (int)workers, 0, 1)) != RVG_OK ||
+        (st = rvg_plan_new(&p, m, batch, size, size)) != RVG_OK) {
+        rc = cli_fail("eval", st, "setting up");
+        goto done;
+    }
+    x = rvg_alloc((size_t)(batch * C * size * size) * sizeof(float));
+    y = rvg_alloc((size_t)batch * sizeof(int32_t));
+    class_n = calloc((size_t)K, sizeof *class_n);
+    if (!x || !y || !class_n) {
+        fprintf(stderr, "repvgg eval: out of memory\n");
+        goto done;
+    }
+    if ((st = train_evaluate(m, p, ld, x, y, K, &r)) != RVG_OK) {
+        rc = cli_fail("eval", st, "evaluating");
+        goto done;
+    }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < K; j++)
+            class_n[k] += r.confusion[k * K + j];
+    if (json)
+        print_json(wpath, data, dva, &r, class_n);
+    else
+        print_text(wpath, dva, &r, class_n);
+    rc = 0;
+done:
+    free(r.confusion);
+    free(class_n);
+    rvg_free(x);
+    rvg_free(y);
+    rvg_plan_free(p);
+    rvg_loader_free(ld);
+    rvg_dataset_free(dva);
+    rvg_dataset_free(dtr);
+    rvg_model_free(m);
+    rvg_dict_free(d);
+    return rc;
+}

@@ -1,0 +1,92 @@
+/* cmd_export.c - `repvgg export`: writes a model as an ONNX file (rvg_onnx_export, onnx.h).
+ *
+ * The deploy form (the default) is what a runtime should get: one Conv + Relu per block. The train
+ * form (three branches with BatchNormalization in inference mode) is there to check the conversion
+ * outside this project, or to fine-tune elsewhere.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "rvg/model.h"
+#include "rvg/onnx.h"
+
+static void help(void) {
+    printf("usage: repvgg export --weights W --onnx OUT.onnx [--form deploy|train] [--opset 13]\n"
+           "                     [--size S | --size dynamic]\n\n"
+           "Writes the model in W (either form; safetensors or .pth, official or timm names) as\n"
+           "an ONNX model with input \"input\" (N, C, S, S) and output \"logits\" (N, classes);\n"
+           "the batch N is dynamic.\n\n"
+           "  --form F     deploy (default; a train-form W is re-parameterised first) or train\n"
+           "               (three branches with BatchNormalization; needs a train-form W)\n"
+           "  --opset V    ONNX opset, 13..21 (default 13, IR version 7)\n"
+           "  --size S     input height and width (default 224); 'dynamic' makes them symbolic\n");
+}
+
+int cmd_export(int argc, char **argv) {
+    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
+                                         {"onnx", required_argument, 0, 'o'},
+                                         {"form", required_argument, 0, 'f'},
+                                         {"opset", required_argument, 0, 'p'},
+                                         {"size", required_argument, 0, 's'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *wpath = NULL, *out = NULL;
+    rvg_onnx_options opt;
+    rvg_onnx_options_default(&opt);
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': wpath = optarg; break;
+        case 'o': out = optarg; break;
+        case 'f':
+            if (strcmp(optarg, "deploy") == 0)
+                opt.form = RVG_FORM_DEPLOY;
+            else if (strcmp(optarg, "train") == 0)
+                opt.form = RVG_FORM_TRAIN;
+            else
+                return cli_usage_error("export", "--form must be 'deploy' or 'train'");
+            break;
+        case 'p':
+            if (!cli_parse_int(optarg, 13, 21, &opt.opset))
+                return cli_usage_error("export", "--opset must be an integer in 13..21");
+            break;
+        case 's':
+            if (strcmp(optarg, "dynamic") == 0)
+                opt.height = opt.width = 0;
+            else if (cli_parse_int(optarg, 1, 16384, &opt.height))
+                opt.width = opt.height;
+            else
+                return cli_usage_error("export", "--size must be an integer in 1..16384 or "
+                                                 "'dynamic'");
+            break;
+        case 'h': help(); return 0;
+        default:
+            return cli_usage_error("export", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("export", "unexpected argument '%s'", argv[optind]);
+    if (!wpath || !out)
+        return cli_usage_error("export", "--weights and --onnx are required");
+    rvg_model *m = NULL;
+    rvg_status st = rvg_model_load(&m, wpath);
+    if (st != RVG_OK)
+        return cli_fail("export", st, "loading weights");
+    st = rvg_onnx_export(m, out, &opt);
+    if (st != RVG_OK) {
+        rvg_model_free(m);
+        return cli_fail("export", st, "exporting");
+    }
+    char size[64] = "dynamic";
+    if (opt.height > 0)
+        snprintf(size, sizeof size, "%lldx%lld", (long long)opt.height, (long long)opt.width);
+    printf("%s -> %s: %s form, opset %lld, input (N, %lld, %s), %lld classes\n", wpath, out,
+           opt.form == RVG_FORM_DEPLOY ? "deploy" : "train", (long long)opt.opset,
+           (long long)rvg_model_arch(m)->in_ch, size, (long long)rvg_model_arch(m)->classes);
+    rvg_model_free(m);
+    return 0;
+}

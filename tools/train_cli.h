@@ -1,0 +1,134 @@
+/* train_cli.h - what `repvgg train`, `repvgg eval` and `repvgg plot` share inside the tool: the
+ * training configuration, its JSON form, checkpoints, evaluation, the per-epoch log and progress.
+ *
+ * Not a library header: these pieces decide about files, terminals and exit codes, which the
+ * library never does. The library pieces they drive are in rvg/model.h, rvg/train.h, rvg/data.h.
+ */
+#ifndef RVG_TRAIN_CLI_H
+#define RVG_TRAIN_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rvg/data.h"
+#include "rvg/model.h"
+#include "rvg/status.h"
+#include "rvg/tensor.h"
+
+/* Everything a run needs to be repeated or resumed; stored as JSON in the checkpoint. The
+ * per-invocation knobs (threads, workers, quiet) live here too but a resume may override them. */
+typedef struct {
+    char arch[512];  /* canonical arch string (rvg_arch_format) */
+    char data[1024]; /* data set spec, as rvg_dataset_open takes */
+    char recipe[16]; /* "paper120" or "paper200" */
+    int64_t in_ch, classes, size;
+    int64_t epochs, batch;
+    double lr; /* base learning rate (batch 256 -> 0.1) */
+    uint64_t seed;
+    int64_t limit_train, limit_val;
+    /* optimiser */
+    double momentum, wd;
+    int nesterov, custom_l2;
+    int64_t warmup_epochs;
+    /* loss and augmentation */
+    double label_smoothing, mixup;
+    int autoaugment, flip;
+    int64_t crop_pad;
+    char norm[16]; /* "computed", "imagenet" or "none" */
+    float mean[4], std[4];
+    /* per invocation */
+    int threads, workers, quiet;
+} train_config;
+
+/* JSON <-> config. train_config_from_json fills every field it finds and fails on a malformed
+ * document or a missing essential field (arch, data, epochs, batch, ...). */
+char *train_config_to_json(const train_config *c); /* new string, free() */
+rvg_status train_config_from_json(train_config *c, const char *json);
+
+/* ---- checkpoints (train_ckpt.c) ----------------------------------------------------------------
+ */
+
+/* What a checkpoint carries besides the model. */
+typedef struct {
+    int64_t epoch;      /* epochs completed */
+    int64_t iter;       /* optimiser steps completed */
+    double best_top1;   /* best validation top-1 so far (-1 before any) */
+    int64_t best_epoch; /* 1-based epoch of best_top1 (0 before any) */
+    uint64_t rng;       /* mixup generator state */
+} train_state;
+
+/* Writes DIR/<stem>.ckpt.safetensors (weights, BN statistics, momentum.<name> buffers, state and
+ * config in the metadata) and DIR/<stem>.safetensors (plain weights with repvgg.mean/std/size),
+ * both atomically. */
+rvg_status train_ckpt_save(const rvg_model *m, const train_config *c, const train_state *s,
+                           const char *dir, const char *stem);
+/* Reads DIR/last.ckpt.safetensors: builds a new model (*m, caller frees) with its momentum
+ * buffers restored, and fills *c and *s. */
+rvg_status train_ckpt_load(rvg_model **m, train_config *c, train_state *s, const char *dir);
+/* Moves every tensor called momentum.* out of d (they are not model tensors), so that
+ * rvg_model_from_dict accepts a checkpoint. If keep is not NULL the removed tensors go there. */
+rvg_status train_strip_momentum(rvg_dict *d, rvg_dict *keep);
+/* Adds repvgg.mean, repvgg.std (comma-separated, C values) and repvgg.size to d's metadata. */
+rvg_status train_set_norm_meta(rvg_dict *d, int64_t C, const float *mean, const float *std,
+                               int64_t size);
+/* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
+ */
+int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);
+
+/* ---- evaluation (train_eval.c) ----------------------------------------------------------------
+ */
+
+typedef struct {
+    int64_t n, K;
+    double loss;        /* mean cross-entropy */
+    double top1, top5;  /* fractions in [0, 1] */
+    int64_t *confusion; /* (K, K): row = true class, column = predicted; caller frees (free) */
+} eval_result;
+
+/* Runs the whole loader epoch (epoch 0) through the model with training = 0. x (batch, C, H, W)
+ * and y (batch) are caller-provided buffers; p a plan for `batch`. *r is filled (confusion new). */
+rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, int32_t *y,
+                          int64_t K, eval_result *r);
+
+/* ---- log and progress (train_log.c) ------------------------------------------------------------
+ */
+
+typedef struct {
+    int64_t epoch; /* 1-based */
+    double lr, train_loss, train_top1, val_loss, val_top1, val_top5, seconds, data_wait_s;
+} log_row;
+
+#define LOG_CSV_HEADER                                                                             \
+    "epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,seconds,data_wait_s"
+
+/* Reads DIR/log.csv (rows in file order) into a new array (*rows, free) of *n rows. A missing file
+ * gives zero rows and RVG_OK when missing_ok. */
+rvg_status log_read(const char *path, log_row **rows, int64_t *n, int missing_ok);
+/* Rewrites path atomically with the header and rows. */
+rvg_status log_write(const char *path, const log_row *rows, int64_t n);
+
+/* Live progress within an epoch: on a terminal one line redrawn with \r, otherwise a plain line
+ * at most every 5 seconds; nothing when quiet. */
+typedef struct {
+    int tty, quiet;
+    double t_start, t_last_print;
+    int64_t epoch, epochs, steps;
+} progress;
+void progress_begin(progress *pr, int quiet, int64_t epoch, int64_t epochs, int64_t steps);
+void progress_step(progress *pr, int64_t step, double loss, double lr, int64_t images);
+/* Clears the live line (terminal) before a summary is printed. */
+void progress_end(progress *pr);
+double now_seconds(void);
+
+/* ---- the run (train_loop.c) ------------------------------------------------------------------ */
+
+/* Trains per *c into dir (which exists). resumed = NULL starts a fresh run (fields of *c left 0 or
+ * -1 are inferred from the data, and *s is initialised); otherwise the run continues from the
+ * model and state of a checkpoint, and train_run takes the model over (frees it).
+ * stop_after_steps > 0 leaves with status 3 after that many steps, writing nothing for the partial
+ * epoch (a deterministic stand-in for a kill, for the resume test). Returns the exit status:
+ * 0 done, 1 failure, 2 bad option (message printed), 3 stopped. */
+int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state *s,
+              int64_t stop_after_steps);
+
+#endif

@@ -1,0 +1,442 @@
+/* train_loop.c - the training run behind `repvgg train`: data, model, the SGD loop with the paper's
+ * recipe (warm-up + per-iteration cosine, label smoothing, mixup, custom L2), validation after
+ * every epoch, checkpoints, the CSV log and the chart.
+ *
+ * Reproducibility: the loader's randomness depends only on (seed, epoch, sample index) and mixup
+ * draws from a generator whose state is checkpointed at each epoch boundary, so a run resumed from
+ * last.ckpt replays the interrupted epoch from its start and, with the same thread count, ends with
+ * weights bit-identical to an uninterrupted run.
+ * Not here: option parsing (cmd_train.c), checkpoint file layout (train_ckpt.c), the log and
+ * progress line (train_log.c).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#include "png_chart.h"
+#include "rvg/ops.h"
+#include "rvg/train.h"
+#include "train_cli.h"
+
+/* ---- mixup generator: splitmix64, one 64-bit word of state (easy to checkpoint) -------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in (0, 1): 53 random bits, never exactly 0 (log and pow below need that) */
+static double rng_uniform(uint64_t *s) {
+    return ((double)(rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_normal(uint64_t *s) {
+    double u1 = rng_uniform(s), u2 = rng_uniform(s);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Gamma(a, 1) by Marsaglia & Tsang (2000); a < 1 through Gamma(a+1) * U^(1/a). */
+static double rng_gamma(uint64_t *s, double a) {
+    if (a < 1.0)
+        return rng_gamma(s, a + 1.0) * pow(rng_uniform(s), 1.0 / a);
+    double d = a - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x = rng_normal(s), v = 1.0 + c * x;
+        if (v <= 0)
+            continue;
+        v = v * v * v;
+        double u = rng_uniform(s);
+        if (log(u) < 0.5 * x * x + d - d * v + d * log(v))
+            return d * v;
+    }
+}
+
+/* Beta(a, a) = X / (X + Y) with X, Y ~ Gamma(a). */
+static double rng_beta(uint64_t *s, double a) {
+    double x = rng_gamma(s, a), y = rng_gamma(s, a);
+    return x / (x + y);
+}
+
+/* Mixup on a batch (timm's "batch" mode): sample i is blended with sample n-1-i,
+ * x = lam x + (1-lam) x_flipped, likewise the soft targets. x (n, F), t (n, K). */
+static void mixup_batch(float *x, float *t, int64_t n, int64_t F, int64_t K, float lam) {
+    float mu = 1.0f - lam;
+    for (int64_t i = 0, j = n - 1; i < j; i++, j--) {
+        float *a = x + i * F, *b = x + j * F;
+        for (int64_t f = 0; f < F; f++) {
+            float va = a[f], vb = b[f];
+            a[f] = lam * va + mu * vb;
+            b[f] = lam * vb + mu * va;
+        }
+        float *ta = t + i * K, *tb = t + j * K;
+        for (int64_t k = 0; k < K; k++) {
+            float va = ta[k], vb = tb[k];
+            ta[k] = lam * va + mu * vb;
+            tb[k] = lam * vb + mu * va;
+        }
+    }
+}
+
+/* ---- the run -----------------------------------------------------------------------------------
+ */
+
+typedef struct {
+    rvg_dataset *dtr, *dva;
+    rvg_loader *ltr, *lva;
+    rvg_model *m;
+    rvg_plan *plan;
+    float *x, *target, *dlogits; /* (B, C, H, W), (B, K), (B, K) */
+    int32_t *y;                  /* (B) */
+    log_row *rows;
+    int64_t nrows;
+} run_ctx;
+
+static void ctx_free(run_ctx *r) {
+    rvg_loader_free(r->ltr);
+    rvg_loader_free(r->lva);
+    rvg_dataset_free(r->dtr);
+    rvg_dataset_free(r->dva);
+    rvg_plan_free(r->plan);
+    rvg_model_free(r->m);
+    rvg_free(r->x);
+    rvg_free(r->target);
+    rvg_free(r->dlogits);
+    rvg_free(r->y);
+    free(r->rows);
+}
+
+static int fail(rvg_status st, const char *what) {
+    fprintf(stderr, "repvgg train: %s: %s: %s\n", what, rvg_status_str(st), rvg_last_error());
+    return 1;
+}
+
+/* Fills the fields a fresh run infers from the data (0 / -1 mean "not given") and checks the
+ * given ones against it. */
+static int resolve_config(train_config *c, const rvg_dataset *dtr, const rvg_dataset *dva) {
+    int64_t C = rvg_dataset_channels(dtr), K = rvg_dataset_classes(dtr);
+    if (c->in_ch && c->in_ch != C) {
+        fprintf(stderr, "repvgg train: --in-ch %lld but the data set has %lld channels\n",
+                (long long)c->in_ch, (long long)C);
+        return 2;
+    }
+    if (c->classes && c->classes != K) {
+        fprintf(stderr, "repvgg train: --classes %lld but the data set has %lld classes\n",
+                (long long)c->classes, (long long)K);
+        return 2;
+    }
+    if (rvg_dataset_classes(dva) != K) {
+        fprintf(stderr, "repvgg train: the train split has %lld classes, the val split %lld\n",
+                (long long)K, (long long)rvg_dataset_classes(dva));
+        return 1;
+    }
+    c->in_ch = C;
+    c->classes = K;
+    rvg_augment def;
+    rvg_augment_defaults(&def, dtr, 1);
+    if (!c->size)
+        c->size = def.out_h;
+    if (c->crop_pad < 0)
+        c->crop_pad = def.random_crop_pad;
+    if (c->flip < 0)
+        c->flip = def.hflip;
+    if (c->lr <= 0)
+        c->lr = 0.1 * (double)c->batch / 256.0;
+    if (strcmp(c->norm, "imagenet") == 0) {
+        if (C != 3) {
+            fprintf(stderr,
+                    "repvgg train: --norm imagenet needs 3-channel images, the data set "
+                    "has %lld\n",
+                    (long long)C);
+            return 2;
+        }
+        rvg_augment_imagenet_norm(&def);
+        memcpy(c->mean, def.mean, sizeof c->mean);
+        memcpy(c->std, def.std, sizeof c->std);
+    } else if (strcmp(c->norm, "computed") == 0) {
+        rvg_status st = rvg_dataset_stats(dtr, 10000, c->mean, c->std);
+        if (st != RVG_OK)
+            return fail(st, "computing the normalisation");
+        for (int64_t i = 0; i < C; i++)
+            if (!(c->std[i] > 0))
+                c->std[i] = 1.0f; /* a constant channel: leave it unscaled */
+    } else {
+        for (int i = 0; i < 4; i++) {
+            c->mean[i] = 0.0f;
+            c->std[i] = 1.0f;
+        }
+    }
+    return 0;
+}
+
+static void make_augment(rvg_augment *a, const train_config *c, const rvg_dataset *d, int train) {
+    rvg_augment_defaults(a, d, train);
+    a->out_h = a->out_w = c->size;
+    if (train) {
+        a->random_crop_pad = a->random_resized_crop ? 0 : (int)c->crop_pad;
+        a->hflip = c->flip;
+        a->autoaugment = c->autoaugment;
+    }
+    memcpy(a->mean, c->mean, sizeof a->mean);
+    memcpy(a->std, c->std, sizeof a->std);
+}
+
+static void print_summary(const train_config *c, const log_row *r, double ips, int best) {
+    printf("epoch %lld/%lld  train loss %.4f top1 %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
+           "%.1f s (%.1f img/s, data wait %.2f s)%s\n",
+           (long long)r->epoch, (long long)c->epochs, r->train_loss, 100.0 * r->train_top1,
+           r->val_loss, 100.0 * r->val_top1, 100.0 * r->val_top5, r->seconds, ips, r->data_wait_s,
+           best ? "  *best*" : "");
+    fflush(stdout);
+}
+
+int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state *s,
+              int64_t stop_after_steps) {
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    r.m = resumed;
+    int fresh = resumed == NULL, rc = 1;
+    rvg_status st;
+    char path[4200];
+#ifdef RVG_HAVE_OPENMP
+    omp_set_num_threads(c->threads);
+#endif
+    if ((st = rvg_dataset_open(&r.dtr, c->data, RVG_SPLIT_TRAIN, c->limit_train)) != RVG_OK) {
+        rc = fail(st, "opening the training data");
+        goto done;
+    }
+    if ((st = rvg_dataset_open(&r.dva, c->data, RVG_SPLIT_VAL, c->limit_val)) != RVG_OK) {
+        rc = fail(st, "opening the validation data");
+        goto done;
+    }
+    if (fresh) {
+        if ((rc = resolve_config(c, r.dtr, r.dva)) != 0)
+            goto done;
+        rc = 1;
+        rvg_arch arch;
+        if ((st = rvg_arch_parse(&arch, c->arch)) != RVG_OK) {
+            rc = fail(st, "--arch");
+            goto done;
+        }
+        arch.in_ch = c->in_ch;
+        arch.classes = c->classes;
+        rvg_arch_format(&arch, c->arch, sizeof c->arch);
+        if ((st = rvg_model_new(&r.m, &arch, RVG_FORM_TRAIN)) != RVG_OK) {
+            rc = fail(st, "building the model");
+            goto done;
+        }
+        rvg_model_init(r.m, c->seed);
+        s->epoch = s->iter = s->best_epoch = 0;
+        s->best_top1 = -1.0;
+        s->rng = c->seed ^ 0x6D69787570ull; /* "mixup": its own stream, apart from the init's */
+    } else if (rvg_dataset_channels(r.dtr) != c->in_ch ||
+               rvg_dataset_classes(r.dtr) != c->classes) {
+        fprintf(stderr,
+                "repvgg train: the data set no longer matches the checkpoint (%lld "
+                "channels, %lld classes expected)\n",
+                (long long)c->in_ch, (long long)c->classes);
+        goto done;
+    }
+    const int64_t B = c->batch, C = c->in_ch, H = c->size, W = c->size, K = c->classes;
+    if ((st = rvg_model_check_input(r.m, C, H, W)) != RVG_OK) {
+        rc = fail(st, "--size");
+        goto done;
+    }
+    rvg_augment atr, ava;
+    make_augment(&atr, c, r.dtr, 1);
+    make_augment(&ava, c, r.dva, 0);
+    if ((st = rvg_loader_new(&r.ltr, r.dtr, &atr, B, 1, 1, c->seed, c->workers, 0, 1)) != RVG_OK ||
+        (st = rvg_loader_new(&r.lva, r.dva, &ava, B, 0, 0, c->seed, c->workers, 0, 1)) != RVG_OK) {
+        rc = fail(st, "setting up the data loader");
+        goto done;
+    }
+    const int64_t steps = rvg_loader_batches_per_epoch(r.ltr);
+    if (steps < 1) {
+        fprintf(stderr,
+                "repvgg train: the training set has %lld samples, fewer than one batch of "
+                "%lld\n",
+                (long long)rvg_dataset_count(r.dtr), (long long)B);
+        goto done;
+    }
+    if (rvg_dataset_count(r.dva) < 1) {
+        fprintf(stderr, "repvgg train: the validation set is empty\n");
+        goto done;
+    }
+    if ((st = rvg_plan_new(&r.plan, r.m, B, H, W)) != RVG_OK) {
+        rc = fail(st, "planning activations");
+        goto done;
+    }
+    r.x = rvg_alloc((size_t)(B * C * H * W) * sizeof(float));
+    r.y = rvg_alloc((size_t)B * sizeof(int32_t));
+    r.target = rvg_alloc((size_t)(B * K) * sizeof(float));
+    r.dlogits = rvg_alloc((size_t)(B * K) * sizeof(float));
+    if (!r.x || !r.y || !r.target || !r.dlogits) {
+        fprintf(stderr, "repvgg train: out of memory\n");
+        goto done;
+    }
+    /* The log keeps the rows of the epochs the checkpoint covers; replayed epochs are redone. */
+    snprintf(path, sizeof path, "%s/log.csv", dir);
+    if (!fresh) {
+        if ((st = log_read(path, &r.rows, &r.nrows, 1)) != RVG_OK) {
+            rc = fail(st, "reading the log");
+            goto done;
+        }
+        while (r.nrows > 0 && r.rows[r.nrows - 1].epoch > s->epoch)
+            r.nrows--;
+    }
+    {
+        log_row *nr = realloc(r.rows, (size_t)(r.nrows + c->epochs + 1) * sizeof *r.rows);
+        if (!nr) {
+            fprintf(stderr, "repvgg train: out of memory\n");
+            goto done;
+        }
+        r.rows = nr;
+    }
+
+    rvg_sgd_config sgd = rvg_sgd_defaults();
+    sgd.momentum = (float)c->momentum;
+    sgd.weight_decay = (float)c->wd;
+    sgd.nesterov = c->nesterov;
+    sgd.custom_l2 = c->custom_l2;
+    const int64_t total = c->epochs * steps, warmup = c->warmup_epochs * steps;
+    const int64_t F = C * H * W;
+    int64_t steps_here = 0;
+    if (!c->quiet) {
+        fprintf(stderr,
+                "repvgg train: %s on %s, %lld train / %lld val images %lldx%lldx%lld, "
+                "%lld classes, batch %lld, %lld steps/epoch, lr %.4g, %d threads, "
+                "%d workers%s\n",
+                c->arch, c->data, (long long)rvg_dataset_count(r.dtr),
+                (long long)rvg_dataset_count(r.dva), (long long)C, (long long)H, (long long)W,
+                (long long)K, (long long)B, (long long)steps, c->lr, c->threads, c->workers,
+                fresh ? "" : " (resumed)");
+        if (!fresh)
+            fprintf(stderr, "repvgg train: resuming after epoch %lld of %lld\n",
+                    (long long)s->epoch, (long long)c->epochs);
+    }
+
+    for (int64_t epoch = s->epoch; epoch < c->epochs; epoch++) {
+        double t0 = now_seconds(), wait = 0.0, loss_sum = 0.0, lr_first = 0.0;
+        int64_t seen = 0, correct = 0, step = 0;
+        progress pr;
+        progress_begin(&pr, c->quiet, epoch + 1, c->epochs, steps);
+        if ((st = rvg_loader_start_epoch(r.ltr, epoch)) != RVG_OK) {
+            rc = fail(st, "starting the epoch");
+            goto done;
+        }
+        for (;;) {
+            int64_t n;
+            if ((st = rvg_loader_next(r.ltr, r.x, r.y, &n, &wait)) != RVG_OK) {
+                rc = fail(st, "loading a batch");
+                goto done;
+            }
+            if (n == 0)
+                break;
+            rvg_targets_from_labels(r.target, r.y, n, K, (float)c->label_smoothing);
+            if (c->mixup > 0)
+                mixup_batch(r.x, r.target, n, F, K, (float)rng_beta(&s->rng, c->mixup));
+            const float *logits;
+            rvg_model_zero_grad(r.m);
+            if ((st = rvg_model_forward(r.m, r.plan, r.x, n, 1, &logits)) != RVG_OK) {
+                rc = fail(st, "forward");
+                goto done;
+            }
+            float loss = rvg_softmax_xent_ref(r.dlogits, logits, r.target, n, K);
+            if (!isfinite(loss)) {
+                progress_end(&pr);
+                fprintf(stderr,
+                        "repvgg train: the loss is not finite at epoch %lld step %lld "
+                        "(learning rate %.4g too high?)\n",
+                        (long long)epoch + 1, (long long)step + 1, c->lr);
+                goto done;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                const float *l = logits + i * K;
+                int64_t arg = 0;
+                for (int64_t k = 1; k < K; k++)
+                    if (l[k] > l[arg])
+                        arg = k;
+                correct += arg == r.y[i];
+            }
+            if (c->custom_l2 && c->wd > 0)
+                rvg_custom_l2_grad(r.m, (float)c->wd);
+            if ((st = rvg_model_backward(r.m, r.plan, r.dlogits, NULL)) != RVG_OK) {
+                rc = fail(st, "backward");
+                goto done;
+            }
+            float lr = rvg_lr_at((float)c->lr, s->iter, warmup, total);
+            if (step == 0)
+                lr_first = lr;
+            rvg_sgd_step(r.m, &sgd, lr);
+            s->iter++;
+            step++;
+            steps_here++;
+            loss_sum += (double)loss * (double)n;
+            seen += n;
+            progress_step(&pr, step, loss_sum / (double)seen, lr, seen);
+            if (stop_after_steps > 0 && steps_here == stop_after_steps) {
+                /* the test's stand-in for a kill: leave without touching the checkpoint */
+                progress_end(&pr);
+                fprintf(stderr, "repvgg train: stopping after %lld steps (--stop-after-steps)\n",
+                        (long long)steps_here);
+                rc = 3;
+                goto done;
+            }
+        }
+        progress_end(&pr);
+        double t_train = now_seconds() - t0;
+        eval_result ev;
+        if ((st = train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev)) != RVG_OK) {
+            rc = fail(st, "validation");
+            goto done;
+        }
+        free(ev.confusion);
+        log_row *row = &r.rows[r.nrows++];
+        row->epoch = epoch + 1;
+        row->lr = lr_first;
+        row->train_loss = seen ? loss_sum / (double)seen : 0.0;
+        row->train_top1 = seen ? (double)correct / (double)seen : 0.0;
+        row->val_loss = ev.loss;
+        row->val_top1 = ev.top1;
+        row->val_top5 = ev.top5;
+        row->seconds = now_seconds() - t0;
+        row->data_wait_s = wait;
+        int best = ev.top1 > s->best_top1;
+        if (best) {
+            s->best_top1 = ev.top1;
+            s->best_epoch = epoch + 1;
+        }
+        s->epoch = epoch + 1;
+        if ((st = train_ckpt_save(r.m, c, s, dir, "last")) != RVG_OK ||
+            (best && (st = train_ckpt_save(r.m, c, s, dir, "best")) != RVG_OK)) {
+            rc = fail(st, "writing a checkpoint");
+            goto done;
+        }
+        if ((st = log_write(path, r.rows, r.nrows)) != RVG_OK) {
+            rc = fail(st, "writing the log");
+            goto done;
+        }
+        print_summary(c, row, t_train > 0 ? (double)seen / t_train : 0.0, best);
+    }
+    char png[4200];
+    snprintf(png, sizeof png, "%s/curves.png", dir);
+    if ((st = chart_write_png(png, r.rows, r.nrows, c->arch)) != RVG_OK) {
+        rc = fail(st, "drawing the chart");
+        goto done;
+    }
+    if (!c->quiet)
+        fprintf(stderr,
+                "repvgg train: done; best val top-1 %.2f%% at epoch %lld; wrote %s/"
+                "{last,best}.safetensors, log.csv, curves.png\n",
+                100.0 * s->best_top1, (long long)s->best_epoch, dir);
+    rc = 0;
+done:
+    ctx_free(&r);
+    return rc;
+}
