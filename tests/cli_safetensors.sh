@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# cli_safetensors.sh - PyTorch writes safetensors, C reads them; C writes, PyTorch reads.
+# cli_safetensors.sh - PyTorch writes safetensors and .pth checkpoints, C reads them; C writes,
+# PyTorch reads.
 # A random train-form state dict saved by Python (no metadata: the architecture is inferred) goes
 # through `repvgg convert` and `repvgg predict`; Python checks the deploy tensors against its own
 # conversion and the logits against its own forward pass. Args: TOOL SCRATCH PYTHON.
@@ -26,6 +27,19 @@ if [ $rc -eq 77 ]; then echo "SKIPPED: no torch"; exit 77; fi
 "$tool" predict --weights "$dir/train.safetensors" --input "$dir/x.npy" --output "$dir/pred.npy" \
     && "$py" "$here/ref/st_roundtrip.py" check "$dir" >/dev/null && ok "train form predicts the same" \
     || bad "train-form predict"
+
+# PyTorch checkpoints (torch.save zip archives): official train form, `module.` inside a
+# state_dict wrapper, deploy form with `module.`, timm names; logits must equal PyTorch's
+for f in train train_module deploy_module timm; do
+    "$tool" predict --weights "$dir/$f.pth" --input "$dir/x.npy" --output "$dir/pred_$f.npy" \
+        && "$py" "$here/ref/st_roundtrip.py" logits "$dir" "$dir/pred_$f.npy" \
+        && ok "$f.pth predicts PyTorch's logits" || bad "$f.pth"
+done
+# and convert takes a .pth directly
+"$tool" convert "$dir/timm.pth" "$dir/from_timm.safetensors" \
+    && "$tool" predict --weights "$dir/from_timm.safetensors" --input "$dir/x.npy" --output "$dir/pred_conv.npy" \
+    && "$py" "$here/ref/st_roundtrip.py" logits "$dir" "$dir/pred_conv.npy" \
+    && ok "convert timm .pth -> deploy safetensors keeps the logits" || bad "convert timm.pth"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -33,7 +33,8 @@ static void help(void) {
            "  --threads T     compute threads (default: all cores)\n"
            "  --workers W     data loading threads (default 2)\n"
            "  --json          print one JSON object: top1, top5, n, loss, per_class, class_names,\n"
-           "                  class_n, confusion\n");
+           "                  class_n, confusion\n"
+           "  --predictions F write the predicted class of every sample to F, one per line\n");
 }
 
 static void print_json(const char *wpath, const char *data, const rvg_dataset *d,
@@ -105,9 +106,10 @@ int cmd_eval(int argc, char **argv) {
                                          {"threads", required_argument, 0, 't'},
                                          {"workers", required_argument, 0, 'k'},
                                          {"json", no_argument, 0, 'j'},
+                                         {"predictions", required_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *wpath = NULL, *data = "fashion-mnist";
+    const char *wpath = NULL, *data = "fashion-mnist", *pred_path = NULL;
     int64_t limit = 0, batch = 128, threads = 0, workers = 2;
     int json = 0, c;
     optind = 1;
@@ -133,6 +135,7 @@ int cmd_eval(int argc, char **argv) {
                 return cli_usage_error("eval", "--workers must be an integer in 0..64");
             break;
         case 'j': json = 1; break;
+        case 'p': pred_path = optarg; break;
         case 'h': help(); return 0;
         default:
             return cli_usage_error("eval", "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -152,7 +155,7 @@ int cmd_eval(int argc, char **argv) {
     rvg_loader *ld = NULL;
     rvg_plan *p = NULL;
     float *x = NULL;
-    int32_t *y = NULL;
+    int32_t *y = NULL, *pred = NULL;
     int64_t *class_n = NULL;
     eval_result r = {0};
     int rc = 1;
@@ -220,13 +223,32 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "repvgg eval: out of memory\n");
         goto done;
     }
-    if ((st = train_evaluate(m, p, ld, x, y, K, &r)) != RVG_OK) {
+    if (pred_path && !(pred = calloc((size_t)rvg_dataset_count(dva), sizeof *pred))) {
+        fprintf(stderr, "repvgg eval: out of memory\n");
+        goto done;
+    }
+    if ((st = train_evaluate(m, p, ld, x, y, K, &r, pred)) != RVG_OK) {
         rc = cli_fail("eval", st, "evaluating");
         goto done;
     }
     for (int64_t k = 0; k < K; k++)
         for (int64_t j = 0; j < K; j++)
             class_n[k] += r.confusion[k * K + j];
+    if (pred_path) {
+        /* one predicted class per line, in data-set order: `cmp` two of these to compare forms */
+        FILE *f;
+        char *tmp;
+        if ((st = rvg_atomic_open(pred_path, &f, &tmp)) != RVG_OK) {
+            rc = cli_fail("eval", st, "--predictions");
+            goto done;
+        }
+        for (int64_t i = 0; i < r.n; i++)
+            fprintf(f, "%d\n", (int)pred[i]);
+        if ((st = rvg_atomic_commit(f, tmp, pred_path)) != RVG_OK) {
+            rc = cli_fail("eval", st, "--predictions");
+            goto done;
+        }
+    }
     if (json)
         print_json(wpath, data, dva, &r, class_n);
     else
@@ -235,6 +257,7 @@ int cmd_eval(int argc, char **argv) {
 done:
     free(r.confusion);
     free(class_n);
+    free(pred);
     rvg_free(x);
     rvg_free(y);
     rvg_plan_free(p);

@@ -5,6 +5,9 @@
  * their order on the command line. A new run refuses a directory that already holds one; --resume
  * DIR takes every setting from DIR/last.ckpt.safetensors and only lets the per-invocation knobs
  * (--threads, --workers, --quiet) change.
+ * Under mpirun (MPI builds, docs/distributed.md) every rank runs this same command; it joins the
+ * job after the options parse, and when a rank's run fails it ends the whole job rather than
+ * leave the other ranks waiting in a collective.
  * Not here: the training loop, checkpoint layout, the chart.
  */
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "rvg/dist.h"
 #include "rvg/model.h"
 #include "train_cli.h"
 
@@ -52,6 +56,12 @@ static void help(void) {
         "  --norm N             computed (default: mean/std of the training set), imagenet, none\n"
         "  --quiet              print only the per-epoch summaries\n"
         "  --resume DIR         continue the run in DIR from last.ckpt.safetensors\n");
+    if (rvg_dist_available())
+        printf("\nData parallel (this build has MPI): mpirun -np N repvgg train ... trains one\n"
+               "model on N processes; --batch is the global batch (a multiple of N), --lr\n"
+               "follows it. A resume may use a different N. See docs/distributed.md.\n"
+               "  --sync-bn            BatchNorm statistics over the global batch\n"
+               "                       (SyncBatchNorm); default: per-rank, as PyTorch DDP\n");
 }
 
 enum {
@@ -86,6 +96,8 @@ enum {
     O_NORM,
     O_QUIET,
     O_STOP,
+    O_SYNCBN,
+    O_DIE,
     O_HELP,
     O_END
 };
@@ -120,7 +132,7 @@ static int default_threads(void) {
     return n > 0 ? (int)n : 1;
 }
 
-int cmd_train(int argc, char **argv) {
+static int train_command(int argc, char **argv) {
     static const struct option opts[] = {
         {"arch", required_argument, 0, O_ARCH},
         {"data", required_argument, 0, O_DATA},
@@ -153,6 +165,8 @@ int cmd_train(int argc, char **argv) {
         {"norm", required_argument, 0, O_NORM},
         {"quiet", no_argument, 0, O_QUIET},
         {"stop-after-steps", required_argument, 0, O_STOP}, /* hidden: for the resume test */
+        {"sync-bn", no_argument, 0, O_SYNCBN},
+        {"die-at-step", required_argument, 0, O_DIE}, /* hidden: for the MPI death test */
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     static const char *const cmd = "train";
@@ -284,19 +298,28 @@ int cmd_train(int argc, char **argv) {
             if (!cli_parse_int(optarg, 1, INT64_MAX, &stop_after))
                 return cli_usage_error(cmd, "--stop-after-steps must be a positive integer");
             break;
+        case O_SYNCBN: c.sync_bn = 1; break;
+        case O_DIE:
+            if (!cli_parse_int(optarg, 1, INT64_MAX, &c.die_at_step))
+                return cli_usage_error(cmd, "--die-at-step must be a positive integer");
+            break;
         case O_HELP: help(); return 0;
         default: return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    /* Every rank parsed the same options; now join the job (a no-op without MPI). */
+    rvg_status dst = rvg_dist_init();
+    if (dst != RVG_OK)
+        return cli_fail(cmd, dst, "joining the MPI job");
 
     train_state s;
     memset(&s, 0, sizeof s);
     if (resume) {
         /* Only the per-invocation knobs may accompany --resume: anything else would silently
          * make the continued run differ from the one that was started. */
-        static const int allowed[] = {O_RESUME, O_THREADS, O_WORKERS, O_QUIET, O_STOP};
+        static const int allowed[] = {O_RESUME, O_THREADS, O_WORKERS, O_QUIET, O_STOP, O_DIE};
         for (int k = 256; k < O_END; k++) {
             int ok = 0;
             for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++)
@@ -313,6 +336,7 @@ int cmd_train(int argc, char **argv) {
             }
         }
         int threads = c.threads, workers = c.workers, quiet = c.quiet;
+        int64_t die_at = c.die_at_step;
         rvg_model *m = NULL;
         rvg_status st = train_ckpt_load(&m, &c, &s, resume);
         if (st != RVG_OK)
@@ -322,6 +346,7 @@ int cmd_train(int argc, char **argv) {
         if (given[O_WORKERS - 256])
             c.workers = workers;
         c.quiet = quiet;
+        c.die_at_step = die_at;
         if (s.epoch >= c.epochs) {
             rvg_model_free(m);
             fprintf(stderr, "repvgg train: the run in %s already finished its %lld epochs\n",
@@ -391,4 +416,18 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     return train_run(&c, out, NULL, &s, stop_after);
+}
+
+int cmd_train(int argc, char **argv) {
+    int rc = train_command(argc, argv);
+    /* 0, 2 (a usage error every rank saw alike) and 3 (--stop-after-steps, taken by every rank at
+     * the same step) leave all ranks together; any other failure may be one rank's alone while the
+     * rest wait in a collective, so it ends the job. */
+    if (rc != 0 && rc != 2 && rc != 3 && rvg_dist_world() > 1) {
+        fprintf(stderr, "repvgg train: rank %d of %d failed; ending the job\n", rvg_dist_rank(),
+                rvg_dist_world());
+        rvg_dist_abort(rc);
+    }
+    rvg_dist_finalize();
+    return rc;
 }

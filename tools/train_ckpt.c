@@ -49,6 +49,7 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddBoolToObject(o, "flip", c->flip);
     cJSON_AddNumberToObject(o, "crop_pad", (double)c->crop_pad);
     cJSON_AddStringToObject(o, "norm", c->norm);
+    cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
     cJSON *mean = cJSON_AddArrayToObject(o, "mean"), *std = cJSON_AddArrayToObject(o, "std");
     for (int64_t i = 0; i < c->in_ch && i < 4; i++) {
         /* cJSON prints 17 significant digits when needed, so a float round-trips exactly */
@@ -136,6 +137,8 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
         c->threads = (int)v;
     if (ok && get_int(o, "workers", &v))
         c->workers = (int)v;
+    if (ok && !get_bool(o, "sync_bn", &c->sync_bn))
+        c->sync_bn = 0; /* checkpoints from before data-parallel training */
     cJSON_Delete(o);
     ok = ok && c->epochs >= 1 && c->batch >= 1 && c->size >= 1 && c->classes >= 1;
     return ok ? RVG_OK

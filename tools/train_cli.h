@@ -36,8 +36,12 @@ typedef struct {
     int64_t crop_pad;
     char norm[16]; /* "computed", "imagenet" or "none" */
     float mean[4], std[4];
+    /* data-parallel training (docs/distributed.md): batch above is the GLOBAL batch, split evenly
+     * over the ranks; sync_bn computes BN statistics over the global batch */
+    int sync_bn;
     /* per invocation */
     int threads, workers, quiet;
+    int64_t die_at_step; /* hidden test hook: rank 1 (or 0 alone) exits at this step, 0 = never */
 } train_config;
 
 /* JSON <-> config. train_config_from_json fills every field it finds and fails on a malformed
@@ -88,7 +92,7 @@ typedef struct {
 /* Runs the whole loader epoch (epoch 0) through the model with training = 0. x (batch, C, H, W)
  * and y (batch) are caller-provided buffers; p a plan for `batch`. *r is filled (confusion new). */
 rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, int32_t *y,
-                          int64_t K, eval_result *r);
+                          int64_t K, eval_result *r, int32_t *pred);
 
 /* ---- log and progress (train_log.c) ------------------------------------------------------------
  */

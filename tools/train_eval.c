@@ -12,7 +12,7 @@
 #include "train_cli.h"
 
 rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, int32_t *y,
-                          int64_t K, eval_result *r) {
+                          int64_t K, eval_result *r, int32_t *pred) {
     memset(r, 0, sizeof *r);
     r->K = K;
     r->confusion = calloc((size_t)(K * K), sizeof(int64_t)); /* (K, K) */
@@ -56,6 +56,8 @@ rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, i
                 if (l[k] > l[arg])
                     arg = k;
             }
+            if (pred)
+                pred[r->n + i] = (int32_t)arg;
             c1 += above == 0;
             c5 += above < 5;
             if (lab >= 0 && lab < K)

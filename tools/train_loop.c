@@ -6,6 +6,17 @@
  * draws from a generator whose state is checkpointed at each epoch boundary, so a run resumed from
  * last.ckpt replays the interrupted epoch from its start and, with the same thread count, ends with
  * weights bit-identical to an uninterrupted run.
+ *
+ * Data parallel (under mpirun, rvg/dist.h; docs/distributed.md): every rank holds the whole model
+ * and trains on its shard (c->batch / world samples) of each GLOBAL batch of the shared epoch
+ * permutation. After backward the gradient arena is summed over ranks in buckets and divided by
+ * the world size, so, the loss being a mean, the update is that of one process on the global
+ * batch. The reduction starts after the whole backward pass rather than overlapping it: backward
+ * is one library call over the model, and on the 2-core machines this targets both cores are busy
+ * computing anyway, so overlap would buy nothing measurable (docs/distributed.md has numbers).
+ * Rank 0 broadcasts the initial (or resumed) state, alone evaluates, logs and writes files; the
+ * ranks compare a hash of their parameters after every epoch. A rank that fails returns 1 and
+ * cmd_train ends the whole job (MPI_Abort), so no rank waits forever in a collective.
  * Not here: option parsing (cmd_train.c), checkpoint file layout (train_ckpt.c), the log and
  * progress line (train_log.c).
  */
@@ -19,6 +30,7 @@
 #endif
 
 #include "png_chart.h"
+#include "rvg/dist.h"
 #include "rvg/ops.h"
 #include "rvg/train.h"
 #include "train_cli.h"
@@ -196,13 +208,51 @@ static void print_summary(const train_config *c, const log_row *r, double ips, i
     fflush(stdout);
 }
 
+/* The sync-BN hook (rvg_model_set_bn_sync). A failed collective mid-forward cannot be unwound
+ * through the library, and the other ranks would wait for this one forever: end the job. */
+static void bn_allreduce(double *buf, int64_t n, void *ctx) {
+    (void)ctx;
+    rvg_status st = rvg_dist_allreduce_sum_f64(buf, n);
+    if (st != RVG_OK) {
+        fprintf(stderr, "repvgg train: synchronised BatchNorm: %s: %s\n", rvg_status_str(st),
+                rvg_last_error());
+        rvg_dist_abort(1);
+    }
+}
+
+/* Makes every rank's model state rank 0's: parameters, BN statistics and counters, momentum. */
+static rvg_status broadcast_model(rvg_model *m) {
+    int64_t np, nb, nc;
+    float *p = rvg_model_params(m, &np), *b = rvg_model_buffers(m, &nb);
+    float *mo = rvg_model_momentum(m, &np);
+    int64_t *cnt = rvg_model_bn_counters(m, &nc);
+    RVG_TRY(rvg_dist_broadcast(p, (size_t)np * sizeof(float), 0));
+    RVG_TRY(rvg_dist_broadcast(mo, (size_t)np * sizeof(float), 0));
+    RVG_TRY(rvg_dist_broadcast(b, (size_t)nb * sizeof(float), 0));
+    return rvg_dist_broadcast(cnt, (size_t)nc * sizeof(int64_t), 0);
+}
+
+/* Sum of the gradients over ranks, divided by the world size: the mean over the global batch. */
+static rvg_status average_grads(rvg_model *m, int world) {
+    int64_t n;
+    float *g = rvg_model_grads(m, &n);
+    RVG_TRY(rvg_dist_allreduce_sum_f32(g, n));
+    const float inv = 1.0f / (float)world;
+    for (int64_t i = 0; i < n; i++)
+        g[i] *= inv;
+    return RVG_OK;
+}
+
 int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state *s,
               int64_t stop_after_steps) {
     run_ctx r;
     memset(&r, 0, sizeof r);
     r.m = resumed;
     int fresh = resumed == NULL, rc = 1;
+    const int rank = rvg_dist_rank(), world = rvg_dist_world();
     rvg_status st;
+    if (rank != 0)
+        c->quiet = 1; /* one voice per job: rank 0's (errors still come from every rank) */
     char path[4200];
 #ifdef RVG_HAVE_OPENMP
     omp_set_num_threads(c->threads);
@@ -243,7 +293,22 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
                 (long long)c->in_ch, (long long)c->classes);
         goto done;
     }
-    const int64_t B = c->batch, C = c->in_ch, H = c->size, W = c->size, K = c->classes;
+    if (c->batch % world != 0) {
+        fprintf(stderr,
+                "repvgg train: --batch %lld (the global batch) must be a multiple of the %d "
+                "ranks\n",
+                (long long)c->batch, world);
+        rc = 2;
+        goto done;
+    }
+    if (world > 1 && (st = broadcast_model(r.m)) != RVG_OK) {
+        rc = fail(st, "broadcasting rank 0's model");
+        goto done;
+    }
+    if (c->sync_bn && world > 1)
+        rvg_model_set_bn_sync(r.m, bn_allreduce, NULL);
+    /* B: this rank's share of the global batch; every per-step buffer is sized by it */
+    const int64_t B = c->batch / world, C = c->in_ch, H = c->size, W = c->size, K = c->classes;
     if ((st = rvg_model_check_input(r.m, C, H, W)) != RVG_OK) {
         rc = fail(st, "--size");
         goto done;
@@ -251,7 +316,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
     rvg_augment atr, ava;
     make_augment(&atr, c, r.dtr, 1);
     make_augment(&ava, c, r.dva, 0);
-    if ((st = rvg_loader_new(&r.ltr, r.dtr, &atr, B, 1, 1, c->seed, c->workers, 0, 1)) != RVG_OK ||
+    if ((st = rvg_loader_new(&r.ltr, r.dtr, &atr, B, 1, 1, c->seed, c->workers, rank, world)) !=
+            RVG_OK ||
         (st = rvg_loader_new(&r.lva, r.dva, &ava, B, 0, 0, c->seed, c->workers, 0, 1)) != RVG_OK) {
         rc = fail(st, "setting up the data loader");
         goto done;
@@ -261,7 +327,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
         fprintf(stderr,
                 "repvgg train: the training set has %lld samples, fewer than one batch of "
                 "%lld\n",
-                (long long)rvg_dataset_count(r.dtr), (long long)B);
+                (long long)rvg_dataset_count(r.dtr), (long long)c->batch);
         goto done;
     }
     if (rvg_dataset_count(r.dva) < 1) {
@@ -314,8 +380,13 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
                 "%d workers%s\n",
                 c->arch, c->data, (long long)rvg_dataset_count(r.dtr),
                 (long long)rvg_dataset_count(r.dva), (long long)C, (long long)H, (long long)W,
-                (long long)K, (long long)B, (long long)steps, c->lr, c->threads, c->workers,
-                fresh ? "" : " (resumed)");
+                (long long)K, (long long)c->batch, (long long)steps, c->lr, c->threads,
+                c->workers, fresh ? "" : " (resumed)");
+        if (world > 1)
+            fprintf(stderr,
+                    "repvgg train: data parallel over %d ranks, %lld images per rank and step, "
+                    "%s BatchNorm\n",
+                    world, (long long)B, c->sync_bn ? "synchronised" : "per-rank");
         if (!fresh)
             fprintf(stderr, "repvgg train: resuming after epoch %lld of %lld\n",
                     (long long)s->epoch, (long long)c->epochs);
@@ -370,6 +441,17 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
                 rc = fail(st, "backward");
                 goto done;
             }
+            if (c->die_at_step > 0 && s->iter + 1 == c->die_at_step && rank == (world > 1)) {
+                /* the death test's stand-in for a crashed node: no cleanup, no MPI_Finalize */
+                fprintf(stderr, "repvgg train: rank %d dying at step %lld (--die-at-step)\n",
+                        rank, (long long)c->die_at_step);
+                fflush(stderr);
+                _exit(1);
+            }
+            if (world > 1 && (st = average_grads(r.m, world)) != RVG_OK) {
+                rc = fail(st, "summing the gradients over ranks");
+                goto done;
+            }
             float lr = rvg_lr_at((float)c->lr, s->iter, warmup, total);
             if (step == 0)
                 lr_first = lr;
@@ -379,7 +461,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
             steps_here++;
             loss_sum += (double)loss * (double)n;
             seen += n;
-            progress_step(&pr, step, loss_sum / (double)seen, lr, seen);
+            progress_step(&pr, step, loss_sum / (double)seen, lr, seen * world);
             if (stop_after_steps > 0 && steps_here == stop_after_steps) {
                 /* the test's stand-in for a kill: leave without touching the checkpoint */
                 progress_end(&pr);
@@ -391,8 +473,37 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
         }
         progress_end(&pr);
         double t_train = now_seconds() - t0;
+        if (world > 1) {
+            /* the epoch's statistics over all ranks, and the check that they still agree */
+            double tot[3] = {loss_sum, (double)seen, (double)correct};
+            int64_t np;
+            const float *params = rvg_model_params(r.m, &np);
+            uint64_t lo, hi;
+            if ((st = rvg_dist_allreduce_sum_f64(tot, 3)) != RVG_OK ||
+                (st = rvg_dist_minmax_u64(rvg_dist_hash(params, (size_t)np * sizeof(float)), &lo,
+                                          &hi)) != RVG_OK) {
+                rc = fail(st, "comparing the ranks");
+                goto done;
+            }
+            if (lo != hi) {
+                fprintf(stderr,
+                        "repvgg train: the ranks' parameters differ after epoch %lld (checksums "
+                        "%016llx .. %016llx): the ranks no longer train the same model\n",
+                        (long long)epoch + 1, (unsigned long long)lo, (unsigned long long)hi);
+                goto done;
+            }
+            loss_sum = tot[0];
+            seen = (int64_t)tot[1];
+            correct = (int64_t)tot[2];
+            if (rank != 0) {
+                /* rank 0 alone validates and writes; the others go on to the next epoch and wait
+                 * for it in the first gradient reduction */
+                s->epoch = epoch + 1;
+                continue;
+            }
+        }
         eval_result ev;
-        if ((st = train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev)) != RVG_OK) {
+        if ((st = train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev, NULL)) != RVG_OK) {
             rc = fail(st, "validation");
             goto done;
         }
@@ -423,6 +534,10 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
             goto done;
         }
         print_summary(c, row, t_train > 0 ? (double)seen / t_train : 0.0, best);
+    }
+    if (rank != 0) {
+        rc = 0;
+        goto done;
     }
     char png[4200];
     snprintf(png, sizeof png, "%s/curves.png", dir);

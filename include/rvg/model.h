@@ -163,6 +163,23 @@ rvg_status rvg_model_forward(rvg_model *m, rvg_plan *p, const float *x, int64_t 
  * when not NULL (overwritten). */
 rvg_status rvg_model_backward(rvg_model *m, rvg_plan *p, const float *dlogits, float *dx);
 
+/* ---- synchronised BatchNorm (data-parallel training) ------------------------------------- */
+
+/* Sums n doubles element-wise over every process of a data-parallel job, in place, with the same
+ * result on every process (an MPI_Allreduce with MPI_SUM). */
+typedef void (*rvg_bn_allreduce_fn)(double *buf, int64_t n, void *ctx);
+
+/* Makes training-mode BN use statistics over the whole distributed batch (SyncBatchNorm): forward
+ * sums the per-channel count, sum and squared deviation over processes through allreduce, and
+ * backward sums sum(ds) and sum(ds * (x - mean)), so every process normalises with the global mean
+ * and biased variance and the running variance gets the global unbiased one. dgamma/dbeta stay
+ * local sums (the caller's gradient allreduce adds them up, as with every other gradient).
+ * allreduce = NULL turns it off: results are then bit-identical to a model that never had a hook.
+ * ctx is borrowed. Only the fast path implements it: with RVG_FORCE_REF set, a training forward
+ * fails with RVG_STATUS_UNSUPPORTED while a hook is installed. Every process must call forward and
+ * backward with the same architecture and in lockstep, or allreduce will wait forever. */
+void rvg_model_set_bn_sync(rvg_model *m, rvg_bn_allreduce_fn allreduce, void *ctx);
+
 /* ---- re-parameterisation ------------------------------------------------------------------------ */
 
 /* New deploy-form model equivalent to the train-form model m with BN in inference mode

@@ -160,14 +160,14 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
                     continue;
                 int n = p->m + 2;
                 const double(*Gm)[3] = p->m == 4 ? G4 : G6;
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j < n; j++) { /* (G g G^T)[i][j] */
-                        double s = 0;
-                        for (int a = 0; a < 3; a++)
-                            for (int b = 0; b < 3; b++)
-                                s += Gm[i][a] * g[a * 3 + b] * Gm[j][b];
-                        p->w[(i * n + j) * p->wtot + p->woff[kb] + c * 16 + l] = (float)s;
-                    }
+                for (int i = 0; i < n; i++) {
+                    double t[3]; /* row i of G g */
+                    for (int b = 0; b < 3; b++)
+                        t[b] = Gm[i][0] * g[b] + Gm[i][1] * g[3 + b] + Gm[i][2] * g[6 + b];
+                    for (int j = 0; j < n; j++) /* (G g G^T)[i][j] */
+                        p->w[(i * n + j) * p->wtot + p->woff[kb] + c * 16 + l] =
+                            (float)(t[0] * Gm[j][0] + t[1] * Gm[j][1] + t[2] * Gm[j][2]);
+                }
             }
         }
     if (L->se_hidden > 0) {

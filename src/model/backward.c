@@ -84,7 +84,11 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
                         b->identity ? G(m, bi->bn0.beta) : NULL};
         if (dx && !b->identity)
             memset(dx, 0, (size_t)in_size * sizeof(float));
-        rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW); /* identity: dx overwritten */
+        if (m->bn_sync) /* identity: dx overwritten */
+            rvg__bn_sum_backward_sync(dz, dg, db, ds, t, nt, n, K, HW, p->bn_sync_buf, m->bn_sync,
+                                      m->bn_sync_ctx);
+        else
+            rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW);
         rvg_conv_shape s3 = conv_shape(b, a, n, 3), s1 = conv_shape(b, a, n, 1);
         rvg_conv2d_backward(dx, G(m, bi->w3), NULL, p->dz, x, V(m, bi->w3), &s3, p->work);
         rvg_conv2d_backward(dx, G(m, bi->w1), NULL, p->dz1, x, V(m, bi->w1), &s1, p->work);
@@ -119,6 +123,10 @@ rvg_status rvg_model_backward(rvg_model *m, rvg_plan *p, const float *dlogits, f
     if (m->form != RVG_FORM_TRAIN)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "backward: deploy-form models do not train");
     int64_t n = p->last_n;
+    if (m->bn_sync && rvg_ops_using_ref())
+        return rvg_error(RVG_STATUS_UNSUPPORTED,
+                         "backward: synchronised BatchNorm is implemented on the fast path only "
+                         "(unset RVG_FORCE_REF)");
     if (n < 1)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "backward: no training-mode forward pass to differentiate");

@@ -10,6 +10,8 @@
  * Threads split the channels (OpenMP), so every reduction has a fixed order: results do not depend
  * on the thread count. Statistics are accumulated in double, as in the reference kernels. The
  * reference composition stays the oracle: tests/test_block_fused.c compares the two paths.
+ * The *_sync twins do the same with the per-channel sums added up over the processes of a
+ * data-parallel job (SyncBatchNorm, rvg_model_set_bn_sync); the plain functions are unchanged.
  */
 #include <math.h>
 #include <string.h>
@@ -130,6 +132,116 @@ void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *con
                 float *d = dz[j] + (i * K + k) * HW;
                 for (int64_t p = 0; p < HW; p++)
                     d[p] = coef[j] * (g[p] - mean_ds - (x[p] - m) * proj[j]);
+            }
+        }
+    }
+}
+
+/* Sync-BN statistics. Two rounds because the squared deviations are taken around the GLOBAL mean
+ * (the same two-pass, double-accumulated formula as rvg__bn_stats, which stays untouched so the
+ * single-process path keeps its exact results). buf: [0, C) sums then means, [C] count,
+ * [C + 1, 2C + 1) squared deviations. */
+void rvg__bn_stats_sync(float *mean, float *istd, float *running_mean, float *running_var,
+                        const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
+                        double *buf, void (*allreduce)(double *, int64_t, void *), void *ctx) {
+    double *sum = buf, *ss = buf + C + 1;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t i = 0; i < N; i++) {
+            const float *p = x + (i * C + c) * HW;
+            double ps = 0;
+            for (int64_t j = 0; j < HW; j++)
+                ps += p[j];
+            s += ps;
+        }
+        sum[c] = s;
+    }
+    buf[C] = (double)(N * HW);
+    allreduce(buf, C + 1, ctx);
+    const double n = buf[C];
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double m = sum[c] / n, acc = 0;
+        sum[c] = m;
+        for (int64_t i = 0; i < N; i++) {
+            const float *p = x + (i * C + c) * HW;
+            double pss = 0;
+            for (int64_t j = 0; j < HW; j++) {
+                double d = p[j] - m;
+                pss += d * d;
+            }
+            acc += pss;
+        }
+        ss[c] = acc;
+    }
+    allreduce(ss, C, ctx);
+    for (int64_t c = 0; c < C; c++) {
+        double m = sum[c], var = ss[c] / n; /* biased, over the global batch */
+        mean[c] = (float)m;
+        istd[c] = (float)(1.0 / sqrt(var + eps));
+        if (running_mean) {
+            /* the global unbiased variance, as torch.nn.SyncBatchNorm */
+            double unbiased = n > 1 ? ss[c] / (n - 1) : var;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+    }
+}
+
+/* Sync-BN backward: pass 1 as rvg__bn_sum_backward, its sums kept in buf (per channel k:
+ * [k*(nt+1)] sum(ds), [k*(nt+1) + 1 + j] sum(ds * (x - mean_j)); [K*(nt+1)] the count). dgamma and
+ * dbeta take the local sums before the allreduce; pass 2 uses the global ones. */
+void rvg__bn_sum_backward_sync(float *const dz[3], float *const dgamma[3],
+                               float *const dbeta[3], const float *ds, const rvg__bn_term *t,
+                               int nt, int64_t N, int64_t K, int64_t HW, double *buf,
+                               void (*allreduce)(double *, int64_t, void *), void *ctx) {
+    const int64_t stride = nt + 1;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; k++) {
+        double sum_ds = 0, sum_dsx[3] = {0, 0, 0};
+        for (int64_t i = 0; i < N; i++) {
+            const float *g = ds + (i * K + k) * HW;
+            double a = 0, c[3] = {0, 0, 0};
+            for (int64_t p = 0; p < HW; p++)
+                a += g[p];
+            for (int j = 0; j < nt; j++) {
+                const float *x = t[j].x + (i * K + k) * HW;
+                float m = t[j].mean[k];
+                for (int64_t p = 0; p < HW; p++)
+                    c[j] += (double)g[p] * (x[p] - m);
+            }
+            sum_ds += a;
+            for (int j = 0; j < nt; j++)
+                sum_dsx[j] += c[j];
+        }
+        buf[k * stride] = sum_ds;
+        for (int j = 0; j < nt; j++) {
+            buf[k * stride + 1 + j] = sum_dsx[j];
+            if (dgamma[j])
+                dgamma[j][k] += (float)(t[j].istd[k] * sum_dsx[j]);
+            if (dbeta[j])
+                dbeta[j][k] += (float)sum_ds;
+        }
+    }
+    buf[K * stride] = (double)(N * HW);
+    allreduce(buf, K * stride + 1, ctx);
+    const double n = buf[K * stride];
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; k++) {
+        const double *b = buf + k * stride;
+        float mean_ds = (float)(b[0] / n);
+        for (int j = 0; j < nt; j++) {
+            if (!dz[j])
+                continue;
+            double is = t[j].istd[k];
+            float coef = (float)(t[j].gamma[k] * is), proj = (float)(is * is * b[1 + j] / n);
+            float m = t[j].mean[k];
+            for (int64_t i = 0; i < N; i++) {
+                const float *g = ds + (i * K + k) * HW, *x = t[j].x + (i * K + k) * HW;
+                float *d = dz[j] + (i * K + k) * HW;
+                for (int64_t p = 0; p < HW; p++)
+                    d[p] = coef * (g[p] - mean_ds - (x[p] - m) * proj);
             }
         }
     }

@@ -28,6 +28,17 @@ void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int n
 void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
                           const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
                           int64_t HW);
+/* Sync-BN twins of rvg__bn_stats and rvg__bn_sum_backward: the per-channel sums are gathered in
+ * buf (doubles: C + 1 for stats, K * (nt + 1) for backward) and summed over processes with
+ * allreduce(buf, n, ctx) before the statistics / gradients are finished, so mean, variance and
+ * the backward projections are those of the global batch. dgamma and dbeta get the LOCAL sums. */
+void rvg__bn_stats_sync(float *mean, float *istd, float *running_mean, float *running_var,
+                        const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
+                        double *buf, void (*allreduce)(double *, int64_t, void *), void *ctx);
+void rvg__bn_sum_backward_sync(float *const dz[3], float *const dgamma[3],
+                               float *const dbeta[3], const float *ds, const rvg__bn_term *t,
+                               int nt, int64_t N, int64_t K, int64_t HW, double *buf,
+                               void (*allreduce)(double *, int64_t, void *), void *ctx);
 /* ds = dout * (out > 0), overwriting. */
 void rvg__relu_mask(float *ds, const float *dout, const float *out, int64_t n);
 

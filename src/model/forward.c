@@ -80,7 +80,7 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
     max_act = (max_act + 15) & ~15;
     int64_t klast = m->blocks[m->n_blocks - 1].b.K, classes = m->arch.classes;
     total += ((N * klast + 15) & ~15) + ((N * classes + 15) & ~15) + 5 * max_act +
-             3 * ((N * max_k + 15) & ~15);
+             3 * ((N * max_k + 15) & ~15) + 2 * (4 * max_k + 16); /* last: sync-BN doubles */
     p->arena_bytes = (size_t)total * sizeof(float);
     p->arena = rvg_alloc(p->arena_bytes);
     p->work_bytes = work;
@@ -122,6 +122,7 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
     p->dz1 = TAKE(max_act);
     p->ds = TAKE(max_act);
     p->dse = TAKE(3 * N * max_k);
+    p->bn_sync_buf = (double *)(void *)TAKE(2 * (4 * max_k + 16)); /* 64-byte aligned */
 #undef TAKE
     RVG_ASSERT(cur <= p->arena + total);
     *out = p;
@@ -140,6 +141,11 @@ void rvg_plan_free(rvg_plan *p) {
 size_t rvg_plan_bytes(const rvg_plan *p) { return p->arena_bytes + p->work_bytes; }
 
 static float *V(rvg_model *m, int64_t i) { return m->views[i].data; }
+
+void rvg_model_set_bn_sync(rvg_model *m, rvg_bn_allreduce_fn allreduce, void *ctx) {
+    m->bn_sync = allreduce;
+    m->bn_sync_ctx = allreduce ? ctx : NULL;
+}
 
 /* Squeeze-excitation forward on s (n, K, HW): fills se_m, se_h, se_g; out = ReLU(s * g). */
 static void se_forward(rvg_model *m, const block_impl *bi, block_act *a, int64_t n, int64_t HW) {
@@ -174,7 +180,12 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
         rvg__bn_term t[3];
         int nt = b->identity ? 3 : 2;
         for (int j = 0; j < nt; j++) {
-            if (training) {
+            if (training && m->bn_sync) {
+                rvg__bn_stats_sync(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var),
+                                   ins[j], n, K, HW, BN_MOMENTUM, BN_EPS, p->bn_sync_buf,
+                                   m->bn_sync, m->bn_sync_ctx);
+                m->bn_counters[bns[j]->counter]++;
+            } else if (training) {
                 rvg__bn_stats(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var), ins[j], n,
                               K, HW, BN_MOMENTUM, BN_EPS);
                 m->bn_counters[bns[j]->counter]++;
@@ -256,6 +267,10 @@ rvg_status rvg_model_forward(rvg_model *m, rvg_plan *p, const float *x, int64_t 
                              "forward: training BN needs more than one value per channel "
                              "(batch 1 at 1x1 output)");
     }
+    if (training && m->bn_sync && rvg_ops_using_ref())
+        return rvg_error(RVG_STATUS_UNSUPPORTED,
+                         "forward: synchronised BatchNorm is implemented on the fast path only "
+                         "(unset RVG_FORCE_REF)");
     const float *cur = x;
     for (int64_t i = 0; i < m->n_blocks; i++) {
         block_forward(m, p, i, cur, n, training);

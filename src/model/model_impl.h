@@ -39,6 +39,8 @@ struct rvg_model {
     int64_t *bn_counters;
     int64_t n_bn;
     char (*bn_names)[64]; /* prefix of each BN, for num_batches_tracked keys */
+    rvg_bn_allreduce_fn bn_sync; /* SyncBatchNorm hook (rvg_model_set_bn_sync); NULL = local BN */
+    void *bn_sync_ctx;
 };
 
 /* Per-block activation buffers of a plan (float offsets into the plan's arena). */
@@ -62,6 +64,7 @@ struct rvg_plan {
     float *dz1;     /* second BN-backward scratch (fused path: 1x1 branch) */
     float *ds;      /* branch-sum gradient, largest activation */
     float *dse;     /* SE scratch (N, max K) x 3 */
+    double *bn_sync_buf; /* sync-BN per-channel sums: 4 * max K + 1 doubles */
     void *work;     /* conv workspace */
     size_t work_bytes;
     float *arena;

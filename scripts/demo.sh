@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# demo.sh - the main job, end to end on a fresh machine (after scripts/setup.sh):
+#   1. train RepVGG-A0 (1 input channel, 10 classes) on Fashion-MNIST for a few minutes,
+#   2. convert the trained train-form model to the deploy form,
+#   3. evaluate both forms on the whole test set and compare their predictions one by one,
+#   4. time both forms on the same input and print the speed-up of the conversion.
+# Environment: EPOCHS (default 2), LIMIT (training images used, default 10000), BATCH (64),
+# OUT (run directory, default runs/demo). Builds into build/ if the tool is not there yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EPOCHS=${EPOCHS:-2}
+LIMIT=${LIMIT:-10000}
+BATCH=${BATCH:-64}
+OUT=${OUT:-runs/demo}
+if [ ! -x build/repvgg ]; then
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build build -j"$(nproc)" >/dev/null
+fi
+R=build/repvgg
+rm -rf "$OUT"
+
+echo "== 1. train A0 on Fashion-MNIST ($EPOCHS epochs, $LIMIT training images, batch $BATCH)"
+$R train --arch A0 --data fashion-mnist --epochs "$EPOCHS" --batch "$BATCH" \
+    --limit-train "$LIMIT" --out "$OUT" --quiet
+
+echo "== 2. convert to the deploy form"
+$R convert "$OUT/best.safetensors" "$OUT/deploy.safetensors"
+
+echo "== 3. evaluate both forms on the 10000 test images"
+$R eval --weights "$OUT/best.safetensors" --json --predictions "$OUT/pred_train.txt" >"$OUT/eval_train.json"
+$R eval --weights "$OUT/deploy.safetensors" --json --predictions "$OUT/pred_deploy.txt" >"$OUT/eval_deploy.json"
+top1() { sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p' "$1"; }
+differ=$(paste -d' ' "$OUT/pred_train.txt" "$OUT/pred_deploy.txt" | awk '$1 != $2' | wc -l)
+total=$(wc -l <"$OUT/pred_train.txt")
+printf "   train form  top-1 %.4f\n   deploy form top-1 %.4f\n" "$(top1 "$OUT/eval_train.json")" \
+    "$(top1 "$OUT/eval_deploy.json")"
+echo "   predictions that differ between the forms: $differ of $total"
+
+echo "== 4. speed of both forms (batch 64 at 28x28, median of 20 runs)"
+$R bench --weights "$OUT/best.safetensors" --form train --size 28 --batch 64 --runs 20 --json >"$OUT/bench_train.json"
+$R bench --weights "$OUT/deploy.safetensors" --size 28 --batch 64 --runs 20 --json >"$OUT/bench_deploy.json"
+ms() { sed -n 's/.*"median_ms":\([0-9.e-]*\).*/\1/p' "$1"; }
+t=$(ms "$OUT/bench_train.json")
+d=$(ms "$OUT/bench_deploy.json")
+printf "   train form  %.2f ms\n   deploy form %.2f ms\n   deploy form is %.1fx faster\n" "$t" "$d" \
+    "$(awk -v a="$t" -v b="$d" 'BEGIN { print a / b }')"
+echo "training curves: $OUT/curves.png, log: $OUT/log.csv"
+[ "$differ" -eq 0 ]
