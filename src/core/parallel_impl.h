@@ -1,0 +1,20 @@
+/* parallel_impl.h - the library's work-sharing pool (src/core/parallel.c), used by the training
+ * convolutions and the fused BN passes instead of OpenMP teams (parallel.c says why).
+ */
+#ifndef RVG_PARALLEL_IMPL_H
+#define RVG_PARALLEL_IMPL_H
+
+#include <stdint.h>
+
+typedef void (*rvg__par_fn)(void *ctx, int64_t item, int tid);
+
+/* Runs fn(ctx, item, tid) for every item in [0, n) on up to nt threads (the caller is tid 0) and
+ * returns when all are done. Which thread runs an item never changes what it computes. A nested
+ * or concurrent call runs its items on the caller alone. */
+void rvg__par_run(int64_t n, int nt, rvg__par_fn fn, void *ctx);
+
+/* Threads a loop may use now: OpenMP's count (OMP_NUM_THREADS, omp_set_num_threads), 1 without
+ * OpenMP or inside an OpenMP region. */
+int rvg__par_threads(void);
+
+#endif
