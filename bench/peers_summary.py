@@ -37,7 +37,8 @@ def main():
     rounds = len(runs("ours", model, 2, 1))
     print("logits vs ours, max |diff| / max |logit|: " +
           ", ".join("%s %.2g" % kv for kv in sorted(checks.items())))
-    print("%d round(s); cells: median of the rounds' medians / minimum over all runs, ms\n" % rounds)
+    print("%d round(s); cells: median of the rounds' medians / minimum over all runs, ms\n"
+          % rounds)
     print("| model | threads | batch | ours | ORT 1.30 | ORT/ours | TorchScript | TorchScript/ours "
           "| ORT ResNet-18 |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -1,4 +1,4 @@
-"""peers_torch.py - PyTorch side of bench/peers.sh: same weights as bench_infer; timing, ONNX export.
+"""peers_torch.py - PyTorch side of bench/peers.sh: the same weights as bench_infer, timed.
 
 Reads the safetensors file that `bench_infer --model M --dump F` writes (deploy-form RepVGG weights
 under the official names stageK.i.rbr_reparam.{weight,bias}, linear.*, plus an input batch and

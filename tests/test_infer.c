@@ -3,8 +3,10 @@
  * Every algorithm (direct, Winograd F(4x4,3x3), F(6x6,3x3)) and both kernel sets (AVX2, portable)
  * run single layers on awkward shapes (channel counts 3, 5, 17, 33; odd sizes; stride 2; groups
  * 2 and 4; SE; N = 1 and 3) and are compared with rvg_engine_run_ref's direct convolution on the
- * layer's full output. Then whole small networks (A0-like, grouped, SE) are compared on logits,
- * and bad arguments must fail with a message. argv[1] (the source dir) is not used.
+ * layer's full output; small tile counts take the on-the-fly Winograd weight path, larger ones the
+ * pre-transformed one. Then whole small networks (A0-like, grouped, SE) are compared on logits,
+ * also through the image-by-image batch path, and bad arguments must fail with a message.
+ * argv[1] (the source dir) is not used.
  *
  * Tolerances (|got - want| <= atol, atol = tol * max|want|; the reference accumulates in double):
  *   direct  1e-5  fp32 sums of up to ~300 products in a different order
