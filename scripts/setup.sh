@@ -10,6 +10,11 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 pkgs=$(grep -v '^#' .ci/packages.txt | tr '\n' ' ')
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $pkgs >/dev/null
+# Node.js and npm (for onnxruntime-node): Debian's packages unless a Node.js with its own npm (as
+# NodeSource ships, which conflicts with Debian's npm package) is already installed.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
 # onnxruntime-node: the CPU binaries ship inside the npm package; its install step would try to
 # download GPU files, which ONNXRUNTIME_NODE_INSTALL=skip turns off.
 if [ ! -d node_modules/onnxruntime-node ]; then
