@@ -84,11 +84,10 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
                         b->identity ? G(m, bi->bn0.beta) : NULL};
         if (dx && !b->identity)
             memset(dx, 0, (size_t)in_size * sizeof(float));
-        if (m->bn_sync) /* identity: dx overwritten */
-            rvg__bn_sum_backward_sync(dz, dg, db, ds, t, nt, n, K, HW, p->bn_sync_buf, m->bn_sync,
-                                      m->bn_sync_ctx);
-        else
-            rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW);
+        rvg__bn_sync hook = {m->bn_sync, m->bn_sync_ctx};
+        /* identity branch: dx overwritten here, the convolutions add to it below */
+        rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW, p->bn_buf,
+                             m->bn_sync ? &hook : NULL);
         rvg_conv_shape s3 = conv_shape(b, a, n, 3), s1 = conv_shape(b, a, n, 1);
         rvg_conv2d_backward(dx, G(m, bi->w3), NULL, p->dz, x, V(m, bi->w3), &s3, p->work);
         rvg_conv2d_backward(dx, G(m, bi->w1), NULL, p->dz1, x, V(m, bi->w1), &s1, p->work);

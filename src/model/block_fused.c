@@ -24,17 +24,20 @@
 
 static int threads_for(int64_t elems) { return elems < PAR_MIN_ELEMS ? 1 : rvg__par_threads(); }
 
+/* ---- batch statistics ----------------------------------------------------------------------
+ * Two passes, both in double: per-channel sums, then squared deviations around the mean. With a
+ * sync hook the sums (and the count) are summed over processes between the passes, and the squared
+ * deviations after the second, so every process gets the global batch's statistics. */
 typedef struct {
-    float *mean, *istd, *running_mean, *running_var;
     const float *x;
     int64_t N, C, HW;
-    float momentum, eps;
+    double *sum, *ss; /* (C) each, in the caller's scratch */
+    double n;         /* values per channel over all processes (pass 2) */
 } stats_job;
 
-static void stats_item(void *ctx, int64_t c, int tid) {
+static void sum_pass(void *ctx, int64_t c, int tid) {
     const stats_job *j = ctx;
-    const double n = (double)(j->N * j->HW);
-    double s = 0, ss = 0;
+    double s = 0;
     for (int64_t i = 0; i < j->N; i++) {
         const float *p = j->x + (i * j->C + c) * j->HW;
         double ps = 0;
@@ -42,7 +45,12 @@ static void stats_item(void *ctx, int64_t c, int tid) {
             ps += p[q];
         s += ps;
     }
-    double m = s / n;
+    j->sum[c] = s;
+}
+
+static void dev_pass(void *ctx, int64_t c, int tid) {
+    const stats_job *j = ctx;
+    double m = j->sum[c] / j->n, ss = 0;
     for (int64_t i = 0; i < j->N; i++) {
         const float *p = j->x + (i * j->C + c) * j->HW;
         double pss = 0;
@@ -52,22 +60,36 @@ static void stats_item(void *ctx, int64_t c, int tid) {
         }
         ss += pss;
     }
-    double var = ss / n; /* biased: what normalisation uses */
-    j->mean[c] = (float)m;
-    j->istd[c] = (float)(1.0 / sqrt(var + j->eps));
-    if (j->running_mean) {
-        /* unbiased for the running estimate, as PyTorch */
-        double unbiased = n > 1 ? ss / (n - 1) : var;
-        j->running_mean[c] = (float)((1.0 - j->momentum) * j->running_mean[c] + j->momentum * m);
-        j->running_var[c] =
-            (float)((1.0 - j->momentum) * j->running_var[c] + j->momentum * unbiased);
-    }
+    j->ss[c] = ss;
 }
 
 void rvg__bn_stats(float *mean, float *istd, float *running_mean, float *running_var,
-                   const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
-    stats_job j = {mean, istd, running_mean, running_var, x, N, C, HW, momentum, eps};
-    rvg__par_run(C, threads_for(N * C * HW), stats_item, &j);
+                   const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
+                   double *buf, const rvg__bn_sync *sync) {
+    stats_job j = {x, N, C, HW, buf, buf + C + 1, (double)(N * HW)};
+    int nt = threads_for(N * C * HW);
+    rvg__par_run(C, nt, sum_pass, &j);
+    if (sync) {
+        buf[C] = j.n;
+        sync->allreduce(buf, C + 1, sync->ctx);
+        j.n = buf[C];
+    }
+    rvg__par_run(C, nt, dev_pass, &j);
+    if (sync)
+        sync->allreduce(j.ss, C, sync->ctx);
+    const double n = j.n;
+    for (int64_t c = 0; c < C; c++) {
+        double m = j.sum[c] / n, var = j.ss[c] / n; /* biased: what normalisation uses */
+        mean[c] = (float)m;
+        istd[c] = (float)(1.0 / sqrt(var + eps));
+        if (running_mean) {
+            /* unbiased for the running estimate, as PyTorch (SyncBatchNorm: over the global
+             * batch) */
+            double unbiased = n > 1 ? j.ss[c] / (n - 1) : var;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+    }
 }
 
 void rvg__bn_eval_stats(float *mean, float *istd, const float *running_mean,
@@ -114,183 +136,86 @@ void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int n
     rvg__par_run(N * K, threads_for(N * K * HW), sum_item, &j);
 }
 
+/* ---- backward ------------------------------------------------------------------------------
+ * Pass 1 per channel: sum(ds) and sum(ds * (x - mean_j)) for every branch j into buf (stride
+ * nt + 1 per channel), and the local dgamma/dbeta. With a sync hook buf (and the count) is summed
+ * over processes; pass 2 then writes every branch's input gradient from the (global) sums. */
 typedef struct {
     float *const *dz, *const *dgamma, *const *dbeta;
     const float *ds;
     const rvg__bn_term *t;
     int nt;
     int64_t N, K, HW;
+    double *buf;
+    double n;
 } bwd_job;
 
-/* item = one channel */
-static void bwd_item(void *ctx, int64_t k, int tid) {
+static void bwd_sums(void *ctx, int64_t k, int tid) {
     const bwd_job *J = ctx;
-    float *const *dz = J->dz, *const *dgamma = J->dgamma, *const *dbeta = J->dbeta;
-    const float *ds = J->ds;
-    const rvg__bn_term *t = J->t;
     const int nt = J->nt;
     const int64_t N = J->N, K = J->K, HW = J->HW;
-    const double n = (double)(N * HW);
-    {
-        /* pass 1: sum(ds) and sum(ds * (x - mean)) for every branch */
-        double sum_ds = 0, sum_dsx[3] = {0, 0, 0};
-        for (int64_t i = 0; i < N; i++) {
-            const float *g = ds + (i * K + k) * HW;
-            double a = 0, c[3] = {0, 0, 0};
+    double sum_ds = 0, sum_dsx[3] = {0, 0, 0};
+    for (int64_t i = 0; i < N; i++) {
+        const float *g = J->ds + (i * K + k) * HW;
+        double a = 0, c[3] = {0, 0, 0};
+        for (int64_t p = 0; p < HW; p++)
+            a += g[p];
+        for (int j = 0; j < nt; j++) {
+            const float *x = J->t[j].x + (i * K + k) * HW;
+            float m = J->t[j].mean[k];
             for (int64_t p = 0; p < HW; p++)
-                a += g[p];
-            for (int j = 0; j < nt; j++) {
-                const float *x = t[j].x + (i * K + k) * HW;
-                float m = t[j].mean[k];
-                for (int64_t p = 0; p < HW; p++)
-                    c[j] += (double)g[p] * (x[p] - m);
-            }
-            sum_ds += a;
-            for (int j = 0; j < nt; j++)
-                sum_dsx[j] += c[j];
+                c[j] += (double)g[p] * (x[p] - m);
         }
+        sum_ds += a;
+        for (int j = 0; j < nt; j++)
+            sum_dsx[j] += c[j];
+    }
+    double *b = J->buf + k * (nt + 1);
+    b[0] = sum_ds;
+    for (int j = 0; j < nt; j++) {
+        b[1 + j] = sum_dsx[j];
         /* dgamma = sum(ds * xhat) = istd * sum(ds * (x - mean)); dbeta = sum(ds) */
-        float coef[3], proj[3], mean_ds = (float)(sum_ds / n);
-        for (int j = 0; j < nt; j++) {
-            double is = t[j].istd[k];
-            if (dgamma[j])
-                dgamma[j][k] += (float)(is * sum_dsx[j]);
-            if (dbeta[j])
-                dbeta[j][k] += (float)sum_ds;
-            coef[j] = (float)(t[j].gamma[k] * is);
-            /* xhat * mean(ds * xhat) = (x - mean) * istd^2 * sum_dsx / n */
-            proj[j] = (float)(is * is * sum_dsx[j] / n);
-        }
-        /* pass 2: dz = gamma*istd * (ds - mean(ds) - (x-mean) * proj), overwriting */
-        for (int j = 0; j < nt; j++) {
-            if (!dz[j])
-                continue;
-            float m = t[j].mean[k];
-            for (int64_t i = 0; i < N; i++) {
-                const float *g = ds + (i * K + k) * HW, *x = t[j].x + (i * K + k) * HW;
-                float *d = dz[j] + (i * K + k) * HW;
-                for (int64_t p = 0; p < HW; p++)
-                    d[p] = coef[j] * (g[p] - mean_ds - (x[p] - m) * proj[j]);
-            }
-        }
+        if (J->dgamma[j])
+            J->dgamma[j][k] += (float)(J->t[j].istd[k] * sum_dsx[j]);
+        if (J->dbeta[j])
+            J->dbeta[j][k] += (float)sum_ds;
     }
 }
 
-/* Sync-BN statistics. Two rounds because the squared deviations are taken around the GLOBAL mean
- * (the same two-pass, double-accumulated formula as rvg__bn_stats, which stays untouched so the
- * single-process path keeps its exact results). buf: [0, C) sums then means, [C] count,
- * [C + 1, 2C + 1) squared deviations. */
-void rvg__bn_stats_sync(float *mean, float *istd, float *running_mean, float *running_var,
-                        const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
-                        double *buf, void (*allreduce)(double *, int64_t, void *), void *ctx) {
-    double *sum = buf, *ss = buf + C + 1;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        double s = 0;
+static void bwd_grads(void *ctx, int64_t k, int tid) {
+    const bwd_job *J = ctx;
+    const int64_t N = J->N, K = J->K, HW = J->HW;
+    const double *b = J->buf + k * (J->nt + 1);
+    float mean_ds = (float)(b[0] / J->n);
+    for (int j = 0; j < J->nt; j++) {
+        if (!J->dz[j])
+            continue;
+        double is = J->t[j].istd[k];
+        /* dz = gamma*istd * (ds - mean(ds) - xhat * mean(ds * xhat)), with
+         * xhat * mean(ds * xhat) = (x - mean) * istd^2 * sum(ds * (x - mean)) / n */
+        float coef = (float)(J->t[j].gamma[k] * is), proj = (float)(is * is * b[1 + j] / J->n);
+        float m = J->t[j].mean[k];
         for (int64_t i = 0; i < N; i++) {
-            const float *p = x + (i * C + c) * HW;
-            double ps = 0;
-            for (int64_t j = 0; j < HW; j++)
-                ps += p[j];
-            s += ps;
-        }
-        sum[c] = s;
-    }
-    buf[C] = (double)(N * HW);
-    allreduce(buf, C + 1, ctx);
-    const double n = buf[C];
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        double m = sum[c] / n, acc = 0;
-        sum[c] = m;
-        for (int64_t i = 0; i < N; i++) {
-            const float *p = x + (i * C + c) * HW;
-            double pss = 0;
-            for (int64_t j = 0; j < HW; j++) {
-                double d = p[j] - m;
-                pss += d * d;
-            }
-            acc += pss;
-        }
-        ss[c] = acc;
-    }
-    allreduce(ss, C, ctx);
-    for (int64_t c = 0; c < C; c++) {
-        double m = sum[c], var = ss[c] / n; /* biased, over the global batch */
-        mean[c] = (float)m;
-        istd[c] = (float)(1.0 / sqrt(var + eps));
-        if (running_mean) {
-            /* the global unbiased variance, as torch.nn.SyncBatchNorm */
-            double unbiased = n > 1 ? ss[c] / (n - 1) : var;
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-        }
-    }
-}
-
-/* Sync-BN backward: pass 1 as rvg__bn_sum_backward, its sums kept in buf (per channel k:
- * [k*(nt+1)] sum(ds), [k*(nt+1) + 1 + j] sum(ds * (x - mean_j)); [K*(nt+1)] the count). dgamma and
- * dbeta take the local sums before the allreduce; pass 2 uses the global ones. */
-void rvg__bn_sum_backward_sync(float *const dz[3], float *const dgamma[3],
-                               float *const dbeta[3], const float *ds, const rvg__bn_term *t,
-                               int nt, int64_t N, int64_t K, int64_t HW, double *buf,
-                               void (*allreduce)(double *, int64_t, void *), void *ctx) {
-    const int64_t stride = nt + 1;
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < K; k++) {
-        double sum_ds = 0, sum_dsx[3] = {0, 0, 0};
-        for (int64_t i = 0; i < N; i++) {
-            const float *g = ds + (i * K + k) * HW;
-            double a = 0, c[3] = {0, 0, 0};
+            const float *g = J->ds + (i * K + k) * HW, *x = J->t[j].x + (i * K + k) * HW;
+            float *d = J->dz[j] + (i * K + k) * HW;
             for (int64_t p = 0; p < HW; p++)
-                a += g[p];
-            for (int j = 0; j < nt; j++) {
-                const float *x = t[j].x + (i * K + k) * HW;
-                float m = t[j].mean[k];
-                for (int64_t p = 0; p < HW; p++)
-                    c[j] += (double)g[p] * (x[p] - m);
-            }
-            sum_ds += a;
-            for (int j = 0; j < nt; j++)
-                sum_dsx[j] += c[j];
-        }
-        buf[k * stride] = sum_ds;
-        for (int j = 0; j < nt; j++) {
-            buf[k * stride + 1 + j] = sum_dsx[j];
-            if (dgamma[j])
-                dgamma[j][k] += (float)(t[j].istd[k] * sum_dsx[j]);
-            if (dbeta[j])
-                dbeta[j][k] += (float)sum_ds;
-        }
-    }
-    buf[K * stride] = (double)(N * HW);
-    allreduce(buf, K * stride + 1, ctx);
-    const double n = buf[K * stride];
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < K; k++) {
-        const double *b = buf + k * stride;
-        float mean_ds = (float)(b[0] / n);
-        for (int j = 0; j < nt; j++) {
-            if (!dz[j])
-                continue;
-            double is = t[j].istd[k];
-            float coef = (float)(t[j].gamma[k] * is), proj = (float)(is * is * b[1 + j] / n);
-            float m = t[j].mean[k];
-            for (int64_t i = 0; i < N; i++) {
-                const float *g = ds + (i * K + k) * HW, *x = t[j].x + (i * K + k) * HW;
-                float *d = dz[j] + (i * K + k) * HW;
-                for (int64_t p = 0; p < HW; p++)
-                    d[p] = coef * (g[p] - mean_ds - (x[p] - m) * proj);
-            }
+                d[p] = coef * (g[p] - mean_ds - (x[p] - m) * proj);
         }
     }
 }
 
 void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
                           const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
-                          int64_t HW) {
-    bwd_job j = {dz, dgamma, dbeta, ds, t, nt, N, K, HW};
-    rvg__par_run(K, threads_for(N * K * HW), bwd_item, &j);
+                          int64_t HW, double *buf, const rvg__bn_sync *sync) {
+    bwd_job j = {dz, dgamma, dbeta, ds, t, nt, N, K, HW, buf, (double)(N * HW)};
+    int threads = threads_for(N * K * HW);
+    rvg__par_run(K, threads, bwd_sums, &j);
+    if (sync) {
+        buf[K * (nt + 1)] = j.n;
+        sync->allreduce(buf, K * (nt + 1) + 1, sync->ctx);
+        j.n = buf[K * (nt + 1)];
+    }
+    rvg__par_run(K, threads, bwd_grads, &j);
 }
 
 typedef struct {

@@ -13,10 +13,18 @@ typedef struct {
     const float *mean, *istd;         /* batch (training) or running (eval) statistics (K) */
 } rvg__bn_term;
 
+/* Synchronised BatchNorm across processes: allreduce(buf, n, ctx) sums n doubles over them. */
+typedef struct {
+    void (*allreduce)(double *buf, int64_t n, void *ctx);
+    void *ctx;
+} rvg__bn_sync;
+
 /* Batch mean and 1/sqrt(biased var + eps) of x; updates running stats (unbiased variance) when
- * running_mean is not NULL. */
+ * running_mean is not NULL. buf: scratch of 2C + 1 doubles. sync NULL: this process's batch;
+ * else the statistics of the global batch (SyncBatchNorm). */
 void rvg__bn_stats(float *mean, float *istd, float *running_mean, float *running_var,
-                   const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps);
+                   const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
+                   double *buf, const rvg__bn_sync *sync);
 /* mean = running_mean, istd = 1/sqrt(running_var + eps) (inference mode). */
 void rvg__bn_eval_stats(float *mean, float *istd, const float *running_mean,
                         const float *running_var, int64_t C, float eps);
@@ -24,21 +32,12 @@ void rvg__bn_eval_stats(float *mean, float *istd, const float *running_mean,
 void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int nt, int64_t N,
                               int64_t K, int64_t HW);
 /* Backward of s = sum_j BN_j(x_j) with batch statistics, given ds: dz[j] OVERWRITTEN with the
- * input gradient of branch j (NULL: skipped), dgamma[j] and dbeta[j] ACCUMULATED. */
+ * input gradient of branch j (NULL: skipped), dgamma[j] and dbeta[j] ACCUMULATED (local sums: the
+ * gradient allreduce adds them up). buf: scratch of K * (nt + 1) + 1 doubles. sync as in
+ * rvg__bn_stats. */
 void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
                           const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
-                          int64_t HW);
-/* Sync-BN twins of rvg__bn_stats and rvg__bn_sum_backward: the per-channel sums are gathered in
- * buf (doubles: C + 1 for stats, K * (nt + 1) for backward) and summed over processes with
- * allreduce(buf, n, ctx) before the statistics / gradients are finished, so mean, variance and
- * the backward projections are those of the global batch. dgamma and dbeta get the LOCAL sums. */
-void rvg__bn_stats_sync(float *mean, float *istd, float *running_mean, float *running_var,
-                        const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
-                        double *buf, void (*allreduce)(double *, int64_t, void *), void *ctx);
-void rvg__bn_sum_backward_sync(float *const dz[3], float *const dgamma[3],
-                               float *const dbeta[3], const float *ds, const rvg__bn_term *t,
-                               int nt, int64_t N, int64_t K, int64_t HW, double *buf,
-                               void (*allreduce)(double *, int64_t, void *), void *ctx);
+                          int64_t HW, double *buf, const rvg__bn_sync *sync);
 /* ds = dout * (out > 0), overwriting. */
 void rvg__relu_mask(float *ds, const float *dout, const float *out, int64_t n);
 

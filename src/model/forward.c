@@ -122,7 +122,7 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
     p->dz1 = TAKE(max_act);
     p->ds = TAKE(max_act);
     p->dse = TAKE(3 * N * max_k);
-    p->bn_sync_buf = (double *)(void *)TAKE(2 * (4 * max_k + 16)); /* 64-byte aligned */
+    p->bn_buf = (double *)(void *)TAKE(2 * (4 * max_k + 16)); /* 64-byte aligned */
 #undef TAKE
     RVG_ASSERT(cur <= p->arena + total);
     *out = p;
@@ -179,15 +179,12 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
         float *means[3] = {a->mean3, a->mean1, a->mean0}, *istds[3] = {a->istd3, a->istd1, a->istd0};
         rvg__bn_term t[3];
         int nt = b->identity ? 3 : 2;
+        rvg__bn_sync hook = {m->bn_sync, m->bn_sync_ctx};
+        const rvg__bn_sync *sync = m->bn_sync ? &hook : NULL;
         for (int j = 0; j < nt; j++) {
-            if (training && m->bn_sync) {
-                rvg__bn_stats_sync(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var),
-                                   ins[j], n, K, HW, BN_MOMENTUM, BN_EPS, p->bn_sync_buf,
-                                   m->bn_sync, m->bn_sync_ctx);
-                m->bn_counters[bns[j]->counter]++;
-            } else if (training) {
+            if (training) {
                 rvg__bn_stats(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var), ins[j], n,
-                              K, HW, BN_MOMENTUM, BN_EPS);
+                              K, HW, BN_MOMENTUM, BN_EPS, p->bn_buf, sync);
                 m->bn_counters[bns[j]->counter]++;
             } else {
                 rvg__bn_eval_stats(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var), K,

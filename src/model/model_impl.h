@@ -64,7 +64,7 @@ struct rvg_plan {
     float *dz1;     /* second BN-backward scratch (fused path: 1x1 branch) */
     float *ds;      /* branch-sum gradient, largest activation */
     float *dse;     /* SE scratch (N, max K) x 3 */
-    double *bn_sync_buf; /* sync-BN per-channel sums: 4 * max K + 1 doubles */
+    double *bn_buf; /* per-channel BN sums (fused path): 4 * max K + 16 doubles */
     void *work;     /* conv workspace */
     size_t work_bytes;
     float *arena;
