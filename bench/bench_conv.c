@@ -6,10 +6,14 @@
  * backend; prints min and median milliseconds over repeated runs (after one warm-up), GFLOP/s, and
  * a network total that weights each shape by how many blocks use it. Fixed seed.
  *
+ * With --pair it instead times, per block shape, the two branch convolutions as two dispatched
+ * calls against the fused rvg_conv2d_*_3x3_1x1 pair (forward; backward dx + dw3 + dw1), with the
+ * chosen backend, and a weighted network total.
+ *
  * Does not: check results (tests/test_conv_fast.c does) or run under ctest.
  *
  * usage: bench_conv [--set 28|224] [--backend auto|own-c|own-avx2|blas|all] [--reps N]
- *                   [--ref-reps N] [--no-ref] [--clock wall|cpu] [--only NAME-SUBSTRING]
+ *                   [--ref-reps N] [--no-ref] [--clock wall|cpu] [--only NAME-SUBSTRING] [--pair]
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -106,8 +110,91 @@ static timing time_it(int path, int which, int reps, const rvg_conv_shape *s, fl
     return r;
 }
 
+/* Times `reps` runs (after one warm-up) of the block's two convolutions, forward (which = 0) or
+ * backward (which = 1), as two dispatched calls (fused = 0) or the fused pair (fused = 1). */
+static timing time_pair(int fused, int which, int reps, const rvg_conv_shape *s3,
+                        const rvg_conv_shape *s1, float *z3, float *z1, const float *x,
+                        const float *w3, const float *w1, float *dx, float *dw3, float *dw1,
+                        const float *dz3, const float *dz1, void *ws) {
+    double t[64];
+    if (reps > 64)
+        reps = 64;
+    for (int i = -1; i < reps; i++) {
+        const double t0 = now_s();
+        if (fused && which == 0) {
+            rvg_conv2d_forward_3x3_1x1(z3, z1, x, w3, w1, s3, ws);
+        } else if (fused) {
+            rvg_conv2d_backward_3x3_1x1(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, ws);
+        } else if (which == 0) {
+            rvg_conv2d_forward(z3, x, w3, NULL, s3, ws);
+            rvg_conv2d_forward(z1, x, w1, NULL, s1, ws);
+        } else {
+            rvg_conv2d_backward(dx, dw3, NULL, dz3, x, w3, s3, ws);
+            rvg_conv2d_backward(dx, dw1, NULL, dz1, x, w1, s1, ws);
+        }
+        if (i >= 0)
+            t[i] = now_s() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    timing r = {t[0], reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2])};
+    return r;
+}
+
+/* --pair: separate against fused, per block shape and weighted over the network. */
+static void bench_pair(const layer *L, int nl, int64_t N, int reps, const char *only) {
+    double tot[2][2] = {{0}}; /* [separate, fused][fwd, bwd], min times weighted by count */
+    for (int li = 0; li < nl; li++) {
+        if (only && !strstr(L[li].name, only))
+            continue;
+        rvg_conv_shape s3 = {.N = N,
+                             .C = L[li].C,
+                             .H = L[li].H,
+                             .W = L[li].H,
+                             .K = L[li].K,
+                             .R = 3,
+                             .S = 3,
+                             .stride = L[li].stride,
+                             .pad = 1,
+                             .G = 1};
+        rvg_conv_shape_finish(&s3);
+        rvg_conv_shape s1 = s3;
+        s1.R = s1.S = 1;
+        s1.pad = 0;
+        rvg_conv_shape_finish(&s1);
+        uint32_t seed = 1234;
+        const int64_t nx = s3.N * s3.C * s3.H * s3.W, nz = s3.N * s3.K * s3.P * s3.Q;
+        const int64_t nw3 = s3.K * s3.C * 9, nw1 = s3.K * s3.C;
+        float *x = new_rand(nx, &seed), *w3 = new_rand(nw3, &seed), *w1 = new_rand(nw1, &seed);
+        float *dz3 = new_rand(nz, &seed), *dz1 = new_rand(nz, &seed);
+        float *z3 = malloc(sizeof(float) * (size_t)nz), *z1 = malloc(sizeof(float) * (size_t)nz);
+        float *dx = calloc((size_t)nx, sizeof(float));
+        float *dw3 = calloc((size_t)nw3, sizeof(float)), *dw1 = calloc((size_t)nw1, sizeof(float));
+        void *ws = malloc(rvg_conv2d_3x3_1x1_workspace_size(&s3));
+        const double cnt = (double)L[li].count;
+        printf("%s 3x3+1x1\n", L[li].name);
+        for (int fused = 0; fused < 2; fused++) {
+            timing f = time_pair(fused, 0, reps, &s3, &s1, z3, z1, x, w3, w1, dx, dw3, dw1, dz3,
+                                 dz1, ws);
+            timing g = time_pair(fused, 1, reps, &s3, &s1, z3, z1, x, w3, w1, dx, dw3, dw1, dz3,
+                                 dz1, ws);
+            printf("   %-9s fwd %8.3f / %8.3f ms   bwd %8.3f / %8.3f ms\n",
+                   fused ? "fused" : "separate", f.min * 1e3, f.med * 1e3, g.min * 1e3,
+                   g.med * 1e3);
+            tot[fused][0] += f.min * cnt;
+            tot[fused][1] += g.min * cnt;
+        }
+        free(x), free(w3), free(w1), free(dz3), free(dz1), free(z3), free(z1), free(dx);
+        free(dw3), free(dw1), free(ws);
+    }
+    printf("network total (min times, weighted by block count):\n");
+    for (int fused = 0; fused < 2; fused++)
+        printf("   %-9s fwd %8.2f ms   bwd %8.2f ms   fwd+bwd %8.2f ms\n",
+               fused ? "fused" : "separate", tot[fused][0] * 1e3, tot[fused][1] * 1e3,
+               (tot[fused][0] + tot[fused][1]) * 1e3);
+}
+
 int main(int argc, char **argv) {
-    int set = 28, reps = 9, ref_reps = 3, do_ref = 1;
+    int set = 28, reps = 9, ref_reps = 3, do_ref = 1, pair = 0;
     const char *backend = "auto", *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && i + 1 < argc)
@@ -118,6 +205,8 @@ int main(int argc, char **argv) {
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ref-reps") && i + 1 < argc)
             ref_reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--pair"))
+            pair = 1;
         else if (!strcmp(argv[i], "--no-ref"))
             do_ref = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
@@ -127,7 +216,8 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--set 28|224] [--backend auto|own-c|own-avx2|blas|all] "
-                    "[--reps N] [--ref-reps N] [--no-ref] [--clock wall|cpu] [--only STR]\n",
+                    "[--reps N] [--ref-reps N] [--no-ref] [--clock wall|cpu] [--only STR] "
+                    "[--pair]\n",
                     argv[0]);
             return 2;
         }
@@ -159,6 +249,15 @@ int main(int argc, char **argv) {
            "runs (ref %d), GFLOP/s from the min\n",
            set, set, (long long)N, threads, g_clock == CLOCK_MONOTONIC ? "wall" : "cpu", reps,
            ref_reps);
+    if (pair) {
+        if (!rvg__conv_gemm_set_backend(bes[0])) {
+            fprintf(stderr, "backend %s not available\n", backend);
+            return 2;
+        }
+        printf("backend %s\n", rvg__conv_gemm_backend_name());
+        bench_pair(L, nl, N, reps, only);
+        return 0;
+    }
 
     /* totals[path][fwd/bwd]: path 0 = ref, 1.. = backends; weighted by block count */
     double tot[5][2] = {{0}}, tot_flop[2] = {0};

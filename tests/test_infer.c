@@ -194,6 +194,10 @@ int main(int argc, char **argv) {
         {32, 64, 15, 15, 1, 4, 0, 3},  {8, 12, 9, 7, 1, 4, 0, 1},    {20, 36, 11, 11, 2, 4, 0, 1},
         {64, 64, 14, 14, 1, 4, 0, 1},  {34, 18, 9, 9, 2, 2, 0, 3},   {17, 33, 13, 15, 1, 1, 4, 3},
         {32, 48, 9, 9, 2, 1, 3, 1},    {40, 40, 14, 14, 1, 4, 5, 2},
+        /* direct conv across several 24-channel weight blocks and 16-channel output blocks, with
+         * a ragged last block, a padding half-block (K % 16 = 8) and, grouped, blocks of unequal
+         * input-channel counts: the next-block weight prefetch walks all of these */
+        {50, 72, 11, 9, 2, 1, 0, 3},   {52, 40, 13, 13, 2, 2, 0, 1}, {200, 48, 14, 14, 2, 1, 0, 1},
     };
     printf("single layers vs reference\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -87,8 +87,8 @@ typedef struct {
     int64_t shape[4];
     int64_t numel;
     float *data;       /* into the param or buffer arena */
-    float *grad;       /* into the grad arena; NULL for buffers */
-    float *momentum;   /* into the momentum arena; NULL for buffers */
+    float *grad;       /* into the grad arena; NULL for buffers and in the deploy form */
+    float *momentum;   /* into the momentum arena; NULL for buffers and in the deploy form */
 } rvg_param;
 
 typedef struct rvg_model rvg_model;
@@ -112,7 +112,8 @@ const rvg_param *rvg_model_param_c(const rvg_model *m, int64_t i);
 rvg_param *rvg_model_find(rvg_model *m, const char *name);
 /* Number of trainable scalars (what sum(p.numel() for p in model.parameters()) gives). */
 int64_t rvg_model_num_params(const rvg_model *m);
-/* The raw arenas (n floats each): params, grads and momentum share one layout. */
+/* The raw arenas (n floats each): params, grads and momentum share one layout. A deploy-form
+ * model has no grads or momentum (NULL): only the train form trains. */
 float *rvg_model_params(rvg_model *m, int64_t *n);
 float *rvg_model_grads(rvg_model *m, int64_t *n);
 float *rvg_model_momentum(rvg_model *m, int64_t *n);

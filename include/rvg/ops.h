@@ -49,6 +49,23 @@ void rvg_conv2d_forward_ref(float *y, const float *x, const float *w, const floa
 void rvg_conv2d_backward_ref(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                              const float *w, const rvg_conv_shape *s, void *work);
 
+/* ---- fused 3x3 + 1x1 pair (the two conv branches of a train-form block) ---------------------- */
+
+/* s3 describes the 3x3 branch (R = S = 3, pad 1). The 1x1 branch has the same N, C, H, W, K,
+ * stride and G with R = S = 1, pad 0, and so the same P, Q: its input at output (p, q) is exactly
+ * the 3x3's centre tap, which is why the pair can share one pass over x.
+ * z3 (N,K,P,Q) = conv3x3(x; w3 (K,C/G,3,3)), z1 (N,K,P,Q) = conv1x1(x; w1 (K,C/G,1,1)); no bias.
+ * Overwrites z3 and z1. The dispatched version needs rvg_conv2d_3x3_1x1_workspace_size(s3) bytes
+ * of work (more than rvg_conv2d_workspace_size(s3)); the _ref versions ignore work. */
+size_t rvg_conv2d_3x3_1x1_workspace_size(const rvg_conv_shape *s3);
+void rvg_conv2d_forward_3x3_1x1_ref(float *z3, float *z1, const float *x, const float *w3,
+                                    const float *w1, const rvg_conv_shape *s3, void *work);
+/* dx (N,C,H,W) += conv3x3^T(dz3) + conv1x1^T(dz1); dw3 += corr(x, dz3); dw1 += corr(x, dz1).
+ * Accumulates; any of dx, dw3, dw1 may be NULL. */
+void rvg_conv2d_backward_3x3_1x1_ref(float *dx, float *dw3, float *dw1, const float *dz3,
+                                     const float *dz1, const float *x, const float *w3,
+                                     const float *w1, const rvg_conv_shape *s3, void *work);
+
 /* ---- BatchNorm2d ----------------------------------------------------------------------------- */
 
 /* Training mode, as torch.nn.BatchNorm2d(momentum=0.1, eps=1e-5):
@@ -129,6 +146,12 @@ void rvg_conv2d_forward(float *y, const float *x, const float *w, const float *b
                         const rvg_conv_shape *s, void *work);
 void rvg_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                          const float *w, const rvg_conv_shape *s, void *work);
+
+void rvg_conv2d_forward_3x3_1x1(float *z3, float *z1, const float *x, const float *w3,
+                                const float *w1, const rvg_conv_shape *s3, void *work);
+void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float *dz3,
+                                 const float *dz1, const float *x, const float *w3,
+                                 const float *w1, const rvg_conv_shape *s3, void *work);
 
 /* Set RVG_FORCE_REF=1 in the environment (read once) or call this to route every dispatched call to
  * the _ref kernels, for bisecting. */

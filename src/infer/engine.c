@@ -426,6 +426,25 @@ static int64_t pack_units(const rvg_engine *e, int64_t N) {
  * range passes over them; the partial sums wait in the output buffer between channel blocks. */
 enum { DIRECT_PR = 48, DIRECT_CBLK = 24 };
 
+/* Prefetches slice [i0, i1) of the 9 * (hi - lo) cache lines (one per tap and input channel: 16
+ * floats) of the packed weights w (wn channels, tap-major) for channels [lo, hi). Used to fetch
+ * the next channel block's weights while the current block's chunks run. Why: in a layer with
+ * few output pixels per weight (A0 stage4.0: 192->1280 on a 7x7 output, 8.8 MB of weights, each
+ * used by 49 pixels) the first chunk of every block waited on L3/DRAM for 216 lines in 9 strided
+ * runs that the hardware prefetcher does not follow; measured 192->1280 s2 14x14, 1 thread,
+ * minimum CPU time of 4 x 20 runs: 5.27 ms without, 3.29 ms with. Locality 1 (to L2 on most
+ * cores) so the lines do not evict the current block's weights and input from L1. */
+static void prefetch_wblock(const float *w, int64_t wn, int64_t lo, int64_t hi, int64_t i0,
+                            int64_t i1) {
+#if defined(__GNUC__)
+    int64_t n = hi - lo;
+    for (int64_t i = i0; i < i1; i++)
+        __builtin_prefetch(w + ((i / n) * wn + lo + i % n) * 16, 0, 1);
+#else
+    (void)w, (void)wn, (void)lo, (void)hi, (void)i0, (void)i1;
+#endif
+}
+
 static int64_t direct_ranges(const layer_plan *p) {
     int64_t nr = p->P * p->Q / DIRECT_PR;
     return nr > 0 ? nr : 1;
@@ -452,7 +471,19 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
         int64_t cblk = y1 ? DIRECT_CBLK : nc;
         for (int64_t c = 0; c < nc; c += cblk) {
             int64_t c_hi = c + cblk < nc ? c + cblk : nc;
+            /* the next weight block: the rest of this unit's, else the first block of the next
+             * 16 output channels (usually this thread's next unit); spread over the chunks */
+            const float *wnx = NULL;
+            int64_t wnn = 0, nlo = 0, nhi = 0;
+            if (c_hi < nc)
+                wnx = p->w + p->woff[kb], wnn = nc, nlo = c_hi;
+            else if (kb + 1 < p->KB16)
+                wnx = p->w + p->woff[kb + 1], wnn = p->nc[kb + 1], nlo = 0;
+            nhi = nlo + DIRECT_CBLK < wnn ? nlo + DIRECT_CBLK : wnn;
+            int64_t nln = 9 * (nhi - nlo);
             for (int64_t ch = 0; ch < nch; ch++) {
+                if (wnx)
+                    prefetch_wblock(wnx, wnn, nlo, nhi, ch * nln / nch, (ch + 1) * nln / nch);
                 int64_t q = px0 + ch * (px1 - px0) / nch;
                 int64_t ib[6], ob[6], nq = px0 + (ch + 1) * (px1 - px0) / nch - q;
                 for (int64_t j = 0; j < nq; j++) {

@@ -72,8 +72,10 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
             total += 3 * ((N * b->K + 15) & ~15);
         rvg_conv_shape s3 = conv_shape(b, N, h, w, 3), s1 = conv_shape(b, N, h, w, 1);
         size_t w3 = rvg_conv2d_workspace_size(&s3), w1 = rvg_conv2d_workspace_size(&s1);
+        size_t w31 = rvg_conv2d_3x3_1x1_workspace_size(&s3); /* the fast path's fused pair */
         work = w3 > work ? w3 : work;
         work = w1 > work ? w1 : work;
+        work = w31 > work ? w31 : work;
         h = a->P;
         w = a->Q;
     }
@@ -170,10 +172,9 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
     if (m->form == RVG_FORM_DEPLOY) {
         rvg_conv2d_forward(a->s, x, V(m, bi->wr), V(m, bi->br), &s3, p->work);
     } else if (!rvg_ops_using_ref()) {
-        /* fast path: fused statistics + one pass for BN3 + BN1 + BN0 + ReLU */
-        rvg_conv_shape s1 = conv_shape(b, n, a->H, a->W, 1);
-        rvg_conv2d_forward(a->z3, x, V(m, bi->w3), NULL, &s3, p->work);
-        rvg_conv2d_forward(a->z1, x, V(m, bi->w1), NULL, &s1, p->work);
+        /* fast path: both convolutions from one im2col of x, then fused statistics + one pass
+         * for BN3 + BN1 + BN0 + ReLU */
+        rvg_conv2d_forward_3x3_1x1(a->z3, a->z1, x, V(m, bi->w3), V(m, bi->w1), &s3, p->work);
         const bn_ref *bns[3] = {&bi->bn3, &bi->bn1, &bi->bn0};
         const float *ins[3] = {a->z3, a->z1, x};
         float *means[3] = {a->mean3, a->mean1, a->mean0}, *istds[3] = {a->istd3, a->istd1, a->istd0};

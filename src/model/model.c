@@ -210,11 +210,13 @@ rvg_status rvg_model_new(rvg_model **out, const rvg_arch *arch, rvg_form form) {
     m->n_params_arena = bd.param_off;
     m->n_buffers_arena = bd.buffer_off;
     m->params = rvg_alloc((size_t)bd.param_off * sizeof(float));
-    m->grads = rvg_alloc((size_t)bd.param_off * sizeof(float));
-    m->momentum = rvg_alloc((size_t)bd.param_off * sizeof(float));
+    /* Only the train form trains: a deploy-form model has no gradient or momentum arenas. */
+    int trains = form == RVG_FORM_TRAIN;
+    m->grads = trains ? rvg_alloc((size_t)bd.param_off * sizeof(float)) : NULL;
+    m->momentum = trains ? rvg_alloc((size_t)bd.param_off * sizeof(float)) : NULL;
     m->buffers = rvg_alloc((size_t)bd.buffer_off * sizeof(float));
     m->bn_counters = calloc((size_t)(m->n_bn ? m->n_bn : 1), sizeof(int64_t));
-    if (!m->params || !m->grads || !m->momentum || !m->buffers || !m->bn_counters)
+    if (!m->params || (trains && (!m->grads || !m->momentum)) || !m->buffers || !m->bn_counters)
         goto oom;
     for (int64_t i = 0; i < m->n_views; i++) {
         rvg_param *p = &m->views[i];
@@ -226,8 +228,8 @@ rvg_status rvg_model_new(rvg_model **out, const rvg_arch *arch, rvg_form form) {
                     p->data[k] = 1.0f;
         } else {
             p->data = m->params + off;
-            p->grad = m->grads + off;
-            p->momentum = m->momentum + off;
+            p->grad = trains ? m->grads + off : NULL;
+            p->momentum = trains ? m->momentum + off : NULL;
         }
     }
     *out = m;
@@ -314,7 +316,8 @@ void rvg_model_init(rvg_model *m, uint64_t seed) {
     float fb = 1.0f / sqrtf((float)m->views[m->fc_w].shape[1]);
     for (int64_t k = 0; k < m->views[m->fc_b].numel; k++)
         m->views[m->fc_b].data[k] = uniform(&s, fb);
-    memset(m->momentum, 0, (size_t)m->n_params_arena * sizeof(float));
+    if (m->momentum)
+        memset(m->momentum, 0, (size_t)m->n_params_arena * sizeof(float));
     memset(m->bn_counters, 0, (size_t)(m->n_bn ? m->n_bn : 1) * sizeof(int64_t));
 }
 
@@ -356,7 +359,8 @@ int64_t *rvg_model_bn_counters(rvg_model *m, int64_t *n) {
 }
 
 void rvg_model_zero_grad(rvg_model *m) {
-    memset(m->grads, 0, (size_t)m->n_params_arena * sizeof(float));
+    if (m->grads)
+        memset(m->grads, 0, (size_t)m->n_params_arena * sizeof(float));
 }
 
 rvg_status rvg_model_check_input(const rvg_model *m, int64_t C, int64_t H, int64_t W) {

@@ -881,3 +881,132 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
         }
     }
 }
+
+/* ---- the fused 3x3 + 1x1 pair ---------------------------------------------------------------- */
+
+/* A train-form block convolves the same x twice: 3x3 pad 1 and 1x1 pad 0, same stride. The 1x1's
+ * input at output (p, q) is x[p*st, q*st], which is the 3x3's centre tap (r = s = 1, offset
+ * 1 - pad = 0), so in the 3x3 im2col the rows (c, 1, 1), i.e. rows 9c + 4, ARE the 1x1's column
+ * matrix: a (Cg, cols) matrix starting at col + 4*cols with row stride 9*cols. Both GEMMs read it
+ * in place (the packing copies whatever row stride it is given), which saves the 1x1's own
+ * im2col in forward and its im2col and col2im in backward:
+ *     z3_g = w3_g . col,  z1_g = w1_g . centre                                  forward
+ *     dw3_g += dz3_g . col^T,  dw1_g += dz1_g . centre^T                          weight gradients
+ *     dcol = w3_g^T . dz3_g,  centre rows of dcol += w1_g^T . dz1_g,  dx += col2im(dcol)
+ * The alternative of one GEMM with a stacked weight [w3_g; w1_g placed at the centre taps] (2Kg
+ * rows) was not built: its 1x1 half multiplies 8 zeros for every useful product, so it does
+ * 2x the 3x3's arithmetic where two GEMMs do 10/9 of it, and these GEMMs are compute-bound.
+ * Sum orders are fixed as in the single kernels (dx: dcol's centre row is w3-part then w1-part,
+ * then col2im adds the taps in (r, s) order), so results do not depend on the thread count; they
+ * differ from two separate calls by rounding only. */
+
+/* The 3x3's workspace plus a second (Kg, cols) buffer: backward gathers dz3 and dz1 side by
+ * side when a chunk holds several images. */
+size_t rvg__conv2d_3x3_1x1_gemm_workspace_size(const rvg_conv_shape *s3) {
+    ensure_init();
+    conv_plan p;
+    plan_make(&p, s3);
+    return (work_floats(&p, s3) + (size_t)round16(p.Kg * plan_cols(&p, s3))) * sizeof(float) + 64;
+}
+
+static void check_pair_shape(const rvg_conv_shape *s3) {
+    RVG_ASSERT(s3->R == 3 && s3->S == 3 && s3->pad == 1);
+}
+
+void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, const float *w3,
+                                      const float *w1, const rvg_conv_shape *s3, void *work) {
+    ensure_init();
+    check_pair_shape(s3);
+    conv_plan pl;
+    plan_make(&pl, s3);
+    conv_work ws;
+    work_carve(&ws, &pl, s3, work);
+    const int64_t N = s3->N, K = s3->K, G = s3->G, P = s3->P, Q = s3->Q, PQ = pl.PQ;
+    const int64_t Kg = pl.Kg, Cg = pl.Cg, CRS = pl.CRS;
+
+    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
+        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
+        for (int64_t pa = 0; pa < P; pa += pl.prows) {
+            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
+            const float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
+            for (int64_t g = 0; g < G; g++) {
+                const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
+                im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
+                if (nn == 1) {
+                    /* one image: the band's rows of z3 and z1 are (Kg, cols) with row stride PQ */
+                    const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
+                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, z3 + off, PQ,
+                                    ws.pack);
+                    rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, z1 + off, PQ,
+                                    ws.pack);
+                } else {
+                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, ws.tmp, cols,
+                                    ws.pack);
+                    scatter_y(z3, ws.tmp, NULL, s3, &pl, n0, nn, g);
+                    rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, ws.tmp, cols,
+                                    ws.pack);
+                    scatter_y(z1, ws.tmp, NULL, s3, &pl, n0, nn, g);
+                }
+            }
+        }
+    }
+}
+
+void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const float *dz3,
+                                       const float *dz1, const float *x, const float *w3,
+                                       const float *w1, const rvg_conv_shape *s3, void *work) {
+    ensure_init();
+    check_pair_shape(s3);
+    if (!dx && !dw3 && !dw1)
+        return;
+    conv_plan pl;
+    plan_make(&pl, s3);
+    conv_work ws;
+    work_carve(&ws, &pl, s3, work);
+    float *tmp1 = ws.tmp + round16(pl.Kg * plan_cols(&pl, s3)); /* gathered dz1 */
+    const int64_t N = s3->N, K = s3->K, G = s3->G, P = s3->P, Q = s3->Q, PQ = pl.PQ;
+    const int64_t Kg = pl.Kg, Cg = pl.Cg, CRS = pl.CRS;
+
+    /* Chunks in a fixed order (images, then bands of rows): dw3 and dw1 sum them in that order. */
+    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
+        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
+        for (int64_t pa = 0; pa < P; pa += pl.prows) {
+            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
+            float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
+            for (int64_t g = 0; g < G; g++) {
+                const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
+                const float *dz3g, *dz1g; /* (Kg, cols), row stride lddz */
+                int64_t lddz;
+                if (nn == 1) {
+                    const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
+                    dz3g = dz3 + off;
+                    dz1g = dz1 + off;
+                    lddz = PQ;
+                } else {
+                    gather_dy(ws.tmp, dz3, s3, &pl, n0, nn, g);
+                    gather_dy(tmp1, dz1, s3, &pl, n0, nn, g);
+                    dz3g = ws.tmp;
+                    dz1g = tmp1;
+                    lddz = cols;
+                }
+                if (dw3 || dw1) {
+                    im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
+                    if (dw3) /* dw3_g (Kg, CRS) += dz3_g . col^T */
+                        rvg__conv_sgemm(0, 1, Kg, CRS, cols, dz3g, lddz, ws.col, cols, 1,
+                                        dw3 + g * Kg * CRS, CRS, ws.pack);
+                    if (dw1) /* dw1_g (Kg, Cg) += dz1_g . centre^T */
+                        rvg__conv_sgemm(0, 1, Kg, Cg, cols, dz1g, lddz, centre, 9 * cols, 1,
+                                        dw1 + g * Kg * Cg, Cg, ws.pack);
+                }
+                if (dx) {
+                    /* dcol (CRS, cols) = w3_g^T . dz3_g, its centre rows += w1_g^T . dz1_g */
+                    rvg__conv_sgemm(1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, ws.col, cols,
+                                    ws.pack);
+                    rvg__conv_sgemm(1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1, centre, 9 * cols,
+                                    ws.pack);
+                    col2im_add(dx, ws.col, s3, &pl, n0, nn, pa, pb, g);
+                }
+            }
+        }
+    }
+}

@@ -77,4 +77,14 @@ void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const fl
 void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                                const float *w, const rvg_conv_shape *s, void *work);
 
+/* The fast twins of rvg_conv2d_forward_3x3_1x1_ref / rvg_conv2d_backward_3x3_1x1_ref: one im2col
+ * of the 3x3 serves both branches. `work` must hold rvg__conv2d_3x3_1x1_gemm_workspace_size(s3)
+ * bytes (any alignment). */
+size_t rvg__conv2d_3x3_1x1_gemm_workspace_size(const rvg_conv_shape *s3);
+void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, const float *w3,
+                                      const float *w1, const rvg_conv_shape *s3, void *work);
+void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const float *dz3,
+                                       const float *dz1, const float *x, const float *w3,
+                                       const float *w1, const rvg_conv_shape *s3, void *work);
+
 #endif

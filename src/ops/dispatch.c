@@ -2,7 +2,8 @@
  *
  * Does: reads RVG_FORCE_REF once (any value but "" and "0" sends every call to the _ref kernels,
  * for bisecting), lets rvg_ops_force_ref() override it, and otherwise sends convolutions to the
- * im2col + GEMM path (src/ops/conv2d_gemm.c), which itself picks its GEMM from cpuid at first use.
+ * im2col + GEMM path (src/ops/conv2d_gemm.c), which itself picks its GEMM from cpuid at first use;
+ * the fused 3x3 + 1x1 pair of a train-form block likewise.
  * rvg_conv2d_workspace_size always answers for the fast path, so a workspace sized once stays big
  * enough if RVG_FORCE_REF or rvg_ops_force_ref() change the route later.
  *
@@ -55,4 +56,27 @@ void rvg_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, co
         rvg_conv2d_backward_ref(dx, dw, dbias, dy, x, w, s, work);
     else
         rvg__conv2d_backward_gemm(dx, dw, dbias, dy, x, w, s, work);
+}
+
+/* The pair needs the 3x3's workspace plus a second gathered-dy buffer; sized for the fast path
+ * always, as above. */
+size_t rvg_conv2d_3x3_1x1_workspace_size(const rvg_conv_shape *s3) {
+    return rvg__conv2d_3x3_1x1_gemm_workspace_size(s3);
+}
+
+void rvg_conv2d_forward_3x3_1x1(float *z3, float *z1, const float *x, const float *w3,
+                                const float *w1, const rvg_conv_shape *s3, void *work) {
+    if (rvg_ops_using_ref() || !work)
+        rvg_conv2d_forward_3x3_1x1_ref(z3, z1, x, w3, w1, s3, work);
+    else
+        rvg__conv2d_forward_3x3_1x1_gemm(z3, z1, x, w3, w1, s3, work);
+}
+
+void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float *dz3,
+                                 const float *dz1, const float *x, const float *w3,
+                                 const float *w1, const rvg_conv_shape *s3, void *work) {
+    if (rvg_ops_using_ref() || !work)
+        rvg_conv2d_backward_3x3_1x1_ref(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, work);
+    else
+        rvg__conv2d_backward_3x3_1x1_gemm(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, work);
 }

@@ -5,7 +5,8 @@
  * (K, C/G, R, S), optional bias). Backward gives dx (transposed convolution of dy), dw and dbias,
  * accumulating (+=). Loops are ordered so the innermost one walks a contiguous output row (q), and
  * the valid p/q range of each tap is computed once, so the inner loop has no bounds test. dw and
- * dbias are summed in double per weight (reduction length N*P*Q).
+ * dbias are summed in double per weight (reduction length N*P*Q). The 3x3 + 1x1 pair of a
+ * train-form block (rvg_conv2d_*_3x3_1x1_ref) is two plain calls, the oracle of the fused kernel.
  *
  * Does not: validate shapes (callers do), use the workspace (it may be NULL), dilate, pad
  * asymmetrically, or try to be fast beyond loop order; the tuned kernels live in src/ops/x86/.
@@ -152,4 +153,29 @@ void rvg_conv2d_backward_ref(float *dx, float *dw, float *dbias, const float *dy
             }
         }
     }
+}
+
+/* ---- the 3x3 + 1x1 pair: two plain calls (the oracle of the fused fast kernel) ------------------ */
+
+static rvg_conv_shape shape_1x1(const rvg_conv_shape *s3) {
+    rvg_conv_shape s1 = *s3;
+    s1.R = s1.S = 1;
+    s1.pad = 0;
+    rvg_conv_shape_finish(&s1);
+    return s1;
+}
+
+void rvg_conv2d_forward_3x3_1x1_ref(float *z3, float *z1, const float *x, const float *w3,
+                                    const float *w1, const rvg_conv_shape *s3, void *work) {
+    const rvg_conv_shape s1 = shape_1x1(s3);
+    rvg_conv2d_forward_ref(z3, x, w3, NULL, s3, work);
+    rvg_conv2d_forward_ref(z1, x, w1, NULL, &s1, work);
+}
+
+void rvg_conv2d_backward_3x3_1x1_ref(float *dx, float *dw3, float *dw1, const float *dz3,
+                                     const float *dz1, const float *x, const float *w3,
+                                     const float *w1, const rvg_conv_shape *s3, void *work) {
+    const rvg_conv_shape s1 = shape_1x1(s3);
+    rvg_conv2d_backward_ref(dx, dw3, NULL, dz3, x, w3, s3, work);
+    rvg_conv2d_backward_ref(dx, dw1, NULL, dz1, x, w1, &s1, work);
 }

@@ -1,0 +1,276 @@
+/* test_conv_fused.c - the fused 3x3 + 1x1 convolution pair against its _ref twin.
+ *
+ * Does: for every GEMM backend this build and CPU have (plain-C kernel, AVX2 kernel, OpenBLAS),
+ * runs rvg_conv2d_forward_3x3_1x1 / rvg_conv2d_backward_3x3_1x1 on awkward shapes (N=1 and 3, odd
+ * H/W, channel counts not a multiple of 8, stride 2, groups 2 and 4, several image chunks, large
+ * images cut into bands of output rows, GEMMs larger than one cache block) and compares z3, z1, dx,
+ * dw3, dw1 with the _ref twin (two plain reference convolutions). Gradients are pre-filled with
+ * random values to check that backward accumulates, z3/z1 with NaN to check that forward
+ * overwrites, and each gradient is also requested alone (the others NULL). Also checks that
+ * results are bit-identical run to run and across thread counts, and RVG_FORCE_REF routing.
+ *
+ * Does not: time anything (bench/bench_conv.c does) or test the single convolutions
+ * (test_conv_fast does).
+ *
+ * argv[1] (the source directory) is not needed.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops/conv2d_gemm_impl.h"
+#include "rvg/ops.h"
+
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* Tolerances as test_conv_fast.c (which explains them): the sums here are no longer. */
+#define ATOL_REL 1e-5f
+#define RTOL 1e-5f
+
+typedef struct {
+    const char *name;
+    int64_t N, C, H, W, K, stride, G;
+} pair_case;
+
+static const pair_case CASES[] = {
+    {"N1 s1 C3 K5 7x9", 1, 3, 7, 9, 5, 1, 1},
+    {"N3 s2 C13 K17 5x5", 3, 13, 5, 5, 17, 2, 1},
+    {"N3 s1 G2 C10 K6 7x9", 3, 10, 7, 9, 6, 1, 2},
+    {"N1 s2 G4 C12 K20 9x7", 1, 12, 9, 7, 20, 2, 4},
+    {"N3 s2 G4 C12 K20 9x7", 3, 12, 9, 7, 20, 2, 4},
+    {"N70 s2 C9 K11 2x2 (P*Q=1)", 70, 9, 2, 2, 11, 2, 1},
+    {"N37 s1 C6 K7 7x7 (2 chunks)", 37, 6, 7, 7, 7, 1, 1},
+    {"N3 s1 C40 K150 14x14 (blocks)", 3, 40, 14, 14, 150, 1, 1},
+    {"N2 s1 C300 K20 3x5 (k blocks)", 2, 300, 3, 5, 20, 1, 1},
+    {"N1 s1 G2 C4 K6 33x35 (row bands)", 1, 4, 33, 35, 6, 1, 2},
+    {"N2 s2 C5 K7 50x47 (row bands)", 2, 5, 50, 47, 7, 2, 1},
+    {"N4 s2 C1 K48 28x28 (stage0)", 4, 1, 28, 28, 48, 2, 1},
+    {"N3 s2 G2 C6 K4 1x1 (input 1x1)", 3, 6, 1, 1, 4, 2, 2},
+};
+
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+
+/* Uniform in [-1, 1) from xorshift64* (fixed seed: failures reproduce). */
+static float frand(void) {
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    uint64_t r = g_rng * 2685821657736338717ull;
+    return (float)((double)(r >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+static float *new_rand(int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        p[i] = frand();
+    return p;
+}
+
+static float *new_copy(const float *src, int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    memcpy(p, src, sizeof(float) * (size_t)n);
+    return p;
+}
+
+static float *new_nan(int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        p[i] = NAN;
+    return p;
+}
+
+static int close_to(const char *what, const char *cname, const float *got, const float *want,
+                    int64_t n, const int64_t *dims, int ndim) {
+    char label[160];
+    snprintf(label, sizeof label, "%s %s", cname, what);
+    const float atol = ATOL_REL * rvg_test_max_abs(want, n);
+    return rvg_test_close(label, got, want, n, atol, RTOL, dims, ndim);
+}
+
+static int same_bits(const float *a, const float *b, int64_t n) {
+    return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
+}
+
+static rvg_conv_shape shape_of(const pair_case *pc) {
+    rvg_conv_shape s = {.N = pc->N,
+                        .C = pc->C,
+                        .H = pc->H,
+                        .W = pc->W,
+                        .K = pc->K,
+                        .R = 3,
+                        .S = 3,
+                        .stride = pc->stride,
+                        .pad = 1,
+                        .G = pc->G};
+    rvg_conv_shape_finish(&s);
+    return s;
+}
+
+/* Tensors of one case: inputs, pre-fills, and the reference results. */
+typedef struct {
+    int64_t nx, nz, nw3, nw1;
+    float *x, *w3, *w1, *dz3, *dz1, *dx0, *dw30, *dw10;
+} pair_data;
+
+static void data_make(pair_data *d, const rvg_conv_shape *s) {
+    const int64_t Cg = s->C / s->G;
+    d->nx = s->N * s->C * s->H * s->W;
+    d->nz = s->N * s->K * s->P * s->Q;
+    d->nw3 = s->K * Cg * 9;
+    d->nw1 = s->K * Cg;
+    d->x = new_rand(d->nx), d->w3 = new_rand(d->nw3), d->w1 = new_rand(d->nw1);
+    d->dz3 = new_rand(d->nz), d->dz1 = new_rand(d->nz);
+    d->dx0 = new_rand(d->nx), d->dw30 = new_rand(d->nw3), d->dw10 = new_rand(d->nw1);
+}
+
+static void data_free(pair_data *d) {
+    free(d->x), free(d->w3), free(d->w1), free(d->dz3), free(d->dz1);
+    free(d->dx0), free(d->dw30), free(d->dw10);
+}
+
+static void run_case(const pair_case *pc) {
+    const rvg_conv_shape s = shape_of(pc);
+    const int64_t Cg = s.C / s.G;
+    pair_data d;
+    data_make(&d, &s);
+    const int64_t nx = d.nx, nz = d.nz, nw3 = d.nw3, nw1 = d.nw1;
+    const int64_t x_dims[4] = {s.N, s.C, s.H, s.W}, z_dims[4] = {s.N, s.K, s.P, s.Q};
+    const int64_t w3_dims[4] = {s.K, Cg, 3, 3}, w1_dims[4] = {s.K, Cg, 1, 1};
+
+    /* Exactly the advertised workspace, 4 bytes off 64-byte alignment (AddressSanitizer then
+     * catches any overrun; the kernels must align it themselves). */
+    const size_t ws_bytes = rvg_conv2d_3x3_1x1_workspace_size(&s);
+    CHECK(ws_bytes > rvg_conv2d_workspace_size(&s));
+    unsigned char *ws_raw = malloc(ws_bytes + 4);
+    void *ws = ws_raw + 4;
+
+    /* forward: outputs pre-filled with NaN so a missed element shows */
+    float *z3_ref = new_nan(nz), *z1_ref = new_nan(nz), *z3 = new_nan(nz), *z1 = new_nan(nz);
+    rvg_conv2d_forward_3x3_1x1_ref(z3_ref, z1_ref, d.x, d.w3, d.w1, &s, NULL);
+    rvg_conv2d_forward_3x3_1x1(z3, z1, d.x, d.w3, d.w1, &s, ws);
+    close_to("z3", pc->name, z3, z3_ref, nz, z_dims, 4);
+    close_to("z1", pc->name, z1, z1_ref, nz, z_dims, 4);
+
+    /* backward, all three gradients, accumulating onto the pre-fills */
+    float *dx_ref = new_copy(d.dx0, nx), *dw3_ref = new_copy(d.dw30, nw3);
+    float *dw1_ref = new_copy(d.dw10, nw1);
+    rvg_conv2d_backward_3x3_1x1_ref(dx_ref, dw3_ref, dw1_ref, d.dz3, d.dz1, d.x, d.w3, d.w1, &s,
+                                    NULL);
+    float *dx = new_copy(d.dx0, nx), *dw3 = new_copy(d.dw30, nw3), *dw1 = new_copy(d.dw10, nw1);
+    rvg_conv2d_backward_3x3_1x1(dx, dw3, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    close_to("dx (+=)", pc->name, dx, dx_ref, nx, x_dims, 4);
+    close_to("dw3 (+=)", pc->name, dw3, dw3_ref, nw3, w3_dims, 4);
+    close_to("dw1 (+=)", pc->name, dw1, dw1_ref, nw1, w1_dims, 4);
+
+    /* each gradient alone, the others NULL: same bits as when computed together */
+    float *dxa = new_copy(d.dx0, nx), *dw3a = new_copy(d.dw30, nw3), *dw1a = new_copy(d.dw10, nw1);
+    rvg_conv2d_backward_3x3_1x1(dxa, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    rvg_conv2d_backward_3x3_1x1(NULL, dw3a, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    rvg_conv2d_backward_3x3_1x1(NULL, NULL, dw1a, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    rvg_conv2d_backward_3x3_1x1(NULL, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    CHECK(same_bits(dxa, dx, nx));
+    CHECK(same_bits(dw3a, dw3, nw3));
+    CHECK(same_bits(dw1a, dw1, nw1));
+
+    /* run to run, and with one thread instead of all: bit-identical */
+    float *z3b = new_nan(nz), *z1b = new_nan(nz);
+    float *dxb = new_copy(d.dx0, nx), *dw3b = new_copy(d.dw30, nw3), *dw1b = new_copy(d.dw10, nw1);
+#ifdef RVG_HAVE_OPENMP
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    rvg_conv2d_forward_3x3_1x1(z3b, z1b, d.x, d.w3, d.w1, &s, ws);
+    rvg_conv2d_backward_3x3_1x1(dxb, dw3b, dw1b, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+#ifdef RVG_HAVE_OPENMP
+    omp_set_num_threads(threads);
+#endif
+    /* OpenBLAS picks its own blocking per thread count (see test_conv_fast.c) */
+    if (rvg__conv_gemm_backend() != RVG__GEMM_BLAS) {
+        CHECK(same_bits(z3b, z3, nz));
+        CHECK(same_bits(z1b, z1, nz));
+        CHECK(same_bits(dxb, dx, nx));
+        CHECK(same_bits(dw3b, dw3, nw3));
+        CHECK(same_bits(dw1b, dw1, nw1));
+    }
+    memcpy(dxb, d.dx0, sizeof(float) * (size_t)nx);
+    memcpy(dw3b, d.dw30, sizeof(float) * (size_t)nw3);
+    memcpy(dw1b, d.dw10, sizeof(float) * (size_t)nw1);
+    rvg_conv2d_forward_3x3_1x1(z3b, z1b, d.x, d.w3, d.w1, &s, ws);
+    rvg_conv2d_backward_3x3_1x1(dxb, dw3b, dw1b, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    CHECK(same_bits(z3b, z3, nz));
+    CHECK(same_bits(z1b, z1, nz));
+    CHECK(same_bits(dxb, dx, nx));
+    CHECK(same_bits(dw3b, dw3, nw3));
+    CHECK(same_bits(dw1b, dw1, nw1));
+
+    free(ws_raw);
+    data_free(&d);
+    free(z3_ref), free(z1_ref), free(z3), free(z1), free(z3b), free(z1b);
+    free(dx_ref), free(dw3_ref), free(dw1_ref), free(dx), free(dw3), free(dw1);
+    free(dxa), free(dw3a), free(dw1a), free(dxb), free(dw3b), free(dw1b);
+}
+
+/* With the route forced to _ref the dispatched pair must give the reference bits exactly, also
+ * with a NULL workspace. */
+static void check_force_ref(void) {
+    const rvg_conv_shape s = shape_of(&CASES[4]);
+    pair_data d;
+    data_make(&d, &s);
+    float *z3_ref = new_nan(d.nz), *z1_ref = new_nan(d.nz), *z3 = new_nan(d.nz);
+    float *z1 = new_nan(d.nz);
+    float *dx_ref = new_copy(d.dx0, d.nx), *dx = new_copy(d.dx0, d.nx);
+    float *dw1_ref = new_copy(d.dw10, d.nw1), *dw1 = new_copy(d.dw10, d.nw1);
+    void *ws = malloc(rvg_conv2d_3x3_1x1_workspace_size(&s));
+
+    const int was = rvg_ops_using_ref();
+    rvg_ops_force_ref(1);
+    rvg_conv2d_forward_3x3_1x1_ref(z3_ref, z1_ref, d.x, d.w3, d.w1, &s, NULL);
+    rvg_conv2d_forward_3x3_1x1(z3, z1, d.x, d.w3, d.w1, &s, ws);
+    rvg_conv2d_backward_3x3_1x1_ref(dx_ref, NULL, dw1_ref, d.dz3, d.dz1, d.x, d.w3, d.w1, &s,
+                                    NULL);
+    rvg_conv2d_backward_3x3_1x1(dx, NULL, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
+    CHECK(same_bits(z3, z3_ref, d.nz));
+    CHECK(same_bits(z1, z1_ref, d.nz));
+    CHECK(same_bits(dx, dx_ref, d.nx));
+    CHECK(same_bits(dw1, dw1_ref, d.nw1));
+    rvg_ops_force_ref(0);
+    /* a NULL workspace takes the _ref route too */
+    memcpy(dx, d.dx0, sizeof(float) * (size_t)d.nx);
+    rvg_conv2d_forward_3x3_1x1(z3, z1, d.x, d.w3, d.w1, &s, NULL);
+    rvg_conv2d_backward_3x3_1x1(dx, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, NULL);
+    CHECK(same_bits(z3, z3_ref, d.nz));
+    CHECK(same_bits(z1, z1_ref, d.nz));
+    CHECK(same_bits(dx, dx_ref, d.nx));
+    rvg_ops_force_ref(was);
+
+    data_free(&d);
+    free(z3_ref), free(z1_ref), free(z3), free(z1), free(dx_ref), free(dx), free(dw1_ref);
+    free(dw1), free(ws);
+}
+
+int main(int argc, char **argv) {
+    (void)argc, (void)argv;
+    if (rvg_ops_using_ref())
+        printf("note: RVG_FORCE_REF is set; forcing the fast path for this test\n");
+    rvg_ops_force_ref(0);
+
+    const rvg__gemm_backend backends[] = {RVG__GEMM_OWN_C, RVG__GEMM_OWN_AVX2, RVG__GEMM_BLAS};
+    const char *names[] = {"own-c", "own-avx2", "blas"};
+    for (size_t bi = 0; bi < sizeof backends / sizeof backends[0]; bi++) {
+        if (!rvg__conv_gemm_set_backend(backends[bi])) {
+            printf("-- backend %s: not in this build / CPU, skipped\n", names[bi]);
+            continue;
+        }
+        printf("-- backend %s\n", rvg__conv_gemm_backend_name());
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+            run_case(&CASES[i]);
+    }
+    CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_AUTO));
+    check_force_ref();
+    return rvg_test_finish();
+}
