@@ -173,10 +173,10 @@ static void bench_pair(const layer *L, int nl, int64_t N, int reps, const char *
         const double cnt = (double)L[li].count;
         printf("%s 3x3+1x1\n", L[li].name);
         for (int fused = 0; fused < 2; fused++) {
-            timing f = time_pair(fused, 0, reps, &s3, &s1, z3, z1, x, w3, w1, dx, dw3, dw1, dz3,
-                                 dz1, ws);
-            timing g = time_pair(fused, 1, reps, &s3, &s1, z3, z1, x, w3, w1, dx, dw3, dw1, dz3,
-                                 dz1, ws);
+            timing f =
+                time_pair(fused, 0, reps, &s3, &s1, z3, z1, x, w3, w1, dx, dw3, dw1, dz3, dz1, ws);
+            timing g =
+                time_pair(fused, 1, reps, &s3, &s1, z3, z1, x, w3, w1, dx, dw3, dw1, dz3, dz1, ws);
             printf("   %-9s fwd %8.3f / %8.3f ms   bwd %8.3f / %8.3f ms\n",
                    fused ? "fused" : "separate", f.min * 1e3, f.med * 1e3, g.min * 1e3,
                    g.med * 1e3);

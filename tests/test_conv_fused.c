@@ -231,8 +231,7 @@ static void check_force_ref(void) {
     rvg_ops_force_ref(1);
     rvg_conv2d_forward_3x3_1x1_ref(z3_ref, z1_ref, d.x, d.w3, d.w1, &s, NULL);
     rvg_conv2d_forward_3x3_1x1(z3, z1, d.x, d.w3, d.w1, &s, ws);
-    rvg_conv2d_backward_3x3_1x1_ref(dx_ref, NULL, dw1_ref, d.dz3, d.dz1, d.x, d.w3, d.w1, &s,
-                                    NULL);
+    rvg_conv2d_backward_3x3_1x1_ref(dx_ref, NULL, dw1_ref, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, NULL);
     rvg_conv2d_backward_3x3_1x1(dx, NULL, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
     CHECK(same_bits(z3, z3_ref, d.nz));
     CHECK(same_bits(z1, z1_ref, d.nz));

@@ -150,8 +150,8 @@ void rvg_conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, co
 void rvg_conv2d_forward_3x3_1x1(float *z3, float *z1, const float *x, const float *w3,
                                 const float *w1, const rvg_conv_shape *s3, void *work);
 void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float *dz3,
-                                 const float *dz1, const float *x, const float *w3,
-                                 const float *w1, const rvg_conv_shape *s3, void *work);
+                                 const float *dz1, const float *x, const float *w3, const float *w1,
+                                 const rvg_conv_shape *s3, void *work);
 
 /* Set RVG_FORCE_REF=1 in the environment (read once) or call this to route every dispatched call to
  * the _ref kernels, for bisecting. */

@@ -86,12 +86,11 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
             memset(dx, 0, (size_t)in_size * sizeof(float));
         rvg__bn_sync hook = {m->bn_sync, m->bn_sync_ctx};
         /* identity branch: dx overwritten here, the convolutions add to it below */
-        rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW, p->bn_buf,
-                             m->bn_sync ? &hook : NULL);
+        rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW, p->bn_buf, m->bn_sync ? &hook : NULL);
         /* both convolutions: one im2col of x, one col2im of the summed column gradient */
         rvg_conv_shape s3 = conv_shape(b, a, n, 3);
-        rvg_conv2d_backward_3x3_1x1(dx, G(m, bi->w3), G(m, bi->w1), p->dz, p->dz1, x,
-                                    V(m, bi->w3), V(m, bi->w1), &s3, p->work);
+        rvg_conv2d_backward_3x3_1x1(dx, G(m, bi->w3), G(m, bi->w1), p->dz, p->dz1, x, V(m, bi->w3),
+                                    V(m, bi->w1), &s3, p->work);
         return;
     }
     if (dx)

@@ -73,8 +73,8 @@ void rvg_conv2d_forward_3x3_1x1(float *z3, float *z1, const float *x, const floa
 }
 
 void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float *dz3,
-                                 const float *dz1, const float *x, const float *w3,
-                                 const float *w1, const rvg_conv_shape *s3, void *work) {
+                                 const float *dz1, const float *x, const float *w3, const float *w1,
+                                 const rvg_conv_shape *s3, void *work) {
     if (rvg_ops_using_ref() || !work)
         rvg_conv2d_backward_3x3_1x1_ref(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, work);
     else

@@ -155,7 +155,7 @@ void rvg_conv2d_backward_ref(float *dx, float *dw, float *dbias, const float *dy
     }
 }
 
-/* ---- the 3x3 + 1x1 pair: two plain calls (the oracle of the fused fast kernel) ------------------ */
+/* ---- the 3x3 + 1x1 pair: two plain calls (the oracle of the fused fast kernel) --------------- */
 
 static rvg_conv_shape shape_1x1(const rvg_conv_shape *s3) {
     rvg_conv_shape s1 = *s3;
