@@ -112,6 +112,34 @@ static inline float rvg_test_max_abs(const float *x, int64_t n) {
     return m;
 }
 
+/* Test data: uniform floats in [-1, 1) from xorshift64* with a fixed seed, so failures reproduce.
+ * rvg_test_seed() picks the sequence; the arrays are malloc'ed (free them). */
+static uint64_t rvg_test_rng_ = 0x9E3779B97F4A7C15ull;
+
+static inline void rvg_test_seed(uint64_t seed) { rvg_test_rng_ = seed; }
+
+static inline float rvg_test_frand(void) {
+    rvg_test_rng_ ^= rvg_test_rng_ >> 12;
+    rvg_test_rng_ ^= rvg_test_rng_ << 25;
+    rvg_test_rng_ ^= rvg_test_rng_ >> 27;
+    uint64_t r = rvg_test_rng_ * 2685821657736338717ull;
+    return (float)((double)(r >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+static inline float *rvg_test_new_rand(int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; p && i < n; i++)
+        p[i] = rvg_test_frand();
+    return p;
+}
+
+static inline float *rvg_test_new_copy(const float *src, int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (p && n > 0)
+        memcpy(p, src, sizeof(float) * (size_t)n);
+    return p;
+}
+
 /* Prints the summary line ctest logs and returns the process exit code. */
 static inline int rvg_test_finish(void) {
     printf("%d passed, %d failed\n", rvg_test_passed_, rvg_test_failed_);

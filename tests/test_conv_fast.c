@@ -66,29 +66,6 @@ static const conv_case CASES[] = {
     {"1x1 s2 G2 C6 K4 64x61 N1 (row bands)", 1, 6, 64, 61, 4, 1, 1, 2, 0, 2, 0},
 };
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-
-/* Uniform in [-1, 1) from xorshift64* (fixed seed: failures reproduce). */
-static float frand(void) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    uint64_t r = g_rng * 2685821657736338717ull;
-    return (float)((double)(r >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-}
-
-static float *new_rand(int64_t n) {
-    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        p[i] = frand();
-    return p;
-}
-
-static float *new_copy(const float *src, int64_t n) {
-    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    memcpy(p, src, sizeof(float) * (size_t)n);
-    return p;
-}
 
 static int close_to(const char *what, const char *cname, const float *got, const float *want,
                     int64_t n, const int64_t *dims, int ndim) {
@@ -126,9 +103,9 @@ static void run_case(const conv_case *cc) {
     unsigned char *ws_raw = malloc(ws_bytes + 4);
     void *ws = ws_raw + 4;
 
-    float *x = new_rand(nx), *w = new_rand(nw), *b = new_rand(s.K), *dy = new_rand(ny);
+    float *x = rvg_test_new_rand(nx), *w = rvg_test_new_rand(nw), *b = rvg_test_new_rand(s.K), *dy = rvg_test_new_rand(ny);
     const float *bias = cc->bias ? b : NULL;
-    float *dx0 = new_rand(nx), *dw0 = new_rand(nw), *db0 = new_rand(s.K); /* pre-fills */
+    float *dx0 = rvg_test_new_rand(nx), *dw0 = rvg_test_new_rand(nw), *db0 = rvg_test_new_rand(s.K); /* pre-fills */
 
     /* forward: y is pre-filled with NaN so a missed element shows. */
     float *y_ref = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
@@ -139,16 +116,16 @@ static void run_case(const conv_case *cc) {
     close_to("y", cc->name, y, y_ref, ny, dy_dims, 4);
 
     /* backward, all three gradients, accumulating onto the pre-fills */
-    float *dx_ref = new_copy(dx0, nx), *dw_ref = new_copy(dw0, nw), *db_ref = new_copy(db0, s.K);
+    float *dx_ref = rvg_test_new_copy(dx0, nx), *dw_ref = rvg_test_new_copy(dw0, nw), *db_ref = rvg_test_new_copy(db0, s.K);
     rvg_conv2d_backward_ref(dx_ref, dw_ref, db_ref, dy, x, w, &s, NULL);
-    float *dx = new_copy(dx0, nx), *dw = new_copy(dw0, nw), *db = new_copy(db0, s.K);
+    float *dx = rvg_test_new_copy(dx0, nx), *dw = rvg_test_new_copy(dw0, nw), *db = rvg_test_new_copy(db0, s.K);
     rvg_conv2d_backward(dx, dw, db, dy, x, w, &s, ws);
     close_to("dx (+=)", cc->name, dx, dx_ref, nx, dx_dims, 4);
     close_to("dw (+=)", cc->name, dw, dw_ref, nw, dw_dims, 4);
     close_to("dbias (+=)", cc->name, db, db_ref, s.K, db_dims, 1);
 
     /* each gradient alone, the others NULL: same values as when computed together */
-    float *dx1 = new_copy(dx0, nx), *dw1 = new_copy(dw0, nw), *db1 = new_copy(db0, s.K);
+    float *dx1 = rvg_test_new_copy(dx0, nx), *dw1 = rvg_test_new_copy(dw0, nw), *db1 = rvg_test_new_copy(db0, s.K);
     rvg_conv2d_backward(dx1, NULL, NULL, dy, x, w, &s, ws);
     rvg_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, ws);
     rvg_conv2d_backward(NULL, NULL, db1, dy, x, w, &s, ws);
@@ -158,7 +135,7 @@ static void run_case(const conv_case *cc) {
 
     /* run to run, and with one thread instead of all: bit-identical */
     float *y2 = malloc(sizeof(float) * (size_t)ny);
-    float *dx2 = new_copy(dx0, nx), *dw2 = new_copy(dw0, nw), *db2 = new_copy(db0, s.K);
+    float *dx2 = rvg_test_new_copy(dx0, nx), *dw2 = rvg_test_new_copy(dw0, nw), *db2 = rvg_test_new_copy(db0, s.K);
 #ifdef RVG_HAVE_OPENMP
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
@@ -209,7 +186,7 @@ static void check_force_ref(void) {
     rvg_conv_shape_finish(&s);
     const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q;
     const int64_t nw = s.K * (s.C / s.G) * s.R * s.S;
-    float *x = new_rand(nx), *w = new_rand(nw), *dy = new_rand(ny);
+    float *x = rvg_test_new_rand(nx), *w = rvg_test_new_rand(nw), *dy = rvg_test_new_rand(ny);
     float *y_ref = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
     float *dx_ref = calloc((size_t)nx, sizeof(float)), *dx = calloc((size_t)nx, sizeof(float));
     void *ws = malloc(rvg_conv2d_workspace_size(&s));
@@ -231,6 +208,7 @@ static void check_force_ref(void) {
 }
 
 int main(int argc, char **argv) {
+    rvg_test_seed(0x9E3779B97F4A7C15ull);
     (void)argc, (void)argv;
     if (rvg_ops_using_ref())
         printf("note: RVG_FORCE_REF is set; forcing the fast path for this test\n");

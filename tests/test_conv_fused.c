@@ -53,29 +53,6 @@ static const pair_case CASES[] = {
     {"N3 s2 G2 C6 K4 1x1 (input 1x1)", 3, 6, 1, 1, 4, 2, 2},
 };
 
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-
-/* Uniform in [-1, 1) from xorshift64* (fixed seed: failures reproduce). */
-static float frand(void) {
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    uint64_t r = g_rng * 2685821657736338717ull;
-    return (float)((double)(r >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-}
-
-static float *new_rand(int64_t n) {
-    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        p[i] = frand();
-    return p;
-}
-
-static float *new_copy(const float *src, int64_t n) {
-    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    memcpy(p, src, sizeof(float) * (size_t)n);
-    return p;
-}
 
 static float *new_nan(int64_t n) {
     float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
@@ -123,9 +100,9 @@ static void data_make(pair_data *d, const rvg_conv_shape *s) {
     d->nz = s->N * s->K * s->P * s->Q;
     d->nw3 = s->K * Cg * 9;
     d->nw1 = s->K * Cg;
-    d->x = new_rand(d->nx), d->w3 = new_rand(d->nw3), d->w1 = new_rand(d->nw1);
-    d->dz3 = new_rand(d->nz), d->dz1 = new_rand(d->nz);
-    d->dx0 = new_rand(d->nx), d->dw30 = new_rand(d->nw3), d->dw10 = new_rand(d->nw1);
+    d->x = rvg_test_new_rand(d->nx), d->w3 = rvg_test_new_rand(d->nw3), d->w1 = rvg_test_new_rand(d->nw1);
+    d->dz3 = rvg_test_new_rand(d->nz), d->dz1 = rvg_test_new_rand(d->nz);
+    d->dx0 = rvg_test_new_rand(d->nx), d->dw30 = rvg_test_new_rand(d->nw3), d->dw10 = rvg_test_new_rand(d->nw1);
 }
 
 static void data_free(pair_data *d) {
@@ -157,18 +134,18 @@ static void run_case(const pair_case *pc) {
     close_to("z1", pc->name, z1, z1_ref, nz, z_dims, 4);
 
     /* backward, all three gradients, accumulating onto the pre-fills */
-    float *dx_ref = new_copy(d.dx0, nx), *dw3_ref = new_copy(d.dw30, nw3);
-    float *dw1_ref = new_copy(d.dw10, nw1);
+    float *dx_ref = rvg_test_new_copy(d.dx0, nx), *dw3_ref = rvg_test_new_copy(d.dw30, nw3);
+    float *dw1_ref = rvg_test_new_copy(d.dw10, nw1);
     rvg_conv2d_backward_3x3_1x1_ref(dx_ref, dw3_ref, dw1_ref, d.dz3, d.dz1, d.x, d.w3, d.w1, &s,
                                     NULL);
-    float *dx = new_copy(d.dx0, nx), *dw3 = new_copy(d.dw30, nw3), *dw1 = new_copy(d.dw10, nw1);
+    float *dx = rvg_test_new_copy(d.dx0, nx), *dw3 = rvg_test_new_copy(d.dw30, nw3), *dw1 = rvg_test_new_copy(d.dw10, nw1);
     rvg_conv2d_backward_3x3_1x1(dx, dw3, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
     close_to("dx (+=)", pc->name, dx, dx_ref, nx, x_dims, 4);
     close_to("dw3 (+=)", pc->name, dw3, dw3_ref, nw3, w3_dims, 4);
     close_to("dw1 (+=)", pc->name, dw1, dw1_ref, nw1, w1_dims, 4);
 
     /* each gradient alone, the others NULL: same bits as when computed together */
-    float *dxa = new_copy(d.dx0, nx), *dw3a = new_copy(d.dw30, nw3), *dw1a = new_copy(d.dw10, nw1);
+    float *dxa = rvg_test_new_copy(d.dx0, nx), *dw3a = rvg_test_new_copy(d.dw30, nw3), *dw1a = rvg_test_new_copy(d.dw10, nw1);
     rvg_conv2d_backward_3x3_1x1(dxa, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
     rvg_conv2d_backward_3x3_1x1(NULL, dw3a, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
     rvg_conv2d_backward_3x3_1x1(NULL, NULL, dw1a, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
@@ -179,7 +156,7 @@ static void run_case(const pair_case *pc) {
 
     /* run to run, and with one thread instead of all: bit-identical */
     float *z3b = new_nan(nz), *z1b = new_nan(nz);
-    float *dxb = new_copy(d.dx0, nx), *dw3b = new_copy(d.dw30, nw3), *dw1b = new_copy(d.dw10, nw1);
+    float *dxb = rvg_test_new_copy(d.dx0, nx), *dw3b = rvg_test_new_copy(d.dw30, nw3), *dw1b = rvg_test_new_copy(d.dw10, nw1);
 #ifdef RVG_HAVE_OPENMP
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
@@ -223,8 +200,8 @@ static void check_force_ref(void) {
     data_make(&d, &s);
     float *z3_ref = new_nan(d.nz), *z1_ref = new_nan(d.nz), *z3 = new_nan(d.nz);
     float *z1 = new_nan(d.nz);
-    float *dx_ref = new_copy(d.dx0, d.nx), *dx = new_copy(d.dx0, d.nx);
-    float *dw1_ref = new_copy(d.dw10, d.nw1), *dw1 = new_copy(d.dw10, d.nw1);
+    float *dx_ref = rvg_test_new_copy(d.dx0, d.nx), *dx = rvg_test_new_copy(d.dx0, d.nx);
+    float *dw1_ref = rvg_test_new_copy(d.dw10, d.nw1), *dw1 = rvg_test_new_copy(d.dw10, d.nw1);
     void *ws = malloc(rvg_conv2d_3x3_1x1_workspace_size(&s));
 
     const int was = rvg_ops_using_ref();
@@ -253,6 +230,7 @@ static void check_force_ref(void) {
 }
 
 int main(int argc, char **argv) {
+    rvg_test_seed(0x2545F4914F6CDD1Dull);
     (void)argc, (void)argv;
     if (rvg_ops_using_ref())
         printf("note: RVG_FORCE_REF is set; forcing the fast path for this test\n");
