@@ -589,6 +589,72 @@ static inline void zero_f(float *d, int64_t n) {
         d[j] = 0.0f;
 }
 
+/* ---- small planes: an index map per tap ------------------------------------------------------
+ * At the 7x7, 4x4, 2x2 and 1x1 layers of a 28x28 network a row of col is 1 to 7 floats, and the
+ * general loops below spend their time in memset/memcpy calls and range arithmetic for a handful of
+ * floats. When the taps x band of one chunk fit SMALL_MAP entries, the source offset of every
+ * (tap, output position) is worked out once per call (-1 in the padding) and the copies become one
+ * flat loop per image. Same values and, in col2im, the same order of additions per dx element
+ * ((r, s) order), so results are bit-identical to the general loops. */
+#define SMALL_MAP 1024
+
+static int small_map_ok(const rvg_conv_shape *s, const conv_plan *pl, int64_t pa, int64_t pb) {
+    return !pl->direct && pl->RS * (pb - pa) * s->Q <= SMALL_MAP;
+}
+
+/* map[rs * band + (p - pa) * Q + q] = input offset in the (H, W) plane, or -1 */
+static void small_map(int32_t *map, const rvg_conv_shape *s, int64_t pa, int64_t pb) {
+    const int64_t Q = s->Q, band = (pb - pa) * Q;
+    for (int64_t r = 0; r < s->R; r++)
+        for (int64_t sx = 0; sx < s->S; sx++) {
+            int32_t *m = map + (r * s->S + sx) * band;
+            for (int64_t p = pa; p < pb; p++)
+                for (int64_t q = 0; q < Q; q++) {
+                    const int64_t ih = p * s->stride - s->pad + r, iw = q * s->stride - s->pad + sx;
+                    const int ok = ih >= 0 && ih < s->H && iw >= 0 && iw < s->W;
+                    m[(p - pa) * Q + q] = ok ? (int32_t)(ih * s->W + iw) : -1;
+                }
+        }
+}
+
+static void im2col_rows_small(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg_conv_shape *s = j->s;
+    const conv_plan *pl = j->pl;
+    const int64_t RS = pl->RS, band = (j->pb - j->pa) * s->Q, cols = j->nn * band;
+    const int64_t CHW = s->C * pl->HW;
+    int32_t map[SMALL_MAP];
+    small_map(map, s, j->pa, j->pb);
+    for (int64_t row = lo; row < hi; row++) {
+        const int32_t *restrict m = map + row % RS * band;
+        const float *xc = j->in + (j->n0 * s->C + j->g * pl->Cg + row / RS) * pl->HW;
+        float *restrict dst = j->out + row * cols;
+        for (int64_t i = 0; i < j->nn; i++, xc += CHW, dst += band)
+            for (int64_t t = 0; t < band; t++)
+                dst[t] = m[t] >= 0 ? xc[m[t]] : 0.0f;
+    }
+}
+
+static void col2im_channels_small(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg_conv_shape *s = j->s;
+    const conv_plan *pl = j->pl;
+    const int64_t RS = pl->RS, band = (j->pb - j->pa) * s->Q, cols = j->nn * band;
+    const int64_t CHW = s->C * pl->HW;
+    int32_t map[SMALL_MAP];
+    small_map(map, s, j->pa, j->pb);
+    for (int64_t c = lo; c < hi; c++) {
+        float *dxc0 = j->out + (j->n0 * s->C + j->g * pl->Cg + c) * pl->HW;
+        for (int64_t rs = 0; rs < RS; rs++) {
+            const int32_t *restrict m = map + rs * band;
+            const float *src = j->in + (c * RS + rs) * cols;
+            float *dxc = dxc0;
+            for (int64_t i = 0; i < j->nn; i++, dxc += CHW, src += band)
+                for (int64_t t = 0; t < band; t++)
+                    if (m[t] >= 0)
+                        dxc[m[t]] += src[t];
+        }
+    }
+}
+
 /* col (CRS, nn*(pb-pa)*Q) = im2col of images n0 .. n0+nn-1, output rows pa .. pb-1, channels of
  * group g; row (c, r, s), column (image, p, q); zero where the tap falls in the padding.
  * Rows [lo, hi) of j->out from j->in. */
@@ -633,7 +699,7 @@ static void im2col_rows(const range_job *j, int64_t lo, int64_t hi) {
 
 static void im2col(float *col, const float *x, const rvg_conv_shape *s, const conv_plan *pl,
                    int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
-    range_job j = {.body = im2col_rows,
+    range_job j = {.body = small_map_ok(s, pl, pa, pb) ? im2col_rows_small : im2col_rows,
                    .s = s,
                    .pl = pl,
                    .n0 = n0,
@@ -687,7 +753,7 @@ static void col2im_channels(const range_job *j, int64_t lo, int64_t hi) {
 
 static void col2im_add(float *dx, const float *col, const rvg_conv_shape *s, const conv_plan *pl,
                        int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
-    range_job j = {.body = col2im_channels,
+    range_job j = {.body = small_map_ok(s, pl, pa, pb) ? col2im_channels_small : col2im_channels,
                    .s = s,
                    .pl = pl,
                    .n0 = n0,
