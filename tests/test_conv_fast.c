@@ -64,6 +64,16 @@ static const conv_case CASES[] = {
     {"3x3 s2 p1 C3 K48 28x28 N4 (stage0)", 4, 3, 28, 28, 48, 3, 3, 2, 1, 1, 0},
     {"3x3 s2 C5 K7 50x47 N2 (row bands)", 2, 5, 50, 47, 7, 3, 3, 2, 1, 1, 1},
     {"1x1 s2 G2 C6 K4 64x61 N1 (row bands)", 1, 6, 64, 61, 4, 1, 1, 2, 0, 2, 0},
+    /* tiny planes: the unrolled path (src/ops/conv2d_unrolled.c), H*W <= R*S */
+    {"3x3 s1 C13 K7 2x2 N9 (unrolled)", 9, 13, 2, 2, 7, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 G3 C9 K6 2x2 N5 (unrolled)", 5, 9, 2, 2, 6, 3, 3, 1, 1, 3, 1},
+    {"3x3 s1 C5 K4 1x1 N3 (unrolled)", 3, 5, 1, 1, 4, 3, 3, 1, 1, 1, 0},
+    {"3x3 s1 C7 K5 2x1 N4 (unrolled)", 4, 7, 2, 1, 5, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 C3 K4 3x2 N2 (unrolled)", 2, 3, 3, 2, 4, 3, 3, 1, 1, 1, 1},
+    {"3x3 s2 C9 K11 3x3 N3 (unrolled)", 3, 9, 3, 3, 11, 3, 3, 2, 1, 1, 1},
+    {"3x3 s1 p2 C4 K3 2x2 N3 (unrolled)", 3, 4, 2, 2, 3, 3, 3, 1, 2, 1, 1},
+    {"1x1 s1 G2 C6 K4 1x1 N4 (unrolled)", 4, 6, 1, 1, 4, 1, 1, 1, 0, 2, 1},
+    {"3x3 s1 C200 K24 2x2 N1 (unrolled)", 1, 200, 2, 2, 24, 3, 3, 1, 1, 1, 0},
 };
 
 

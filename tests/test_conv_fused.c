@@ -51,6 +51,11 @@ static const pair_case CASES[] = {
     {"N2 s2 C5 K7 50x47 (row bands)", 2, 5, 50, 47, 7, 2, 1},
     {"N4 s2 C1 K48 28x28 (stage0)", 4, 1, 28, 28, 48, 2, 1},
     {"N3 s2 G2 C6 K4 1x1 (input 1x1)", 3, 6, 1, 1, 4, 2, 2},
+    {"N9 s1 C13 K7 2x2 (unrolled)", 9, 13, 2, 2, 7, 1, 1},
+    {"N5 s1 G3 C9 K6 2x2 (unrolled)", 5, 9, 2, 2, 6, 1, 3},
+    {"N40 s1 C24 K24 2x2 (unrolled)", 40, 24, 2, 2, 24, 1, 1},
+    {"N3 s2 C9 K11 3x3 (unrolled)", 3, 9, 3, 3, 11, 2, 1},
+    {"N4 s1 C5 K6 1x1 (unrolled)", 4, 5, 1, 1, 6, 1, 1},
 };
 
 

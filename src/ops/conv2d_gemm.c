@@ -539,10 +539,17 @@ typedef struct {
     float *pack, *col, *tmp;
 } conv_work;
 
+/* Floats of the col region: im2col's (CRS, cols), or the unrolled matrix when that path is taken. */
+static int64_t col_floats(const conv_plan *p, const rvg_conv_shape *s) {
+    int64_t n = round16(p->CRS * plan_cols(p, s));
+    if (rvg__conv_unrolled_ok(s) && round16(rvg__conv_unrolled_floats(s)) > n)
+        n = round16(rvg__conv_unrolled_floats(s));
+    return n;
+}
+
 static size_t work_floats(const conv_plan *p, const rvg_conv_shape *s) {
     const int64_t cols = plan_cols(p, s);
-    return (size_t)((int64_t)g_threads * PACK_FLOATS + round16(p->CRS * cols) +
-                    round16(p->Kg * cols));
+    return (size_t)((int64_t)g_threads * PACK_FLOATS + col_floats(p, s) + round16(p->Kg * cols));
 }
 
 size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s) {
@@ -554,10 +561,9 @@ size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s) {
 
 static void work_carve(conv_work *ws, const conv_plan *p, const rvg_conv_shape *s, void *work) {
     float *f = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    const int64_t cols = plan_cols(p, s);
     ws->pack = f;
     ws->col = ws->pack + (int64_t)g_threads * PACK_FLOATS;
-    ws->tmp = ws->col + round16(p->CRS * cols);
+    ws->tmp = ws->col + col_floats(p, s);
 }
 
 /* Range [*lo, *hi) of output indices o in [0, n_out) whose input index o*stride - pad + tap lies in
@@ -849,6 +855,10 @@ void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const fl
     plan_make(&pl, s);
     conv_work ws;
     work_carve(&ws, &pl, s, work);
+    if (rvg__conv_unrolled_ok(s)) {
+        rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack);
+        return;
+    }
     const int64_t N = s->N, C = s->C, K = s->K, G = s->G, P = s->P, Q = s->Q, PQ = pl.PQ;
     const int64_t Kg = pl.Kg, CRS = pl.CRS;
 
@@ -901,6 +911,10 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
     }
     if (!dx && !dw)
         return;
+    if (rvg__conv_unrolled_ok(s)) {
+        rvg__conv2d_backward_unrolled(dx, dw, dy, x, w, s, ws.col, ws.pack);
+        return;
+    }
 
     /* Chunks in a fixed order (images, then bands of rows): dw sums them in that order. */
     for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
@@ -979,10 +993,25 @@ static void check_pair_shape(const rvg_conv_shape *s3) {
     RVG_ASSERT(s3->R == 3 && s3->S == 3 && s3->pad == 1);
 }
 
+/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, with no im2col for the 1x1 to
+ * share, so the pair is two single convolutions; the 1x1's workspace fits in the pair's. */
+static rvg_conv_shape pair_1x1_shape(const rvg_conv_shape *s3) {
+    rvg_conv_shape s1 = *s3;
+    s1.R = s1.S = 1;
+    s1.pad = 0;
+    return s1;
+}
+
 void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, const float *w3,
                                       const float *w1, const rvg_conv_shape *s3, void *work) {
     ensure_init();
     check_pair_shape(s3);
+    if (rvg__conv_unrolled_ok(s3)) {
+        const rvg_conv_shape s1 = pair_1x1_shape(s3);
+        rvg__conv2d_forward_gemm(z3, x, w3, NULL, s3, work);
+        rvg__conv2d_forward_gemm(z1, x, w1, NULL, &s1, work);
+        return;
+    }
     conv_plan pl;
     plan_make(&pl, s3);
     conv_work ws;
@@ -1025,6 +1054,12 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
     check_pair_shape(s3);
     if (!dx && !dw3 && !dw1)
         return;
+    if (rvg__conv_unrolled_ok(s3)) {
+        const rvg_conv_shape s1 = pair_1x1_shape(s3);
+        rvg__conv2d_backward_gemm(dx, dw3, NULL, dz3, x, w3, s3, work);
+        rvg__conv2d_backward_gemm(dx, dw1, NULL, dz1, x, w1, &s1, work);
+        return;
+    }
     conv_plan pl;
     plan_make(&pl, s3);
     conv_work ws;

@@ -42,6 +42,18 @@ void rvg__conv_gemm_kernel_rows_avx2(int64_t kc, const float *a, int64_t lda, co
 /* Packs a full NR-column panel of a transposed B: dst[k*NR + j] = src[j*ldb + k], k < kc;
  * dst 32-byte aligned. */
 void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int64_t kc);
+/* Tiny input planes (src/ops/conv2d_unrolled.c): the convolution as one dense matrix per group,
+ * used by the kernels above when rvg__conv_unrolled_ok(s). `u` holds
+ * rvg__conv_unrolled_floats(s) floats, `pack` is the GEMM packing part of a workspace. Same
+ * contracts as the _gemm kernels (backward accumulates into dx and dw; dbias is the caller's). */
+int rvg__conv_unrolled_ok(const rvg_conv_shape *s);
+int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
+void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
+                                  const rvg_conv_shape *s, float *u, float *pack);
+void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
+                                   const float *w, const rvg_conv_shape *s, float *u,
+                                   float *pack);
+
 #endif
 
 /* GEMM backends of the training conv. AUTO is what dispatch uses (see conv2d_gemm.c for the
@@ -86,5 +98,17 @@ void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, cons
 void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const float *dz3,
                                        const float *dz1, const float *x, const float *w3,
                                        const float *w1, const rvg_conv_shape *s3, void *work);
+
+/* Tiny input planes (src/ops/conv2d_unrolled.c): the convolution as one dense matrix per group,
+ * used by the kernels above when rvg__conv_unrolled_ok(s). `u` holds
+ * rvg__conv_unrolled_floats(s) floats, `pack` is the GEMM packing part of a workspace. Same
+ * contracts as the _gemm kernels (backward accumulates into dx and dw; dbias is the caller's). */
+int rvg__conv_unrolled_ok(const rvg_conv_shape *s);
+int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
+void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
+                                  const rvg_conv_shape *s, float *u, float *pack);
+void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
+                                   const float *w, const rvg_conv_shape *s, float *u,
+                                   float *pack);
 
 #endif

@@ -1,0 +1,153 @@
+/* conv2d_unrolled.c - the training convolution on tiny input planes, as one dense matrix.
+ *
+ * At a 28x28 input the last stages of a RepVGG see 2x2 planes (A0: 13 of its 22 layers). There a
+ * 3x3 pad-1 convolution through im2col multiplies 9 taps per output position of which only 4 fall
+ * inside the plane, and the im2col / col2im copies cost as much again. Instead, for each group g
+ * the convolution is written out as one matrix over whole planes (a block Toeplitz matrix):
+ *     U_g (Kg*PQ, Cg*HW),  U_g[(k, p, q), (c, h, w)] = w[g*Kg + k, c, h - p*st + pad, w - q*st + pad]
+ * (zero where the tap is outside the kernel). With x and y as row-major (N, C*HW) and (N, K*PQ)
+ * matrices, and the group's columns picked by an offset and the row stride:
+ *     y_g  = x_g . U_g^T                     forward      (N x Kg*PQ, inner Cg*HW)
+ *     dx_g += dy_g . U_g                     input grad   (N x Cg*HW, inner Kg*PQ)
+ *     dU_g = dy_g^T . x_g,  dw += fold(dU_g)  weight grad  (Kg*PQ x Cg*HW, inner N)
+ * No im2col, no col2im, no scatter: x, y, dx and dy are read and written in place. The GEMM does
+ * PQ*HW multiply-adds per (k, c) where im2col does PQ*R*S, so this path is taken when
+ * H*W <= R*S (and PQ*HW <= UNROLLED_MAX_PQHW, which bounds U at 64x the weight): for a 2x2 plane
+ * 16 against 36, and for the 2x2 -> 1x1 stride-2 layer 4 against 9.
+ *
+ * Sum orders: each y/dx element is one GEMM dot product (fixed order, thread-count independent with
+ * the built-in GEMM); each dw element adds its dU entries in (p, q) order. Results are those of the
+ * reference up to rounding; tests/test_conv_fast.c checks them on awkward shapes.
+ */
+#include <stddef.h>
+
+#include "core/parallel_impl.h"
+#include "ops/conv2d_gemm_impl.h"
+
+#define UNROLLED_MAX_PQHW 64
+
+int rvg__conv_unrolled_ok(const rvg_conv_shape *s) {
+    const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
+    return HW >= 1 && PQ >= 1 && HW <= s->R * s->S && PQ * HW <= UNROLLED_MAX_PQHW;
+}
+
+int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s) {
+    const int64_t Kg = s->K / s->G, Cg = s->C / s->G;
+    return Kg * s->P * s->Q * Cg * s->H * s->W;
+}
+
+/* Kernel tap (r, s) that joins output (p, q) to input (h, w), or -1 when none does. */
+static int64_t tap_of(const rvg_conv_shape *s, int64_t p, int64_t q, int64_t h, int64_t w) {
+    const int64_t r = h - p * s->stride + s->pad, t = w - q * s->stride + s->pad;
+    return r >= 0 && r < s->R && t >= 0 && t < s->S ? r * s->S + t : -1;
+}
+
+typedef struct {
+    const rvg_conv_shape *s;
+    float *u;        /* U_g (build: written) or dU_g (fold: read) */
+    const float *w;  /* build: the weights of group g */
+    float *dw;       /* fold: their gradient, accumulated */
+    int64_t pieces;  /* items the Kg rows of U are cut into */
+} unroll_job;
+
+/* Rows (k, ., .) of U_g for k in this item's range. */
+static void build_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const unroll_job *j = ctx;
+    const rvg_conv_shape *s = j->s;
+    const int64_t Kg = s->K / s->G, Cg = s->C / s->G, RS = s->R * s->S, HW = s->H * s->W;
+    const int64_t PQ = s->P * s->Q, k0 = Kg * item / j->pieces, k1 = Kg * (item + 1) / j->pieces;
+    int64_t taps[UNROLLED_MAX_PQHW];
+    for (int64_t p = 0; p < s->P; p++)
+        for (int64_t q = 0; q < s->Q; q++) {
+            for (int64_t h = 0; h < s->H; h++)
+                for (int64_t x = 0; x < s->W; x++)
+                    taps[h * s->W + x] = tap_of(s, p, q, h, x);
+            for (int64_t k = k0; k < k1; k++) {
+                float *row = j->u + (k * PQ + p * s->Q + q) * Cg * HW;
+                const float *wk = j->w + k * Cg * RS;
+                for (int64_t c = 0; c < Cg; c++)
+                    for (int64_t i = 0; i < HW; i++)
+                        row[c * HW + i] = taps[i] >= 0 ? wk[c * RS + taps[i]] : 0.0f;
+            }
+        }
+}
+
+/* dw[k, c, tap] += sum over (p, q), in that order, of dU[(k, p, q), (c, h, w)] for k in range. */
+static void fold_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const unroll_job *j = ctx;
+    const rvg_conv_shape *s = j->s;
+    const int64_t Kg = s->K / s->G, Cg = s->C / s->G, RS = s->R * s->S, HW = s->H * s->W;
+    const int64_t PQ = s->P * s->Q, k0 = Kg * item / j->pieces, k1 = Kg * (item + 1) / j->pieces;
+    for (int64_t k = k0; k < k1; k++) {
+        float *wk = j->dw + k * Cg * RS;
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t tap = 0; tap < RS; tap++) {
+                const int64_t r = tap / s->S, t = tap % s->S;
+                float acc = 0.0f;
+                int any = 0;
+                for (int64_t p = 0; p < s->P; p++)
+                    for (int64_t q = 0; q < s->Q; q++) {
+                        const int64_t h = p * s->stride - s->pad + r, x = q * s->stride - s->pad + t;
+                        if (h < 0 || h >= s->H || x < 0 || x >= s->W)
+                            continue;
+                        acc += j->u[(k * PQ + p * s->Q + q) * Cg * HW + c * HW + h * s->W + x];
+                        any = 1;
+                    }
+                if (any)
+                    wk[c * RS + tap] += acc;
+            }
+    }
+}
+
+static void run_rows(const rvg_conv_shape *s, float *u, const float *w, float *dw,
+                     rvg__par_fn fn) {
+    const int64_t Kg = s->K / s->G;
+    /* Small loops stay on one thread (waking a helper costs microseconds). */
+    int nt = rvg__conv_unrolled_floats(s) < 32768 ? 1 : rvg__par_threads();
+    int64_t pieces = (int64_t)nt * 4 < Kg ? (int64_t)nt * 4 : Kg;
+    unroll_job j = {s, u, w, dw, pieces};
+    rvg__par_run(pieces, nt, fn, &j);
+}
+
+void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
+                                  const rvg_conv_shape *s, float *u, float *pack) {
+    const int64_t N = s->N, G = s->G, Kg = s->K / G, Cg = s->C / G, RS = s->R * s->S;
+    const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
+    for (int64_t g = 0; g < G; g++) {
+        run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
+        /* y_g (N, Kg*PQ), row stride K*PQ  =  x_g (N, Cg*HW), row stride C*HW  .  U_g^T */
+        rvg__conv_sgemm(0, 1, N, Kg * PQ, Cg * HW, x + g * Cg * HW, s->C * HW, u, Cg * HW, 0,
+                        y + g * Kg * PQ, s->K * PQ, pack);
+    }
+    if (bias)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < s->K; k++) {
+                float *yk = y + (n * s->K + k) * PQ;
+                for (int64_t i = 0; i < PQ; i++)
+                    yk[i] += bias[k];
+            }
+}
+
+void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
+                                   const float *w, const rvg_conv_shape *s, float *u,
+                                   float *pack) {
+    const int64_t N = s->N, G = s->G, Kg = s->K / G, Cg = s->C / G, RS = s->R * s->S;
+    const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
+    for (int64_t g = 0; g < G; g++) {
+        const float *dyg = dy + g * Kg * PQ, *xg = x + g * Cg * HW;
+        if (dw) {
+            /* dU_g (Kg*PQ, Cg*HW) = dy_g^T . x_g, then folded onto the taps */
+            rvg__conv_sgemm(1, 0, Kg * PQ, Cg * HW, N, dyg, s->K * PQ, xg, s->C * HW, 0, u,
+                            Cg * HW, pack);
+            run_rows(s, u, NULL, dw + g * Kg * Cg * RS, fold_item);
+        }
+        if (dx) {
+            /* dx_g (N, Cg*HW) += dy_g (N, Kg*PQ) . U_g */
+            run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
+            rvg__conv_sgemm(0, 0, N, Cg * HW, Kg * PQ, dyg, s->K * PQ, u, Cg * HW, 1,
+                            dx + g * Cg * HW, s->C * HW, pack);
+        }
+    }
+}
