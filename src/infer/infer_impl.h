@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/pool_impl.h"
+
 /* Output channels per packed weight block: the GEMM/direct micro-kernels produce 16 (2 vectors). */
 #define RVG_INFER_KBLK 16
 
@@ -64,18 +66,6 @@ extern const rvg__infer_kernels rvg__infer_kernels_c;
 #ifdef RVG_HAVE_SIMD
 extern const rvg__infer_kernels rvg__infer_kernels_avx2;
 #endif
-
-/* Thread pool (pool.c): rvg__pool_for runs fn(ctx, begin, end) over [0, n) in chunks of grain
- * units on the pool's threads and the caller, and returns when all are done. Units are claimed
- * dynamically, so a descheduled thread never holds up a phase it has not started. */
-typedef struct rvg__pool rvg__pool;
-typedef void (*rvg__task_fn)(void *ctx, int64_t begin, int64_t end);
-rvg__pool *rvg__pool_new(int nthreads); /* NULL on out of memory */
-void rvg__pool_free(rvg__pool *p);
-int rvg__pool_threads(const rvg__pool *p);
-/* Index of the calling thread in the pool that runs it: 0 for the caller, 1.. for workers. */
-int rvg__pool_tid(void);
-void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void *ctx);
 
 /* For tests: the last layer's activations (N, K, P, Q) NCHW instead of logits, from the engine
  * and from the reference path (the classifier is not run; fc arguments are not needed). */

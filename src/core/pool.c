@@ -1,23 +1,30 @@
-/* pool.c - the inference engine's thread pool: a parallel-for whose units are claimed from an
- * atomic counter, so a thread the OS has descheduled holds up nobody.
+/* pool.c - the library's thread pool: a parallel-for whose units are claimed from an atomic
+ * counter, so a thread the OS has descheduled holds up nobody. The training kernels share one
+ * process-wide pool (rvg__par_run, src/core/parallel.c); each inference engine owns one sized by
+ * its --threads.
  *
  * Why not OpenMP: on a shared machine (more runnable threads than cores), an `omp for` with a
  * static schedule assigns work to a thread that may not run for a whole time slice, and every
  * implicit barrier then waits for it (while the other thread spins). Measured on the 2-core
  * development machine under load: RepVGG-A0 batch 1 took ~480 ms with libgomp's default spinning
- * and ~65 ms with OMP_WAIT_POLICY=passive, against ~40 ms for one thread. Here the caller works
- * too, units go to whichever thread asks first, and the end of a phase waits only for units that
- * were actually claimed. Workers spin briefly between phases (phases follow each other within
- * microseconds), then sleep on a condition variable.
+ * and ~65 ms with OMP_WAIT_POLICY=passive, against ~40 ms for one thread; the training conv
+ * benchmark was up to 15x slower with a team than with one thread. Here the caller works too,
+ * units go to whichever thread asks first, and the end of a phase waits only for units that were
+ * actually claimed. Workers spin briefly between phases (phases follow each other within
+ * microseconds), then sleep on a condition variable. Which thread runs a unit never changes what
+ * the unit computes, so results do not depend on timing.
  *
- * Not here: nested parallelism, task graphs, thread affinity.
+ * A call made while the pool is running another phase (from a task, or from a second thread) runs
+ * its units on the calling thread alone.
+ *
+ * Not here: task graphs, thread affinity.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "infer_impl.h"
+#include "core/pool_impl.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -42,7 +49,9 @@ struct rvg__pool {
     int64_t n, grain;
     atomic_int_fast64_t next, done;
     int stop;
+    int active;                   /* threads taking part in the phase, the caller included */
     atomic_int sleepers, next_tid;
+    atomic_flag in_use;           /* a phase is in flight: other calls run inline */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -60,13 +69,17 @@ static void work(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t gr
 }
 
 static _Thread_local int tl_tid = 0;
+static _Thread_local const rvg__pool *tl_pool = NULL; /* the pool this thread is a worker of */
 
 int rvg__pool_tid(void) { return tl_tid; }
+
+int rvg__pool_tid_in(const rvg__pool *p) { return tl_pool == p ? tl_tid : 0; }
 
 static void *worker(void *arg) {
     rvg__pool *p = arg;
     uint_fast64_t seen = 0;
     tl_tid = atomic_fetch_add(&p->next_tid, 1) + 1;
+    tl_pool = p;
     for (;;) {
         uint_fast64_t g;
         int spins = 0;
@@ -95,18 +108,20 @@ static void *worker(void *arg) {
             atomic_fetch_sub(&p->busy, 1);
             return NULL;
         }
-        work(p, p->fn, p->ctx, p->n, p->grain);
+        if (tl_tid < p->active)
+            work(p, p->fn, p->ctx, p->n, p->grain);
         atomic_fetch_sub(&p->busy, 1);
     }
 }
 
 /* Publishes a new phase (or `stop`) and wakes sleeping workers. Waits first for workers still
  * reading the previous phase's fields (busy), which are about to find no units left. */
-static void publish(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t grain, int stop) {
+static void publish(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t grain,
+                    int active, int stop) {
     atomic_fetch_add(&p->gen, 1); /* odd: closed */
     while (atomic_load(&p->busy) != 0)
         CPU_RELAX();
-    p->fn = fn, p->ctx = ctx, p->n = n, p->grain = grain, p->stop = stop;
+    p->fn = fn, p->ctx = ctx, p->n = n, p->grain = grain, p->active = active, p->stop = stop;
     atomic_store(&p->next, 0);
     atomic_store(&p->done, 0);
     atomic_fetch_add(&p->gen, 1); /* even: open */
@@ -131,6 +146,7 @@ rvg__pool *rvg__pool_new(int nthreads) {
     atomic_init(&p->done, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->next_tid, 0);
+    atomic_flag_clear(&p->in_use);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (p->nthreads > 1) {
@@ -152,7 +168,7 @@ void rvg__pool_free(rvg__pool *p) {
     if (!p)
         return;
     if (p->nthreads > 1) {
-        publish(p, NULL, NULL, 0, 1, 1);
+        publish(p, NULL, NULL, 0, 1, 0, 1);
         for (int i = 0; i < p->nthreads - 1; i++)
             pthread_join(p->tid[i], NULL);
     }
@@ -164,16 +180,19 @@ void rvg__pool_free(rvg__pool *p) {
 
 int rvg__pool_threads(const rvg__pool *p) { return p ? p->nthreads : 1; }
 
-void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void *ctx) {
+void rvg__pool_for_nt(rvg__pool *p, int64_t n, int64_t grain, int nt, rvg__task_fn fn,
+                      void *ctx) {
     if (n <= 0)
         return;
     if (grain < 1)
         grain = 1;
-    if (p->nthreads == 1 || n <= grain) {
+    if (nt > p->nthreads)
+        nt = p->nthreads;
+    if (nt <= 1 || n <= grain || atomic_flag_test_and_set(&p->in_use)) {
         fn(ctx, 0, n);
         return;
     }
-    publish(p, fn, ctx, n, grain, 0);
+    publish(p, fn, ctx, n, grain, nt, 0);
     work(p, fn, ctx, n, grain);
     /* Only units already claimed are outstanding; yield so that a worker preempted on this
      * core can finish its unit. */
@@ -184,4 +203,9 @@ void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void
         else
             sched_yield(), spins = 0;
     }
+    atomic_flag_clear(&p->in_use);
+}
+
+void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void *ctx) {
+    rvg__pool_for_nt(p, n, grain, p->nthreads, fn, ctx);
 }
