@@ -10,6 +10,8 @@
  *     dw_g (K/G, C/G*R*S)    += dy_g (K/G, nb*P*Q) . col^T                   weight gradient
  *     dcol (C/G*R*S, nb*P*Q)  = w_g^T . dy_g,  dx += col2im(dcol)             input gradient
  * A 1x1, stride 1, pad 0 convolution on one image uses x, y, dx in place (no im2col, no col2im).
+ * Tiny input planes (H*W <= R*S: the 2x2 layers of a 28x28 network) go to conv2d_unrolled.c, which
+ * writes the whole convolution as one dense matrix instead.
  * The GEMM is either cblas_sgemm or the built-in packed GEMM here (BLIS loop order, 6x16 register
  * tile; AVX2+FMA micro-kernel in src/ops/x86/conv2d_gemm_avx2.c when the CPU has it, else plain C).
  *
@@ -522,6 +524,37 @@ static void plan_make(conv_plan *p, const rvg_conv_shape *s) {
     p->direct = s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
 }
 
+/* The chunks of a convolution in their fixed order (images n0 .. n0+nn-1, then bands of output
+ * rows pa .. pb-1 within them); weight gradients sum the chunks in this order. */
+typedef struct {
+    int64_t n0, nn, pa, pb, cols; /* nn == 0: past the end */
+} conv_chunk;
+
+static void chunk_fill(conv_chunk *c, const conv_plan *p, const rvg_conv_shape *s) {
+    if (c->n0 >= s->N || s->P <= 0) {
+        c->nn = 0;
+        return;
+    }
+    c->nn = s->N - c->n0 < p->nb ? s->N - c->n0 : p->nb;
+    c->pb = s->P - c->pa < p->prows ? s->P : c->pa + p->prows;
+    c->cols = c->nn * (c->pb - c->pa) * s->Q;
+}
+
+static conv_chunk chunk_first(const conv_plan *p, const rvg_conv_shape *s) {
+    conv_chunk c = {0, 0, 0, 0, 0};
+    chunk_fill(&c, p, s);
+    return c;
+}
+
+static void chunk_next(conv_chunk *c, const conv_plan *p, const rvg_conv_shape *s) {
+    c->pa += p->prows;
+    if (c->pa >= s->P) {
+        c->pa = 0;
+        c->n0 += p->nb;
+    }
+    chunk_fill(c, p, s);
+}
+
 /* Columns of the largest chunk. */
 static int64_t plan_cols(const conv_plan *p, const rvg_conv_shape *s) {
     return p->nb * p->prows * s->Q;
@@ -859,37 +892,34 @@ void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const fl
         rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack);
         return;
     }
-    const int64_t N = s->N, C = s->C, K = s->K, G = s->G, P = s->P, Q = s->Q, PQ = pl.PQ;
+    const int64_t C = s->C, K = s->K, G = s->G, Q = s->Q, PQ = pl.PQ;
     const int64_t Kg = pl.Kg, CRS = pl.CRS;
 
-    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
-        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
-        for (int64_t pa = 0; pa < P; pa += pl.prows) {
-            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
-            for (int64_t g = 0; g < G; g++) {
-                const float *wg = w + g * Kg * CRS; /* (Kg, CRS) */
-                const float *B = ws.col;            /* (CRS, cols) */
-                int64_t ldb = cols;
-                if (pl.direct && nn == 1) {
-                    B = x + (n0 * C + g * pl.Cg) * pl.HW + pa * Q;
-                    ldb = pl.HW;
-                } else {
-                    im2col(ws.col, x, s, &pl, n0, nn, pa, pb, g);
-                }
-                if (nn == 1) {
-                    /* One image: the band's output rows are (Kg, cols) with row stride PQ in y;
-                     * seed them with the bias and let the GEMM add onto it. */
-                    float *yg = y + (n0 * K + g * Kg) * PQ + pa * Q; /* (Kg, cols), ld PQ */
-                    if (bias)
-                        for (int64_t k = 0; k < Kg; k++)
-                            for (int64_t q = 0; q < cols; q++)
-                                yg[k * PQ + q] = bias[g * Kg + k];
-                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, wg, CRS, B, ldb, bias != NULL, yg, PQ,
-                                    ws.pack);
-                } else {
-                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, wg, CRS, B, ldb, 0, ws.tmp, cols, ws.pack);
-                    scatter_y(y, ws.tmp, bias, s, &pl, n0, nn, g);
-                }
+    for (conv_chunk ch = chunk_first(&pl, s); ch.nn > 0; chunk_next(&ch, &pl, s)) {
+        const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
+        for (int64_t g = 0; g < G; g++) {
+            const float *wg = w + g * Kg * CRS; /* (Kg, CRS) */
+            const float *B = ws.col;            /* (CRS, cols) */
+            int64_t ldb = cols;
+            if (pl.direct && nn == 1) {
+                B = x + (n0 * C + g * pl.Cg) * pl.HW + pa * Q;
+                ldb = pl.HW;
+            } else {
+                im2col(ws.col, x, s, &pl, n0, nn, pa, pb, g);
+            }
+            if (nn == 1) {
+                /* One image: the band's output rows are (Kg, cols) with row stride PQ in y;
+                 * seed them with the bias and let the GEMM add onto it. */
+                float *yg = y + (n0 * K + g * Kg) * PQ + pa * Q; /* (Kg, cols), ld PQ */
+                if (bias)
+                    for (int64_t k = 0; k < Kg; k++)
+                        for (int64_t q = 0; q < cols; q++)
+                            yg[k * PQ + q] = bias[g * Kg + k];
+                rvg__conv_sgemm(0, 0, Kg, cols, CRS, wg, CRS, B, ldb, bias != NULL, yg, PQ,
+                                ws.pack);
+            } else {
+                rvg__conv_sgemm(0, 0, Kg, cols, CRS, wg, CRS, B, ldb, 0, ws.tmp, cols, ws.pack);
+                scatter_y(y, ws.tmp, bias, s, &pl, n0, nn, g);
             }
         }
     }
@@ -902,7 +932,7 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
     plan_make(&pl, s);
     conv_work ws;
     work_carve(&ws, &pl, s, work);
-    const int64_t N = s->N, C = s->C, K = s->K, G = s->G, P = s->P, Q = s->Q, PQ = pl.PQ;
+    const int64_t N = s->N, C = s->C, K = s->K, G = s->G, Q = s->Q, PQ = pl.PQ;
     const int64_t Kg = pl.Kg, CRS = pl.CRS;
 
     if (dbias) {
@@ -917,45 +947,42 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
     }
 
     /* Chunks in a fixed order (images, then bands of rows): dw sums them in that order. */
-    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
-        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
-        for (int64_t pa = 0; pa < P; pa += pl.prows) {
-            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
-            for (int64_t g = 0; g < G; g++) {
-                const float *wg = w + g * Kg * CRS; /* (Kg, CRS) */
-                const float *dyg;                   /* (Kg, cols), row stride lddy */
-                int64_t lddy;
-                if (nn == 1) {
-                    dyg = dy + (n0 * K + g * Kg) * PQ + pa * Q;
-                    lddy = PQ;
+    for (conv_chunk ch = chunk_first(&pl, s); ch.nn > 0; chunk_next(&ch, &pl, s)) {
+        const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
+        for (int64_t g = 0; g < G; g++) {
+            const float *wg = w + g * Kg * CRS; /* (Kg, CRS) */
+            const float *dyg;                   /* (Kg, cols), row stride lddy */
+            int64_t lddy;
+            if (nn == 1) {
+                dyg = dy + (n0 * K + g * Kg) * PQ + pa * Q;
+                lddy = PQ;
+            } else {
+                gather_dy(ws.tmp, dy, s, &pl, n0, nn, g);
+                dyg = ws.tmp;
+                lddy = cols;
+            }
+            if (dw) {
+                /* dw_g (Kg, CRS) += dy_g (Kg, cols) . col^T */
+                const float *B = ws.col; /* (CRS, cols) */
+                int64_t ldb = cols;
+                if (pl.direct && nn == 1) {
+                    B = x + (n0 * C + g * pl.Cg) * pl.HW + pa * Q;
+                    ldb = pl.HW;
                 } else {
-                    gather_dy(ws.tmp, dy, s, &pl, n0, nn, g);
-                    dyg = ws.tmp;
-                    lddy = cols;
+                    im2col(ws.col, x, s, &pl, n0, nn, pa, pb, g);
                 }
-                if (dw) {
-                    /* dw_g (Kg, CRS) += dy_g (Kg, cols) . col^T */
-                    const float *B = ws.col; /* (CRS, cols) */
-                    int64_t ldb = cols;
-                    if (pl.direct && nn == 1) {
-                        B = x + (n0 * C + g * pl.Cg) * pl.HW + pa * Q;
-                        ldb = pl.HW;
-                    } else {
-                        im2col(ws.col, x, s, &pl, n0, nn, pa, pb, g);
-                    }
-                    rvg__conv_sgemm(0, 1, Kg, CRS, cols, dyg, lddy, B, ldb, 1, dw + g * Kg * CRS,
-                                    CRS, ws.pack);
-                }
-                if (dx) {
-                    /* dcol (CRS, cols) = w_g^T . dy_g; a direct 1x1 adds straight into dx. */
-                    if (pl.direct && nn == 1) {
-                        rvg__conv_sgemm(1, 0, CRS, cols, Kg, wg, CRS, dyg, lddy, 1,
-                                        dx + (n0 * C + g * pl.Cg) * pl.HW + pa * Q, pl.HW, ws.pack);
-                    } else {
-                        rvg__conv_sgemm(1, 0, CRS, cols, Kg, wg, CRS, dyg, lddy, 0, ws.col, cols,
-                                        ws.pack);
-                        col2im_add(dx, ws.col, s, &pl, n0, nn, pa, pb, g);
-                    }
+                rvg__conv_sgemm(0, 1, Kg, CRS, cols, dyg, lddy, B, ldb, 1, dw + g * Kg * CRS,
+                                CRS, ws.pack);
+            }
+            if (dx) {
+                /* dcol (CRS, cols) = w_g^T . dy_g; a direct 1x1 adds straight into dx. */
+                if (pl.direct && nn == 1) {
+                    rvg__conv_sgemm(1, 0, CRS, cols, Kg, wg, CRS, dyg, lddy, 1,
+                                    dx + (n0 * C + g * pl.Cg) * pl.HW + pa * Q, pl.HW, ws.pack);
+                } else {
+                    rvg__conv_sgemm(1, 0, CRS, cols, Kg, wg, CRS, dyg, lddy, 0, ws.col, cols,
+                                    ws.pack);
+                    col2im_add(dx, ws.col, s, &pl, n0, nn, pa, pb, g);
                 }
             }
         }
@@ -1016,32 +1043,29 @@ void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, cons
     plan_make(&pl, s3);
     conv_work ws;
     work_carve(&ws, &pl, s3, work);
-    const int64_t N = s3->N, K = s3->K, G = s3->G, P = s3->P, Q = s3->Q, PQ = pl.PQ;
+    const int64_t K = s3->K, G = s3->G, Q = s3->Q, PQ = pl.PQ;
     const int64_t Kg = pl.Kg, Cg = pl.Cg, CRS = pl.CRS;
 
-    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
-        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
-        for (int64_t pa = 0; pa < P; pa += pl.prows) {
-            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
-            const float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
-            for (int64_t g = 0; g < G; g++) {
-                const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
-                im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
-                if (nn == 1) {
-                    /* one image: the band's rows of z3 and z1 are (Kg, cols) with row stride PQ */
-                    const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
-                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, z3 + off, PQ,
-                                    ws.pack);
-                    rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, z1 + off, PQ,
-                                    ws.pack);
-                } else {
-                    rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, ws.tmp, cols,
-                                    ws.pack);
-                    scatter_y(z3, ws.tmp, NULL, s3, &pl, n0, nn, g);
-                    rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, ws.tmp, cols,
-                                    ws.pack);
-                    scatter_y(z1, ws.tmp, NULL, s3, &pl, n0, nn, g);
-                }
+    for (conv_chunk ch = chunk_first(&pl, s3); ch.nn > 0; chunk_next(&ch, &pl, s3)) {
+        const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
+        const float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
+        for (int64_t g = 0; g < G; g++) {
+            const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
+            im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
+            if (nn == 1) {
+                /* one image: the band's rows of z3 and z1 are (Kg, cols) with row stride PQ */
+                const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
+                rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, z3 + off, PQ,
+                                ws.pack);
+                rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, z1 + off, PQ,
+                                ws.pack);
+            } else {
+                rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, ws.tmp, cols,
+                                ws.pack);
+                scatter_y(z3, ws.tmp, NULL, s3, &pl, n0, nn, g);
+                rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, ws.tmp, cols,
+                                ws.pack);
+                scatter_y(z1, ws.tmp, NULL, s3, &pl, n0, nn, g);
             }
         }
     }
@@ -1065,48 +1089,45 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
     conv_work ws;
     work_carve(&ws, &pl, s3, work);
     float *tmp1 = ws.tmp + round16(pl.Kg * plan_cols(&pl, s3)); /* gathered dz1 */
-    const int64_t N = s3->N, K = s3->K, G = s3->G, P = s3->P, Q = s3->Q, PQ = pl.PQ;
+    const int64_t K = s3->K, G = s3->G, Q = s3->Q, PQ = pl.PQ;
     const int64_t Kg = pl.Kg, Cg = pl.Cg, CRS = pl.CRS;
 
     /* Chunks in a fixed order (images, then bands of rows): dw3 and dw1 sum them in that order. */
-    for (int64_t n0 = 0; n0 < N; n0 += pl.nb) {
-        const int64_t nn = N - n0 < pl.nb ? N - n0 : pl.nb;
-        for (int64_t pa = 0; pa < P; pa += pl.prows) {
-            const int64_t pb = P - pa < pl.prows ? P : pa + pl.prows, cols = nn * (pb - pa) * Q;
-            float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
-            for (int64_t g = 0; g < G; g++) {
-                const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
-                const float *dz3g, *dz1g; /* (Kg, cols), row stride lddz */
-                int64_t lddz;
-                if (nn == 1) {
-                    const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
-                    dz3g = dz3 + off;
-                    dz1g = dz1 + off;
-                    lddz = PQ;
-                } else {
-                    gather_dy(ws.tmp, dz3, s3, &pl, n0, nn, g);
-                    gather_dy(tmp1, dz1, s3, &pl, n0, nn, g);
-                    dz3g = ws.tmp;
-                    dz1g = tmp1;
-                    lddz = cols;
-                }
-                if (dw3 || dw1) {
-                    im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
-                    if (dw3) /* dw3_g (Kg, CRS) += dz3_g . col^T */
-                        rvg__conv_sgemm(0, 1, Kg, CRS, cols, dz3g, lddz, ws.col, cols, 1,
-                                        dw3 + g * Kg * CRS, CRS, ws.pack);
-                    if (dw1) /* dw1_g (Kg, Cg) += dz1_g . centre^T */
-                        rvg__conv_sgemm(0, 1, Kg, Cg, cols, dz1g, lddz, centre, 9 * cols, 1,
-                                        dw1 + g * Kg * Cg, Cg, ws.pack);
-                }
-                if (dx) {
-                    /* dcol (CRS, cols) = w3_g^T . dz3_g, its centre rows += w1_g^T . dz1_g */
-                    rvg__conv_sgemm(1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, ws.col, cols,
-                                    ws.pack);
-                    rvg__conv_sgemm(1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1, centre, 9 * cols,
-                                    ws.pack);
-                    col2im_add(dx, ws.col, s3, &pl, n0, nn, pa, pb, g);
-                }
+    for (conv_chunk ch = chunk_first(&pl, s3); ch.nn > 0; chunk_next(&ch, &pl, s3)) {
+        const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
+        float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
+        for (int64_t g = 0; g < G; g++) {
+            const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
+            const float *dz3g, *dz1g; /* (Kg, cols), row stride lddz */
+            int64_t lddz;
+            if (nn == 1) {
+                const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
+                dz3g = dz3 + off;
+                dz1g = dz1 + off;
+                lddz = PQ;
+            } else {
+                gather_dy(ws.tmp, dz3, s3, &pl, n0, nn, g);
+                gather_dy(tmp1, dz1, s3, &pl, n0, nn, g);
+                dz3g = ws.tmp;
+                dz1g = tmp1;
+                lddz = cols;
+            }
+            if (dw3 || dw1) {
+                im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
+                if (dw3) /* dw3_g (Kg, CRS) += dz3_g . col^T */
+                    rvg__conv_sgemm(0, 1, Kg, CRS, cols, dz3g, lddz, ws.col, cols, 1,
+                                    dw3 + g * Kg * CRS, CRS, ws.pack);
+                if (dw1) /* dw1_g (Kg, Cg) += dz1_g . centre^T */
+                    rvg__conv_sgemm(0, 1, Kg, Cg, cols, dz1g, lddz, centre, 9 * cols, 1,
+                                    dw1 + g * Kg * Cg, Cg, ws.pack);
+            }
+            if (dx) {
+                /* dcol (CRS, cols) = w3_g^T . dz3_g, its centre rows += w1_g^T . dz1_g */
+                rvg__conv_sgemm(1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, ws.col, cols,
+                                ws.pack);
+                rvg__conv_sgemm(1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1, centre, 9 * cols,
+                                ws.pack);
+                col2im_add(dx, ws.col, s3, &pl, n0, nn, pa, pb, g);
             }
         }
     }
