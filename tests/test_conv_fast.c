@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm_backends.h"
 #include "harness.h"
 #include "ops/conv2d_gemm_impl.h"
 #include "rvg/ops.h"
@@ -217,6 +218,11 @@ static void check_force_ref(void) {
     free(x), free(w), free(dy), free(y_ref), free(y), free(dx_ref), free(dx), free(ws);
 }
 
+static void run_all_cases(void) {
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+        run_case(&CASES[i]);
+}
+
 int main(int argc, char **argv) {
     rvg_test_seed(0x9E3779B97F4A7C15ull);
     (void)argc, (void)argv;
@@ -224,19 +230,7 @@ int main(int argc, char **argv) {
         printf("note: RVG_FORCE_REF is set; forcing the fast path for this test\n");
     rvg_ops_force_ref(0);
 
-    const rvg__gemm_backend backends[] = {RVG__GEMM_OWN_C, RVG__GEMM_OWN_AVX2, RVG__GEMM_BLAS};
-    const char *names[] = {"own-c", "own-avx2", "blas"};
-    for (size_t bi = 0; bi < sizeof backends / sizeof backends[0]; bi++) {
-        if (!rvg__conv_gemm_set_backend(backends[bi])) {
-            printf("-- backend %s: not in this build / CPU, skipped\n", names[bi]);
-            continue;
-        }
-        printf("-- backend %s\n", rvg__conv_gemm_backend_name());
-        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
-            run_case(&CASES[i]);
-    }
-    CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_AUTO));
-    printf("-- default backend: %s\n", rvg__conv_gemm_backend_name());
+    for_each_gemm_backend(run_all_cases);
     check_force_ref();
     return rvg_test_finish();
 }
