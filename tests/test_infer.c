@@ -223,6 +223,16 @@ int main(int argc, char **argv) {
              RVG_INFER_ALGO_AUTO, 0);
     test_net("grouped 28x28", g4, sizeof g4 / sizeof g4[0], 1, 28, 28, 10, 1,
              RVG_INFER_ALGO_WINO4, 0);
+    /* 28x28 input at batch >= 6: the 2x2 layers (and the 2x2 -> 1x1 and 3x3 -> 2x2 stride-2
+     * ones) run unrolled; K = 20 leaves a ragged 8-channel block; N1 reruns take the direct path */
+    static const net_layer tiny[] = {{24, 2, 1, 0}, {24, 2, 1, 0}, {48, 2, 1, 0}, {20, 2, 1, 0},
+                                     {96, 1, 1, 0}, {96, 1, 1, 0}, {160, 2, 1, 0}};
+    test_net("tiny planes 28x28", tiny, sizeof tiny / sizeof tiny[0], 1, 28, 28, 10, 8,
+             RVG_INFER_ALGO_AUTO, 0);
+    static const net_layer tiny_se[] = {{32, 2, 1, 2}, {64, 2, 1, 4}, {40, 2, 1, 4},
+                                        {64, 1, 1, 4}};
+    test_net("tiny planes se 12x12", tiny_se, sizeof tiny_se / sizeof tiny_se[0], 3, 12, 12, 7, 7,
+             RVG_INFER_ALGO_AUTO, 0);
     /* D2se-like: SE with K/16 hidden channels on every block */
     static const net_layer se[] = {{32, 2, 1, 2}, {32, 1, 1, 2}, {64, 2, 1, 4}, {64, 1, 1, 4},
                                    {64, 1, 1, 4}, {128, 2, 1, 8}};

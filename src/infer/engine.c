@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "infer_impl.h"
+#include "ops/conv2d_gemm_impl.h"
 #include "rvg/infer.h"
 #include "rvg/tensor.h"
 
@@ -42,6 +43,9 @@ typedef struct {
     float *wraw;                /* Winograd: untransformed, [9*woff + (tap*nc + c)*16 + l], for
                                    the on-the-fly transform at small batches */
     float *bias;                /* (KB16*16), zero padded */
+    int unrolled;               /* tiny planes (see unroll_ok): u is the layer as one dense
+                                   matrix (K*P*Q, C*H*W), row (k, p, q), column (c, h, w) */
+    float *u;
     int64_t se_hidden;
     float *se_dw, *se_db, *se_uw, *se_ub; /* copies: (hid, K), (hid), (K, hid), (K) */
 } layer_plan;
@@ -63,6 +67,9 @@ struct rvg_engine {
     int64_t wtmp_floats;     /* per thread */
     int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
+    float *ux, *uy;          /* unrolled layers: (max_batch, C*H*W), (max_batch, K*P*Q) */
+    float *upack;            /* unrolled layers: per thread, GEMM packing buffers */
+    int64_t upack_floats;    /* per thread */
     size_t bytes;
 };
 
@@ -101,6 +108,41 @@ static rvg_infer_algo pick_algo(const rvg_infer_layer *L, int64_t P, int64_t Q,
      * layers of A0 stream their weights from memory. At 28x28 and 56x56 F(6) does 9% fewer
      * multiplications and measured 10-15% faster per layer. */
     return c6 < 0.95 * c4 ? RVG_INFER_ALGO_WINO6 : RVG_INFER_ALGO_WINO4;
+}
+
+/* ---- tiny planes ------------------------------------------------------------------------------
+ * At a 28x28 input the last layers of a RepVGG see 2x2 planes, where the direct kernel runs its
+ * 16-channel x 6-pixel tiles almost empty and Winograd's 6x6 tiles hold 4 useful outputs. There
+ * (H*W <= 9, P*Q*H*W <= 64, no groups) the layer is also kept as one dense matrix
+ * U (K*P*Q, C*H*W): U[(k, p, q), (c, h, w)] = w[k, c, h - p*stride + 1, w - q*stride + 1] (zero
+ * outside the kernel), 16 multiply-adds per (k, c) on a 2x2 plane instead of 36. At batch >=
+ * UNROLL_MIN_BATCH the layer then runs as gather (padded pack8 -> rows of C*H*W), one GEMM over
+ * the batch (the training convolution's packed GEMM, src/ops/conv2d_gemm.c, on this engine's
+ * threads: units are column slabs of U), and scatter with bias and ReLU; below that batch the
+ * GEMM's 6-row register tile would run mostly empty and the direct kernel is used. The training
+ * path does the same (src/ops/conv2d_unrolled.c). */
+enum { UNROLL_MIN_BATCH = 6, UNROLL_MAX_PQHW = 64, UNROLL_COLS = 48 };
+
+static int unroll_ok(const layer_plan *p) {
+    int64_t HW = p->H * p->W, PQ = p->P * p->Q;
+    return p->G == 1 && HW <= 9 && PQ * HW <= UNROLL_MAX_PQHW;
+}
+
+static void pack_unrolled(const layer_plan *p, const rvg_infer_layer *L) {
+    const int64_t HW = p->H * p->W, PQ = p->P * p->Q, CHW = p->C * HW;
+    for (int64_t k = 0; k < p->K; k++)
+        for (int64_t o = 0; o < PQ; o++) {
+            const int64_t pp = o / p->Q, qq = o % p->Q;
+            float *row = p->u + (k * PQ + o) * CHW;
+            for (int64_t c = 0; c < p->C; c++)
+                for (int64_t i = 0; i < HW; i++) {
+                    const int64_t r = i / p->W - pp * p->stride + 1;
+                    const int64_t t = i % p->W - qq * p->stride + 1;
+                    row[c * HW + i] = r >= 0 && r < 3 && t >= 0 && t < 3
+                                          ? L->weight[(k * p->C + c) * 9 + r * 3 + t]
+                                          : 0.0f;
+                }
+        }
 }
 
 /* Packs layer weights for its algorithm; returns 0 on out of memory. */
@@ -170,6 +212,12 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
                 }
             }
         }
+    if (p->unrolled) {
+        p->u = ealloc(e, sizeof(float) * (size_t)(p->K * p->P * p->Q * p->C * p->H * p->W));
+        if (!p->u)
+            return 0;
+        pack_unrolled(p, L);
+    }
     if (L->se_hidden > 0) {
         size_t hk = (size_t)(L->se_hidden * K);
         p->se_dw = ealloc(e, sizeof(float) * hk);
@@ -242,7 +290,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
 
     /* Shapes and algorithms first: a layer's input geometry depends on its own algorithm. */
     int64_t h = H, w = W;
-    size_t act = 0, vfl = 0, mfl = 0, kmax = 0, hmax = 0;
+    size_t act = 0, vfl = 0, mfl = 0, kmax = 0, hmax = 0, uxf = 0, uyf = 0;
     for (int64_t i = 0; i < n_layers; i++) {
         layer_plan *p = &e->L[i];
         const rvg_infer_layer *L = &layers[i];
@@ -260,6 +308,13 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
                 vfl = nn * T * (size_t)p->CB * 8;
             if (nn * T * (size_t)p->KB16 * 16 > mfl)
                 mfl = nn * T * (size_t)p->KB16 * 16;
+        }
+        p->unrolled = !o.portable && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
+        if (p->unrolled) {
+            if ((size_t)(p->C * p->H * p->W) > uxf)
+                uxf = (size_t)(p->C * p->H * p->W);
+            if ((size_t)(p->K * p->P * p->Q) > uyf)
+                uyf = (size_t)(p->K * p->P * p->Q);
         }
         p->se_hidden = L->se_hidden;
         if ((size_t)p->KB8 * 8 > kmax)
@@ -314,6 +369,14 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->act[1] = ealloc(e, sizeof(float) * act);
     e->V = vfl ? ealloc(e, sizeof(float) * vfl) : NULL;
     e->M = mfl ? ealloc(e, sizeof(float) * mfl) : NULL;
+    if (uxf) {
+        e->upack_floats = (int64_t)rvg__conv_sgemm_serial_pack_floats();
+        e->ux = ealloc(e, sizeof(float) * (size_t)max_batch * uxf);
+        e->uy = ealloc(e, sizeof(float) * (size_t)max_batch * uyf);
+        e->upack = ealloc(e, sizeof(float) * (size_t)(e->upack_floats * e->threads));
+        if (!e->ux || !e->uy || !e->upack)
+            goto oom;
+    }
     e->se_m = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
     e->se_h = ealloc(e, sizeof(float) * (size_t)max_batch * (hmax ? hmax : 1));
     e->pooled = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
@@ -345,7 +408,7 @@ void rvg_engine_free(rvg_engine *e) {
         for (int64_t i = 0; i < e->nl; i++) {
             layer_plan *p = &e->L[i];
             rvg_free(p->c0), rvg_free(p->nc), rvg_free(p->woff), rvg_free(p->bias);
-            rvg_free(p->w), rvg_free(p->wraw);
+            rvg_free(p->w), rvg_free(p->wraw), rvg_free(p->u);
             rvg_free(p->se_dw), rvg_free(p->se_db), rvg_free(p->se_uw), rvg_free(p->se_ub);
         }
     free(e->L);
@@ -354,6 +417,7 @@ void rvg_engine_free(rvg_engine *e) {
     rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
     rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
+    rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);
     free(e);
 }
 
@@ -715,9 +779,70 @@ static void task_feat(void *ctx, int64_t b, int64_t e) {
     }
 }
 
+/* Unrolled layer (see unroll_ok): gather, GEMM, scatter. */
+static void task_unr_gather(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    const int64_t HW = p->H * p->W, CHW = p->C * HW, xcs = p->Hp * p->Wp * 8;
+    for (int64_t n = b; n < e; n++)
+        for (int64_t c = 0; c < p->C; c++) {
+            const float *xb = t->x + (n * p->CB + c / 8) * xcs + c % 8;
+            float *d = t->e->ux + n * CHW + c * HW;
+            for (int64_t i = 0; i < HW; i++)
+                d[i] = xb[((i / p->W + 1) * p->Wp + i % p->W + 1) * 8];
+        }
+}
+
+static void task_unr_gemm(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    const int64_t CHW = p->C * p->H * p->W, KPQ = p->K * p->P * p->Q;
+    float *pack = t->e->upack + rvg__pool_tid_in(t->e->pool) * t->e->upack_floats;
+    for (int64_t u = b; u < e; u++) {
+        const int64_t o0 = u * UNROLL_COLS, o1 = o0 + UNROLL_COLS < KPQ ? o0 + UNROLL_COLS : KPQ;
+        /* uy[:, o0:o1] = ux (N, CHW) . U[o0:o1, :]^T */
+        rvg__conv_sgemm_serial(0, 1, t->N, o1 - o0, CHW, t->e->ux, CHW, p->u + o0 * CHW, CHW, 0,
+                               t->e->uy + o0, KPQ, pack);
+    }
+}
+
+static void task_unr_scatter(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    const int64_t PQ = p->P * p->Q, KPQ = p->K * PQ, ycs = p->Hpo * p->Wpo * 8;
+    const int relu = p->se_hidden == 0;
+    for (int64_t u = b; u < e; u++) { /* u = image * KB8 + 8-channel block */
+        const int64_t n = u / p->KB8, kb = u % p->KB8;
+        float *yb = t->y + u * ycs;
+        zero_border(t->y, u, p->P, p->Q, p->Hpo, p->Wpo);
+        for (int64_t l = 0; l < 8; l++) {
+            const int64_t k = kb * 8 + l;
+            const float *src = t->e->uy + n * KPQ + k * PQ;
+            for (int64_t o = 0; o < PQ; o++) {
+                float v = 0.0f;
+                if (k < p->K) {
+                    v = src[o] + p->bias[k];
+                    v = relu && v < 0.0f ? 0.0f : v;
+                }
+                yb[((o / p->Q + 1) * p->Wpo + o % p->Q + 1) * 8 + l] = v;
+            }
+        }
+    }
+}
+
+static void run_unrolled(task *t) {
+    const layer_plan *p = t->p;
+    const int64_t KPQ = p->K * p->P * p->Q;
+    rvg__pool_for(t->e->pool, t->N, 1, task_unr_gather, t);
+    rvg__pool_for(t->e->pool, (KPQ + UNROLL_COLS - 1) / UNROLL_COLS, 1, task_unr_gemm, t);
+    rvg__pool_for(t->e->pool, t->N * p->KB8, 1, task_unr_scatter, t);
+}
+
 static void run_layer(task *t) {
     const rvg_engine *e = t->e;
-    if (t->p->algo == RVG_INFER_ALGO_DIRECT)
+    if (t->p->unrolled && t->N >= UNROLL_MIN_BATCH)
+        run_unrolled(t);
+    else if (t->p->algo == RVG_INFER_ALGO_DIRECT)
         run_direct(t);
     else
         run_wino(t);

@@ -493,6 +493,24 @@ void rvg__conv_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     gemm_own(ta, tb, M, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
 }
 
+size_t rvg__conv_sgemm_serial_pack_floats(void) { return (size_t)PACK_FLOATS; }
+
+void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, int beta_one, float *C,
+                            int64_t ldc, float *pack) {
+    ensure_init();
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!beta_one)
+            for (int64_t i = 0; i < M; i++)
+                memset(C + i * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+    gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
+                pack + PACK_A_FLOATS);
+}
+
 /* ---- convolution plan and workspace ---------------------------------------------------------- */
 
 typedef struct conv_plan {

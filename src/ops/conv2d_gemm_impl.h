@@ -81,6 +81,14 @@ const char *rvg__conv_gemm_backend_name(void);
 void rvg__conv_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                      const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc, float *pack);
 
+/* The same GEMM (built-in kernels) on the calling thread only, for callers that thread it
+ * themselves (the inference engine's unrolled layers). `pack` holds
+ * rvg__conv_sgemm_serial_pack_floats() floats, 64-byte aligned. */
+size_t rvg__conv_sgemm_serial_pack_floats(void);
+void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, int beta_one, float *C,
+                            int64_t ldc, float *pack);
+
 /* The fast twins of rvg_conv2d_forward_ref / rvg_conv2d_backward_ref (same contract); `work` must
  * hold rvg__conv2d_gemm_workspace_size(s) bytes (any alignment). */
 size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s);
