@@ -469,18 +469,24 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     par_run(slabs, T, gemm_item, &job);
 }
 
+/* An empty C, or an empty sum (C = beta C): handled here, returns 1. */
+static int gemm_degenerate(int64_t M, int64_t N, int64_t K, int beta_one, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0)
+        return 1;
+    if (K > 0)
+        return 0;
+    if (!beta_one)
+        for (int64_t i = 0; i < M; i++)
+            memset(C + i * ldc, 0, sizeof(float) * (size_t)N);
+    return 1;
+}
+
 void rvg__conv_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                      const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
                      float *pack) {
     ensure_init();
-    if (M <= 0 || N <= 0)
+    if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
-    if (K <= 0) {
-        if (!beta_one)
-            for (int64_t i = 0; i < M; i++)
-                memset(C + i * ldc, 0, sizeof(float) * (size_t)N);
-        return;
-    }
 #ifdef RVG_HAVE_BLAS
     if (g_backend == RVG__GEMM_BLAS) {
         RVG_ASSERT(M < INT32_MAX && N < INT32_MAX && K < INT32_MAX);
@@ -499,14 +505,8 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
                             int64_t lda, const float *B, int64_t ldb, int beta_one, float *C,
                             int64_t ldc, float *pack) {
     ensure_init();
-    if (M <= 0 || N <= 0)
+    if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
-    if (K <= 0) {
-        if (!beta_one)
-            for (int64_t i = 0; i < M; i++)
-                memset(C + i * ldc, 0, sizeof(float) * (size_t)N);
-        return;
-    }
     gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
                 pack + PACK_A_FLOATS);
 }
