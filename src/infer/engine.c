@@ -128,21 +128,11 @@ static int unroll_ok(const layer_plan *p) {
     return p->G == 1 && HW <= 9 && PQ * HW <= UNROLL_MAX_PQHW;
 }
 
+/* U through the training path's builder (src/ops/conv2d_unrolled.c): same matrix, same layout. */
 static void pack_unrolled(const layer_plan *p, const rvg_infer_layer *L) {
-    const int64_t HW = p->H * p->W, PQ = p->P * p->Q, CHW = p->C * HW;
-    for (int64_t k = 0; k < p->K; k++)
-        for (int64_t o = 0; o < PQ; o++) {
-            const int64_t pp = o / p->Q, qq = o % p->Q;
-            float *row = p->u + (k * PQ + o) * CHW;
-            for (int64_t c = 0; c < p->C; c++)
-                for (int64_t i = 0; i < HW; i++) {
-                    const int64_t r = i / p->W - pp * p->stride + 1;
-                    const int64_t t = i % p->W - qq * p->stride + 1;
-                    row[c * HW + i] = r >= 0 && r < 3 && t >= 0 && t < 3
-                                          ? L->weight[(k * p->C + c) * 9 + r * 3 + t]
-                                          : 0.0f;
-                }
-        }
+    rvg_conv_shape s = {.N = 1, .C = p->C, .H = p->H, .W = p->W, .K = p->K, .R = 3, .S = 3,
+                        .P = p->P, .Q = p->Q, .stride = p->stride, .pad = 1, .G = 1};
+    rvg__conv_unrolled_build(p->u, L->weight, &s);
 }
 
 /* Packs layer weights for its algorithm; returns 0 on out of memory. */

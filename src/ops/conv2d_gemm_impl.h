@@ -48,6 +48,9 @@ void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int6
  * contracts as the _gemm kernels (backward accumulates into dx and dw; dbias is the caller's). */
 int rvg__conv_unrolled_ok(const rvg_conv_shape *s);
 int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
+/* U of group 0 (Kg*PQ, Cg*HW) from that group's weights (Kg, Cg, R, S), on the calling thread;
+ * the inference engine packs its tiny-plane layers with it. */
+void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s);
 void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
                                   const rvg_conv_shape *s, float *u, float *pack);
 void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,

@@ -101,6 +101,11 @@ static void fold_item(void *ctx, int64_t item, int tid) {
     }
 }
 
+void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s) {
+    unroll_job j = {s, u, w, NULL, 1};
+    build_item(&j, 0, 0);
+}
+
 static void run_rows(const rvg_conv_shape *s, float *u, const float *w, float *dw,
                      rvg__par_fn fn) {
     const int64_t Kg = s->K / s->G;
