@@ -4,8 +4,9 @@
  * runs forward and backward on awkward shapes (N=1, odd H/W, channel counts not a multiple of 8,
  * stride 2, groups 2 and 4, 1x1 pad 0, 3x3 pad 1, a non-square kernel, several image chunks, large
  * images cut into bands of output rows, GEMMs larger than one cache block) and compares y, dx, dw,
- * dbias with rvg_conv2d_*_ref. Gradients are pre-filled with random values to check that backward
- * accumulates, y with NaN to check that forward overwrites, and each gradient is also requested
+ * dbias with rvg_conv2d_*_ref; the backward of stride-1 3x3 shapes goes through Winograd F(4x4,
+ * 3x3), and once more through im2col + GEMM with Winograd switched off. Gradients are pre-filled with random
+ * values to check that backward accumulates, y with NaN to check that forward overwrites, and each gradient is also requested
  * alone (the others NULL). Also checks that results are bit-identical run to run and across thread
  * counts, and that RVG_FORCE_REF routing works.
  *
@@ -38,6 +39,11 @@
  * cancels to near zero can have a large relative error, hence an absolute term scaled by the
  * tensor's magnitude rather than a pure relative test. Any indexing mistake gives O(1) errors. */
 #define ATOL_REL 1e-5f
+/* The Winograd F(4x4, 3x3) backward (dx and dw of stride-1 3x3 layers with C/G, K/G >= 8 on planes
+ * of 8x8 or more) scales values by up to 8 in its transforms before they are summed and
+ * transformed back, so it rounds some 3-4x worse than a direct sum: measured at most 8e-6 of
+ * max|ref| over these cases. */
+#define ATOL_REL_WINO 5e-5f
 #define RTOL 1e-5f
 
 typedef struct {
@@ -75,15 +81,29 @@ static const conv_case CASES[] = {
     {"3x3 s1 p2 C4 K3 2x2 N3 (unrolled)", 3, 4, 2, 2, 3, 3, 3, 1, 2, 1, 1},
     {"1x1 s1 G2 C6 K4 1x1 N4 (unrolled)", 4, 6, 1, 1, 4, 1, 1, 1, 0, 2, 1},
     {"3x3 s1 C200 K24 2x2 N1 (unrolled)", 1, 200, 2, 2, 24, 3, 3, 1, 1, 1, 0},
+    /* stride-1 3x3 pad-1, C/G and K/G >= 8, planes >= 8x8: backward by Winograd F(4x4, 3x3)
+     * (src/ops/conv2d_winograd.c); partial last tiles, N=1, groups, several image chunks */
+    {"3x3 s1 C8 K8 8x8 N3 (winograd)", 3, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 C9 K17 9x11 N2 (winograd)", 2, 9, 9, 11, 17, 3, 3, 1, 1, 1, 0},
+    {"N1 3x3 s1 C16 K24 13x8 (winograd)", 1, 16, 13, 8, 24, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 G2 C18 K20 10x15 N3 (winograd)", 3, 18, 10, 15, 20, 3, 3, 1, 1, 2, 1},
+    {"N1 3x3 s1 C12 K10 8x17 (winograd)", 1, 12, 8, 17, 10, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 C32 K32 56x56 N5 (winograd, 2 chunks)", 5, 32, 56, 56, 32, 3, 3, 1, 1, 1, 1},
 };
 
 
 static int close_to(const char *what, const char *cname, const float *got, const float *want,
-                    int64_t n, const int64_t *dims, int ndim) {
+                    int64_t n, const int64_t *dims, int ndim, float atol_rel) {
     char label[160];
     snprintf(label, sizeof label, "%s %s", cname, what);
-    const float atol = ATOL_REL * rvg_test_max_abs(want, n);
+    const float atol = atol_rel * rvg_test_max_abs(want, n);
     return rvg_test_close(label, got, want, n, atol, RTOL, dims, ndim);
+}
+
+static int winograd_on(void) {
+    const int on = rvg__conv_winograd_set(1);
+    rvg__conv_winograd_set(on);
+    return on;
 }
 
 static int same_bits(const float *a, const float *b, int64_t n) {
@@ -102,6 +122,7 @@ static void run_case(const conv_case *cc) {
                         .pad = cc->pad,
                         .G = cc->G};
     rvg_conv_shape_finish(&s);
+    const float tol = winograd_on() && rvg__conv_winograd_ok(&s) ? ATOL_REL_WINO : ATOL_REL;
     const int64_t Cg = s.C / s.G;
     const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q;
     const int64_t nw = s.K * Cg * s.R * s.S;
@@ -124,16 +145,16 @@ static void run_case(const conv_case *cc) {
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
     rvg_conv2d_forward(y, x, w, bias, &s, ws);
-    close_to("y", cc->name, y, y_ref, ny, dy_dims, 4);
+    close_to("y", cc->name, y, y_ref, ny, dy_dims, 4, ATOL_REL);
 
     /* backward, all three gradients, accumulating onto the pre-fills */
     float *dx_ref = rvg_test_new_copy(dx0, nx), *dw_ref = rvg_test_new_copy(dw0, nw), *db_ref = rvg_test_new_copy(db0, s.K);
     rvg_conv2d_backward_ref(dx_ref, dw_ref, db_ref, dy, x, w, &s, NULL);
     float *dx = rvg_test_new_copy(dx0, nx), *dw = rvg_test_new_copy(dw0, nw), *db = rvg_test_new_copy(db0, s.K);
     rvg_conv2d_backward(dx, dw, db, dy, x, w, &s, ws);
-    close_to("dx (+=)", cc->name, dx, dx_ref, nx, dx_dims, 4);
-    close_to("dw (+=)", cc->name, dw, dw_ref, nw, dw_dims, 4);
-    close_to("dbias (+=)", cc->name, db, db_ref, s.K, db_dims, 1);
+    close_to("dx (+=)", cc->name, dx, dx_ref, nx, dx_dims, 4, tol);
+    close_to("dw (+=)", cc->name, dw, dw_ref, nw, dw_dims, 4, tol);
+    close_to("dbias (+=)", cc->name, db, db_ref, s.K, db_dims, 1, ATOL_REL);
 
     /* each gradient alone, the others NULL: same values as when computed together */
     float *dx1 = rvg_test_new_copy(dx0, nx), *dw1 = rvg_test_new_copy(dw0, nw), *db1 = rvg_test_new_copy(db0, s.K);
@@ -231,6 +252,11 @@ int main(int argc, char **argv) {
     rvg_ops_force_ref(0);
 
     for_each_gemm_backend(run_all_cases);
+    /* the same stride-1 3x3 shapes through im2col + GEMM, as with RVG_CONV_WINOGRAD=0 */
+    printf("-- Winograd off (default backend)\n");
+    const int was = rvg__conv_winograd_set(0);
+    run_all_cases();
+    rvg__conv_winograd_set(was);
     check_force_ref();
     return rvg_test_finish();
 }

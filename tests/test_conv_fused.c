@@ -4,7 +4,9 @@
  * runs rvg_conv2d_forward_3x3_1x1 / rvg_conv2d_backward_3x3_1x1 on awkward shapes (N=1 and 3, odd
  * H/W, channel counts not a multiple of 8, stride 2, groups 2 and 4, several image chunks, large
  * images cut into bands of output rows, GEMMs larger than one cache block) and compares z3, z1, dx,
- * dw3, dw1 with the _ref twin (two plain reference convolutions). Gradients are pre-filled with
+ * dw3, dw1 with the _ref twin (two plain reference convolutions); on stride-1 shapes with 8 or
+ * more channels per group and 8x8 planes the 3x3's backward runs through Winograd, and once more
+ * through im2col with it off. Gradients are pre-filled with
  * random values to check that backward accumulates, z3/z1 with NaN to check that forward
  * overwrites, and each gradient is also requested alone (the others NULL). Also checks that
  * results are bit-identical run to run and across thread counts, and RVG_FORCE_REF routing.
@@ -31,6 +33,7 @@
 
 /* Tolerances as test_conv_fast.c (which explains them): the sums here are no longer. */
 #define ATOL_REL 1e-5f
+#define ATOL_REL_WINO 5e-5f
 #define RTOL 1e-5f
 
 typedef struct {
@@ -57,6 +60,9 @@ static const pair_case CASES[] = {
     {"N40 s1 C24 K24 2x2 (unrolled)", 40, 24, 2, 2, 24, 1, 1},
     {"N3 s2 C9 K11 3x3 (unrolled)", 3, 9, 3, 3, 11, 2, 1},
     {"N4 s1 C5 K6 1x1 (unrolled)", 4, 5, 1, 1, 6, 1, 1},
+    {"N3 s1 C8 K9 8x8 (winograd)", 3, 8, 8, 8, 9, 1, 1},
+    {"N1 s1 C17 K12 9x10 (winograd)", 1, 17, 9, 10, 12, 1, 1},
+    {"N2 s1 G2 C16 K32 11x9 (winograd)", 2, 16, 11, 9, 32, 1, 2},
 };
 
 
@@ -68,11 +74,17 @@ static float *new_nan(int64_t n) {
 }
 
 static int close_to(const char *what, const char *cname, const float *got, const float *want,
-                    int64_t n, const int64_t *dims, int ndim) {
+                    int64_t n, const int64_t *dims, int ndim, float atol_rel) {
     char label[160];
     snprintf(label, sizeof label, "%s %s", cname, what);
-    const float atol = ATOL_REL * rvg_test_max_abs(want, n);
+    const float atol = atol_rel * rvg_test_max_abs(want, n);
     return rvg_test_close(label, got, want, n, atol, RTOL, dims, ndim);
+}
+
+static int winograd_on(void) {
+    const int on = rvg__conv_winograd_set(1);
+    rvg__conv_winograd_set(on);
+    return on;
 }
 
 static int same_bits(const float *a, const float *b, int64_t n) {
@@ -124,6 +136,8 @@ static void run_case(const pair_case *pc) {
     const int64_t nx = d.nx, nz = d.nz, nw3 = d.nw3, nw1 = d.nw1;
     const int64_t x_dims[4] = {s.N, s.C, s.H, s.W}, z_dims[4] = {s.N, s.K, s.P, s.Q};
     const int64_t w3_dims[4] = {s.K, Cg, 3, 3}, w1_dims[4] = {s.K, Cg, 1, 1};
+    /* the 3x3's backward (and so dx) goes through Winograd on stride-1 shapes with C/G, K/G >= 8 */
+    const float tol3 = winograd_on() && rvg__conv_winograd_ok(&s) ? ATOL_REL_WINO : ATOL_REL;
 
     /* Exactly the advertised workspace, 4 bytes off 64-byte alignment (AddressSanitizer then
      * catches any overrun; the kernels must align it themselves). */
@@ -136,8 +150,8 @@ static void run_case(const pair_case *pc) {
     float *z3_ref = new_nan(nz), *z1_ref = new_nan(nz), *z3 = new_nan(nz), *z1 = new_nan(nz);
     rvg_conv2d_forward_3x3_1x1_ref(z3_ref, z1_ref, d.x, d.w3, d.w1, &s, NULL);
     rvg_conv2d_forward_3x3_1x1(z3, z1, d.x, d.w3, d.w1, &s, ws);
-    close_to("z3", pc->name, z3, z3_ref, nz, z_dims, 4);
-    close_to("z1", pc->name, z1, z1_ref, nz, z_dims, 4);
+    close_to("z3", pc->name, z3, z3_ref, nz, z_dims, 4, ATOL_REL);
+    close_to("z1", pc->name, z1, z1_ref, nz, z_dims, 4, ATOL_REL);
 
     /* backward, all three gradients, accumulating onto the pre-fills */
     float *dx_ref = rvg_test_new_copy(d.dx0, nx), *dw3_ref = rvg_test_new_copy(d.dw30, nw3);
@@ -146,9 +160,9 @@ static void run_case(const pair_case *pc) {
                                     NULL);
     float *dx = rvg_test_new_copy(d.dx0, nx), *dw3 = rvg_test_new_copy(d.dw30, nw3), *dw1 = rvg_test_new_copy(d.dw10, nw1);
     rvg_conv2d_backward_3x3_1x1(dx, dw3, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
-    close_to("dx (+=)", pc->name, dx, dx_ref, nx, x_dims, 4);
-    close_to("dw3 (+=)", pc->name, dw3, dw3_ref, nw3, w3_dims, 4);
-    close_to("dw1 (+=)", pc->name, dw1, dw1_ref, nw1, w1_dims, 4);
+    close_to("dx (+=)", pc->name, dx, dx_ref, nx, x_dims, 4, tol3);
+    close_to("dw3 (+=)", pc->name, dw3, dw3_ref, nw3, w3_dims, 4, tol3);
+    close_to("dw1 (+=)", pc->name, dw1, dw1_ref, nw1, w1_dims, 4, ATOL_REL);
 
     /* each gradient alone, the others NULL: same bits as when computed together */
     float *dxa = rvg_test_new_copy(d.dx0, nx), *dw3a = rvg_test_new_copy(d.dw30, nw3), *dw1a = rvg_test_new_copy(d.dw10, nw1);
@@ -248,6 +262,11 @@ int main(int argc, char **argv) {
     rvg_ops_force_ref(0);
 
     for_each_gemm_backend(run_all_cases);
+    /* the stride-1 shapes once more with the 3x3 through im2col + GEMM (RVG_CONV_WINOGRAD=0) */
+    printf("-- Winograd off (default backend)\n");
+    const int was = rvg__conv_winograd_set(0);
+    run_all_cases();
+    rvg__conv_winograd_set(was);
     check_force_ref();
     return rvg_test_finish();
 }

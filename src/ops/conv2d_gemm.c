@@ -23,12 +23,15 @@
  * bit-identical resume) and, with the built-in GEMM, for any thread count (OpenBLAS only promises
  * the former). No atomics on data, no per-thread partial gradients.
  *
+ * The backward of stride-1 3x3 layers (input and weight gradient) goes to conv2d_winograd.c.
+ *
  * Does not: allocate (all scratch comes from the caller's workspace), validate shapes (callers do),
- * dilate, or use Winograd (the deploy-form inference kernels do that elsewhere).
+ * or dilate.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/parallel_impl.h"
@@ -69,6 +72,7 @@ static int g_have_avx2 = 0;
 static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
 static rvg__gemm_kernel_fn g_kernel;
 static rvg__gemm_kernel_rows_fn g_kernel_rows;
+static int g_winograd = 1; /* stride-1 3x3 backward by Winograd (RVG_CONV_WINOGRAD=0: off) */
 
 static void kernel_c(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int64_t mr,
                      int64_t nr, int beta_one);
@@ -120,6 +124,8 @@ static void init_once(void) {
     g_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     apply_backend(default_backend());
+    const char *wv = getenv("RVG_CONV_WINOGRAD");
+    g_winograd = !(wv && strcmp(wv, "0") == 0);
 }
 
 static void ensure_init(void) {
@@ -145,6 +151,18 @@ int rvg__conv_gemm_set_backend(rvg__gemm_backend b) {
 #endif
     }
     return 0;
+}
+
+int rvg__conv_winograd_set(int on) {
+    ensure_init();
+    const int was = g_winograd;
+    g_winograd = on != 0;
+    return was;
+}
+
+/* The backward goes to conv2d_winograd.c. */
+static int use_winograd(const rvg_conv_shape *s) {
+    return g_winograd && rvg__conv_winograd_ok(s);
 }
 
 rvg__gemm_backend rvg__conv_gemm_backend(void) {
@@ -595,6 +613,9 @@ static int64_t col_floats(const conv_plan *p, const rvg_conv_shape *s) {
     int64_t n = round16(p->CRS * plan_cols(p, s));
     if (rvg__conv_unrolled_ok(s) && round16(rvg__conv_unrolled_floats(s)) > n)
         n = round16(rvg__conv_unrolled_floats(s));
+    /* sized whether or not Winograd is enabled now, so that a workspace stays big enough */
+    if (rvg__conv_winograd_ok(s) && round16(rvg__conv_winograd_floats(s, g_threads)) > n)
+        n = round16(rvg__conv_winograd_floats(s, g_threads));
     return n;
 }
 
@@ -963,6 +984,10 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
         rvg__conv2d_backward_unrolled(dx, dw, dy, x, w, s, ws.col, ws.pack);
         return;
     }
+    if (use_winograd(s)) {
+        rvg__conv2d_backward_winograd(dx, dw, dy, x, w, s, ws.col, ws.pack, threads_now());
+        return;
+    }
 
     /* Chunks in a fixed order (images, then bands of rows): dw sums them in that order. */
     for (conv_chunk ch = chunk_first(&pl, s); ch.nn > 0; chunk_next(&ch, &pl, s)) {
@@ -1038,8 +1063,9 @@ static void check_pair_shape(const rvg_conv_shape *s3) {
     RVG_ASSERT(s3->R == 3 && s3->S == 3 && s3->pad == 1);
 }
 
-/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, with no im2col for the 1x1 to
- * share, so the pair is two single convolutions; the 1x1's workspace fits in the pair's. */
+/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, and its backward at stride 1 on
+ * larger planes through Winograd, with no im2col for the 1x1 to share; the pair is then two single
+ * convolutions (a 1x1 on one image reads x in place); the 1x1's workspace fits in the pair's. */
 static rvg_conv_shape pair_1x1_shape(const rvg_conv_shape *s3) {
     rvg_conv_shape s1 = *s3;
     s1.R = s1.S = 1;
@@ -1096,7 +1122,7 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
     check_pair_shape(s3);
     if (!dx && !dw3 && !dw1)
         return;
-    if (rvg__conv_unrolled_ok(s3)) {
+    if (rvg__conv_unrolled_ok(s3) || use_winograd(s3)) {
         const rvg_conv_shape s1 = pair_1x1_shape(s3);
         rvg__conv2d_backward_gemm(dx, dw3, NULL, dz3, x, w3, s3, work);
         rvg__conv2d_backward_gemm(dx, dw1, NULL, dz1, x, w1, &s1, work);

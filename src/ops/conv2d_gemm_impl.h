@@ -122,4 +122,20 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
                                    const float *w, const rvg_conv_shape *s, float *u,
                                    float *pack);
 
+/* Backward of stride-1 3x3 pad-1 layers (src/ops/conv2d_winograd.c): input and weight gradient by
+ * Winograd F(4x4, 3x3), used by the backward kernels above when rvg__conv_winograd_ok(s) and it is
+ * enabled (forward stays on im2col + GEMM; that file says why). `work` holds
+ * rvg__conv_winograd_floats(s, threads) floats (64-byte aligned) for up to `threads` threads,
+ * `pack` one GEMM packing set per thread; nt <= threads. Same contract as the _gemm backward
+ * (accumulates into dx and dw, either may be NULL; dbias is the caller's). */
+int rvg__conv_winograd_ok(const rvg_conv_shape *s);
+int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads);
+void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const float *x,
+                                   const float *w, const rvg_conv_shape *s, float *work,
+                                   float *pack, int nt);
+/* Turns the Winograd backward on or off for later calls (on by default unless
+ * RVG_CONV_WINOGRAD=0; not thread-safe, like rvg__conv_gemm_set_backend: for tests and benches).
+ * Returns the old setting. */
+int rvg__conv_winograd_set(int on);
+
 #endif
