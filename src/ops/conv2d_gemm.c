@@ -23,7 +23,8 @@
  * bit-identical resume) and, with the built-in GEMM, for any thread count (OpenBLAS only promises
  * the former). No atomics on data, no per-thread partial gradients.
  *
- * The backward of stride-1 3x3 layers (input and weight gradient) goes to conv2d_winograd.c.
+ * Stride-1 3x3 layers on planes of 8x8 or more go to Winograd instead: F(2x2, 3x3) forward in
+ * conv2d_winograd_fwd.c, F(4x4, 3x3) input and weight gradients in conv2d_winograd.c.
  *
  * Does not: allocate (all scratch comes from the caller's workspace), validate shapes (callers do),
  * or dilate.
@@ -72,7 +73,7 @@ static int g_have_avx2 = 0;
 static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
 static rvg__gemm_kernel_fn g_kernel;
 static rvg__gemm_kernel_rows_fn g_kernel_rows;
-static int g_winograd = 1; /* stride-1 3x3 backward by Winograd (RVG_CONV_WINOGRAD=0: off) */
+static int g_winograd = 1; /* stride-1 3x3 layers by Winograd (RVG_CONV_WINOGRAD=0: off) */
 
 static void kernel_c(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int64_t mr,
                      int64_t nr, int beta_one);
@@ -160,7 +161,7 @@ int rvg__conv_winograd_set(int on) {
     return was;
 }
 
-/* The backward goes to conv2d_winograd.c. */
+/* The convolution goes to conv2d_winograd_fwd.c / conv2d_winograd.c. */
 static int use_winograd(const rvg_conv_shape *s) {
     return g_winograd && rvg__conv_winograd_ok(s);
 }
@@ -614,8 +615,12 @@ static int64_t col_floats(const conv_plan *p, const rvg_conv_shape *s) {
     if (rvg__conv_unrolled_ok(s) && round16(rvg__conv_unrolled_floats(s)) > n)
         n = round16(rvg__conv_unrolled_floats(s));
     /* sized whether or not Winograd is enabled now, so that a workspace stays big enough */
-    if (rvg__conv_winograd_ok(s) && round16(rvg__conv_winograd_floats(s, g_threads)) > n)
-        n = round16(rvg__conv_winograd_floats(s, g_threads));
+    if (rvg__conv_winograd_ok(s)) {
+        const int64_t fwd = round16(rvg__conv_winograd_fwd_floats(s, g_threads));
+        const int64_t bwd = round16(rvg__conv_winograd_floats(s, g_threads));
+        n = fwd > n ? fwd : n;
+        n = bwd > n ? bwd : n;
+    }
     return n;
 }
 
@@ -931,6 +936,10 @@ void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const fl
         rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack);
         return;
     }
+    if (use_winograd(s)) {
+        rvg__conv2d_forward_winograd(y, x, w, bias, s, ws.col, ws.pack, threads_now());
+        return;
+    }
     const int64_t C = s->C, K = s->K, G = s->G, Q = s->Q, PQ = pl.PQ;
     const int64_t Kg = pl.Kg, CRS = pl.CRS;
 
@@ -1063,8 +1072,8 @@ static void check_pair_shape(const rvg_conv_shape *s3) {
     RVG_ASSERT(s3->R == 3 && s3->S == 3 && s3->pad == 1);
 }
 
-/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, and its backward at stride 1 on
- * larger planes through Winograd, with no im2col for the 1x1 to share; the pair is then two single
+/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, and at stride 1 on planes of 8x8
+ * or more through Winograd, with no im2col for the 1x1 to share; the pair is then two single
  * convolutions (a 1x1 on one image reads x in place); the 1x1's workspace fits in the pair's. */
 static rvg_conv_shape pair_1x1_shape(const rvg_conv_shape *s3) {
     rvg_conv_shape s1 = *s3;
@@ -1077,7 +1086,7 @@ void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, cons
                                       const float *w1, const rvg_conv_shape *s3, void *work) {
     ensure_init();
     check_pair_shape(s3);
-    if (rvg__conv_unrolled_ok(s3)) {
+    if (rvg__conv_unrolled_ok(s3) || use_winograd(s3)) {
         const rvg_conv_shape s1 = pair_1x1_shape(s3);
         rvg__conv2d_forward_gemm(z3, x, w3, NULL, s3, work);
         rvg__conv2d_forward_gemm(z1, x, w1, NULL, &s1, work);
