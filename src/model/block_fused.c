@@ -331,8 +331,12 @@ typedef struct {
 static void mask_item(void *ctx, int64_t c, int tid) {
     const mask_job *j = ctx;
     int64_t end = (c + 1) * MASK_CHUNK < j->n ? (c + 1) * MASK_CHUNK : j->n;
-    for (int64_t i = c * MASK_CHUNK; i < end; i++)
-        j->ds[i] = j->out[i] > 0 ? j->dout[i] : 0.0f;
+    float *restrict ds = j->ds;
+    const float *restrict out = j->out, *restrict dout = j->dout;
+    for (int64_t i = c * MASK_CHUNK; i < end; i++) {
+        const float d = dout[i]; /* loaded unconditionally, so the select vectorizes */
+        ds[i] = out[i] > 0 ? d : 0.0f;
+    }
 }
 
 void rvg__relu_mask(float *ds, const float *dout, const float *out, int64_t n) {
