@@ -174,10 +174,13 @@ static void to_phases(float *restrict pl, const float *restrict src, const wino_
     memset(pl, 0, sizeof(float) * (size_t)(rows * 4 * L));
     for (int64_t h = 0; h < p->H; h++) {
         float *row = pl + (h + off) * 4 * L;
-        const float *s = src + h * p->W;
-        for (int64_t w = 0; w < p->W; w++) {
-            const int64_t u = w + off;
-            row[(u & 3) * L + (u >> 2)] = s[w];
+        const float *restrict s = src + h * p->W;
+        /* phase m holds columns w = 4 t + m - off: one strided read per phase (vectorizes) */
+        for (int64_t m = 0; m < 4; m++) {
+            const int64_t d = m - off, t0 = d < 0 ? 1 : 0, t1 = (p->W - d + 3) / 4;
+            float *restrict e = row + m * L;
+            for (int64_t t = t0; t < t1; t++)
+                e[t] = s[4 * t + d];
         }
     }
 }

@@ -157,10 +157,13 @@ static void input_plane(void *ctx, int64_t item, int tid) {
     const float *xp = j->in + ((j->n0 + nl) * p->C + c) * p->H * p->W;
     for (int64_t h = 0; h < p->H; h++) {
         float *row = pl + (h + 1) * R;
-        for (int64_t w = 0; w < p->W; w++) {
-            const int64_t u = w + 1;
-            row[(u & 1) * L + (u >> 1)] = xp[h * p->W + w];
-        }
+        const float *restrict src = xp + h * p->W;
+        /* phase m holds columns w = 2 t + m - 1: one strided read per phase (vectorizes) */
+        float *restrict e0 = row, *restrict e1 = row + L;
+        for (int64_t t = 1; t < (p->W + 2) / 2; t++)
+            e0[t] = src[2 * t - 1];
+        for (int64_t t = 0; t < (p->W + 1) / 2; t++)
+            e1[t] = src[2 * t];
     }
     const int64_t ps = p->C * j->tc;
     float *vbase = j->out + c * j->tc + nl * p->tiles;
