@@ -100,12 +100,6 @@ static int close_to(const char *what, const char *cname, const float *got, const
     return rvg_test_close(label, got, want, n, atol, RTOL, dims, ndim);
 }
 
-static int winograd_on(void) {
-    const int on = rvg__conv_winograd_set(1);
-    rvg__conv_winograd_set(on);
-    return on;
-}
-
 static int same_bits(const float *a, const float *b, int64_t n) {
     return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
 }
@@ -122,7 +116,7 @@ static void run_case(const conv_case *cc) {
                         .pad = cc->pad,
                         .G = cc->G};
     rvg_conv_shape_finish(&s);
-    const float tol = winograd_on() && rvg__conv_winograd_ok(&s) ? ATOL_REL_WINO : ATOL_REL;
+    const float tol = rvg__conv_winograd_used(&s) ? ATOL_REL_WINO : ATOL_REL;
     const int64_t Cg = s.C / s.G;
     const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q;
     const int64_t nw = s.K * Cg * s.R * s.S;

@@ -81,12 +81,6 @@ static int close_to(const char *what, const char *cname, const float *got, const
     return rvg_test_close(label, got, want, n, atol, RTOL, dims, ndim);
 }
 
-static int winograd_on(void) {
-    const int on = rvg__conv_winograd_set(1);
-    rvg__conv_winograd_set(on);
-    return on;
-}
-
 static int same_bits(const float *a, const float *b, int64_t n) {
     return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
 }
@@ -137,7 +131,7 @@ static void run_case(const pair_case *pc) {
     const int64_t x_dims[4] = {s.N, s.C, s.H, s.W}, z_dims[4] = {s.N, s.K, s.P, s.Q};
     const int64_t w3_dims[4] = {s.K, Cg, 3, 3}, w1_dims[4] = {s.K, Cg, 1, 1};
     /* the 3x3's backward (and so dx) goes through Winograd on stride-1 shapes with C/G, K/G >= 8 */
-    const float tol3 = winograd_on() && rvg__conv_winograd_ok(&s) ? ATOL_REL_WINO : ATOL_REL;
+    const float tol3 = rvg__conv_winograd_used(&s) ? ATOL_REL_WINO : ATOL_REL;
 
     /* Exactly the advertised workspace, 4 bytes off 64-byte alignment (AddressSanitizer then
      * catches any overrun; the kernels must align it themselves). */

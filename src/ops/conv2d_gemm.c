@@ -161,9 +161,16 @@ int rvg__conv_winograd_set(int on) {
     return was;
 }
 
-/* The convolution goes to conv2d_winograd_fwd.c / conv2d_winograd.c. */
+/* The convolution goes to conv2d_winograd_fwd.c / conv2d_winograd.c. Their point GEMMs run on
+ * the built-in kernels, one GEMM per pool thread; under the OpenBLAS backend (no AVX2) the im2col
+ * path keeps OpenBLAS's own SIMD GEMM instead of falling back to the plain-C micro-kernel. */
 static int use_winograd(const rvg_conv_shape *s) {
-    return g_winograd && rvg__conv_winograd_ok(s);
+    return g_winograd && g_backend != RVG__GEMM_BLAS && rvg__conv_winograd_ok(s);
+}
+
+int rvg__conv_winograd_used(const rvg_conv_shape *s) {
+    ensure_init();
+    return use_winograd(s);
 }
 
 rvg__gemm_backend rvg__conv_gemm_backend(void) {

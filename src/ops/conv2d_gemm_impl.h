@@ -143,5 +143,8 @@ void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, cons
  * RVG_CONV_WINOGRAD=0; not thread-safe, like rvg__conv_gemm_set_backend: for tests and benches).
  * Returns the old setting. */
 int rvg__conv_winograd_set(int on);
+/* Whether the dispatched kernels take the Winograd path for this shape now (enabled, a built-in
+ * GEMM backend, rvg__conv_winograd_ok). */
+int rvg__conv_winograd_used(const rvg_conv_shape *s);
 
 #endif
