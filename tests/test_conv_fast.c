@@ -69,8 +69,13 @@ static const conv_case CASES[] = {
     {"3x3 s1 G2 C4 K6 33x35 N1", 1, 4, 33, 35, 6, 3, 3, 1, 1, 2, 1},
     {"2x3 s2 p0 C5 K3 8x9", 2, 5, 8, 9, 3, 2, 3, 2, 0, 1, 1},
     {"3x3 s2 p1 C3 K48 28x28 N4 (stage0)", 4, 3, 28, 28, 48, 3, 3, 2, 1, 1, 0},
-    {"3x3 s2 C5 K7 50x47 N2 (row bands)", 2, 5, 50, 47, 7, 3, 3, 2, 1, 1, 1},
-    {"1x1 s2 G2 C6 K4 64x61 N1 (row bands)", 1, 6, 64, 61, 4, 1, 1, 2, 0, 2, 0},
+    {"3x3 s2 C5 K7 50x47 N2", 2, 5, 50, 47, 7, 3, 3, 2, 1, 1, 1},
+    {"1x1 s2 G2 C6 K4 64x61 N1", 1, 6, 64, 61, 4, 1, 1, 2, 0, 2, 0},
+    /* planes with more output positions than a chunk's target (128k floats of col): bands of
+     * output rows, the last one short */
+    {"3x3 s2 C2 K5 200x191 N2 (row bands)", 2, 2, 200, 191, 5, 3, 3, 2, 1, 1, 1},
+    {"1x1 s2 C1 K3 300x301 N1 (row bands)", 1, 1, 300, 301, 3, 1, 1, 2, 0, 1, 0},
+    {"3x3 s1 G2 C4 K6 90x85 N1 (row bands)", 1, 4, 90, 85, 6, 3, 3, 1, 1, 2, 1},
     /* tiny planes: the unrolled path (src/ops/conv2d_unrolled.c), H*W <= R*S */
     {"3x3 s1 C13 K7 2x2 N9 (unrolled)", 9, 13, 2, 2, 7, 3, 3, 1, 1, 1, 1},
     {"3x3 s1 G3 C9 K6 2x2 N5 (unrolled)", 5, 9, 2, 2, 6, 3, 3, 1, 1, 3, 1},

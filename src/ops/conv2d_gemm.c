@@ -51,6 +51,7 @@
  * (min of 4 runs of bench_conv, one thread): 256 and 512 tie, 1024 is ~5-10% slower (its col
  * buffer falls out of L2); 512 keeps the GEMM wider for the 1x1 and late layers. */
 #define RVG__CONV_TARGET_COLS 512
+#define RVG__CONV_TARGET_FLOATS (128 * 1024)
 /* Loops over fewer elements than this run on one thread: waking a worker costs some microseconds,
  * which is what copying ~32k floats costs. */
 #define RVG__PAR_MIN_ELEMS 32768
@@ -556,12 +557,17 @@ static void plan_make(conv_plan *p, const rvg_conv_shape *s) {
     p->HW = s->H * s->W;
     p->PQ = s->P * s->Q;
     const int64_t PQ = p->PQ > 0 ? p->PQ : 1, Q = s->Q > 0 ? s->Q : 1;
-    if (PQ >= RVG__CONV_TARGET_COLS) {
+    /* a 1x1 is planned as if it were 3x3, like its sibling in a block, so that its workspace
+     * fits in the pair's (pair_1x1_shape) */
+    const int64_t crs = p->CRS > 9 * p->Cg ? p->CRS : 9 * p->Cg;
+    int64_t target = RVG__CONV_TARGET_FLOATS / (crs > 0 ? crs : 1);
+    target = target < RVG__CONV_TARGET_COLS ? RVG__CONV_TARGET_COLS : target;
+    if (PQ >= target) {
         p->nb = 1;
-        p->prows = RVG__CONV_TARGET_COLS / Q;
+        p->prows = target / Q;
         p->prows = p->prows < 1 ? 1 : p->prows > s->P ? s->P : p->prows;
     } else {
-        const int64_t nb = (RVG__CONV_TARGET_COLS + PQ - 1) / PQ;
+        const int64_t nb = (target + PQ - 1) / PQ;
         p->nb = nb > s->N ? (s->N > 0 ? s->N : 1) : nb;
         p->prows = s->P;
     }
@@ -650,146 +656,25 @@ static void work_carve(conv_work *ws, const conv_plan *p, const rvg_conv_shape *
     ws->tmp = ws->col + col_floats(p, s);
 }
 
-/* Range [*lo, *hi) of output indices o in [0, n_out) whose input index o*stride - pad + tap lies in
- * [0, n_in) (same derivation as the reference). */
-static void valid_range(int64_t *lo, int64_t *hi, int64_t tap, int64_t stride, int64_t pad,
-                        int64_t n_in, int64_t n_out) {
-    const int64_t a = pad - tap, b = n_in - 1 + pad - tap;
-    int64_t l = a <= 0 ? 0 : (a + stride - 1) / stride;
-    int64_t h = b < 0 ? 0 : b / stride + 1;
-    if (h > n_out)
-        h = n_out;
-    if (l > h)
-        l = h;
-    *lo = l;
-    *hi = h;
+/* Ranges of im2col rows / col2im channels (conv2d_im2col.c) as range_run bodies. */
+static rvg__col_band band_of(const range_job *j) {
+    rvg__col_band b = {j->s, j->n0, j->nn, j->g, j->pa, j->pb};
+    return b;
 }
 
-/* Copies n floats; memcpy's call overhead dominates the 1..8-float rows of the late layers. */
-static inline void copy_f(float *restrict d, const float *restrict src, int64_t n) {
-    if (n >= 16)
-        memcpy(d, src, sizeof(float) * (size_t)n);
-    else
-        for (int64_t j = 0; j < n; j++)
-            d[j] = src[j];
-}
-
-static inline void zero_f(float *d, int64_t n) {
-    for (int64_t j = 0; j < n; j++)
-        d[j] = 0.0f;
-}
-
-/* ---- small planes: an index map per tap ------------------------------------------------------
- * At the 7x7, 4x4, 2x2 and 1x1 layers of a 28x28 network a row of col is 1 to 7 floats, and the
- * general loops below spend their time in memset/memcpy calls and range arithmetic for a handful of
- * floats. When the taps x band of one chunk fit SMALL_MAP entries, the source offset of every
- * (tap, output position) is worked out once per call (-1 in the padding) and the copies become one
- * flat loop per image. Same values and, in col2im, the same order of additions per dx element
- * ((r, s) order), so results are bit-identical to the general loops. */
-#define SMALL_MAP 1024
-
-static int small_map_ok(const rvg_conv_shape *s, const conv_plan *pl, int64_t pa, int64_t pb) {
-    return !pl->direct && pl->RS * (pb - pa) * s->Q <= SMALL_MAP;
-}
-
-/* map[rs * band + (p - pa) * Q + q] = input offset in the (H, W) plane, or -1 */
-static void small_map(int32_t *map, const rvg_conv_shape *s, int64_t pa, int64_t pb) {
-    const int64_t Q = s->Q, band = (pb - pa) * Q;
-    for (int64_t r = 0; r < s->R; r++)
-        for (int64_t sx = 0; sx < s->S; sx++) {
-            int32_t *m = map + (r * s->S + sx) * band;
-            for (int64_t p = pa; p < pb; p++)
-                for (int64_t q = 0; q < Q; q++) {
-                    const int64_t ih = p * s->stride - s->pad + r, iw = q * s->stride - s->pad + sx;
-                    const int ok = ih >= 0 && ih < s->H && iw >= 0 && iw < s->W;
-                    m[(p - pa) * Q + q] = ok ? (int32_t)(ih * s->W + iw) : -1;
-                }
-        }
-}
-
-static void im2col_rows_small(const range_job *j, int64_t lo, int64_t hi) {
-    const rvg_conv_shape *s = j->s;
-    const conv_plan *pl = j->pl;
-    const int64_t RS = pl->RS, band = (j->pb - j->pa) * s->Q, cols = j->nn * band;
-    const int64_t CHW = s->C * pl->HW;
-    int32_t map[SMALL_MAP];
-    small_map(map, s, j->pa, j->pb);
-    for (int64_t row = lo; row < hi; row++) {
-        const int32_t *restrict m = map + row % RS * band;
-        const float *xc = j->in + (j->n0 * s->C + j->g * pl->Cg + row / RS) * pl->HW;
-        float *restrict dst = j->out + row * cols;
-        for (int64_t i = 0; i < j->nn; i++, xc += CHW, dst += band)
-            for (int64_t t = 0; t < band; t++)
-                dst[t] = m[t] >= 0 ? xc[m[t]] : 0.0f;
-    }
-}
-
-static void col2im_channels_small(const range_job *j, int64_t lo, int64_t hi) {
-    const rvg_conv_shape *s = j->s;
-    const conv_plan *pl = j->pl;
-    const int64_t RS = pl->RS, band = (j->pb - j->pa) * s->Q, cols = j->nn * band;
-    const int64_t CHW = s->C * pl->HW;
-    int32_t map[SMALL_MAP];
-    small_map(map, s, j->pa, j->pb);
-    for (int64_t c = lo; c < hi; c++) {
-        float *dxc0 = j->out + (j->n0 * s->C + j->g * pl->Cg + c) * pl->HW;
-        for (int64_t rs = 0; rs < RS; rs++) {
-            const int32_t *restrict m = map + rs * band;
-            const float *src = j->in + (c * RS + rs) * cols;
-            float *dxc = dxc0;
-            for (int64_t i = 0; i < j->nn; i++, dxc += CHW, src += band)
-                for (int64_t t = 0; t < band; t++)
-                    if (m[t] >= 0)
-                        dxc[m[t]] += src[t];
-        }
-    }
-}
-
-/* col (CRS, nn*(pb-pa)*Q) = im2col of images n0 .. n0+nn-1, output rows pa .. pb-1, channels of
- * group g; row (c, r, s), column (image, p, q); zero where the tap falls in the padding.
- * Rows [lo, hi) of j->out from j->in. */
 static void im2col_rows(const range_job *j, int64_t lo, int64_t hi) {
-    const rvg_conv_shape *s = j->s;
-    const conv_plan *pl = j->pl;
-    const int64_t Q = s->Q, W = s->W, st = s->stride, pad = s->pad, RS = pl->RS;
-    const int64_t pa = j->pa, pb = j->pb, band = (pb - pa) * Q, cols = j->nn * band;
-    const int64_t CHW = s->C * pl->HW;
-    for (int64_t row = lo; row < hi; row++) {
-        const int64_t c = row / RS, r = row % RS / s->S, sx = row % s->S;
-        int64_t p0, p1, q0, q1;
-        valid_range(&p0, &p1, r, st, pad, s->H, s->P);
-        valid_range(&q0, &q1, sx, st, pad, W, Q);
-        p0 = p0 < pa ? pa : p0 > pb ? pb : p0; /* clip the valid rows to the band */
-        p1 = p1 > pb ? pb : p1 < p0 ? p0 : p1;
-        const int64_t off = sx - pad; /* input column = q*st + off */
-        const float *xc = j->in + (j->n0 * s->C + j->g * pl->Cg + c) * pl->HW; /* (H, W) */
-        float *dst = j->out + row * cols;                                      /* (nn, pb-pa, Q) */
-        if (pl->direct) { /* 1x1 stride 1 pad 0: each image's band is one run */
-            for (int64_t i = 0; i < j->nn; i++)
-                copy_f(dst + i * band, xc + i * CHW + pa * Q, band);
-            continue;
-        }
-        for (int64_t i = 0; i < j->nn; i++, xc += CHW, dst += band) {
-            zero_f(dst, (p0 - pa) * Q);
-            for (int64_t p = p0; p < p1; p++) {
-                const float *restrict xrow = xc + (p * st - pad + r) * W + off;
-                float *restrict d = dst + (p - pa) * Q;
-                zero_f(d, q0);
-                if (st == 1)
-                    copy_f(d + q0, xrow + q0, q1 - q0);
-                else
-                    for (int64_t q = q0; q < q1; q++)
-                        d[q] = xrow[q * st];
-                zero_f(d + q1, Q - q1);
-            }
-            zero_f(dst + (p1 - pa) * Q, (pb - p1) * Q);
-        }
-    }
+    const rvg__col_band b = band_of(j);
+    rvg__im2col_rows(j->out, j->in, &b, lo, hi);
+}
+
+static void col2im_channels(const range_job *j, int64_t lo, int64_t hi) {
+    const rvg__col_band b = band_of(j);
+    rvg__col2im_channels(j->out, j->in, &b, lo, hi);
 }
 
 static void im2col(float *col, const float *x, const rvg_conv_shape *s, const conv_plan *pl,
                    int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
-    range_job j = {.body = small_map_ok(s, pl, pa, pb) ? im2col_rows_small : im2col_rows,
+    range_job j = {.body = im2col_rows,
                    .s = s,
                    .pl = pl,
                    .n0 = n0,
@@ -805,45 +690,9 @@ static void im2col(float *col, const float *x, const rvg_conv_shape *s, const co
 /* dx (images n0.., channels of group g) += col2im(col (CRS, nn*(pb-pa)*Q)) for output rows
  * pa .. pb-1, channels [lo, hi). One piece owns a channel and adds its R*S rows in (r, s) order,
  * and bands are added in order, so every dx element sums in a fixed order. */
-static void col2im_channels(const range_job *j, int64_t lo, int64_t hi) {
-    const rvg_conv_shape *s = j->s;
-    const conv_plan *pl = j->pl;
-    const int64_t Q = s->Q, W = s->W, st = s->stride, pad = s->pad;
-    const int64_t pa = j->pa, pb = j->pb, band = (pb - pa) * Q, cols = j->nn * band;
-    const int64_t CHW = s->C * pl->HW;
-    for (int64_t c = lo; c < hi; c++) {
-        float *dxc0 = j->out + (j->n0 * s->C + j->g * pl->Cg + c) * pl->HW; /* (H, W) */
-        for (int64_t r = 0; r < s->R; r++) {
-            int64_t p0, p1;
-            valid_range(&p0, &p1, r, st, pad, s->H, s->P);
-            p0 = p0 < pa ? pa : p0;
-            p1 = p1 > pb ? pb : p1;
-            for (int64_t sx = 0; sx < s->S; sx++) {
-                int64_t q0, q1;
-                valid_range(&q0, &q1, sx, st, pad, W, Q);
-                const int64_t off = sx - pad;
-                const float *src = j->in + ((c * s->R + r) * s->S + sx) * cols; /* (nn, band) */
-                for (int64_t i = 0; i < j->nn; i++) {
-                    float *dxc = dxc0 + i * CHW;
-                    for (int64_t p = p0; p < p1; p++) {
-                        float *restrict dxrow = dxc + (p * st - pad + r) * W + off;
-                        const float *restrict srow = src + i * band + (p - pa) * Q;
-                        if (st == 1)
-                            for (int64_t q = q0; q < q1; q++)
-                                dxrow[q] += srow[q];
-                        else
-                            for (int64_t q = q0; q < q1; q++)
-                                dxrow[q * st] += srow[q];
-                    }
-                }
-            }
-        }
-    }
-}
-
 static void col2im_add(float *dx, const float *col, const rvg_conv_shape *s, const conv_plan *pl,
                        int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
-    range_job j = {.body = small_map_ok(s, pl, pa, pb) ? col2im_channels_small : col2im_channels,
+    range_job j = {.body = col2im_channels,
                    .s = s,
                    .pl = pl,
                    .n0 = n0,
@@ -869,7 +718,7 @@ static void scatter_rows(const range_job *j, int64_t lo, int64_t hi) {
                 for (int64_t q = 0; q < PQ; q++)
                     dst[q] = src[q] + b;
             else
-                copy_f(dst, src, PQ);
+                rvg__copy_f(dst, src, PQ);
         }
     }
 }
@@ -896,7 +745,7 @@ static void gather_rows(const range_job *j, int64_t lo, int64_t hi) {
         const float *src = j->in + (j->n0 * s->K + j->g * Kg + k) * PQ;
         float *dst = j->out + k * cols;
         for (int64_t i = 0; i < j->nn; i++, src += KPQ, dst += PQ)
-            copy_f(dst, src, PQ);
+            rvg__copy_f(dst, src, PQ);
     }
 }
 

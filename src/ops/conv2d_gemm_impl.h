@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "rvg/ops.h"
 
@@ -58,6 +59,29 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
                                    float *pack);
 
 #endif
+
+/* Copies n floats; memcpy's call overhead dominates the 1..8-float rows of the late layers. */
+static inline void rvg__copy_f(float *restrict d, const float *restrict src, int64_t n) {
+    if (n >= 16)
+        memcpy(d, src, sizeof(float) * (size_t)n);
+    else
+        for (int64_t j = 0; j < n; j++)
+            d[j] = src[j];
+}
+
+/* A band of an im2col convolution (src/ops/conv2d_im2col.c): images n0 .. n0+nn-1, output rows
+ * pa .. pb-1, channels of group g. Its column matrix col has C/G*R*S rows (c, r, s) and
+ * nn*(pb-pa)*Q columns (image, p, q). */
+typedef struct {
+    const rvg_conv_shape *s;
+    int64_t n0, nn, g, pa, pb;
+} rvg__col_band;
+/* Rows [lo, hi) of col = im2col of x (zero where a tap falls in the padding). */
+void rvg__im2col_rows(float *col, const float *x, const rvg__col_band *b, int64_t lo, int64_t hi);
+/* dx channels [lo, hi) of the band's group += col2im(col): each dx element adds its terms in
+ * (r, s) order, so a caller that adds bands in a fixed order gets a fixed sum. */
+void rvg__col2im_channels(float *dx, const float *col, const rvg__col_band *b, int64_t lo,
+                          int64_t hi);
 
 /* GEMM backends of the training conv. AUTO is what dispatch uses (see conv2d_gemm.c for the
  * measurement behind the choice). */
