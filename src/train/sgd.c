@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/parallel_impl.h"
 #include "model/model_impl.h"
 #include "rvg/train.h"
 
@@ -38,22 +39,68 @@ int rvg_sgd_decays(const rvg_param *p, const rvg_sgd_config *c) {
     return 0;
 }
 
+/* One tensor's update over elements [lo, hi). */
+typedef struct {
+    float *w, *g, *buf;
+    float mom, wd, lr;
+    int decay, nesterov;
+    int64_t n;
+} sgd_job;
+
+#define SGD_CHUNK 16384
+
+#if defined(__GNUC__)
+#define SGD_INLINE inline __attribute__((always_inline))
+#else
+#define SGD_INLINE inline
+#endif
+
+/* Inlined with constant flags below, so each variant's loop has no branches and vectorizes. */
+static SGD_INLINE void sgd_loop(const sgd_job *j, int64_t lo, int64_t hi, const int decay,
+                                const int mom_on, const int nesterov) {
+    float *restrict w = j->w, *restrict buf = j->buf;
+    const float *restrict g = j->g;
+    const float mom = j->mom, wd = j->wd, lr = j->lr;
+    for (int64_t k = lo; k < hi; k++) {
+        float d = decay ? g[k] + wd * w[k] : g[k];
+        if (mom_on) {
+            buf[k] = buf[k] * mom + d;
+            d = nesterov ? d + mom * buf[k] : buf[k];
+        }
+        w[k] = w[k] + (-lr) * d;
+    }
+}
+
+static void sgd_range(const sgd_job *j, int64_t lo, int64_t hi) {
+    const int mom_on = j->mom != 0.0f;
+    if (!mom_on)
+        j->decay ? sgd_loop(j, lo, hi, 1, 0, 0) : sgd_loop(j, lo, hi, 0, 0, 0);
+    else if (j->nesterov)
+        j->decay ? sgd_loop(j, lo, hi, 1, 1, 1) : sgd_loop(j, lo, hi, 0, 1, 1);
+    else
+        j->decay ? sgd_loop(j, lo, hi, 1, 1, 0) : sgd_loop(j, lo, hi, 0, 1, 0);
+}
+
+static void sgd_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const sgd_job *j = ctx;
+    const int64_t lo = item * SGD_CHUNK, hi = lo + SGD_CHUNK < j->n ? lo + SGD_CHUNK : j->n;
+    sgd_range(j, lo, hi);
+}
+
 void rvg_sgd_step(rvg_model *m, const rvg_sgd_config *c, float lr) {
-    const float mom = c->momentum, wd = c->weight_decay;
+    const int nt = rvg__par_threads();
     for (int64_t i = 0; i < m->n_views; i++) {
         rvg_param *p = &m->views[i];
         if (!p->grad)
             continue;
-        int decay = wd != 0.0f && rvg_sgd_decays(p, c);
-        float *w = p->data, *g = p->grad, *buf = p->momentum;
-        for (int64_t k = 0; k < p->numel; k++) {
-            float d = decay ? g[k] + wd * w[k] : g[k];
-            if (mom != 0.0f) {
-                buf[k] = buf[k] * mom + d;
-                d = c->nesterov ? d + mom * buf[k] : buf[k];
-            }
-            w[k] = w[k] + (-lr) * d;
-        }
+        sgd_job j = {p->data, p->grad, p->momentum, c->momentum, c->weight_decay, lr,
+                     c->weight_decay != 0.0f && rvg_sgd_decays(p, c), c->nesterov, p->numel};
+        /* elementwise, so the split changes nothing in the result; small tensors stay serial */
+        if (p->numel > 2 * SGD_CHUNK && nt > 1)
+            rvg__par_run((p->numel + SGD_CHUNK - 1) / SGD_CHUNK, nt, sgd_item, &j);
+        else
+            sgd_range(&j, 0, p->numel);
     }
 }
 
