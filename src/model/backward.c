@@ -69,8 +69,6 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
         /* fast path: one reduction pass and one output pass for all BN branches */
         if (b->se_hidden)
             se_backward(m, p, bi, a, ds, dout, n, HW);
-        else
-            rvg__relu_mask(ds, dout, a->out, act);
         rvg__bn_term t[3] = {
             {a->z3, V(m, bi->bn3.gamma), NULL, a->mean3, a->istd3},
             {a->z1, V(m, bi->bn1.gamma), NULL, a->mean1, a->istd1},
@@ -86,7 +84,12 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
             memset(dx, 0, (size_t)in_size * sizeof(float));
         rvg__bn_sync hook = {m->bn_sync, m->bn_sync_ctx};
         /* identity branch: dx overwritten here, the convolutions add to it below */
-        rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW, p->bn_buf, m->bn_sync ? &hook : NULL);
+        if (b->se_hidden)
+            rvg__bn_sum_backward(dz, dg, db, ds, t, nt, n, K, HW, p->bn_buf,
+                                 m->bn_sync ? &hook : NULL);
+        else /* the ReLU's backward is made in the same pass */
+            rvg__bn_sum_relu_backward(dz, dg, db, ds, dout, a->out, t, nt, n, K, HW, p->bn_buf,
+                                      m->bn_sync ? &hook : NULL);
         /* both convolutions: one im2col of x, one col2im of the summed column gradient */
         rvg_conv_shape s3 = conv_shape(b, a, n, 3);
         rvg_conv2d_backward_3x3_1x1(dx, G(m, bi->w3), G(m, bi->w1), p->dz, p->dz1, x, V(m, bi->w3),

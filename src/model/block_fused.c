@@ -5,8 +5,9 @@
  * ReLU, each reading and writing whole activations. Here:
  *   forward:  one statistics pass per branch input, then ONE pass that reads z3, z1, x and writes
  *             out (and s when SE needs it);
- *   backward: ONE reduction pass per channel over ds, z3, z1, x for all the branch sums, then ONE
- *             pass writing dz3, dz1 and the identity branch's dx.
+ *   backward: ONE reduction pass per channel over ds, z3, z1, x for all the branch sums (which
+ *             also makes ds = dout * (out > 0) from the ReLU's output), then ONE pass writing
+ *             dz3, dz1 and the identity branch's dx.
  * Threads split blocks of whole channels (rvg__par_run, src/core/parallel.c), so every reduction
  * has a fixed order: results do not depend on the thread count. Statistics are accumulated in
  * double, as in the reference kernels. The reference composition stays the oracle:
@@ -228,7 +229,8 @@ void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int n
  * over processes; pass 2 then writes every branch's input gradient from the (global) sums. */
 typedef struct {
     float *const *dz, *const *dgamma, *const *dbeta;
-    const float *ds;
+    float *ds;
+    const float *dout, *out; /* not NULL: ds = dout * (out > 0) is made in bwd_sums */
     const rvg__bn_term *t;
     int nt;
     int64_t N, K, HW, cb;
@@ -243,7 +245,16 @@ static void bwd_sums(void *ctx, int64_t item, int tid) {
     const int64_t cb = k0 + J->cb <= K ? J->cb : K - k0;
     double sum_ds[MAX_CB] = {0}, sum_dsx[3][MAX_CB] = {{0}};
     for (int64_t i = 0; i < N; i++) {
-        const float *g = J->ds + (i * K + k0) * HW;
+        float *g = J->ds + (i * K + k0) * HW;
+        if (J->dout) { /* the ReLU's backward, while these planes are read anyway */
+            const float *restrict dout = J->dout + (i * K + k0) * HW;
+            const float *restrict out = J->out + (i * K + k0) * HW;
+            float *restrict d = g;
+            for (int64_t q = 0; q < cb * HW; q++) {
+                const float v = dout[q]; /* loaded unconditionally, so the select vectorizes */
+                d[q] = out[q] > 0 ? v : 0.0f;
+            }
+        }
         for (int64_t k = 0; k < cb; k++)
             sum_ds[k] += plane_sum(g + k * HW, HW);
         for (int j = 0; j < nt; j++) {
@@ -298,12 +309,13 @@ static void bwd_grads(void *ctx, int64_t item, int tid) {
     }
 }
 
-void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
-                          const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
-                          int64_t HW, double *buf, const rvg__bn_sync *sync) {
+static void bn_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
+                        float *ds, const float *dout, const float *out, const rvg__bn_term *t,
+                        int nt, int64_t N, int64_t K, int64_t HW, double *buf,
+                        const rvg__bn_sync *sync) {
     int threads = threads_for(N * K * HW);
     int64_t cb = chan_block(K, N * HW, threads), items = (K + cb - 1) / cb;
-    bwd_job j = {dz, dgamma, dbeta, ds, t, nt, N, K, HW, cb, buf, (double)(N * HW)};
+    bwd_job j = {dz, dgamma, dbeta, ds, dout, out, t, nt, N, K, HW, cb, buf, (double)(N * HW)};
     rvg__par_run(items, threads, bwd_sums, &j);
     if (sync) {
         buf[K * (nt + 1)] = j.n;
@@ -313,26 +325,16 @@ void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *con
     rvg__par_run(items, threads, bwd_grads, &j);
 }
 
-typedef struct {
-    float *ds;
-    const float *dout, *out;
-    int64_t n;
-} mask_job;
-
-#define MASK_CHUNK 16384
-
-static void mask_item(void *ctx, int64_t c, int tid) {
-    const mask_job *j = ctx;
-    int64_t end = (c + 1) * MASK_CHUNK < j->n ? (c + 1) * MASK_CHUNK : j->n;
-    float *restrict ds = j->ds;
-    const float *restrict out = j->out, *restrict dout = j->dout;
-    for (int64_t i = c * MASK_CHUNK; i < end; i++) {
-        const float d = dout[i]; /* loaded unconditionally, so the select vectorizes */
-        ds[i] = out[i] > 0 ? d : 0.0f;
-    }
+void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
+                          const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
+                          int64_t HW, double *buf, const rvg__bn_sync *sync) {
+    /* ds is only read when no ReLU is given */
+    bn_backward(dz, dgamma, dbeta, (float *)ds, NULL, NULL, t, nt, N, K, HW, buf, sync);
 }
 
-void rvg__relu_mask(float *ds, const float *dout, const float *out, int64_t n) {
-    mask_job j = {ds, dout, out, n};
-    rvg__par_run((n + MASK_CHUNK - 1) / MASK_CHUNK, threads_for(n), mask_item, &j);
+void rvg__bn_sum_relu_backward(float *const dz[3], float *const dgamma[3],
+                               float *const dbeta[3], float *ds, const float *dout,
+                               const float *out, const rvg__bn_term *t, int nt, int64_t N,
+                               int64_t K, int64_t HW, double *buf, const rvg__bn_sync *sync) {
+    bn_backward(dz, dgamma, dbeta, ds, dout, out, t, nt, N, K, HW, buf, sync);
 }

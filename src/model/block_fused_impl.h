@@ -38,7 +38,11 @@ void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int n
 void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
                           const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
                           int64_t HW, double *buf, const rvg__bn_sync *sync);
-/* ds = dout * (out > 0), overwriting. */
-void rvg__relu_mask(float *ds, const float *dout, const float *out, int64_t n);
+/* The same for out = ReLU(s) given dout: ds = dout * (out > 0) is written to ds (N*K*HW floats)
+ * in the same pass as the sums, then used as above. */
+void rvg__bn_sum_relu_backward(float *const dz[3], float *const dgamma[3],
+                               float *const dbeta[3], float *ds, const float *dout,
+                               const float *out, const rvg__bn_term *t, int nt, int64_t N,
+                               int64_t K, int64_t HW, double *buf, const rvg__bn_sync *sync);
 
 #endif
