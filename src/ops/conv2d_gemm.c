@@ -344,6 +344,10 @@ static void pack_b(float *restrict dst, int tb, const float *restrict B, int64_t
             rvg__conv_gemm_pack_bt_avx2(d, B + (j0 + jr) * ldb + p0, ldb, kc);
             continue;
         }
+        if (!tb && nr == RVG__GEMM_NR && g_backend == RVG__GEMM_OWN_AVX2) {
+            rvg__conv_gemm_pack_b_avx2(d, B + p0 * ldb + j0 + jr, ldb, kc);
+            continue;
+        }
 #endif
         if (tb) {
             int64_t j = 0;

@@ -43,6 +43,9 @@ void rvg__conv_gemm_kernel_rows_avx2(int64_t kc, const float *a, int64_t lda, co
 /* Packs a full NR-column panel of a transposed B: dst[k*NR + j] = src[j*ldb + k], k < kc;
  * dst 32-byte aligned. */
 void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int64_t kc);
+/* Packs a full NR-column panel of a plain B: dst[k*NR + j] = src[k*ldb + j], k < kc; dst 32-byte
+ * aligned. */
+void rvg__conv_gemm_pack_b_avx2(float *dst, const float *src, int64_t ldb, int64_t kc);
 /* Tiny input planes (src/ops/conv2d_unrolled.c): the convolution as one dense matrix per group,
  * used by the kernels above when rvg__conv_unrolled_ok(s). `u` holds
  * rvg__conv_unrolled_floats(s) floats, `pack` is the GEMM packing part of a workspace. Same

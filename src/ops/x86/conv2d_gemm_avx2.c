@@ -177,3 +177,13 @@ void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int6
         for (int j = 0; j < RVG__GEMM_NR; j++)
             dst[k * RVG__GEMM_NR + j] = src[j * ldb + k];
 }
+
+/* A full NR-column panel of a plain B: dst[k*NR + j] = src[k*ldb + j]. Two 32-byte moves per k
+ * where the portable copy makes four 16-byte ones (the file outside this one has no AVX). */
+void rvg__conv_gemm_pack_b_avx2(float *dst, const float *src, int64_t ldb, int64_t kc) {
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + k * ldb;
+        _mm256_store_ps(dst + k * RVG__GEMM_NR, _mm256_loadu_ps(s));
+        _mm256_store_ps(dst + k * RVG__GEMM_NR + 8, _mm256_loadu_ps(s + 8));
+    }
+}
