@@ -14,12 +14,13 @@
  * (6x6 dx tiles overlap by two rows and columns and are added up). Groups are 36*G GEMMs on the
  * groups' row blocks.
  *
- * Why backward only: the forward output decides the ReLU masks, and F(4x4) rounds some 3-4x worse
- * than a direct sum (its transforms scale values by up to 8 before summing). In the PyTorch parity
- * test (tests/test_torch_model.c, A0 at batch 8) a Winograd forward flipped the mask of one
- * pre-activation of 1.5e-5 in stage3.11, which moved gradients upstream by 5-10%; the direct
- * forward keeps it. Gradient errors are continuous, and the backward GEMMs are two thirds of a
- * step's convolution work.
+ * Why F(4x4) for backward only: the forward output decides the ReLU masks, and F(4x4) rounds some
+ * 3-4x worse than a direct sum (its transforms scale values by up to 8 before summing). In the
+ * PyTorch parity test (tests/test_torch_model.c, A0 at batch 8) an F(4x4) forward flipped the mask
+ * of one pre-activation of 1.5e-5 in stage3.11, which moved gradients upstream by 5-10%. Gradient
+ * errors are continuous; the forward uses F(2x2, 3x3) (conv2d_winograd_fwd.c), which rounds like
+ * a direct sum. (Built a second time with AVX2, the transforms measured no faster: they are
+ * bound by memory, not by the vector width.)
  *
  * Layout of the workspace (floats, each part 16-aligned): V (36, C, T), dM (36, K, T), U (36, K, Cg),
  * dU (36, K, Cg), then one scratch per thread. T is the tile count of a chunk of images, sized so
