@@ -52,6 +52,9 @@
  * buffer falls out of L2); 512 keeps the GEMM wider for the 1x1 and late layers. */
 #define RVG__CONV_TARGET_COLS 512
 #define RVG__CONV_TARGET_FLOATS (128 * 1024)
+/* A 1x1 stride-1 layer with at least this many positions per image runs image by image in place
+ * rather than copying several images side by side into col. */
+#define RVG__CONV_DIRECT_MIN_COLS 128
 /* Loops over fewer elements than this run on one thread: waking a worker costs some microseconds,
  * which is what copying ~32k floats costs. */
 #define RVG__PAR_MIN_ELEMS 32768
@@ -561,6 +564,7 @@ static void plan_make(conv_plan *p, const rvg_conv_shape *s) {
     p->HW = s->H * s->W;
     p->PQ = s->P * s->Q;
     const int64_t PQ = p->PQ > 0 ? p->PQ : 1, Q = s->Q > 0 ? s->Q : 1;
+    const int direct = s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
     /* a 1x1 is planned as if it were 3x3, like its sibling in a block, so that its workspace
      * fits in the pair's (pair_1x1_shape) */
     const int64_t crs = p->CRS > 9 * p->Cg ? p->CRS : 9 * p->Cg;
@@ -570,12 +574,16 @@ static void plan_make(conv_plan *p, const rvg_conv_shape *s) {
         p->nb = 1;
         p->prows = target / Q;
         p->prows = p->prows < 1 ? 1 : p->prows > s->P ? s->P : p->prows;
+    } else if (direct && PQ >= RVG__CONV_DIRECT_MIN_COLS) {
+        /* a 1x1 on one image reads x, y, dx in place: no copies into and out of col */
+        p->nb = 1;
+        p->prows = s->P;
     } else {
         const int64_t nb = (target + PQ - 1) / PQ;
         p->nb = nb > s->N ? (s->N > 0 ? s->N : 1) : nb;
         p->prows = s->P;
     }
-    p->direct = s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
+    p->direct = direct;
 }
 
 /* The chunks of a convolution in their fixed order (images n0 .. n0+nn-1, then bands of output
