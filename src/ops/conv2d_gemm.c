@@ -2,9 +2,9 @@
  *
  * Does: forward, input gradient and weight gradient with the exact contract of the _ref twins in
  * src/ops/ref/conv2d.c (forward overwrites y; backward accumulates into dx, dw, dbias, any NULL).
- * Per group g and per chunk of nb images (nb*P*Q ~ RVG__CONV_TARGET_COLS columns, so the tiny late
- * layers of a 28x28 network still give the GEMM a wide matrix; a 224x224 image is instead cut into
- * bands of output rows, so that col stays in cache):
+ * Per group g and per chunk of nb images (nb*P*Q ~ RVG__CONV_TARGET_COLS columns or more, so the
+ * tiny late layers of a 28x28 network still give the GEMM a wide matrix; a 224x224 image is instead
+ * cut into bands of output rows, so that col stays in cache; conv2d_im2col.c builds col):
  *     col  (C/G*R*S, nb*P*Q)  = im2col(x)
  *     y_g  (K/G, nb*P*Q)      = w_g (K/G, C/G*R*S) . col                     forward
  *     dw_g (K/G, C/G*R*S)    += dy_g (K/G, nb*P*Q) . col^T                   weight gradient
@@ -51,6 +51,9 @@
  * (min of 4 runs of bench_conv, one thread): 256 and 512 tie, 1024 is ~5-10% slower (its col
  * buffer falls out of L2); 512 keeps the GEMM wider for the 1x1 and late layers. */
 #define RVG__CONV_TARGET_COLS 512
+/* ... or wider, so that col holds about this many floats: a layer with few input channels (the stem
+ * of a 224x224 input: 27 rows of col) otherwise ran as hundreds of 48x448x27 GEMMs per batch, each
+ * with its own thread hand-off, at 15 GFLOP/s. */
 #define RVG__CONV_TARGET_FLOATS (128 * 1024)
 /* A 1x1 stride-1 layer with at least this many positions per image runs image by image in place
  * rather than copying several images side by side into col. */
