@@ -46,20 +46,6 @@ void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int6
 /* Packs a full NR-column panel of a plain B: dst[k*NR + j] = src[k*ldb + j], k < kc; dst 32-byte
  * aligned. */
 void rvg__conv_gemm_pack_b_avx2(float *dst, const float *src, int64_t ldb, int64_t kc);
-/* Tiny input planes (src/ops/conv2d_unrolled.c): the convolution as one dense matrix per group,
- * used by the kernels above when rvg__conv_unrolled_ok(s). `u` holds
- * rvg__conv_unrolled_floats(s) floats, `pack` is the GEMM packing part of a workspace. Same
- * contracts as the _gemm kernels (backward accumulates into dx and dw; dbias is the caller's). */
-int rvg__conv_unrolled_ok(const rvg_conv_shape *s);
-int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
-/* U of group 0 (Kg*PQ, Cg*HW) from that group's weights (Kg, Cg, R, S), on the calling thread;
- * the inference engine packs its tiny-plane layers with it. */
-void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s);
-void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *u, float *pack);
-void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
-                                   const float *w, const rvg_conv_shape *s, float *u,
-                                   float *pack);
 
 #endif
 
@@ -70,6 +56,11 @@ static inline void rvg__copy_f(float *restrict d, const float *restrict src, int
     else
         for (int64_t j = 0; j < n; j++)
             d[j] = src[j];
+}
+
+/* 1x1, stride 1, pad 0: one image's column matrix is x itself. */
+static inline int rvg__conv_direct(const rvg_conv_shape *s) {
+    return s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
 }
 
 /* A band of an im2col convolution (src/ops/conv2d_im2col.c): images n0 .. n0+nn-1, output rows
@@ -143,6 +134,9 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
  * contracts as the _gemm kernels (backward accumulates into dx and dw; dbias is the caller's). */
 int rvg__conv_unrolled_ok(const rvg_conv_shape *s);
 int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
+/* U of group 0 (Kg*PQ, Cg*HW) from that group's weights (Kg, Cg, R, S), on the calling thread;
+ * the inference engine packs its tiny-plane layers with it. */
+void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s);
 void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
                                   const rvg_conv_shape *s, float *u, float *pack);
 void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
