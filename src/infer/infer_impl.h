@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/compiler_impl.h"
 #include "core/pool_impl.h"
 
 /* Output channels per packed weight block: the GEMM/direct micro-kernels produce 16 (2 vectors). */

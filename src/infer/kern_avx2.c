@@ -15,7 +15,7 @@
 #define KCOPY8(dst, src) _mm256_storeu_ps((dst), _mm256_loadu_ps(src))
 #include "kern_body.h"
 
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define ALWAYS_INLINE static RVG__ALWAYS_INLINE
 
 /* nt (1..6) tiles of one Winograd point's GEMM for 16 output channels; see gemm16 in
  * infer_impl.h. The 6 tiles of a channel are 8 floats apart (immediate offsets). */

@@ -52,11 +52,7 @@
 
 /* The 1-D transforms must be inlined into their callers, where the strides become constants:
  * with runtime strides GCC's -O2 vectorizer would need alias checks and keeps them scalar. */
-#if defined(__GNUC__)
-#define KINLINE static inline __attribute__((always_inline))
-#else
-#define KINLINE static inline
-#endif
+#define KINLINE static RVG__ALWAYS_INLINE
 
 /* o[k*os + l] = sum_j BT4[k][j] d[j*ds + l]  (6 -> 6) */
 KINLINE void KN(bt4)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {

@@ -229,8 +229,9 @@ void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int n
  * over processes; pass 2 then writes every branch's input gradient from the (global) sums. */
 typedef struct {
     float *const *dz, *const *dgamma, *const *dbeta;
-    float *ds;
-    const float *dout, *out; /* not NULL: ds = dout * (out > 0) is made in bwd_sums */
+    const float *ds;
+    float *ds_out;           /* not NULL: ds = dout * (out > 0) is first written here (== ds) */
+    const float *dout, *out;
     const rvg__bn_term *t;
     int nt;
     int64_t N, K, HW, cb;
@@ -245,11 +246,11 @@ static void bwd_sums(void *ctx, int64_t item, int tid) {
     const int64_t cb = k0 + J->cb <= K ? J->cb : K - k0;
     double sum_ds[MAX_CB] = {0}, sum_dsx[3][MAX_CB] = {{0}};
     for (int64_t i = 0; i < N; i++) {
-        float *g = J->ds + (i * K + k0) * HW;
-        if (J->dout) { /* the ReLU's backward, while these planes are read anyway */
+        const float *g = J->ds + (i * K + k0) * HW;
+        if (J->ds_out) { /* the ReLU's backward, while these planes are read anyway */
             const float *restrict dout = J->dout + (i * K + k0) * HW;
             const float *restrict out = J->out + (i * K + k0) * HW;
-            float *restrict d = g;
+            float *restrict d = J->ds_out + (i * K + k0) * HW;
             for (int64_t q = 0; q < cb * HW; q++) {
                 const float v = dout[q]; /* loaded unconditionally, so the select vectorizes */
                 d[q] = out[q] > 0 ? v : 0.0f;
@@ -310,12 +311,13 @@ static void bwd_grads(void *ctx, int64_t item, int tid) {
 }
 
 static void bn_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
-                        float *ds, const float *dout, const float *out, const rvg__bn_term *t,
-                        int nt, int64_t N, int64_t K, int64_t HW, double *buf,
-                        const rvg__bn_sync *sync) {
+                        const float *ds, float *ds_out, const float *dout, const float *out,
+                        const rvg__bn_term *t, int nt, int64_t N, int64_t K, int64_t HW,
+                        double *buf, const rvg__bn_sync *sync) {
     int threads = threads_for(N * K * HW);
     int64_t cb = chan_block(K, N * HW, threads), items = (K + cb - 1) / cb;
-    bwd_job j = {dz, dgamma, dbeta, ds, dout, out, t, nt, N, K, HW, cb, buf, (double)(N * HW)};
+    bwd_job j = {dz, dgamma, dbeta, ds, ds_out, dout, out, t, nt, N, K, HW, cb, buf,
+                 (double)(N * HW)};
     rvg__par_run(items, threads, bwd_sums, &j);
     if (sync) {
         buf[K * (nt + 1)] = j.n;
@@ -328,13 +330,12 @@ static void bn_backward(float *const dz[3], float *const dgamma[3], float *const
 void rvg__bn_sum_backward(float *const dz[3], float *const dgamma[3], float *const dbeta[3],
                           const float *ds, const rvg__bn_term *t, int nt, int64_t N, int64_t K,
                           int64_t HW, double *buf, const rvg__bn_sync *sync) {
-    /* ds is only read when no ReLU is given */
-    bn_backward(dz, dgamma, dbeta, (float *)ds, NULL, NULL, t, nt, N, K, HW, buf, sync);
+    bn_backward(dz, dgamma, dbeta, ds, NULL, NULL, NULL, t, nt, N, K, HW, buf, sync);
 }
 
 void rvg__bn_sum_relu_backward(float *const dz[3], float *const dgamma[3],
                                float *const dbeta[3], float *ds, const float *dout,
                                const float *out, const rvg__bn_term *t, int nt, int64_t N,
                                int64_t K, int64_t HW, double *buf, const rvg__bn_sync *sync) {
-    bn_backward(dz, dgamma, dbeta, ds, dout, out, t, nt, N, K, HW, buf, sync);
+    bn_backward(dz, dgamma, dbeta, ds, ds, dout, out, t, nt, N, K, HW, buf, sync);
 }

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compiler_impl.h"
 #include "core/parallel_impl.h"
 #include "ops/conv2d_gemm_impl.h"
 #include "rvg/status.h"
@@ -254,12 +255,6 @@ static void range_run(range_job *j, int64_t count, int64_t elems) {
 /* Portable micro-kernels with the same contract and the same per-element sum order as the AVX2
  * ones (but separate multiply and add: ISO C mode does not contract to FMA). a(i, k) =
  * a[i*rs + k*cs]. One row at a time, so its 16 sums fit in SSE registers. */
-#if defined(__GNUC__)
-#define RVG__ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define RVG__ALWAYS_INLINE inline
-#endif
-
 /* Inlined into both entry points so the strides are constants there and the j loop vectorizes. */
 static RVG__ALWAYS_INLINE void kernel_c_body(int64_t kc, const float *restrict a, int64_t rs,
                                              int64_t cs, const float *restrict b, float *restrict c,
@@ -567,7 +562,7 @@ static void plan_make(conv_plan *p, const rvg_conv_shape *s) {
     p->HW = s->H * s->W;
     p->PQ = s->P * s->Q;
     const int64_t PQ = p->PQ > 0 ? p->PQ : 1, Q = s->Q > 0 ? s->Q : 1;
-    const int direct = s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
+    const int direct = rvg__conv_direct(s);
     /* a 1x1 is planned as if it were 3x3, like its sibling in a block, so that its workspace
      * fits in the pair's (pair_1x1_shape) */
     const int64_t crs = p->CRS > 9 * p->Cg ? p->CRS : 9 * p->Cg;

@@ -59,8 +59,7 @@ static int64_t plane_offset(const rvg__col_band *b, int64_t c) {
 
 static int small_map_ok(const rvg__col_band *b) {
     const rvg_conv_shape *s = b->s;
-    const int direct = s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
-    return !direct && s->R * s->S * (b->pb - b->pa) * s->Q <= SMALL_MAP;
+    return !rvg__conv_direct(s) && s->R * s->S * (b->pb - b->pa) * s->Q <= SMALL_MAP;
 }
 
 /* map[rs * band + (p - pa) * Q + q] = input offset in the (H, W) plane, or -1 */
@@ -131,7 +130,6 @@ static void im2col_rows_general(float *col, const float *x, const rvg__col_band 
     const int64_t Q = s->Q, W = s->W, st = s->stride, pad = s->pad, RS = s->R * s->S;
     const int64_t pa = b->pa, pb = b->pb, band = (pb - pa) * Q, cols = band_cols(b);
     const int64_t CHW = s->C * s->H * W;
-    const int direct = s->R == 1 && s->S == 1 && st == 1 && pad == 0;
     for (int64_t row = lo; row < hi; row++) {
         const int64_t c = row / RS, r = row % RS / s->S, sx = row % s->S;
         int64_t p0, p1, q0, q1;
@@ -142,7 +140,7 @@ static void im2col_rows_general(float *col, const float *x, const rvg__col_band 
         const int64_t off = sx - pad; /* input column = q*st + off */
         const float *xc = x + plane_offset(b, c); /* (H, W) */
         float *dst = col + row * cols;            /* (nn, pb-pa, Q) */
-        if (direct) { /* 1x1 stride 1 pad 0: each image's band is one run */
+        if (rvg__conv_direct(s)) { /* 1x1 stride 1 pad 0: each image's band is one run */
             for (int64_t i = 0; i < b->nn; i++)
                 rvg__copy_f(dst + i * band, xc + i * CHW + pa * Q, band);
             continue;
@@ -173,13 +171,13 @@ static void im2col_rows_general(float *col, const float *x, const rvg__col_band 
  * the general loop, which adds tap 0 everywhere before tap 2). */
 static void col2im_row_3x3s2(float *restrict d, const float *restrict s0, const float *restrict s1,
                              const float *restrict s2, int64_t W, int64_t Q) {
-    /* m < Q-1 with 2m+1 < W: all three taps valid (W >= 2Q-2 always holds here) */
+    /* m < Q-1 with 2m+1 < W: all three taps valid, no bounds to check */
     const int64_t m1 = Q - 1 < (W - 1) / 2 ? Q - 1 : (W - 1) / 2;
     for (int64_t m = 0; m < m1; m++) {
         d[2 * m] += s1[m];
         d[2 * m + 1] = (d[2 * m + 1] + s0[m + 1]) + s2[m];
     }
-    for (int64_t m = m1 < 0 ? 0 : m1; m < Q; m++) {
+    for (int64_t m = m1; m < Q; m++) {
         if (2 * m < W)
             d[2 * m] += s1[m];
         if (2 * m + 1 < W) {

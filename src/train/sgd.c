@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/compiler_impl.h"
 #include "core/parallel_impl.h"
 #include "model/model_impl.h"
 #include "rvg/train.h"
@@ -49,14 +50,8 @@ typedef struct {
 
 #define SGD_CHUNK 16384
 
-#if defined(__GNUC__)
-#define SGD_INLINE inline __attribute__((always_inline))
-#else
-#define SGD_INLINE inline
-#endif
-
 /* Inlined with constant flags below, so each variant's loop has no branches and vectorizes. */
-static SGD_INLINE void sgd_loop(const sgd_job *j, int64_t lo, int64_t hi, const int decay,
+static RVG__ALWAYS_INLINE void sgd_loop(const sgd_job *j, int64_t lo, int64_t hi, const int decay,
                                 const int mom_on, const int nesterov) {
     float *restrict w = j->w, *restrict buf = j->buf;
     const float *restrict g = j->g;
