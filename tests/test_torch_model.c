@@ -28,10 +28,12 @@ static const struct {
     {"loss", 1e-5f, "log-sum-exp is done in double; the logits carry the error"},
     {"grad", 2e-3f, "training BN backward subtracts means of products: cancellation in fp32"},
     {"running", 1e-4f, "running statistics are batch means/variances of fp32 activations"},
-    {"param", 1e-4f, "steps of lr*grad: the grad error is scaled down by the learning rate"},
+    {"param", 1e-4f, "steps of lr*grad: the grad error is scaled down by the learning rate "
+                     "(+ lr x the grad tolerance after a single step)"},
     {"deploy", 2e-6f, "conversion is a few multiply-adds per weight in fp32"},
+    {"flip", 1e-4f, "a ReLU pre-activation this close to 0 may go either way in fp32 (see below)"},
 };
-enum { T_LOGITS, T_LOSS, T_GRAD, T_RUNNING, T_PARAM, T_DEPLOY };
+enum { T_LOGITS, T_LOSS, T_GRAD, T_RUNNING, T_PARAM, T_DEPLOY, T_FLIP };
 
 static int64_t meta_int(const rvg_dict *d, const char *k) {
     const char *v = rvg_dict_meta(d, k);
@@ -66,11 +68,30 @@ static void compare(const char *label, const float *got, const rvg_tensor *want,
     rvg_test_close(label, got, (const float *)want->data, n, atol, 0.f, want->shape, want->ndim);
 }
 
+/* The scale of the reference tensor under key (numel values): its largest |value|, or for a
+ * sampled one the largest sample but at least 4 x its RMS (97 samples may miss the largest
+ * entries); 0 when absent. */
+static float ref_scale(const rvg_dict *b, const char *key, int64_t numel) {
+    char k2[200];
+    const rvg_tensor *w = rvg_dict_get(b, key);
+    if (w)
+        return rvg_test_max_abs(w->data, rvg_tensor_numel(w));
+    snprintf(k2, sizeof k2, "sample.%s", key);
+    const rvg_tensor *smp = rvg_dict_get(b, k2);
+    snprintf(k2, sizeof k2, "norm.%s", key);
+    const rvg_tensor *nrm = rvg_dict_get(b, k2);
+    if (!smp || !nrm || numel < 1)
+        return 0;
+    double rms = ((const float *)nrm->data)[0] / sqrt((double)numel);
+    return fmaxf(rvg_test_max_abs(smp->data, 97), (float)(4.0 * rms));
+}
+
 /* Compares got (numel values) with the reference stored under key, either whole or, for the big
- * networks, as 97 evenly spaced samples plus the L2 norm (see gen_model.py summarize()).
- * Returns 1 when within tolerance; prints details only on failure. */
+ * networks, as 97 evenly spaced samples plus the L2 norm (see gen_model.py summarize()), within
+ * TOL[tol] x the reference's scale plus slack (absolute). Returns 1 when within tolerance; prints
+ * details only on failure. */
 static int check_tensor(const rvg_dict *b, const char *key, const float *got, int64_t numel,
-                        int tol) {
+                        int tol, float slack) {
     char k2[200];
     const rvg_tensor *w = rvg_dict_get(b, key);
     if (w) {
@@ -82,9 +103,10 @@ static int check_tensor(const rvg_dict *b, const char *key, const float *got, in
         float scale = fmaxf(rvg_test_max_abs(w->data, numel), 1e-6f), err = 0;
         for (int64_t k = 0; k < numel; k++)
             err = fmaxf(err, fabsf(got[k] - ((const float *)w->data)[k]));
-        if (err <= TOL[tol].rel * scale)
+        if (err <= TOL[tol].rel * scale + slack)
             return 1;
-        compare(key, got, w, tol);
+        rvg_test_close(key, got, w->data, numel, TOL[tol].rel * scale + slack, 0.f, w->shape,
+                       w->ndim);
         return 0;
     }
     snprintf(k2, sizeof k2, "sample.%s", key);
@@ -101,13 +123,12 @@ static int check_tensor(const rvg_dict *b, const char *key, const float *got, in
         norm += (double)got[k] * got[k];
     norm = sqrt(norm);
     float want_norm = ((const float *)nrm->data)[0];
-    int ok = fabs(norm - want_norm) <= TOL[tol].rel * fmax(want_norm, 1e-6);
-    /* 97 samples may miss the tensor's largest entries: scale by at least 4 x its RMS */
-    float scale = fmaxf(rvg_test_max_abs(sv, 97), (float)(4.0 * want_norm / sqrt((double)numel)));
-    scale = fmaxf(scale, 1e-6f);
+    int ok = fabs(norm - want_norm) <= TOL[tol].rel * fmax(want_norm, 1e-6) +
+                                           slack * sqrt((double)numel);
+    const float scale = fmaxf(ref_scale(b, key, numel), 1e-6f);
     for (int i = 0; i < 97; i++) {
         int64_t idx = (int64_t)nearbyint((double)i * (double)(numel - 1) / 96.0);
-        if (!(fabsf(got[idx] - sv[i]) <= TOL[tol].rel * scale)) {
+        if (!(fabsf(got[idx] - sv[i]) <= TOL[tol].rel * scale + slack)) {
             fprintf(stderr, "FAILED %s[%lld] = %.8g, reference %.8g\n", key, (long long)idx,
                     (double)got[idx], (double)sv[i]);
             ok = 0;
@@ -117,6 +138,49 @@ static int check_tensor(const rvg_dict *b, const char *key, const float *got, in
     if (!ok)
         fprintf(stderr, "FAILED %s: norm %.8g, reference %.8g\n", key, norm, (double)want_norm);
     return ok;
+}
+
+/* A ReLU whose pre-activation lies within rounding of zero can go either way, and one that goes
+ * the other way than in PyTorch moves every gradient upstream of it by percents: the comparison
+ * would then test the rounding, not the code. gen_model.py stores each block's pre-activation z of
+ * every training forward ("pre.<step>.<block>"); after each block this hook finds the outputs
+ * whose sign differs from z's (and likewise for the ReLU inside a squeeze-excitation) and, where |z| <= T_FLIP x max|z|, gives them the reference's value
+ * max(z, 0), so the masks agree (backward reads them from the output). A sign that differs where
+ * z is far from zero is a real error: counted in bad. */
+typedef struct {
+    const rvg_dict *b;
+    const rvg_model *m;
+    int64_t step;
+    int64_t adopted, bad, missing;
+} flip_ctx;
+
+static void adopt_reference_masks(void *ctx, int64_t block, rvg_hook_point at, float *out,
+                                  int64_t numel, int training) {
+    flip_ctx *f = ctx;
+    if (!training)
+        return;
+    char key[96];
+    snprintf(key, sizeof key, "pre.%lld.%s%s", (long long)f->step,
+             rvg_model_block(f->m, block)->prefix, at == RVG_HOOK_SE_HIDDEN ? ".se" : "");
+    const rvg_tensor *t = rvg_dict_get(f->b, key);
+    if (!t || rvg_tensor_numel(t) != numel) {
+        f->missing++;
+        return;
+    }
+    const float *z = t->data;
+    float window = TOL[T_FLIP].rel * rvg_test_max_abs(z, numel);
+    for (int64_t k = 0; k < numel; k++) {
+        if ((out[k] > 0) == (z[k] > 0))
+            continue;
+        if (fabsf(z[k]) <= window) {
+            out[k] = z[k] > 0 ? z[k] : 0.f;
+            f->adopted++;
+        } else {
+            if (f->bad++ == 0)
+                fprintf(stderr, "FAILED %s[%lld]: output %.8g, reference pre-activation %.8g\n",
+                        key, (long long)k, (double)out[k], (double)z[k]);
+        }
+    }
 }
 
 static void run_case(const char *dir, const char *name) {
@@ -163,7 +227,7 @@ static void run_case(const char *dir, const char *name) {
                 continue;
             snprintf(label, sizeof label, "deploy.%s", q->name);
             n_deploy++;
-            bad_deploy += !check_tensor(b, label, q->data, q->numel, T_DEPLOY);
+            bad_deploy += !check_tensor(b, label, q->data, q->numel, T_DEPLOY, 0.f);
         }
         printf("  %s %d deploy tensors compared with PyTorch's conversion, %d off\n",
                bad_deploy ? "BAD " : "ok  ", n_deploy, bad_deploy);
@@ -178,9 +242,12 @@ static void run_case(const char *dir, const char *name) {
 
     /* training steps */
     float *dlogits = rvg_alloc((size_t)(n * classes) * sizeof(float));
+    flip_ctx flips = {b, m, 0, 0, 0, 0};
+    rvg_plan_set_block_hook(p, adopt_reference_masks, &flips);
     for (int64_t it = 0; it < steps; it++) {
         float lr = rvg_lr_at(base_lr, it, warmup, total);
         rvg_model_zero_grad(m);
+        flips.step = it;
         CHECK_OK(rvg_model_forward(m, p, x, n, 1, &logits));
         float loss = rvg_softmax_xent_ref(dlogits, logits, target, n, classes);
         if (cfg.custom_l2) {
@@ -199,7 +266,7 @@ static void run_case(const char *dir, const char *name) {
                 snprintf(label, sizeof label, q->grad ? "grad.%s" : "step1.%s", q->name);
                 total_grads++;
                 bad += !check_tensor(b, label, q->grad ? q->grad : q->data, q->numel,
-                                     q->grad ? T_GRAD : T_RUNNING);
+                                     q->grad ? T_GRAD : T_RUNNING, 0.f);
             }
             printf("  %s %d gradient and running-statistic tensors compared, %d off\n",
                    bad ? "BAD " : "ok  ", total_grads, bad);
@@ -208,13 +275,29 @@ static void run_case(const char *dir, const char *name) {
         rvg_sgd_step(m, &cfg, lr);
     }
     rvg_free(dlogits);
+    printf("  %s %lld training forwards: %lld ReLU outputs within rounding of 0 set to PyTorch's "
+           "side, %lld far from 0 on the wrong side, %lld blocks without reference\n",
+           flips.bad || flips.missing ? "BAD " : "ok  ", (long long)steps,
+           (long long)flips.adopted, (long long)flips.bad, (long long)flips.missing);
+    CHECK(flips.bad == 0 && flips.missing == 0);
     {
         int bad = 0, count = 0;
         for (int64_t i = 0; i < rvg_model_param_count(m); i++) {
             const rvg_param *q = rvg_model_param_c(m, i);
+            /* After one step a parameter is p - lr (g + wd p), so it carries lr times the
+             * gradient's error, which the gradient check allowed up to T_GRAD x max|g|; in the
+             * deep networks (D2se: 48 blocks) that exceeds T_PARAM x max|p|. Later steps are
+             * checked only on the small, well-conditioned cases, without that allowance. */
+            float slack = 0.f;
+            if (steps == 1 && q->grad) {
+                snprintf(label, sizeof label, "grad.%s", q->name);
+                slack = rvg_lr_at(base_lr, 0, warmup, total) * TOL[T_GRAD].rel *
+                        ref_scale(b, label, q->numel);
+            }
             snprintf(label, sizeof label, "final.%s", q->name);
             count++;
-            bad += !check_tensor(b, label, q->data, q->numel, q->grad ? T_PARAM : T_RUNNING);
+            bad += !check_tensor(b, label, q->data, q->numel, q->grad ? T_PARAM : T_RUNNING,
+                                 slack);
         }
         printf("  %s %d parameters and buffers after %lld SGD steps compared, %d off\n",
                bad ? "BAD " : "ok  ", count, (long long)steps, bad);

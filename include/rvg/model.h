@@ -158,6 +158,19 @@ size_t rvg_plan_bytes(const rvg_plan *p);
  * inference (BN from running statistics). *logits points into the plan: (n, classes). */
 rvg_status rvg_model_forward(rvg_model *m, rvg_plan *p, const float *x, int64_t n, int training,
                              const float **logits);
+/* Where a block hook is called: after the ReLU of a block's squeeze-excitation (its hidden vector,
+ * (n, K/16)), and after the block's own ReLU (its output, (n, K, P, Q)). */
+typedef enum { RVG_HOOK_SE_HIDDEN = 0, RVG_HOOK_OUTPUT = 1 } rvg_hook_point;
+
+/* Called during forward with a ReLU's output (numel floats), in place; NULL turns it off. For
+ * inspecting features, and for the PyTorch parity test, which makes a ReLU whose pre-activation
+ * lies within rounding of zero go the reference's way. An edit must keep values >= 0 and be small:
+ * in training mode backward reads the ReLU's mask as value > 0, and what follows reads the values.
+ * ctx is borrowed. */
+typedef void (*rvg_block_hook_fn)(void *ctx, int64_t block, rvg_hook_point at, float *data,
+                                  int64_t numel, int training);
+void rvg_plan_set_block_hook(rvg_plan *p, rvg_block_hook_fn fn, void *ctx);
+
 /* Backward of the last training forward, from dlogits (n, classes): accumulates into the
  * gradient arena (call rvg_model_zero_grad first). The x given to that forward must still be valid:
  * stage0's weight gradient reads it. dx (n, C, H, W) receives the input gradient

@@ -142,6 +142,11 @@ void rvg_plan_free(rvg_plan *p) {
 
 size_t rvg_plan_bytes(const rvg_plan *p) { return p->arena_bytes + p->work_bytes; }
 
+void rvg_plan_set_block_hook(rvg_plan *p, rvg_block_hook_fn fn, void *ctx) {
+    p->hook = fn;
+    p->hook_ctx = fn ? ctx : NULL;
+}
+
 static float *V(rvg_model *m, int64_t i) { return m->views[i].data; }
 
 void rvg_model_set_bn_sync(rvg_model *m, rvg_bn_allreduce_fn allreduce, void *ctx) {
@@ -150,12 +155,16 @@ void rvg_model_set_bn_sync(rvg_model *m, rvg_bn_allreduce_fn allreduce, void *ct
 }
 
 /* Squeeze-excitation forward on s (n, K, HW): fills se_m, se_h, se_g; out = ReLU(s * g). */
-static void se_forward(rvg_model *m, const block_impl *bi, block_act *a, int64_t n, int64_t HW) {
+static void se_forward(rvg_model *m, rvg_plan *p, int64_t i, block_act *a, int64_t n, int64_t HW,
+                       int training) {
+    const block_impl *bi = &m->blocks[i];
     const rvg_block *b = &bi->b;
     int64_t K = b->K, hid = b->se_hidden;
     rvg_gap_forward_ref(a->se_m, a->s, n, K, HW);
     rvg_linear_forward_ref(a->se_h, a->se_m, V(m, bi->se_dw), V(m, bi->se_db), n, K, hid);
     rvg_relu_forward_ref(a->se_h, a->se_h, n * hid);
+    if (p->hook)
+        p->hook(p->hook_ctx, i, RVG_HOOK_SE_HIDDEN, a->se_h, n * hid, training);
     rvg_linear_forward_ref(a->se_g, a->se_h, V(m, bi->se_uw), V(m, bi->se_ub), n, hid, K);
     rvg_sigmoid_forward_ref(a->se_g, a->se_g, n * K);
     rvg_channel_scale_forward_ref(a->out, a->s, a->se_g, n, K, HW);
@@ -199,7 +208,7 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
         }
         if (b->se_hidden) {
             rvg__bn_sum_relu_forward(a->s, NULL, t, nt, n, K, HW);
-            se_forward(m, bi, a, n, HW);
+            se_forward(m, p, i, a, n, HW, training);
         } else {
             rvg__bn_sum_relu_forward(NULL, a->out, t, nt, n, K, HW);
         }
@@ -242,7 +251,7 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
         }
     }
     if (b->se_hidden)
-        se_forward(m, bi, a, n, HW);
+        se_forward(m, p, i, a, n, HW, training);
     else
         rvg_relu_forward_ref(a->out, a->s, act);
 }
@@ -273,6 +282,11 @@ rvg_status rvg_model_forward(rvg_model *m, rvg_plan *p, const float *x, int64_t 
     for (int64_t i = 0; i < m->n_blocks; i++) {
         block_forward(m, p, i, cur, n, training);
         cur = p->acts[i].out;
+        if (p->hook) {
+            const block_act *a = &p->acts[i];
+            p->hook(p->hook_ctx, i, RVG_HOOK_OUTPUT, p->acts[i].out,
+                    n * m->blocks[i].b.K * a->P * a->Q, training);
+        }
     }
     const block_act *last = &p->acts[m->n_blocks - 1];
     int64_t klast = m->blocks[m->n_blocks - 1].b.K;

@@ -71,6 +71,8 @@ struct rvg_plan {
     size_t arena_bytes;
     int64_t last_n; /* images in the last training forward; 0 when none */
     const float *input; /* the x of the last training forward (borrowed) */
+    rvg_block_hook_fn hook; /* rvg_plan_set_block_hook */
+    void *hook_ctx;
 };
 
 #endif

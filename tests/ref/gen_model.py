@@ -33,13 +33,25 @@ def conv_bn(cin, cout, k, stride, pad, groups):
 class SE(nn.Module):
     def __init__(self, c, hidden):
         super().__init__()
+        self.name = ""
         self.down = nn.Conv2d(c, hidden, 1, bias=True)
         self.up = nn.Conv2d(hidden, c, 1, bias=True)
 
     def forward(self, x):
         s = F.avg_pool2d(x, kernel_size=x.size(3))
-        s = torch.sigmoid(self.up(F.relu(self.down(s))))
+        h = self.down(s).flatten(1)
+        if PRE_RELU is not None:
+            PRE_RELU[self.name + ".se"] = h.detach()
+        s = torch.sigmoid(self.up(F.relu(h).view(h.size(0), -1, 1, 1)))
         return x * s.view(-1, x.size(1), 1, 1)
+
+
+# When a dict, every Block's forward stores its ReLU's argument there under the block's name, and
+# its SE the argument of the SE's ReLU under the name + ".se". The
+# C test reads them to find ReLUs whose pre-activation is within rounding of zero: one that
+# float32 sends the other way moves every gradient upstream of it by percents, so the test makes
+# those few go PyTorch's way (tests/test_torch_model.c, adopt_reference_masks).
+PRE_RELU = None
 
 
 class Block(nn.Module):
@@ -50,10 +62,14 @@ class Block(nn.Module):
         self.rbr_dense = conv_bn(cin, cout, 3, stride, 1, groups)
         self.rbr_1x1 = conv_bn(cin, cout, 1, stride, 0, groups)
         self.groups = groups
+        self.name = ""
 
     def forward(self, x):
         idv = 0 if self.rbr_identity is None else self.rbr_identity(x)
-        return F.relu(self.se(self.rbr_dense(x) + self.rbr_1x1(x) + idv))
+        z = self.se(self.rbr_dense(x) + self.rbr_1x1(x) + idv)
+        if PRE_RELU is not None:
+            PRE_RELU[self.name] = z.detach()
+        return F.relu(z)
 
     def fused(self):
         """(kernel, bias) of the deploy form, as the official get_equivalent_kernel_bias."""
@@ -162,6 +178,9 @@ def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=Fa
     else:
         blocks, width, gmap, se = arch
     model = RepVGG(blocks, width, gmap, se, in_ch, classes)
+    for pre, b in model.blocks():
+        b.name = pre
+        b.se.name = pre
     # Non-trivial BN state: random gammas, betas and running statistics, so that the conversion and
     # the running-statistics update are tested on values that are not 1 and 0. For D2se the 3x3
     # and 1x1 branch gammas are drawn smaller than the identity's: at default init that 48-block
@@ -218,7 +237,12 @@ def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=Fa
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
+        global PRE_RELU
+        PRE_RELU = {}
         logits = model(x.double())
+        for k, z in PRE_RELU.items():
+            out["pre.%d.%s" % (it, k)] = z.float()
+        PRE_RELU = None
         loss = torch.sum(-target * F.log_softmax(logits, dim=1)) / n
         if custom:
             loss = loss + wd * 0.5 * custom_l2(model)
