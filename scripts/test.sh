@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# test.sh - the project's test command: builds and runs the whole test suite twice, once as a
-# Release build and once under AddressSanitizer + UndefinedBehaviorSanitizer, then runs the
-# fuzzers briefly. PyTorch reference tensors are generated on the fly by tests/ref/gen_*.py.
+# test.sh - the project's test command: builds and runs the whole test suite three times, as a
+# Release build, as a portable build without SIMD kernels, and under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then runs the fuzzers briefly. PyTorch reference tensors are
+# generated on the fly by tests/ref/gen_*.py.
 # An MPI build (-DRVG_MPI=ON) then runs the data-parallel tests (tests/cli_mpi.sh, which the
 # default build skips) when MPI is installed (Debian libopenmpi-dev, openmpi-bin).
-# Usage: scripts/test.sh [fast]   ("fast" skips the sanitizer build and the fuzzers)
+# Usage: scripts/test.sh [fast]   ("fast" skips the portable and sanitizer builds and the fuzzers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -26,6 +27,10 @@ else
     echo "== MPI build skipped: no mpicc/mpirun (install libopenmpi-dev openmpi-bin)"
 fi
 if [ "${1:-}" != fast ]; then
+    # The build for CPUs without AVX2 (or other compilers' targets): plain-C micro-kernels and
+    # transforms everywhere, so the whole-network PyTorch tests run on the portable twins too.
+    echo "== portable build (-DRVG_SIMD=OFF)"
+    run_suite build-portable -DRVG_SIMD=OFF
     echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_suite build-asan -DRVG_SANITIZE=ON

@@ -8,8 +8,9 @@
  * code, via rvg_image_load): shorter side to 256 (bilinear), centre crop 224, ImageNet mean and
  * std. Grey images are expanded to RGB by the decoder, so a model must take 3 input channels.
  * Class names: --labels FILE, else for a 1000-class model data/imagenet_classes.txt, looked for
- * beside the executable (../data, ./data: the build directory sits in the source tree) and in the
- * current directory; without names only indices are printed.
+ * beside the executable (../data, ./data: the build directory sits in the source tree), in the
+ * current directory, and in the source tree's data/ (RVG_DATA_DIR, set by CMake); without names
+ * only indices are printed.
  */
 #include <getopt.h>
 #include <math.h>
@@ -170,7 +171,8 @@ static rvg_status labels_read(labels *l, const char *path) {
     return RVG_OK;
 }
 
-/* data/imagenet_classes.txt beside the executable or in the current directory; 1 if found. */
+/* data/imagenet_classes.txt beside the executable, in the current directory, or in the source
+ * tree the tool was built from; 1 if found. */
 static int find_default_labels(char *out, size_t n) {
     char exe[4096];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -188,7 +190,15 @@ static int find_default_labels(char *out, size_t n) {
         }
     }
     snprintf(out, n, "data/imagenet_classes.txt");
+    if (access(out, R_OK) == 0)
+        return 1;
+#ifdef RVG_DATA_DIR
+    /* the source tree's data/, for a build directory outside it */
+    snprintf(out, n, "%s/imagenet_classes.txt", RVG_DATA_DIR);
     return access(out, R_OK) == 0;
+#else
+    return 0;
+#endif
 }
 
 /* ---- images ---------------------------------------------------------------------------------- */
