@@ -96,6 +96,8 @@ static const conv_case CASES[] = {
     {"3x3 s1 G2 C18 K20 10x15 N3 (winograd)", 3, 18, 10, 15, 20, 3, 3, 1, 1, 2, 1},
     {"N1 3x3 s1 C12 K10 8x17 (winograd)", 1, 12, 8, 17, 10, 3, 3, 1, 1, 1, 1},
     {"3x3 s1 C32 K32 56x56 N5 (winograd, 2 chunks)", 5, 32, 56, 56, 32, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 G4 C72 K40 12x12 N2 (winograd, groups across 16-channel vectors)", 2, 72, 12, 12,
+     40, 3, 3, 1, 1, 4, 1},
 };
 
 

@@ -9,10 +9,10 @@
  * Backward is its exact transpose (the gradient of that map, which in exact arithmetic is the
  * gradient of the convolution). For all tiles t of a chunk of images and each of the 36 points p:
  *     V = B^T x B,  dM = A dy A^T           (per 6x6 x tile and 4x4 dy tile, zero past the plane)
- *     dU[p] (K, C) += dM[p] (K, T) . V[p]^T,   dw += G^T dU G                  weight gradient
- *     dV[p] (C, T)  = U[p]^T . dM[p],  U = G w G^T,   dx += B dV B^T           input gradient
+ *     dU[p] (K, C) += dM[p]^T (K, T) . V[p] (T, C),   dw += G^T dU G           weight gradient
+ *     dV[p] (T, C)  = dM[p] (T, K) . U[p] (K, C),  U = G w G^T,  dx += B dV B^T  input gradient
  * (6x6 dx tiles overlap by two rows and columns and are added up). Groups are 36*G GEMMs on the
- * groups' row blocks.
+ * groups' column blocks.
  *
  * Why F(4x4) for backward only: the forward output decides the ReLU masks, and F(4x4) rounds some
  * 3-4x worse than a direct sum (its transforms scale values by up to 8 before summing). In the
@@ -22,27 +22,34 @@
  * a direct sum. (Built a second time with AVX2, the transforms measured no faster: they are
  * bound by memory, not by the vector width.)
  *
- * Layout of the workspace (floats, each part 16-aligned): V (36, C, T), dM (36, K, T), U (36, K, Cg),
- * dU (36, K, Cg), then one scratch per thread. T is the tile count of a chunk of images, sized so
- * that V and dM stay near WINO_TARGET_FLOATS; dU sums the chunks in order.
+ * Layout of the workspace (floats, each part 16-aligned): V (36, T, Cp), dM (36, T, Kp), U (36, K,
+ * Cg), dU (36, K, Cg), then one scratch per thread. Cp and Kp are C and K rounded up to 16, T is
+ * the tile count of a chunk of images, sized so that V and dM stay near WINO_TARGET_FLOATS; dU sums
+ * the chunks in order.
  *
- * Transforms are separable: one pass combines whole rows (contiguous), the other combines the six
- * (or four) columns of each tile, which are 4 apart. For the second pass to be contiguous too, a
- * plane is copied into a zero-bordered scratch in "phase" layout: each row becomes four arrays
- * E_m[t] = row[4t + m] (m = 0..3), so column 4 tx + k of every tile of a row is E_k[tx] (k < 4) or
- * E_{k-4}[tx + 1]. Every pass is then a loop over contiguous floats with restrict operands, which
- * the compiler vectorizes (this file is built with -O3 for that).
+ * Transforms work on 16 channels at once: a unit (image, block of 16 channels) first interleaves
+ * its 16 planes into a zero-bordered scratch (H+pad, W+pad, 16), so that every tile value is one
+ * 16-float vector at a constant offset, then transforms tile after tile, computing each 6x6 tile
+ * into a local array and storing its 36 vectors, each one whole 64-byte line of V or dM. (Before,
+ * each plane was transformed alone in a "phase" layout whose loops ran over the tiles of one tile
+ * row: at 14x14 four floats per loop, and the transforms took as long as the point GEMMs. With
+ * eight channels per vector, two units wrote the halves of each V line at different times, and
+ * those stores took 3/4 of the input transform's perf samples; sixteen took the input transform
+ * from 5.8% to 3.9% of the 14x14 layer's samples.) This file is built with -O3, which turns the
+ * 16-lane loops into vector code.
  *
  * Sum orders are fixed (GEMMs in the built-in packed kernels, dU over chunks in order, dx tiles in
- * row order), so results are bit-identical for any thread count.
+ * tile order), so results are bit-identical for any thread count.
  */
 #include <stddef.h>
 #include <string.h>
 
+#include "core/compiler_impl.h"
 #include "core/parallel_impl.h"
 #include "ops/conv2d_gemm_impl.h"
 
 #define WP 36 /* points of the 6x6 transformed tile */
+#define LN 16 /* channels per interleaved vector: 64 bytes, whole cache lines of V and dM */
 /* V and dM of a chunk are kept near this many floats each (4 MiB). */
 #define WINO_TARGET_FLOATS (1 << 20)
 
@@ -50,28 +57,29 @@ static int64_t r16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
 typedef struct {
     int64_t N, C, K, G, Cg, Kg, H, W;
+    int64_t Cp, Kp;        /* C and K rounded up to whole vectors of LN channels */
     int64_t th, tw, tiles; /* tile rows, tile columns, tiles per image */
-    int64_t L;             /* phase length tw + 1: a phase row is 4 L floats */
+    int64_t Hp, Wp;        /* interleaved plane: 4 th + 2 rows of 4 tw + 2 pixels */
     int64_t nb;            /* images per chunk */
 } wino_plan;
 
 static void plan_make(wino_plan *p, const rvg_conv_shape *s) {
     p->N = s->N, p->C = s->C, p->K = s->K, p->G = s->G;
     p->Cg = s->C / s->G, p->Kg = s->K / s->G, p->H = s->H, p->W = s->W;
+    p->Cp = r16(s->C), p->Kp = r16(s->K);
     p->th = (s->H + 3) / 4, p->tw = (s->W + 3) / 4, p->tiles = p->th * p->tw;
-    p->L = p->tw + 1;
-    const int64_t ch = s->C > s->K ? s->C : s->K, per_image = WP * ch * p->tiles;
+    p->Hp = 4 * p->th + 2, p->Wp = 4 * p->tw + 2;
+    const int64_t ch = p->Cp > p->Kp ? p->Cp : p->Kp, per_image = WP * ch * p->tiles;
     int64_t nb = WINO_TARGET_FLOATS / (per_image > 0 ? per_image : 1);
     p->nb = nb < 1 ? 1 : nb > s->N ? (s->N > 0 ? s->N : 1) : nb;
 }
 
-/* Per-thread scratch: a phase-layout plane of 4 th + 2 rows, 36 L floats of row-pass results and
- * 6 L of tile-pass results; or, for the weight transforms, one output channel's kernels and their
- * half-transformed form (27, Cg). */
-static int64_t plane_floats(const wino_plan *p) { return r16((4 * p->th + 2) * 4 * p->L); }
+/* Per-thread scratch: one interleaved plane (Hp, Wp, LN); or, for the weight transforms, one
+ * output channel's kernels and their half-transformed form (27, Cg). */
+static int64_t plane_floats(const wino_plan *p) { return r16(p->Hp * p->Wp * LN); }
 
 static int64_t scratch_floats(const wino_plan *p) {
-    const int64_t planes = plane_floats(p) + r16(WP * p->L) + r16(6 * p->L);
+    const int64_t planes = plane_floats(p);
     return planes > r16(27 * p->Cg) ? planes : r16(27 * p->Cg);
 }
 
@@ -92,68 +100,63 @@ int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads) {
     wino_plan p;
     plan_make(&p, s);
     const int64_t T = p.nb * p.tiles;
-    return r16(WP * p.C * T) + r16(WP * p.K * T) + 2 * r16(WP * p.K * p.Cg) +
+    return r16(WP * p.Cp * T) + r16(WP * p.Kp * T) + 2 * r16(WP * p.K * p.Cg) +
            (int64_t)threads * scratch_floats(&p);
 }
 
-/* ---- the F(4x4, 3x3) matrices, as 1-D maps over contiguous arrays -----------------------------
+/* ---- the F(4x4, 3x3) matrices on 8-channel vectors --------------------------------------------
  * Interpolation points 0, 1, -1, 2, -2 and infinity:
  *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
  *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
- * Each map writes output i to o_i[t] for t < n. */
-
-/* The maps take their six (or four) outputs as separate restrict pointers: with one base and a
- * run-time stride the compiler must assume the output rows overlap and does not vectorize. */
-#define OUT6(o, os) (o), (o) + (os), (o) + 2 * (os), (o) + 3 * (os), (o) + 4 * (os), (o) + 5 * (os)
-#define RESTRICT_OUT6                                                                              \
-    float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,                \
-        float *restrict o4, float *restrict o5
-#define RESTRICT_IN4                                                                               \
-    const float *restrict d0, const float *restrict d1, const float *restrict d2,                  \
-        const float *restrict d3
-#define RESTRICT_IN6 RESTRICT_IN4, const float *restrict d4, const float *restrict d5
+ * Each map reads six (four) vectors of LN floats `is` floats apart and writes six vectors `os`
+ * apart; inlined with constant strides, the lane loops become whole-vector operations. */
 
 /* o_i = sum_k B^T[i][k] d_k */
-static void bt_map(RESTRICT_OUT6, RESTRICT_IN6, int64_t n) {
-    for (int64_t t = 0; t < n; t++) {
-        const float a0 = d0[t], a1 = d1[t], a2 = d2[t], a3 = d3[t], a4 = d4[t], a5 = d5[t];
-        o0[t] = 4.0f * a0 - 5.0f * a2 + a4;
-        o1[t] = -4.0f * (a1 + a2) + a3 + a4;
-        o2[t] = 4.0f * (a1 - a2) - a3 + a4;
-        o3[t] = 2.0f * (a3 - a1) - a2 + a4;
-        o4[t] = 2.0f * (a1 - a3) - a2 + a4;
-        o5[t] = 4.0f * a1 - 5.0f * a3 + a5;
+static RVG__ALWAYS_INLINE void bt6(float *restrict o, int64_t os, const float *restrict d,
+                                   int64_t is) {
+    for (int l = 0; l < LN; l++) {
+        const float a0 = d[l], a1 = d[is + l], a2 = d[2 * is + l], a3 = d[3 * is + l],
+                    a4 = d[4 * is + l], a5 = d[5 * is + l];
+        o[l] = 4.0f * a0 - 5.0f * a2 + a4;
+        o[os + l] = -4.0f * (a1 + a2) + a3 + a4;
+        o[2 * os + l] = 4.0f * (a1 - a2) - a3 + a4;
+        o[3 * os + l] = 2.0f * (a3 - a1) - a2 + a4;
+        o[4 * os + l] = 2.0f * (a1 - a3) - a2 + a4;
+        o[5 * os + l] = 4.0f * a1 - 5.0f * a3 + a5;
     }
 }
 
 /* o_r = sum_i B^T[i][r] d_i (the transpose, for dx) */
-static void b_map(RESTRICT_OUT6, RESTRICT_IN6, int64_t n) {
-    for (int64_t t = 0; t < n; t++) {
-        const float a0 = d0[t], a1 = d1[t], a2 = d2[t], a3 = d3[t], a4 = d4[t], a5 = d5[t];
-        o0[t] = 4.0f * a0;
-        o1[t] = 4.0f * (a2 - a1) + 2.0f * (a4 - a3) + 4.0f * a5;
-        o2[t] = -5.0f * a0 - 4.0f * (a1 + a2) - a3 - a4;
-        o3[t] = a1 - a2 + 2.0f * (a3 - a4) - 5.0f * a5;
-        o4[t] = a0 + a1 + a2 + a3 + a4;
-        o5[t] = a5;
+static RVG__ALWAYS_INLINE void b6(float *restrict o, int64_t os, const float *restrict d,
+                                  int64_t is) {
+    for (int l = 0; l < LN; l++) {
+        const float a0 = d[l], a1 = d[is + l], a2 = d[2 * is + l], a3 = d[3 * is + l],
+                    a4 = d[4 * is + l], a5 = d[5 * is + l];
+        o[l] = 4.0f * a0;
+        o[os + l] = 4.0f * (a2 - a1) + 2.0f * (a4 - a3) + 4.0f * a5;
+        o[2 * os + l] = -5.0f * a0 - 4.0f * (a1 + a2) - a3 - a4;
+        o[3 * os + l] = a1 - a2 + 2.0f * (a3 - a4) - 5.0f * a5;
+        o[4 * os + l] = a0 + a1 + a2 + a3 + a4;
+        o[5 * os + l] = a5;
     }
 }
 
 /* o_i = sum_a A^T[a][i] d_a (the transpose of the output map, for dM) */
-static void a_map(RESTRICT_OUT6, RESTRICT_IN4, int64_t n) {
-    for (int64_t t = 0; t < n; t++) {
-        const float a0 = d0[t], a1 = d1[t], a2 = d2[t], a3 = d3[t];
-        o0[t] = a0;
-        o1[t] = a0 + a1 + a2 + a3;
-        o2[t] = a0 - a1 + a2 - a3;
-        o3[t] = a0 + 2.0f * a1 + 4.0f * a2 + 8.0f * a3;
-        o4[t] = a0 - 2.0f * a1 + 4.0f * a2 - 8.0f * a3;
-        o5[t] = a3;
+static RVG__ALWAYS_INLINE void a6(float *restrict o, int64_t os, const float *restrict d,
+                                  int64_t is) {
+    for (int l = 0; l < LN; l++) {
+        const float a0 = d[l], a1 = d[is + l], a2 = d[2 * is + l], a3 = d[3 * is + l];
+        o[l] = a0;
+        o[os + l] = a0 + a1 + a2 + a3;
+        o[2 * os + l] = a0 - a1 + a2 - a3;
+        o[3 * os + l] = a0 + 2.0f * a1 + 4.0f * a2 + 8.0f * a3;
+        o[4 * os + l] = a0 - 2.0f * a1 + 4.0f * a2 - 8.0f * a3;
+        o[5 * os + l] = a3;
     }
 }
 
-/* ---- transforms of one plane ----------------------------------------------------------------- */
+/* ---- interleaved planes ---------------------------------------------------------------------- */
 
 typedef struct {
     const wino_plan *p;
@@ -167,118 +170,122 @@ static float *thread_scratch(float *scratch, const wino_plan *p, int tid) {
     return scratch + (int64_t)tid * scratch_floats(p);
 }
 
-/* Copies plane src (H, W) into the zero-filled phase-layout plane pl, shifted by `off` rows and
- * columns (1: the convolution's padding; 0: none). */
-static void to_phases(float *restrict pl, const float *restrict src, const wino_plan *p,
-                      int64_t off) {
-    const int64_t L = p->L, rows = 4 * p->th + 2;
-    memset(pl, 0, sizeof(float) * (size_t)(rows * 4 * L));
+/* Channels [c0, c0 + nc) of image src (C planes of H x W) into the zero-filled interleaved plane
+ * q (Hp, Wp, LN) at row and column offset `off`; lanes nc..LN-1 stay zero. */
+static void to_interleaved(float *restrict q, const float *restrict src, const wino_plan *p,
+                           int64_t nc, int64_t off) {
+    memset(q, 0, sizeof(float) * (size_t)(p->Hp * p->Wp * LN));
+    const int64_t HW = p->H * p->W;
     for (int64_t h = 0; h < p->H; h++) {
-        float *row = pl + (h + off) * 4 * L;
-        const float *restrict s = src + h * p->W;
-        /* phase m holds columns w = 4 t + m - off: one strided read per phase (vectorizes) */
-        for (int64_t m = 0; m < 4; m++) {
-            const int64_t d = m - off, t0 = d < 0 ? 1 : 0, t1 = (p->W - d + 3) / 4;
-            float *restrict e = row + m * L;
-            for (int64_t t = t0; t < t1; t++)
-                e[t] = s[4 * t + d];
+        float *restrict row = q + ((h + off) * p->Wp + off) * LN;
+        for (int64_t c = 0; c < nc; c++) {
+            const float *restrict s = src + c * HW + h * p->W;
+            for (int64_t w = 0; w < p->W; w++)
+                row[w * LN + c] = s[w];
         }
     }
 }
 
-/* V[p][c][t] for the tiles of x plane (n, c); item = (n - n0) * C + c. */
-static void input_plane(void *ctx, int64_t item, int tid) {
-    const plane_job *j = ctx;
-    const wino_plan *p = j->p;
-    const int64_t nl = item / p->C, c = item % p->C, L = p->L, tw = p->tw, R = 4 * L;
-    float *pl = thread_scratch(j->scratch, p, tid), *st = pl + plane_floats(p);
-    to_phases(pl, j->in + ((j->n0 + nl) * p->C + c) * p->H * p->W, p, 1);
-    const int64_t ps = p->C * j->tc; /* stride between points in V */
-    float *vbase = j->out + c * j->tc + nl * p->tiles;
-    for (int64_t ty = 0; ty < p->th; ty++) {
-        /* rows: st[i] = sum_k B^T[i][k] pl[4 ty + k], whole phase rows */
-        const float *r = pl + 4 * ty * R;
-        bt_map(OUT6(st, R), r, r + R, r + 2 * R, r + 3 * R, r + 4 * R, r + 5 * R, R);
-        /* columns: V[6 i + jj][tx] = sum_k B^T[jj][k] st[i][4 tx + k] */
-        for (int64_t i = 0; i < 6; i++) {
-            const float *e = st + i * R;
-            bt_map(OUT6(vbase + 6 * i * ps + ty * tw, ps), e, e + L, e + 2 * L, e + 3 * L, e + 1,
-                   e + L + 1, tw);
-        }
-    }
+/* Writes the 36 vectors of a transformed tile, o[pt] to dst + pt * ps. The transforms compute
+ * into local tiles first: with stores at a run-time stride the compiler must assume they overlap
+ * and leaves the lane loops scalar (measured: 3x slower than the old phase-layout code). */
+static RVG__ALWAYS_INLINE void store_points(float *restrict dst, int64_t ps,
+                                            const float *restrict o) {
+    for (int pt = 0; pt < WP; pt++)
+        memcpy(dst + pt * ps, o + pt * LN, sizeof(float) * LN);
 }
 
-/* dM[p][k][t] = A dy A^T for the tiles of dy plane (n, k); item = (n - n0) * K + k. */
-static void dy_plane(void *ctx, int64_t item, int tid) {
+/* Vt[pt][t][c] for the tiles of channels [LN cb, LN cb + LN) of image n; item = (n - n0) * CB +
+ * cb. Vt is (36, tc, Cp): a tile's channels are contiguous, so every tile writes whole vectors. */
+static void input_planes(void *ctx, int64_t item, int tid) {
     const plane_job *j = ctx;
     const wino_plan *p = j->p;
-    const int64_t nl = item / p->K, k = item % p->K, L = p->L, tw = p->tw, R = 4 * L;
-    float *pl = thread_scratch(j->scratch, p, tid), *st = pl + plane_floats(p);
-    to_phases(pl, j->in + ((j->n0 + nl) * p->K + k) * p->H * p->W, p, 0);
-    const int64_t ps = p->K * j->tc;
-    float *mbase = j->out + k * j->tc + nl * p->tiles;
-    for (int64_t ty = 0; ty < p->th; ty++) {
-        /* columns of each of the 4 rows: st[a][jj][tx] = sum_b A^T[b][jj] dy[a][4 tx + b] */
-        for (int64_t a = 0; a < 4; a++) {
-            const float *e = pl + (4 * ty + a) * R;
-            a_map(OUT6(st + a * 6 * tw, tw), e, e + L, e + 2 * L, e + 3 * L, tw);
+    const int64_t CB = p->Cp / LN, nl = item / CB, cb = item % CB, c0 = cb * LN;
+    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN, ps = j->tc * p->Cp;
+    float *q = thread_scratch(j->scratch, p, tid);
+    to_interleaved(q, j->in + ((j->n0 + nl) * p->C + c0) * p->H * p->W, p, nc, 1);
+    float *vb = j->out + nl * p->tiles * p->Cp + c0;
+    for (int64_t ty = 0; ty < p->th; ty++)
+        for (int64_t tx = 0; tx < p->tw; tx++) {
+            float t[6 * 6 * LN], o[WP * LN];
+            const float *d = q + (4 * ty * p->Wp + 4 * tx) * LN;
+            for (int jj = 0; jj < 6; jj++) /* rows: t[i][jj] = sum_k B^T[i][k] d[k][jj] */
+                bt6(t + jj * LN, 6 * LN, d + jj * LN, rs);
+            for (int i = 0; i < 6; i++) /* columns: V[6 i + jj] = sum_k B^T[jj][k] t[i][k] */
+                bt6(o + 6 * i * LN, LN, t + 6 * i * LN, LN);
+            store_points(vb + (ty * p->tw + tx) * p->Cp, ps, o);
         }
-        /* rows: dM[6 i + jj][tx] = sum_a A^T[a][i] st[a][jj][tx] */
-        for (int64_t jj = 0; jj < 6; jj++)
-            a_map(OUT6(mbase + jj * ps + ty * tw, 6 * ps), st + jj * tw, st + (6 + jj) * tw,
-                  st + (12 + jj) * tw, st + (18 + jj) * tw, tw);
-    }
 }
 
-/* dx plane (n, c) += B dV B^T over its tiles; item = (n - n0) * C + c. The tiles are added into a
- * zero-bordered phase-layout plane in row order, then its interior into dx. */
-static void dx_plane(void *ctx, int64_t item, int tid) {
+/* dMt[pt][t][k] = A dy A^T for the tiles of channels [LN kb, LN kb + LN) of image n; item =
+ * (n - n0) * KB + kb. */
+static void dy_planes(void *ctx, int64_t item, int tid) {
     const plane_job *j = ctx;
     const wino_plan *p = j->p;
-    const int64_t nl = item / p->C, c = item % p->C, L = p->L, tw = p->tw, R = 4 * L;
-    float *pl = thread_scratch(j->scratch, p, tid), *st = pl + plane_floats(p);
-    float *o = st + r16(WP * L); /* (6, tw) */
-    memset(pl, 0, sizeof(float) * (size_t)((4 * p->th + 2) * R));
-    const int64_t ps = p->C * j->tc;
-    const float *vbase = j->in + c * j->tc + nl * p->tiles;
-    for (int64_t ty = 0; ty < p->th; ty++) {
-        const float *v = vbase + ty * tw;
-        /* points i -> rows r: st[r][jj][tx] = sum_i B^T[i][r] dV[6 i + jj][tx] */
-        for (int64_t jj = 0; jj < 6; jj++)
-            b_map(OUT6(st + jj * tw, 6 * tw), v + jj * ps, v + (6 + jj) * ps, v + (12 + jj) * ps,
-                  v + (18 + jj) * ps, v + (24 + jj) * ps, v + (30 + jj) * ps, tw);
-        /* points jj -> columns s, added into row 4 ty + r: column 4 tx + s is phase s at tx
-         * for s < 4, phase s - 4 at tx + 1 for s = 4, 5 */
-        for (int64_t r = 0; r < 6; r++) {
-            const float *q = st + r * 6 * tw;
-            b_map(OUT6(o, tw), q, q + tw, q + 2 * tw, q + 3 * tw, q + 4 * tw, q + 5 * tw, tw);
-            float *row = pl + (4 * ty + r) * R;
-            for (int64_t m = 0; m < 4; m++) {
-                float *restrict e = row + m * L;
-                const float *restrict om = o + m * tw;
-                for (int64_t t = 0; t < tw; t++)
-                    e[t] += om[t];
-            }
-            for (int64_t m = 0; m < 2; m++) {
-                float *restrict e = row + m * L + 1;
-                const float *restrict om = o + (4 + m) * tw;
-                for (int64_t t = 0; t < tw; t++)
-                    e[t] += om[t];
-            }
+    const int64_t KB = p->Kp / LN, nl = item / KB, kb = item % KB, k0 = kb * LN;
+    const int64_t nk = p->K - k0 < LN ? p->K - k0 : LN, rs = p->Wp * LN, ps = j->tc * p->Kp;
+    float *q = thread_scratch(j->scratch, p, tid);
+    to_interleaved(q, j->in + ((j->n0 + nl) * p->K + k0) * p->H * p->W, p, nk, 0);
+    float *mb = j->out + nl * p->tiles * p->Kp + k0;
+    for (int64_t ty = 0; ty < p->th; ty++)
+        for (int64_t tx = 0; tx < p->tw; tx++) {
+            float t[6 * 4 * LN], o[WP * LN];
+            const float *d = q + (4 * ty * p->Wp + 4 * tx) * LN;
+            for (int b = 0; b < 4; b++) /* rows: t[i][b] = sum_a A^T[a][i] dy[a][b] */
+                a6(t + b * LN, 4 * LN, d + b * LN, rs);
+            for (int i = 0; i < 6; i++) /* columns: dM[6 i + jj] = sum_b A^T[b][jj] t[i][b] */
+                a6(o + 6 * i * LN, LN, t + 4 * i * LN, LN);
+            store_points(mb + (ty * p->tw + tx) * p->Kp, ps, o);
         }
-    }
-    float *dxp = j->out + ((j->n0 + nl) * p->C + c) * p->H * p->W;
+}
+
+/* dx (channels [LN cb, LN cb + LN) of image n) += B dV B^T over its tiles; item = (n - n0) * CB
+ * + cb. The 6x6 blocks, which overlap by two rows and columns, are added into a zero-filled
+ * interleaved plane in tile order, then its interior into dx. */
+static void dx_planes(void *ctx, int64_t item, int tid) {
+    const plane_job *j = ctx;
+    const wino_plan *p = j->p;
+    const int64_t CB = p->Cp / LN, nl = item / CB, cb = item % CB, c0 = cb * LN;
+    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN, ps = j->tc * p->Cp;
+    float *q = thread_scratch(j->scratch, p, tid);
+    memset(q, 0, sizeof(float) * (size_t)(p->Hp * p->Wp * LN));
+    const float *vb = j->in + nl * p->tiles * p->Cp + c0;
+    for (int64_t ty = 0; ty < p->th; ty++)
+        for (int64_t tx = 0; tx < p->tw; tx++) {
+            float t[6 * 6 * LN], o[6 * 6 * LN];
+            const float *v = vb + (ty * p->tw + tx) * p->Cp;
+            for (int jj = 0; jj < 6; jj++) /* points i -> rows r: t[r][jj] */
+                b6(t + jj * LN, 6 * LN, v + jj * ps, 6 * ps);
+            for (int r = 0; r < 6; r++) /* points jj -> columns s: o[r][s] */
+                b6(o + 6 * r * LN, LN, t + 6 * r * LN, LN);
+            float *d = q + (4 * ty * p->Wp + 4 * tx) * LN;
+            for (int r = 0; r < 6; r++)
+                for (int k = 0; k < 6 * LN; k++)
+                    d[r * rs + k] += o[6 * r * LN + k];
+        }
+    float *dxp = j->out + ((j->n0 + nl) * p->C + c0) * p->H * p->W;
+    const int64_t HW = p->H * p->W;
     for (int64_t h = 0; h < p->H; h++) {
-        const float *row = pl + (h + 1) * R;
-        float *d = dxp + h * p->W;
-        for (int64_t w = 0; w < p->W; w++) {
-            const int64_t u = w + 1;
-            d[w] += row[(u & 3) * L + (u >> 2)];
+        const float *restrict row = q + ((h + 1) * p->Wp + 1) * LN;
+        for (int64_t c = 0; c < nc; c++) {
+            float *restrict d = dxp + c * HW + h * p->W;
+            for (int64_t w = 0; w < p->W; w++)
+                d[w] += row[w * LN + c];
         }
     }
 }
 
 /* ---- weights --------------------------------------------------------------------------------- */
+
+/* The weight maps take their six (or three) outputs as separate restrict pointers: with one base
+ * and a run-time stride the compiler must assume the output rows overlap and does not vectorize. */
+#define OUT6(o, os) (o), (o) + (os), (o) + 2 * (os), (o) + 3 * (os), (o) + 4 * (os), (o) + 5 * (os)
+#define RESTRICT_OUT6                                                                              \
+    float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,                \
+        float *restrict o4, float *restrict o5
+#define RESTRICT_IN6                                                                               \
+    const float *restrict d0, const float *restrict d1, const float *restrict d2,                  \
+        const float *restrict d3, const float *restrict d4, const float *restrict d5
 
 typedef struct {
     const wino_plan *p;
@@ -360,8 +367,8 @@ typedef struct {
     const wino_plan *p;
     int64_t tc;
     const float *u; /* U (36, K, Cg) */
-    float *v;       /* V (36, C, tc); dV overwrites it */
-    const float *m; /* dM (36, K, tc) */
+    float *v;       /* Vt (36, tc, Cp); dVt overwrites it */
+    const float *m; /* dMt (36, tc, Kp) */
     float *du;      /* dU (36, K, Cg), or NULL: no weight gradient */
     int du_beta;    /* add into dU (chunks after the first) */
     int want_dx;
@@ -375,13 +382,13 @@ static void gemm_item(void *ctx, int64_t item, int tid) {
     const int64_t pt = item / p->G, g = item % p->G, Kg = p->Kg, Cg = p->Cg, tc = j->tc;
     float *pack = j->pack + (int64_t)tid * (int64_t)rvg__conv_sgemm_serial_pack_floats();
     const float *u = j->u + pt * p->K * Cg + g * Kg * Cg; /* (Kg, Cg) */
-    float *v = j->v + (pt * p->C + g * Cg) * tc;          /* (Cg, tc) */
-    const float *m = j->m + (pt * p->K + g * Kg) * tc;    /* (Kg, tc) */
-    if (j->du) /* dU (Kg, Cg) += dM (Kg, tc) . V^T */
-        rvg__conv_sgemm_serial(0, 1, Kg, Cg, tc, m, tc, v, tc, j->du_beta,
+    float *v = j->v + pt * tc * p->Cp + g * Cg;           /* (tc, Cg), rows Cp apart */
+    const float *m = j->m + pt * tc * p->Kp + g * Kg;     /* (tc, Kg), rows Kp apart */
+    if (j->du) /* dU (Kg, Cg) += dMt^T (Kg, tc) . Vt (tc, Cg) */
+        rvg__conv_sgemm_serial(1, 0, Kg, Cg, tc, m, p->Kp, v, p->Cp, j->du_beta,
                                j->du + pt * p->K * Cg + g * Kg * Cg, Cg, pack);
-    if (j->want_dx) /* dV (Cg, tc) = U^T . dM, over V (no longer needed) */
-        rvg__conv_sgemm_serial(1, 0, Cg, tc, Kg, u, Cg, m, tc, 0, v, tc, pack);
+    if (j->want_dx) /* dVt (tc, Cg) = dMt (tc, Kg) . U (Kg, Cg), over Vt (no longer needed) */
+        rvg__conv_sgemm_serial(0, 0, tc, Cg, Kg, m, p->Kp, u, Cg, 0, v, p->Cp, pack);
 }
 
 /* ---- entry point ----------------------------------------------------------------------------- */
@@ -398,8 +405,8 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
         return;
     wino_plan p;
     plan_make(&p, s);
-    const int64_t T = p.nb * p.tiles;
-    float *v = work, *m = v + r16(WP * p.C * T), *u = m + r16(WP * p.K * T);
+    const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
+    float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
     float *du = u + r16(WP * p.K * p.Cg), *scratch = du + r16(WP * p.K * p.Cg);
     if (dx) {
         weight_job wj = {&p, w, u, NULL, scratch};
@@ -407,18 +414,18 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
     }
     for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
-        const int64_t per_plane = WP * p.tiles;
+        const int64_t per_block = WP * LN * p.tiles;
         if (dw) {
             plane_job in = {&p, x, v, scratch, n0, tc};
-            rvg__par_run(nn * p.C, loop_nt(nt, nn * p.C, per_plane), input_plane, &in);
+            rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), input_planes, &in);
         }
         plane_job dm = {&p, dy, m, scratch, n0, tc};
-        rvg__par_run(nn * p.K, loop_nt(nt, nn * p.K, per_plane), dy_plane, &dm);
+        rvg__par_run(nn * KB, loop_nt(nt, nn * KB, per_block), dy_planes, &dm);
         gemm_job gj = {&p, tc, u, v, m, dw ? du : NULL, n0 > 0, dx != NULL, pack};
         rvg__par_run(WP * p.G, nt, gemm_item, &gj);
         if (dx) {
             plane_job dxj = {&p, v, dx, scratch, n0, tc};
-            rvg__par_run(nn * p.C, loop_nt(nt, nn * p.C, per_plane), dx_plane, &dxj);
+            rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), dx_planes, &dxj);
         }
     }
     if (dw) {
