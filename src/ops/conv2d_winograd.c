@@ -43,6 +43,9 @@
  */
 #include <stddef.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #include "core/compiler_impl.h"
 #include "core/parallel_impl.h"
@@ -239,6 +242,41 @@ static void dy_planes(void *ctx, int64_t item, int tid) {
         }
 }
 
+/* dx planes c < nc (H x W each) += the interleaved plane q (rows Wp pixels of LN floats apart).
+ * A de-interleave is a transpose, which compilers do not vectorize: with SSE (every x86-64) it
+ * goes through 4x4 register transposes, else element by element. */
+static void add_deinterleaved(float *dx, const float *q, const wino_plan *p, int64_t nc) {
+    const int64_t HW = p->H * p->W, W = p->W;
+    for (int64_t h = 0; h < p->H; h++) {
+        const float *row = q + h * p->Wp * LN;
+        float *d = dx + h * W;
+        int64_t c = 0;
+#if defined(__SSE2__)
+        for (; c + 4 <= nc; c += 4) {
+            int64_t w = 0;
+            for (; w + 4 <= W; w += 4) {
+                __m128 r0 = _mm_loadu_ps(row + w * LN + c);
+                __m128 r1 = _mm_loadu_ps(row + (w + 1) * LN + c);
+                __m128 r2 = _mm_loadu_ps(row + (w + 2) * LN + c);
+                __m128 r3 = _mm_loadu_ps(row + (w + 3) * LN + c);
+                _MM_TRANSPOSE4_PS(r0, r1, r2, r3); /* r_i: channel c + i, pixels w..w+3 */
+                float *dc = d + c * HW + w;
+                _mm_storeu_ps(dc, _mm_add_ps(_mm_loadu_ps(dc), r0));
+                _mm_storeu_ps(dc + HW, _mm_add_ps(_mm_loadu_ps(dc + HW), r1));
+                _mm_storeu_ps(dc + 2 * HW, _mm_add_ps(_mm_loadu_ps(dc + 2 * HW), r2));
+                _mm_storeu_ps(dc + 3 * HW, _mm_add_ps(_mm_loadu_ps(dc + 3 * HW), r3));
+            }
+            for (; w < W; w++)
+                for (int64_t i = 0; i < 4; i++)
+                    d[(c + i) * HW + w] += row[w * LN + c + i];
+        }
+#endif
+        for (; c < nc; c++)
+            for (int64_t w = 0; w < W; w++)
+                d[c * HW + w] += row[w * LN + c];
+    }
+}
+
 /* dx (channels [LN cb, LN cb + LN) of image n) += B dV B^T over its tiles; item = (n - n0) * CB
  * + cb. The 6x6 blocks, which overlap by two rows and columns, are added into a zero-filled
  * interleaved plane in tile order, then its interior into dx. */
@@ -263,16 +301,8 @@ static void dx_planes(void *ctx, int64_t item, int tid) {
                 for (int k = 0; k < 6 * LN; k++)
                     d[r * rs + k] += o[6 * r * LN + k];
         }
-    float *dxp = j->out + ((j->n0 + nl) * p->C + c0) * p->H * p->W;
-    const int64_t HW = p->H * p->W;
-    for (int64_t h = 0; h < p->H; h++) {
-        const float *restrict row = q + ((h + 1) * p->Wp + 1) * LN;
-        for (int64_t c = 0; c < nc; c++) {
-            float *restrict d = dxp + c * HW + h * p->W;
-            for (int64_t w = 0; w < p->W; w++)
-                d[w] += row[w * LN + c];
-        }
-    }
+    add_deinterleaved(j->out + ((j->n0 + nl) * p->C + c0) * p->H * p->W, q + (p->Wp + 1) * LN, p,
+                      nc);
 }
 
 /* ---- weights --------------------------------------------------------------------------------- */
