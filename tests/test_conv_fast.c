@@ -4,8 +4,8 @@
  * runs forward and backward on awkward shapes (N=1, odd H/W, channel counts not a multiple of 8,
  * stride 2, groups 2 and 4, 1x1 pad 0, 3x3 pad 1, a non-square kernel, several image chunks, large
  * images cut into bands of output rows, GEMMs larger than one cache block) and compares y, dx, dw,
- * dbias with rvg_conv2d_*_ref; the backward of stride-1 3x3 shapes goes through Winograd F(4x4,
- * 3x3), and once more through im2col + GEMM with Winograd switched off. Gradients are pre-filled with random
+ * dbias with rvg_conv2d_*_ref; stride-1 3x3 shapes go through Winograd F(4x4, 3x3) both ways,
+ * and once more through im2col + GEMM with Winograd switched off. Gradients are pre-filled with random
  * values to check that backward accumulates, y with NaN to check that forward overwrites, and each gradient is also requested
  * alone (the others NULL). Also checks that results are bit-identical run to run and across thread
  * counts, and that RVG_FORCE_REF routing works.
@@ -39,10 +39,10 @@
  * cancels to near zero can have a large relative error, hence an absolute term scaled by the
  * tensor's magnitude rather than a pure relative test. Any indexing mistake gives O(1) errors. */
 #define ATOL_REL 1e-5f
-/* The Winograd F(4x4, 3x3) backward (dx and dw of stride-1 3x3 layers with C/G, K/G >= 8 on planes
- * of 8x8 or more) scales values by up to 8 in its transforms before they are summed and
- * transformed back, so it rounds some 3-4x worse than a direct sum: measured at most 8e-6 of
- * max|ref| over these cases. */
+/* Winograd F(4x4, 3x3) (y, dx and dw of stride-1 3x3 layers with C/G, K/G >= 8 on planes of 8x8
+ * or more) scales values by up to 8 in its transforms before they are summed and transformed
+ * back, so it rounds some 3-5x worse than a direct sum: measured at most 8e-6 of max|ref| for dx
+ * and dw and 5.5e-6 for y over these cases. */
 #define ATOL_REL_WINO 5e-5f
 #define RTOL 1e-5f
 
@@ -148,7 +148,7 @@ static void run_case(const conv_case *cc) {
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
     rvg_conv2d_forward(y, x, w, bias, &s, ws);
-    close_to("y", cc->name, y, y_ref, ny, dy_dims, 4, ATOL_REL);
+    close_to("y", cc->name, y, y_ref, ny, dy_dims, 4, tol);
 
     /* backward, all three gradients, accumulating onto the pre-fills */
     float *dx_ref = rvg_test_new_copy(dx0, nx), *dw_ref = rvg_test_new_copy(dw0, nw), *db_ref = rvg_test_new_copy(db0, s.K);

@@ -23,8 +23,8 @@
  * bit-identical resume) and, with the built-in GEMM, for any thread count (OpenBLAS only promises
  * the former). No atomics on data, no per-thread partial gradients.
  *
- * Stride-1 3x3 layers on planes of 8x8 or more go to Winograd instead: F(2x2, 3x3) forward in
- * conv2d_winograd_fwd.c, F(4x4, 3x3) input and weight gradients in conv2d_winograd.c.
+ * Stride-1 3x3 layers on planes of 8x8 or more go to Winograd F(4x4, 3x3) instead, forward, input
+ * and weight gradients (conv2d_winograd.c).
  *
  * Does not: allocate (all scratch comes from the caller's workspace), validate shapes (callers do),
  * or dilate.
@@ -169,7 +169,7 @@ int rvg__conv_winograd_set(int on) {
     return was;
 }
 
-/* The convolution goes to conv2d_winograd_fwd.c / conv2d_winograd.c. Their point GEMMs run on
+/* The convolution goes to conv2d_winograd.c. Its point GEMMs run on
  * the built-in kernels, one GEMM per pool thread; under the OpenBLAS backend (no AVX2) the im2col
  * path keeps OpenBLAS's own SIMD GEMM instead of falling back to the plain-C micro-kernel. */
 static int use_winograd(const rvg_conv_shape *s) {
@@ -639,10 +639,8 @@ static int64_t col_floats(const conv_plan *p, const rvg_conv_shape *s) {
         n = round16(rvg__conv_unrolled_floats(s));
     /* sized whether or not Winograd is enabled now, so that a workspace stays big enough */
     if (rvg__conv_winograd_ok(s)) {
-        const int64_t fwd = round16(rvg__conv_winograd_fwd_floats(s, g_threads));
-        const int64_t bwd = round16(rvg__conv_winograd_floats(s, g_threads));
-        n = fwd > n ? fwd : n;
-        n = bwd > n ? bwd : n;
+        const int64_t wino = round16(rvg__conv_winograd_floats(s, g_threads));
+        n = wino > n ? wino : n;
     }
     return n;
 }

@@ -143,21 +143,17 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
                                    const float *w, const rvg_conv_shape *s, float *u,
                                    float *pack);
 
-/* Backward of stride-1 3x3 pad-1 layers (src/ops/conv2d_winograd.c): input and weight gradient by
- * Winograd F(4x4, 3x3), used by the backward kernels above when rvg__conv_winograd_ok(s) and it is
- * enabled. `work` holds
+/* Stride-1 3x3 pad-1 layers by Winograd F(4x4, 3x3) (src/ops/conv2d_winograd.c), used by the
+ * kernels above when rvg__conv_winograd_ok(s) and it is enabled. `work` holds
  * rvg__conv_winograd_floats(s, threads) floats (64-byte aligned) for up to `threads` threads,
- * `pack` one GEMM packing set per thread; nt <= threads. Same contract as the _gemm backward
- * (accumulates into dx and dw, either may be NULL; dbias is the caller's). */
+ * `pack` one GEMM packing set per thread; nt <= threads. The backward has the _gemm backward's
+ * contract (accumulates into dx and dw, either may be NULL; dbias is the caller's); the forward
+ * overwrites y (bias may be NULL). */
 int rvg__conv_winograd_ok(const rvg_conv_shape *s);
 int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads);
 void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *work,
                                    float *pack, int nt);
-/* Forward of the same layers (src/ops/conv2d_winograd_fwd.c) by Winograd F(2x2, 3x3), whose
- * rounding is that of a direct sum (that file says why not F(4x4)). Same conventions; `work` holds
- * rvg__conv_winograd_fwd_floats(s, threads) floats. Overwrites y (bias may be NULL). */
-int64_t rvg__conv_winograd_fwd_floats(const rvg_conv_shape *s, int threads);
 void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, const float *bias,
                                   const rvg_conv_shape *s, float *work, float *pack, int nt);
 /* Turns the Winograd forward and backward on or off for later calls (on by default unless

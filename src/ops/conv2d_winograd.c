@@ -1,29 +1,31 @@
-/* conv2d_winograd.c - the backward pass of stride-1 3x3 pad-1 training convolutions, by Winograd
- * F(4x4, 3x3).
+/* conv2d_winograd.c - stride-1 3x3 pad-1 training convolutions by Winograd F(4x4, 3x3): the
+ * forward, the input gradient and the weight gradient.
  *
  * Most multiply-adds of a RepVGG are in its stride-1 3x3 convolutions (A0 at 224x224: 81%). F(4x4,
  * 3x3) (Lavin & Gray 2015) relates a 4x4 block of outputs to a 6x6 block of input with 36 products
  * per (k, c) where the direct form needs 144. With B, G, A the matrices below, d a 6x6 input tile
- * (stride 4, one pixel of padding) and g a 3x3 kernel, the forward map is
- *     y = A^T [ (G g G^T) (.) (B^T d B) ] A.
+ * (stride 4, one pixel of padding) and g a 3x3 kernel, for all tiles t of a chunk of images and
+ * each of the 36 points p:
+ *     V = B^T x B,  U = G w G^T,  M[p] (T, K) = V[p] (T, C) . U[p]^T (C, K),  y = A^T M A  forward
  * Backward is its exact transpose (the gradient of that map, which in exact arithmetic is the
- * gradient of the convolution). For all tiles t of a chunk of images and each of the 36 points p:
- *     V = B^T x B,  dM = A dy A^T           (per 6x6 x tile and 4x4 dy tile, zero past the plane)
+ * gradient of the convolution):
+ *     dM = A dy A^T                         (per 4x4 dy tile, zero past the plane)
  *     dU[p] (K, C) += dM[p]^T (K, T) . V[p] (T, C),   dw += G^T dU G           weight gradient
- *     dV[p] (T, C)  = dM[p] (T, K) . U[p] (K, C),  U = G w G^T,  dx += B dV B^T  input gradient
+ *     dV[p] (T, C)  = dM[p] (T, K) . U[p] (K, C),     dx += B dV B^T           input gradient
  * (6x6 dx tiles overlap by two rows and columns and are added up). Groups are 36*G GEMMs on the
  * groups' column blocks.
  *
- * Why F(4x4) for backward only: the forward output decides the ReLU masks, and F(4x4) rounds some
- * 3-4x worse than a direct sum (its transforms scale values by up to 8 before summing). In the
- * PyTorch parity test (tests/test_torch_model.c, A0 at batch 8) an F(4x4) forward flipped the mask
- * of one pre-activation of 1.5e-5 in stage3.11, which moved gradients upstream by 5-10%. Gradient
- * errors are continuous; the forward uses F(2x2, 3x3) (conv2d_winograd_fwd.c), which rounds like
- * a direct sum. (Built a second time with AVX2, the transforms measured no faster: they are
- * bound by memory, not by the vector width.)
+ * Rounding: F(4x4)'s transforms scale values by up to 8 before they are summed, so it rounds some
+ * 5-7x worse than a direct sum (numpy against float64, 96 channels: 3.8e-6 vs 5.1e-7 of max|y|),
+ * far inside the tolerances of training. It can send a ReLU whose pre-activation lies within
+ * rounding of zero the other way than PyTorch does; the parity test (tests/test_torch_model.c)
+ * makes such ReLUs follow PyTorch. The forward used F(2x2, 3x3) until the transforms below made
+ * F(4x4) the faster one (bench_conv --set 224 --only s1 --pair --clock cpu, 5 alternating rounds,
+ * median forward CPU ms of the 3x3+1x1 pair: 28x28 17.8 -> 12.3, 14x14 17.0 -> 13.9, 56x56 20.7
+ * vs 21.7, within the noise).
  *
- * Layout of the workspace (floats, each part 16-aligned): V (36, T, Cp), dM (36, T, Kp), U (36, K,
- * Cg), dU (36, K, Cg), then one scratch per thread. Cp and Kp are C and K rounded up to 16, T is
+ * Layout of the workspace (floats, each part 16-aligned): V (36, T, Cp), dM or M (36, T, Kp), U
+ * (36, K, Cg), dU (36, K, Cg; backward only), then one scratch per thread. Cp and Kp are C and K rounded up to 16, T is
  * the tile count of a chunk of images, sized so that V and dM stay near WINO_TARGET_FLOATS; dU sums
  * the chunks in order.
  *
@@ -159,6 +161,20 @@ static RVG__ALWAYS_INLINE void a6(float *restrict o, int64_t os, const float *re
     }
 }
 
+/* o_a = sum_i A^T[a][i] d_i (the output map of the forward): four outputs from six */
+static RVG__ALWAYS_INLINE void at6(float *restrict o, int64_t os, const float *restrict d,
+                                   int64_t is) {
+    for (int l = 0; l < LN; l++) {
+        const float a0 = d[l], a1 = d[is + l], a2 = d[2 * is + l], a3 = d[3 * is + l],
+                    a4 = d[4 * is + l], a5 = d[5 * is + l];
+        const float s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;
+        o[l] = a0 + s12 + s34;
+        o[os + l] = d12 + 2.0f * d34;
+        o[2 * os + l] = s12 + 4.0f * s34;
+        o[3 * os + l] = d12 + 8.0f * d34 + a5;
+    }
+}
+
 /* ---- interleaved planes ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -167,6 +183,7 @@ typedef struct {
     float *out;      /* V, dM, or dx */
     float *scratch;  /* per-thread, scratch_floats() each */
     int64_t n0, tc;  /* first image of the chunk, its tile count */
+    const float *bias, *zero; /* output_planes: the bias, or LN zeros when there is none */
 } plane_job;
 
 static float *thread_scratch(float *scratch, const wino_plan *p, int tid) {
@@ -242,38 +259,44 @@ static void dy_planes(void *ctx, int64_t item, int tid) {
         }
 }
 
-/* dx planes c < nc (H x W each) += the interleaved plane q (rows Wp pixels of LN floats apart).
- * A de-interleave is a transpose, which compilers do not vectorize: with SSE (every x86-64) it
- * goes through 4x4 register transposes, else element by element. */
-static void add_deinterleaved(float *dx, const float *q, const wino_plan *p, int64_t nc) {
+/* Planes c < nc (H x W each) of dst from the interleaved plane q (rows `qw` pixels of LN floats
+ * apart): dst += q when bias is NULL (dx), else dst = q + bias[c] (y). A de-interleave is a
+ * transpose, which compilers do not vectorize: with SSE (every x86-64) it goes through 4x4
+ * register transposes, else element by element. */
+static void from_interleaved(float *dst, const float *q, int64_t qw, const wino_plan *p,
+                             int64_t nc, const float *bias) {
     const int64_t HW = p->H * p->W, W = p->W;
     for (int64_t h = 0; h < p->H; h++) {
-        const float *row = q + h * p->Wp * LN;
-        float *d = dx + h * W;
+        const float *row = q + h * qw * LN;
+        float *d = dst + h * W;
         int64_t c = 0;
 #if defined(__SSE2__)
         for (; c + 4 <= nc; c += 4) {
             int64_t w = 0;
             for (; w + 4 <= W; w += 4) {
-                __m128 r0 = _mm_loadu_ps(row + w * LN + c);
-                __m128 r1 = _mm_loadu_ps(row + (w + 1) * LN + c);
-                __m128 r2 = _mm_loadu_ps(row + (w + 2) * LN + c);
-                __m128 r3 = _mm_loadu_ps(row + (w + 3) * LN + c);
-                _MM_TRANSPOSE4_PS(r0, r1, r2, r3); /* r_i: channel c + i, pixels w..w+3 */
-                float *dc = d + c * HW + w;
-                _mm_storeu_ps(dc, _mm_add_ps(_mm_loadu_ps(dc), r0));
-                _mm_storeu_ps(dc + HW, _mm_add_ps(_mm_loadu_ps(dc + HW), r1));
-                _mm_storeu_ps(dc + 2 * HW, _mm_add_ps(_mm_loadu_ps(dc + 2 * HW), r2));
-                _mm_storeu_ps(dc + 3 * HW, _mm_add_ps(_mm_loadu_ps(dc + 3 * HW), r3));
+                __m128 r[4];
+                for (int i = 0; i < 4; i++)
+                    r[i] = _mm_loadu_ps(row + (w + i) * LN + c);
+                _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); /* r[i]: channel c + i, pixels w.. */
+                for (int i = 0; i < 4; i++) {
+                    float *dc = d + (c + i) * HW + w;
+                    _mm_storeu_ps(dc, bias ? _mm_add_ps(r[i], _mm_set1_ps(bias[c + i]))
+                                           : _mm_add_ps(_mm_loadu_ps(dc), r[i]));
+                }
             }
             for (; w < W; w++)
-                for (int64_t i = 0; i < 4; i++)
-                    d[(c + i) * HW + w] += row[w * LN + c + i];
+                for (int64_t i = 0; i < 4; i++) {
+                    const float v = row[w * LN + c + i];
+                    float *dc = d + (c + i) * HW + w;
+                    *dc = bias ? v + bias[c + i] : *dc + v;
+                }
         }
 #endif
         for (; c < nc; c++)
-            for (int64_t w = 0; w < W; w++)
-                d[c * HW + w] += row[w * LN + c];
+            for (int64_t w = 0; w < W; w++) {
+                const float v = row[w * LN + c];
+                d[c * HW + w] = bias ? v + bias[c] : d[c * HW + w] + v;
+            }
     }
 }
 
@@ -301,8 +324,34 @@ static void dx_planes(void *ctx, int64_t item, int tid) {
                 for (int k = 0; k < 6 * LN; k++)
                     d[r * rs + k] += o[6 * r * LN + k];
         }
-    add_deinterleaved(j->out + ((j->n0 + nl) * p->C + c0) * p->H * p->W, q + (p->Wp + 1) * LN, p,
-                      nc);
+    from_interleaved(j->out + ((j->n0 + nl) * p->C + c0) * p->H * p->W, q + (p->Wp + 1) * LN,
+                     p->Wp, p, nc, NULL);
+}
+
+/* y (channels [LN kb, LN kb + LN) of image n) = A^T M A + bias over its tiles; item = (n - n0) *
+ * KB + kb. The 4x4 blocks go into an interleaved scratch (4 th, 4 tw, LN), then into y. */
+static void output_planes(void *ctx, int64_t item, int tid) {
+    const plane_job *j = ctx;
+    const wino_plan *p = j->p;
+    const int64_t KB = p->Kp / LN, nl = item / KB, kb = item % KB, k0 = kb * LN;
+    const int64_t nk = p->K - k0 < LN ? p->K - k0 : LN, ps = j->tc * p->Kp;
+    const int64_t Wq = 4 * p->tw, rs = Wq * LN;
+    float *q = thread_scratch(j->scratch, p, tid);
+    const float *mb = j->in + nl * p->tiles * p->Kp + k0;
+    for (int64_t ty = 0; ty < p->th; ty++)
+        for (int64_t tx = 0; tx < p->tw; tx++) {
+            float t[4 * 6 * LN], mt[WP * LN];
+            const float *m = mb + (ty * p->tw + tx) * p->Kp;
+            for (int pt = 0; pt < WP; pt++)
+                memcpy(mt + pt * LN, m + pt * ps, sizeof(float) * LN);
+            for (int jj = 0; jj < 6; jj++) /* points i -> rows a: t[a][jj] */
+                at6(t + jj * LN, 6 * LN, mt + jj * LN, 6 * LN);
+            float *d = q + (4 * ty * Wq + 4 * tx) * LN;
+            for (int a = 0; a < 4; a++) /* points jj -> columns b, into output row 4 ty + a */
+                at6(d + a * rs, LN, t + 6 * a * LN, LN);
+        }
+    from_interleaved(j->out + ((j->n0 + nl) * p->K + k0) * p->H * p->W, q, Wq, p, nk,
+                     j->bias ? j->bias + k0 : j->zero);
 }
 
 /* ---- weights --------------------------------------------------------------------------------- */
@@ -400,6 +449,7 @@ typedef struct {
     float *v;       /* Vt (36, tc, Cp); dVt overwrites it */
     const float *m; /* dMt (36, tc, Kp) */
     float *du;      /* dU (36, K, Cg), or NULL: no weight gradient */
+    float *mo;      /* forward: M (36, tc, Kp) */
     int du_beta;    /* add into dU (chunks after the first) */
     int want_dx;
     float *pack; /* one GEMM packing set per thread */
@@ -446,20 +496,55 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
         const int64_t per_block = WP * LN * p.tiles;
         if (dw) {
-            plane_job in = {&p, x, v, scratch, n0, tc};
+            plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
             rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), input_planes, &in);
         }
-        plane_job dm = {&p, dy, m, scratch, n0, tc};
+        plane_job dm = {&p, dy, m, scratch, n0, tc, NULL, NULL};
         rvg__par_run(nn * KB, loop_nt(nt, nn * KB, per_block), dy_planes, &dm);
-        gemm_job gj = {&p, tc, u, v, m, dw ? du : NULL, n0 > 0, dx != NULL, pack};
+        gemm_job gj = {&p, tc, u, v, m, dw ? du : NULL, NULL, n0 > 0, dx != NULL, pack};
         rvg__par_run(WP * p.G, nt, gemm_item, &gj);
         if (dx) {
-            plane_job dxj = {&p, v, dx, scratch, n0, tc};
+            plane_job dxj = {&p, v, dx, scratch, n0, tc, NULL, NULL};
             rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), dx_planes, &dxj);
         }
     }
     if (dw) {
         weight_job wj = {&p, NULL, du, dw, scratch};
         rvg__par_run(p.K, loop_nt(nt, p.K, WP * p.Cg), weight_grad_row, &wj);
+    }
+}
+
+/* ---- forward ---------------------------------------------------------------------------------- */
+
+/* item = point * G + group: Mt[p] (tc, Kg) = Vt[p] (tc, Cg) . U[p]^T (Cg, Kg) */
+static void fwd_gemm_item(void *ctx, int64_t item, int tid) {
+    const gemm_job *j = ctx;
+    const wino_plan *p = j->p;
+    const int64_t pt = item / p->G, g = item % p->G, Kg = p->Kg, Cg = p->Cg, tc = j->tc;
+    float *pack = j->pack + (int64_t)tid * (int64_t)rvg__conv_sgemm_serial_pack_floats();
+    rvg__conv_sgemm_serial(0, 1, tc, Kg, Cg, j->v + pt * tc * p->Cp + g * Cg, p->Cp,
+                           j->u + pt * p->K * Cg + g * Kg * Cg, Cg, 0,
+                           j->mo + pt * tc * p->Kp + g * Kg, p->Kp, pack);
+}
+
+void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, const float *bias,
+                                  const rvg_conv_shape *s, float *work, float *pack, int nt) {
+    static const float zero[LN];
+    wino_plan p;
+    plan_make(&p, s);
+    const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
+    float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
+    float *scratch = u + 2 * r16(WP * p.K * p.Cg); /* the backward's layout; dU unused */
+    weight_job wj = {&p, w, u, NULL, scratch};
+    rvg__par_run(p.K, loop_nt(nt, p.K, WP * p.Cg), weight_row, &wj);
+    for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
+        const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
+        const int64_t per_block = WP * LN * p.tiles;
+        plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
+        rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), input_planes, &in);
+        gemm_job gj = {&p, tc, u, v, NULL, NULL, m, 0, 0, pack};
+        rvg__par_run(WP * p.G, nt, fwd_gemm_item, &gj);
+        plane_job out = {&p, m, y, scratch, n0, tc, bias, zero};
+        rvg__par_run(nn * KB, loop_nt(nt, nn * KB, per_block), output_planes, &out);
     }
 }
