@@ -195,14 +195,31 @@ static float *thread_scratch(float *scratch, const wino_plan *p, int tid) {
 static void to_interleaved(float *restrict q, const float *restrict src, const wino_plan *p,
                            int64_t nc, int64_t off) {
     memset(q, 0, sizeof(float) * (size_t)(p->Hp * p->Wp * LN));
-    const int64_t HW = p->H * p->W;
+    const int64_t HW = p->H * p->W, W = p->W, Wp = p->Wp;
     for (int64_t h = 0; h < p->H; h++) {
-        float *restrict row = q + ((h + off) * p->Wp + off) * LN;
-        for (int64_t c = 0; c < nc; c++) {
-            const float *restrict s = src + c * HW + h * p->W;
-            for (int64_t w = 0; w < p->W; w++)
-                row[w * LN + c] = s[w];
+        float *row = q + ((h + off) * Wp + off) * LN;
+        const float *s = src + h * W;
+        int64_t c = 0;
+#if defined(__SSE2__)
+        /* an interleave is a transpose: 4x4 register transposes, as from_interleaved */
+        for (; c + 4 <= nc; c += 4) {
+            int64_t w = 0;
+            for (; w + 4 <= W; w += 4) {
+                __m128 r[4];
+                for (int i = 0; i < 4; i++)
+                    r[i] = _mm_loadu_ps(s + (c + i) * HW + w);
+                _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); /* r[i]: pixel w + i, channels c.. */
+                for (int i = 0; i < 4; i++)
+                    _mm_storeu_ps(row + (w + i) * LN + c, r[i]);
+            }
+            for (; w < W; w++)
+                for (int64_t i = 0; i < 4; i++)
+                    row[w * LN + c + i] = s[(c + i) * HW + w];
         }
+#endif
+        for (; c < nc; c++)
+            for (int64_t w = 0; w < W; w++)
+                row[w * LN + c] = s[c * HW + w];
     }
 }
 
