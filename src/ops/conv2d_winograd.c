@@ -495,6 +495,40 @@ static int loop_nt(int nt, int64_t items, int64_t floats_per_item) {
     return items * floats_per_item < 32768 ? 1 : nt;
 }
 
+/* Up to three independent loops (weight transform, input transform, gradient transform) run as
+ * one parallel phase: every phase ends in a wait for its last unit, and on a shared machine a
+ * preempted thread makes each such wait long, so fewer phases hold up less. */
+typedef struct {
+    rvg__par_fn fn[3];
+    void *ctx[3];
+    int64_t n[3];
+    int k;
+} multi_job;
+
+static void multi_add(multi_job *m, rvg__par_fn fn, void *ctx, int64_t n) {
+    m->fn[m->k] = fn, m->ctx[m->k] = ctx, m->n[m->k] = n;
+    m->k++;
+}
+
+static void multi_item(void *ctx, int64_t item, int tid) {
+    const multi_job *m = ctx;
+    for (int i = 0; i < m->k; i++) {
+        if (item < m->n[i]) {
+            m->fn[i](m->ctx[i], item, tid);
+            return;
+        }
+        item -= m->n[i];
+    }
+}
+
+static void multi_run(const multi_job *m, int nt, int64_t floats_per_item) {
+    int64_t n = 0;
+    for (int i = 0; i < m->k; i++)
+        n += m->n[i];
+    if (n > 0)
+        rvg__par_run(n, loop_nt(nt, n, floats_per_item), multi_item, (void *)m);
+}
+
 void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *work,
                                    float *pack, int nt) {
@@ -505,19 +539,20 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
     const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
     float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
     float *du = u + r16(WP * p.K * p.Cg), *scratch = du + r16(WP * p.K * p.Cg);
-    if (dx) {
-        weight_job wj = {&p, w, u, NULL, scratch};
-        rvg__par_run(p.K, loop_nt(nt, p.K, WP * p.Cg), weight_row, &wj);
-    }
+    weight_job wj = {&p, w, u, NULL, scratch};
     for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
         const int64_t per_block = WP * LN * p.tiles;
-        if (dw) {
-            plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
-            rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), input_planes, &in);
-        }
+        /* U (first chunk, for dx), V (for dw) and dM in one phase */
+        plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
         plane_job dm = {&p, dy, m, scratch, n0, tc, NULL, NULL};
-        rvg__par_run(nn * KB, loop_nt(nt, nn * KB, per_block), dy_planes, &dm);
+        multi_job mj = {{0}, {0}, {0}, 0};
+        if (dx && n0 == 0)
+            multi_add(&mj, weight_row, &wj, p.K);
+        if (dw)
+            multi_add(&mj, input_planes, &in, nn * CB);
+        multi_add(&mj, dy_planes, &dm, nn * KB);
+        multi_run(&mj, nt, per_block);
         gemm_job gj = {&p, tc, u, v, m, dw ? du : NULL, NULL, n0 > 0, dx != NULL, pack};
         rvg__par_run(WP * p.G, nt, gemm_item, &gj);
         if (dx) {
@@ -526,8 +561,8 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
         }
     }
     if (dw) {
-        weight_job wj = {&p, NULL, du, dw, scratch};
-        rvg__par_run(p.K, loop_nt(nt, p.K, WP * p.Cg), weight_grad_row, &wj);
+        weight_job wg = {&p, NULL, du, dw, scratch};
+        rvg__par_run(p.K, loop_nt(nt, p.K, WP * p.Cg), weight_grad_row, &wg);
     }
 }
 
@@ -553,12 +588,16 @@ void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, cons
     float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
     float *scratch = u + 2 * r16(WP * p.K * p.Cg); /* the backward's layout; dU unused */
     weight_job wj = {&p, w, u, NULL, scratch};
-    rvg__par_run(p.K, loop_nt(nt, p.K, WP * p.Cg), weight_row, &wj);
     for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
         const int64_t per_block = WP * LN * p.tiles;
+        /* U (first chunk) and V in one phase */
         plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
-        rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), input_planes, &in);
+        multi_job mj = {{0}, {0}, {0}, 0};
+        if (n0 == 0)
+            multi_add(&mj, weight_row, &wj, p.K);
+        multi_add(&mj, input_planes, &in, nn * CB);
+        multi_run(&mj, nt, per_block);
         gemm_job gj = {&p, tc, u, v, NULL, NULL, m, 0, 0, pack};
         rvg__par_run(WP * p.G, nt, fwd_gemm_item, &gj);
         plane_job out = {&p, m, y, scratch, n0, tc, bias, zero};
