@@ -143,10 +143,11 @@ static int check_tensor(const rvg_dict *b, const char *key, const float *got, in
 /* A ReLU whose pre-activation lies within rounding of zero can go either way, and one that goes
  * the other way than in PyTorch moves every gradient upstream of it by percents: the comparison
  * would then test the rounding, not the code. gen_model.py stores each block's pre-activation z of
- * every training forward ("pre.<step>.<block>"); after each block this hook finds the outputs
- * whose sign differs from z's (and likewise for the ReLU inside a squeeze-excitation) and, where |z| <= T_FLIP x max|z|, gives them the reference's value
- * max(z, 0), so the masks agree (backward reads them from the output). A sign that differs where
- * z is far from zero is a real error: counted in bad. */
+ * every training forward ("pre.<step>.<block>", and "<block>.se" for the ReLU inside a
+ * squeeze-excitation); after each ReLU this hook finds the outputs whose sign differs from z's
+ * and, where |z| <= T_FLIP x max|z|, gives them the reference's value max(z, 0), so the masks
+ * agree (backward reads them from the output). A sign that differs where z is far from zero is a
+ * real error: counted in bad. */
 typedef struct {
     const rvg_dict *b;
     const rvg_model *m;

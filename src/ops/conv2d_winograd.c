@@ -25,9 +25,9 @@
  * vs 21.7, within the noise).
  *
  * Layout of the workspace (floats, each part 16-aligned): V (36, T, Cp), dM or M (36, T, Kp), U
- * (36, K, Cg), dU (36, K, Cg; backward only), then one scratch per thread. Cp and Kp are C and K rounded up to 16, T is
- * the tile count of a chunk of images, sized so that V and dM stay near WINO_TARGET_FLOATS; dU sums
- * the chunks in order.
+ * (36, K, Cg), dU (36, K, Cg; backward only), then one scratch per thread. Cp and Kp are C and K
+ * rounded up to 16, T is the tile count of a chunk of images, sized so that V and dM stay near
+ * WINO_TARGET_FLOATS; dU sums the chunks in order.
  *
  * Transforms work on 16 channels at once: a unit (image, block of 16 channels) first interleaves
  * its 16 planes into a zero-bordered scratch (H+pad, W+pad, 16), so that every tile value is one
@@ -190,37 +190,52 @@ static float *thread_scratch(float *scratch, const wino_plan *p, int tid) {
     return scratch + (int64_t)tid * scratch_floats(p);
 }
 
+/* Transposes an ni x nj block: dst[j * dr + i] = src[i * sr + j] (op 0), += it (op 1), or = it +
+ * bias[j] (op 2). Interleaving planes and de-interleaving them are such transposes, which
+ * compilers do not vectorize: with SSE (every x86-64) they go through 4x4 register transposes,
+ * else element by element. */
+static void transpose_block(float *dst, int64_t dr, const float *src, int64_t sr, int64_t ni,
+                            int64_t nj, int op, const float *bias) {
+    int64_t j = 0;
+#if defined(__SSE2__)
+    for (; j + 4 <= nj; j += 4) {
+        int64_t i = 0;
+        for (; i + 4 <= ni; i += 4) {
+            __m128 r[4];
+            for (int k = 0; k < 4; k++)
+                r[k] = _mm_loadu_ps(src + (i + k) * sr + j);
+            _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); /* r[k]: column j + k, rows i.. */
+            for (int k = 0; k < 4; k++) {
+                float *d = dst + (j + k) * dr + i;
+                _mm_storeu_ps(d, op == 0   ? r[k]
+                                 : op == 1 ? _mm_add_ps(_mm_loadu_ps(d), r[k])
+                                           : _mm_add_ps(r[k], _mm_set1_ps(bias[j + k])));
+            }
+        }
+        for (; i < ni; i++)
+            for (int64_t k = j; k < j + 4; k++) {
+                const float v = src[i * sr + k];
+                float *d = dst + k * dr + i;
+                *d = op == 0 ? v : op == 1 ? *d + v : v + bias[k];
+            }
+    }
+#endif
+    for (; j < nj; j++)
+        for (int64_t i = 0; i < ni; i++) {
+            const float v = src[i * sr + j];
+            float *d = dst + j * dr + i;
+            *d = op == 0 ? v : op == 1 ? *d + v : v + bias[j];
+        }
+}
+
 /* Channels [c0, c0 + nc) of image src (C planes of H x W) into the zero-filled interleaved plane
  * q (Hp, Wp, LN) at row and column offset `off`; lanes nc..LN-1 stay zero. */
-static void to_interleaved(float *restrict q, const float *restrict src, const wino_plan *p,
-                           int64_t nc, int64_t off) {
+static void to_interleaved(float *q, const float *src, const wino_plan *p, int64_t nc,
+                           int64_t off) {
     memset(q, 0, sizeof(float) * (size_t)(p->Hp * p->Wp * LN));
-    const int64_t HW = p->H * p->W, W = p->W, Wp = p->Wp;
-    for (int64_t h = 0; h < p->H; h++) {
-        float *row = q + ((h + off) * Wp + off) * LN;
-        const float *s = src + h * W;
-        int64_t c = 0;
-#if defined(__SSE2__)
-        /* an interleave is a transpose: 4x4 register transposes, as from_interleaved */
-        for (; c + 4 <= nc; c += 4) {
-            int64_t w = 0;
-            for (; w + 4 <= W; w += 4) {
-                __m128 r[4];
-                for (int i = 0; i < 4; i++)
-                    r[i] = _mm_loadu_ps(s + (c + i) * HW + w);
-                _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); /* r[i]: pixel w + i, channels c.. */
-                for (int i = 0; i < 4; i++)
-                    _mm_storeu_ps(row + (w + i) * LN + c, r[i]);
-            }
-            for (; w < W; w++)
-                for (int64_t i = 0; i < 4; i++)
-                    row[w * LN + c + i] = s[(c + i) * HW + w];
-        }
-#endif
-        for (; c < nc; c++)
-            for (int64_t w = 0; w < W; w++)
-                row[w * LN + c] = s[c * HW + w];
-    }
+    for (int64_t h = 0; h < p->H; h++) /* row h: (nc channels x W pixels) -> (W x LN) */
+        transpose_block(q + ((h + off) * p->Wp + off) * LN, LN, src + h * p->W, p->H * p->W, nc,
+                        p->W, 0, NULL);
 }
 
 /* Writes the 36 vectors of a transformed tile, o[pt] to dst + pt * ps. The transforms compute
@@ -232,89 +247,49 @@ static RVG__ALWAYS_INLINE void store_points(float *restrict dst, int64_t ps,
         memcpy(dst + pt * ps, o + pt * LN, sizeof(float) * LN);
 }
 
-/* Vt[pt][t][c] for the tiles of channels [LN cb, LN cb + LN) of image n; item = (n - n0) * CB +
- * cb. Vt is (36, tc, Cp): a tile's channels are contiguous, so every tile writes whole vectors. */
-static void input_planes(void *ctx, int64_t item, int tid) {
-    const plane_job *j = ctx;
+/* The forward-direction transforms of one unit (image n, LN channels from LN b), item = (n - n0)
+ * * blocks + b: of x, V = B^T d B over 6x6 tiles of the padded plane (grad = 0), or of dy,
+ * dM = A dy A^T over 4x4 tiles (grad = 1), into (36, tc, channels rounded to LN), so that every
+ * tile writes whole vectors. Inlined with grad constant, the lane loops become vector code. */
+static RVG__ALWAYS_INLINE void transform_planes(const plane_job *j, int64_t item, int tid,
+                                                int grad) {
     const wino_plan *p = j->p;
-    const int64_t CB = p->Cp / LN, nl = item / CB, cb = item % CB, c0 = cb * LN;
-    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN, ps = j->tc * p->Cp;
+    const int64_t ch = grad ? p->K : p->C, chp = grad ? p->Kp : p->Cp, nblk = chp / LN;
+    const int64_t nl = item / nblk, c0 = item % nblk * LN, nc = ch - c0 < LN ? ch - c0 : LN;
+    const int64_t rs = p->Wp * LN, ps = j->tc * chp;
     float *q = thread_scratch(j->scratch, p, tid);
-    to_interleaved(q, j->in + ((j->n0 + nl) * p->C + c0) * p->H * p->W, p, nc, 1);
-    float *vb = j->out + nl * p->tiles * p->Cp + c0;
+    to_interleaved(q, j->in + ((j->n0 + nl) * ch + c0) * p->H * p->W, p, nc, grad ? 0 : 1);
+    float *base = j->out + nl * p->tiles * chp + c0;
     for (int64_t ty = 0; ty < p->th; ty++)
         for (int64_t tx = 0; tx < p->tw; tx++) {
             float t[6 * 6 * LN], o[WP * LN];
             const float *d = q + (4 * ty * p->Wp + 4 * tx) * LN;
-            for (int jj = 0; jj < 6; jj++) /* rows: t[i][jj] = sum_k B^T[i][k] d[k][jj] */
-                bt6(t + jj * LN, 6 * LN, d + jj * LN, rs);
-            for (int i = 0; i < 6; i++) /* columns: V[6 i + jj] = sum_k B^T[jj][k] t[i][k] */
-                bt6(o + 6 * i * LN, LN, t + 6 * i * LN, LN);
-            store_points(vb + (ty * p->tw + tx) * p->Cp, ps, o);
+            if (grad) {
+                for (int b = 0; b < 4; b++) /* rows: t[i][b] = sum_a A^T[a][i] dy[a][b] */
+                    a6(t + b * LN, 4 * LN, d + b * LN, rs);
+                for (int i = 0; i < 6; i++) /* columns: dM[6 i + jj] = sum_b A^T[b][jj] t[i][b] */
+                    a6(o + 6 * i * LN, LN, t + 4 * i * LN, LN);
+            } else {
+                for (int jj = 0; jj < 6; jj++) /* rows: t[i][jj] = sum_k B^T[i][k] d[k][jj] */
+                    bt6(t + jj * LN, 6 * LN, d + jj * LN, rs);
+                for (int i = 0; i < 6; i++) /* columns: V[6 i + jj] = sum_k B^T[jj][k] t[i][k] */
+                    bt6(o + 6 * i * LN, LN, t + 6 * i * LN, LN);
+            }
+            store_points(base + (ty * p->tw + tx) * chp, ps, o);
         }
 }
 
-/* dMt[pt][t][k] = A dy A^T for the tiles of channels [LN kb, LN kb + LN) of image n; item =
- * (n - n0) * KB + kb. */
-static void dy_planes(void *ctx, int64_t item, int tid) {
-    const plane_job *j = ctx;
-    const wino_plan *p = j->p;
-    const int64_t KB = p->Kp / LN, nl = item / KB, kb = item % KB, k0 = kb * LN;
-    const int64_t nk = p->K - k0 < LN ? p->K - k0 : LN, rs = p->Wp * LN, ps = j->tc * p->Kp;
-    float *q = thread_scratch(j->scratch, p, tid);
-    to_interleaved(q, j->in + ((j->n0 + nl) * p->K + k0) * p->H * p->W, p, nk, 0);
-    float *mb = j->out + nl * p->tiles * p->Kp + k0;
-    for (int64_t ty = 0; ty < p->th; ty++)
-        for (int64_t tx = 0; tx < p->tw; tx++) {
-            float t[6 * 4 * LN], o[WP * LN];
-            const float *d = q + (4 * ty * p->Wp + 4 * tx) * LN;
-            for (int b = 0; b < 4; b++) /* rows: t[i][b] = sum_a A^T[a][i] dy[a][b] */
-                a6(t + b * LN, 4 * LN, d + b * LN, rs);
-            for (int i = 0; i < 6; i++) /* columns: dM[6 i + jj] = sum_b A^T[b][jj] t[i][b] */
-                a6(o + 6 * i * LN, LN, t + 4 * i * LN, LN);
-            store_points(mb + (ty * p->tw + tx) * p->Kp, ps, o);
-        }
-}
+static void input_planes(void *ctx, int64_t item, int tid) { transform_planes(ctx, item, tid, 0); }
+
+static void dy_planes(void *ctx, int64_t item, int tid) { transform_planes(ctx, item, tid, 1); }
 
 /* Planes c < nc (H x W each) of dst from the interleaved plane q (rows `qw` pixels of LN floats
- * apart): dst += q when bias is NULL (dx), else dst = q + bias[c] (y). A de-interleave is a
- * transpose, which compilers do not vectorize: with SSE (every x86-64) it goes through 4x4
- * register transposes, else element by element. */
+ * apart): dst += q when bias is NULL (dx), else dst = q + bias[c] (y). */
 static void from_interleaved(float *dst, const float *q, int64_t qw, const wino_plan *p,
                              int64_t nc, const float *bias) {
-    const int64_t HW = p->H * p->W, W = p->W;
-    for (int64_t h = 0; h < p->H; h++) {
-        const float *row = q + h * qw * LN;
-        float *d = dst + h * W;
-        int64_t c = 0;
-#if defined(__SSE2__)
-        for (; c + 4 <= nc; c += 4) {
-            int64_t w = 0;
-            for (; w + 4 <= W; w += 4) {
-                __m128 r[4];
-                for (int i = 0; i < 4; i++)
-                    r[i] = _mm_loadu_ps(row + (w + i) * LN + c);
-                _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); /* r[i]: channel c + i, pixels w.. */
-                for (int i = 0; i < 4; i++) {
-                    float *dc = d + (c + i) * HW + w;
-                    _mm_storeu_ps(dc, bias ? _mm_add_ps(r[i], _mm_set1_ps(bias[c + i]))
-                                           : _mm_add_ps(_mm_loadu_ps(dc), r[i]));
-                }
-            }
-            for (; w < W; w++)
-                for (int64_t i = 0; i < 4; i++) {
-                    const float v = row[w * LN + c + i];
-                    float *dc = d + (c + i) * HW + w;
-                    *dc = bias ? v + bias[c + i] : *dc + v;
-                }
-        }
-#endif
-        for (; c < nc; c++)
-            for (int64_t w = 0; w < W; w++) {
-                const float v = row[w * LN + c];
-                d[c * HW + w] = bias ? v + bias[c] : d[c * HW + w] + v;
-            }
-    }
+    for (int64_t h = 0; h < p->H; h++) /* row h: (W pixels x LN) -> (nc channels x W) */
+        transpose_block(dst + h * p->W, p->H * p->W, q + h * qw * LN, LN, p->W, nc,
+                        bias ? 2 : 1, bias);
 }
 
 /* dx (channels [LN cb, LN cb + LN) of image n) += B dV B^T over its tiles; item = (n - n0) * CB
@@ -566,7 +541,7 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
     }
 }
 
-/* ---- forward ---------------------------------------------------------------------------------- */
+/* ---- forward --------------------------------------------------------------------------------- */
 
 /* item = point * G + group: Mt[p] (tc, Kg) = Vt[p] (tc, Cg) . U[p]^T (Cg, Kg) */
 static void fwd_gemm_item(void *ctx, int64_t item, int tid) {
