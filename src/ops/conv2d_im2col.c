@@ -78,18 +78,32 @@ static void small_map(int32_t *map, const rvg__col_band *b) {
         }
 }
 
+/* What both small-map loops need: taps per channel, positions per image band, col row length,
+ * image stride, and the map itself. */
+typedef struct {
+    int64_t RS, band, cols, CHW;
+    int32_t map[SMALL_MAP];
+} small_geom;
+
+static void small_setup(small_geom *g, const rvg__col_band *b) {
+    const rvg_conv_shape *s = b->s;
+    g->RS = s->R * s->S;
+    g->band = (b->pb - b->pa) * s->Q;
+    g->cols = band_cols(b);
+    g->CHW = s->C * s->H * s->W;
+    small_map(g->map, b);
+}
+
 static void im2col_rows_small(float *col, const float *x, const rvg__col_band *b, int64_t lo,
                               int64_t hi) {
-    const rvg_conv_shape *s = b->s;
-    const int64_t RS = s->R * s->S, band = (b->pb - b->pa) * s->Q, cols = band_cols(b);
-    const int64_t CHW = s->C * s->H * s->W;
-    int32_t map[SMALL_MAP];
-    small_map(map, b);
+    small_geom g;
+    small_setup(&g, b);
+    const int64_t band = g.band;
     for (int64_t row = lo; row < hi; row++) {
-        const int32_t *restrict m = map + row % RS * band;
-        const float *xc = x + plane_offset(b, row / RS);
-        float *restrict dst = col + row * cols;
-        for (int64_t i = 0; i < b->nn; i++, xc += CHW, dst += band)
+        const int32_t *restrict m = g.map + row % g.RS * band;
+        const float *xc = x + plane_offset(b, row / g.RS);
+        float *restrict dst = col + row * g.cols;
+        for (int64_t i = 0; i < b->nn; i++, xc += g.CHW, dst += band)
             for (int64_t t = 0; t < band; t++)
                 dst[t] = m[t] >= 0 ? xc[m[t]] : 0.0f;
     }
@@ -97,18 +111,16 @@ static void im2col_rows_small(float *col, const float *x, const rvg__col_band *b
 
 static void col2im_channels_small(float *dx, const float *col, const rvg__col_band *b, int64_t lo,
                                   int64_t hi) {
-    const rvg_conv_shape *s = b->s;
-    const int64_t RS = s->R * s->S, band = (b->pb - b->pa) * s->Q, cols = band_cols(b);
-    const int64_t CHW = s->C * s->H * s->W;
-    int32_t map[SMALL_MAP];
-    small_map(map, b);
+    small_geom g;
+    small_setup(&g, b);
+    const int64_t band = g.band;
     for (int64_t c = lo; c < hi; c++) {
         float *dxc0 = dx + plane_offset(b, c);
-        for (int64_t rs = 0; rs < RS; rs++) {
-            const int32_t *restrict m = map + rs * band;
-            const float *src = col + (c * RS + rs) * cols;
+        for (int64_t rs = 0; rs < g.RS; rs++) {
+            const int32_t *restrict m = g.map + rs * band;
+            const float *src = col + (c * g.RS + rs) * g.cols;
             float *dxc = dxc0;
-            for (int64_t i = 0; i < b->nn; i++, dxc += CHW, src += band)
+            for (int64_t i = 0; i < b->nn; i++, dxc += g.CHW, src += band)
                 for (int64_t t = 0; t < band; t++)
                     if (m[t] >= 0)
                         dxc[m[t]] += src[t];
