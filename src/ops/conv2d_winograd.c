@@ -183,7 +183,7 @@ typedef struct {
     float *out;      /* V, dM, or dx */
     float *scratch;  /* per-thread, scratch_floats() each */
     int64_t n0, tc;  /* first image of the chunk, its tile count */
-    const float *bias, *zero; /* output_planes: the bias, or LN zeros when there is none */
+    const float *bias; /* output_planes: the bias, or NULL */
 } plane_job;
 
 static float *thread_scratch(float *scratch, const wino_plan *p, int tid) {
@@ -284,12 +284,11 @@ static void input_planes(void *ctx, int64_t item, int tid) { transform_planes(ct
 static void dy_planes(void *ctx, int64_t item, int tid) { transform_planes(ctx, item, tid, 1); }
 
 /* Planes c < nc (H x W each) of dst from the interleaved plane q (rows `qw` pixels of LN floats
- * apart): dst += q when bias is NULL (dx), else dst = q + bias[c] (y). */
+ * apart), with transpose_block's op: 0 dst = q, 1 dst += q (dx), 2 dst = q + bias[c] (y). */
 static void from_interleaved(float *dst, const float *q, int64_t qw, const wino_plan *p,
-                             int64_t nc, const float *bias) {
+                             int64_t nc, int op, const float *bias) {
     for (int64_t h = 0; h < p->H; h++) /* row h: (W pixels x LN) -> (nc channels x W) */
-        transpose_block(dst + h * p->W, p->H * p->W, q + h * qw * LN, LN, p->W, nc,
-                        bias ? 2 : 1, bias);
+        transpose_block(dst + h * p->W, p->H * p->W, q + h * qw * LN, LN, p->W, nc, op, bias);
 }
 
 /* dx (channels [LN cb, LN cb + LN) of image n) += B dV B^T over its tiles; item = (n - n0) * CB
@@ -317,7 +316,7 @@ static void dx_planes(void *ctx, int64_t item, int tid) {
                     d[r * rs + k] += o[6 * r * LN + k];
         }
     from_interleaved(j->out + ((j->n0 + nl) * p->C + c0) * p->H * p->W, q + (p->Wp + 1) * LN,
-                     p->Wp, p, nc, NULL);
+                     p->Wp, p, nc, 1, NULL);
 }
 
 /* y (channels [LN kb, LN kb + LN) of image n) = A^T M A + bias over its tiles; item = (n - n0) *
@@ -343,7 +342,7 @@ static void output_planes(void *ctx, int64_t item, int tid) {
                 at6(d + a * rs, LN, t + 6 * a * LN, LN);
         }
     from_interleaved(j->out + ((j->n0 + nl) * p->K + k0) * p->H * p->W, q, Wq, p, nk,
-                     j->bias ? j->bias + k0 : j->zero);
+                     j->bias ? 2 : 0, j->bias ? j->bias + k0 : NULL);
 }
 
 /* ---- weights --------------------------------------------------------------------------------- */
@@ -519,8 +518,8 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
         const int64_t per_block = WP * LN * p.tiles;
         /* U (first chunk, for dx), V (for dw) and dM in one phase */
-        plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
-        plane_job dm = {&p, dy, m, scratch, n0, tc, NULL, NULL};
+        plane_job in = {&p, x, v, scratch, n0, tc, NULL};
+        plane_job dm = {&p, dy, m, scratch, n0, tc, NULL};
         multi_job mj = {{0}, {0}, {0}, 0};
         if (dx && n0 == 0)
             multi_add(&mj, weight_row, &wj, p.K);
@@ -531,7 +530,7 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
         gemm_job gj = {&p, tc, u, v, m, dw ? du : NULL, NULL, n0 > 0, dx != NULL, pack};
         rvg__par_run(WP * p.G, nt, gemm_item, &gj);
         if (dx) {
-            plane_job dxj = {&p, v, dx, scratch, n0, tc, NULL, NULL};
+            plane_job dxj = {&p, v, dx, scratch, n0, tc, NULL};
             rvg__par_run(nn * CB, loop_nt(nt, nn * CB, per_block), dx_planes, &dxj);
         }
     }
@@ -556,7 +555,6 @@ static void fwd_gemm_item(void *ctx, int64_t item, int tid) {
 
 void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, const float *bias,
                                   const rvg_conv_shape *s, float *work, float *pack, int nt) {
-    static const float zero[LN];
     wino_plan p;
     plan_make(&p, s);
     const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
@@ -567,7 +565,7 @@ void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, cons
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
         const int64_t per_block = WP * LN * p.tiles;
         /* U (first chunk) and V in one phase */
-        plane_job in = {&p, x, v, scratch, n0, tc, NULL, NULL};
+        plane_job in = {&p, x, v, scratch, n0, tc, NULL};
         multi_job mj = {{0}, {0}, {0}, 0};
         if (n0 == 0)
             multi_add(&mj, weight_row, &wj, p.K);
@@ -575,7 +573,7 @@ void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, cons
         multi_run(&mj, nt, per_block);
         gemm_job gj = {&p, tc, u, v, NULL, NULL, m, 0, 0, pack};
         rvg__par_run(WP * p.G, nt, fwd_gemm_item, &gj);
-        plane_job out = {&p, m, y, scratch, n0, tc, bias, zero};
+        plane_job out = {&p, m, y, scratch, n0, tc, bias};
         rvg__par_run(nn * KB, loop_nt(nt, nn * KB, per_block), output_planes, &out);
     }
 }
