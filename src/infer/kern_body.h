@@ -34,8 +34,9 @@
  *         [ 0  1 -1  8  -8   1/8  -1/8   0 ]
  *         [ 0  1  1 16  16   1/16  1/16  0 ]
  *         [ 0  1 -1 32 -32   1/32 -1/32  1 ]
- * G is applied at load time in engine.c (in double); B^T and A^T are spelled out below as the
- * sparse row formulas, applied first along rows then along columns.
+ * G is applied at load time in engine.c (in double); B^T and A^T are spelled out as the sparse
+ * row formulas, applied first along rows then along columns: F(6x6)'s below, F(4x4)'s in
+ * ops/winograd_f43.h, which the training convolution shares.
  */
 
 #define LANES for (int l = 0; l < 8; l++)
@@ -54,32 +55,10 @@
  * with runtime strides GCC's -O2 vectorizer would need alias checks and keeps them scalar. */
 #define KINLINE static RVG__ALWAYS_INLINE
 
-/* o[k*os + l] = sum_j BT4[k][j] d[j*ds + l]  (6 -> 6) */
-KINLINE void KN(bt4)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {
-    LANES {
-        float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l];
-        float d4 = d[4 * ds + l], d5 = d[5 * ds + l];
-        o[l] = 4.f * d0 - 5.f * d2 + d4;
-        o[os + l] = -4.f * (d1 + d2) + d3 + d4;
-        o[2 * os + l] = 4.f * (d1 - d2) - d3 + d4;
-        o[3 * os + l] = 2.f * (d3 - d1) - d2 + d4;
-        o[4 * os + l] = 2.f * (d1 - d3) - d2 + d4;
-        o[5 * os + l] = 4.f * d1 - 5.f * d3 + d5;
-    }
-}
-
-/* o[k*os + l] = sum_j AT4[k][j] d[j*ds + l]  (6 -> 4) */
-KINLINE void KN(at4)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {
-    LANES {
-        float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l];
-        float d4 = d[4 * ds + l], d5 = d[5 * ds + l];
-        float s12 = d1 + d2, m12 = d1 - d2, s34 = d3 + d4, m34 = d3 - d4;
-        o[l] = d0 + s12 + s34;
-        o[os + l] = m12 + 2.f * m34;
-        o[2 * os + l] = s12 + 4.f * s34;
-        o[3 * os + l] = m12 + 8.f * m34 + d5;
-    }
-}
+/* bt4 (6 -> 6, B^T) and at4 (6 -> 4, A^T) of F(4x4), shared with the training convolution */
+#define RVG__WF43_LANES 8
+#define RVG__WF43_NAME(x) KN(x##4)
+#include "ops/winograd_f43.h"
 
 /* (8 -> 8) with BT6 */
 KINLINE void KN(bt6)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {

@@ -680,9 +680,12 @@ static void col2im_channels(const range_job *j, int64_t lo, int64_t hi) {
     rvg__col2im_channels(j->out, j->in, &b, lo, hi);
 }
 
-static void im2col(float *col, const float *x, const rvg_conv_shape *s, const conv_plan *pl,
-                   int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
-    range_job j = {.body = im2col_rows,
+/* Runs body over `count` units (im2col rows or col2im channels) of the band of images n0 ..
+ * n0+nn-1, output rows pa .. pb-1, group g; both move CRS * nn * (pb-pa) * Q floats. */
+static void band_run(void (*body)(const range_job *j, int64_t lo, int64_t hi), int64_t count,
+                     float *out, const float *in, const rvg_conv_shape *s, const conv_plan *pl,
+                     int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
+    range_job j = {.body = body,
                    .s = s,
                    .pl = pl,
                    .n0 = n0,
@@ -690,9 +693,14 @@ static void im2col(float *col, const float *x, const rvg_conv_shape *s, const co
                    .g = g,
                    .pa = pa,
                    .pb = pb,
-                   .out = col,
-                   .in = x};
-    range_run(&j, pl->CRS, pl->CRS * nn * (pb - pa) * s->Q);
+                   .out = out,
+                   .in = in};
+    range_run(&j, count, pl->CRS * nn * (pb - pa) * s->Q);
+}
+
+static void im2col(float *col, const float *x, const rvg_conv_shape *s, const conv_plan *pl,
+                   int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
+    band_run(im2col_rows, pl->CRS, col, x, s, pl, n0, nn, pa, pb, g);
 }
 
 /* dx (images n0.., channels of group g) += col2im(col (CRS, nn*(pb-pa)*Q)) for output rows
@@ -700,17 +708,7 @@ static void im2col(float *col, const float *x, const rvg_conv_shape *s, const co
  * and bands are added in order, so every dx element sums in a fixed order. */
 static void col2im_add(float *dx, const float *col, const rvg_conv_shape *s, const conv_plan *pl,
                        int64_t n0, int64_t nn, int64_t pa, int64_t pb, int64_t g) {
-    range_job j = {.body = col2im_channels,
-                   .s = s,
-                   .pl = pl,
-                   .n0 = n0,
-                   .nn = nn,
-                   .g = g,
-                   .pa = pa,
-                   .pb = pb,
-                   .out = dx,
-                   .in = col};
-    range_run(&j, pl->Cg, pl->CRS * nn * (pb - pa) * s->Q);
+    band_run(col2im_channels, pl->Cg, dx, col, s, pl, n0, nn, pa, pb, g);
 }
 
 /* y[n0+i, g*Kg + k, :] = tmp[k, i*PQ : (i+1)*PQ] + bias[g*Kg + k], channels k in [lo, hi). */

@@ -109,28 +109,16 @@ int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads) {
            (int64_t)threads * scratch_floats(&p);
 }
 
-/* ---- the F(4x4, 3x3) matrices on 8-channel vectors --------------------------------------------
- * Interpolation points 0, 1, -1, 2, -2 and infinity:
- *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
- *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
- *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+/* ---- the F(4x4, 3x3) maps on 16-channel vectors -----------------------------------------------
+ * B^T and A^T (the input and output maps bt6, at6) are shared with the inference engine in
+ * ops/winograd_f43.h, which lists the matrices; G is
+ *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
  * Each map reads six (four) vectors of LN floats `is` floats apart and writes six vectors `os`
  * apart; inlined with constant strides, the lane loops become whole-vector operations. */
 
-/* o_i = sum_k B^T[i][k] d_k */
-static RVG__ALWAYS_INLINE void bt6(float *restrict o, int64_t os, const float *restrict d,
-                                   int64_t is) {
-    for (int l = 0; l < LN; l++) {
-        const float a0 = d[l], a1 = d[is + l], a2 = d[2 * is + l], a3 = d[3 * is + l],
-                    a4 = d[4 * is + l], a5 = d[5 * is + l];
-        o[l] = 4.0f * a0 - 5.0f * a2 + a4;
-        o[os + l] = -4.0f * (a1 + a2) + a3 + a4;
-        o[2 * os + l] = 4.0f * (a1 - a2) - a3 + a4;
-        o[3 * os + l] = 2.0f * (a3 - a1) - a2 + a4;
-        o[4 * os + l] = 2.0f * (a1 - a3) - a2 + a4;
-        o[5 * os + l] = 4.0f * a1 - 5.0f * a3 + a5;
-    }
-}
+#define RVG__WF43_LANES LN
+#define RVG__WF43_NAME(x) x##6
+#include "ops/winograd_f43.h"
 
 /* o_r = sum_i B^T[i][r] d_i (the transpose, for dx) */
 static RVG__ALWAYS_INLINE void b6(float *restrict o, int64_t os, const float *restrict d,
@@ -158,20 +146,6 @@ static RVG__ALWAYS_INLINE void a6(float *restrict o, int64_t os, const float *re
         o[3 * os + l] = a0 + 2.0f * a1 + 4.0f * a2 + 8.0f * a3;
         o[4 * os + l] = a0 - 2.0f * a1 + 4.0f * a2 - 8.0f * a3;
         o[5 * os + l] = a3;
-    }
-}
-
-/* o_a = sum_i A^T[a][i] d_i (the output map of the forward): four outputs from six */
-static RVG__ALWAYS_INLINE void at6(float *restrict o, int64_t os, const float *restrict d,
-                                   int64_t is) {
-    for (int l = 0; l < LN; l++) {
-        const float a0 = d[l], a1 = d[is + l], a2 = d[2 * is + l], a3 = d[3 * is + l],
-                    a4 = d[4 * is + l], a5 = d[5 * is + l];
-        const float s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;
-        o[l] = a0 + s12 + s34;
-        o[os + l] = d12 + 2.0f * d34;
-        o[2 * os + l] = s12 + 4.0f * s34;
-        o[3 * os + l] = d12 + 8.0f * d34 + a5;
     }
 }
 
