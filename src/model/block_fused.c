@@ -48,49 +48,58 @@ static int64_t chan_block(int64_t K, int64_t per_chan, int nt) {
     return cb < 1 ? 1 : cb;
 }
 
-/* Sums of one image's HW values of a channel, in four double lanes (q mod 4) added pairwise: the
- * lanes vectorize, and the order depends on HW alone. */
+/* Plane sums in double, in four lanes (element q goes to lane q mod 4) added pairwise at the end:
+ * the order depends on HW alone. The lanes are four named scalars: written as an array indexed
+ * in an inner loop, GCC kept them in memory and every step waited on a store-to-load round trip
+ * (a third of the BN backward's samples). */
+#define PLANE_LANES(step)                                                                         \
+    do {                                                                                          \
+        int64_t q = 0;                                                                            \
+        for (; q + 4 <= HW; q += 4) {                                                             \
+            step(0, q);                                                                           \
+            step(1, q + 1);                                                                       \
+            step(2, q + 2);                                                                       \
+            step(3, q + 3);                                                                       \
+        }                                                                                         \
+        if (q < HW)                                                                               \
+            step(0, q);                                                                           \
+        if (q + 1 < HW)                                                                           \
+            step(1, q + 1);                                                                       \
+        if (q + 2 < HW)                                                                           \
+            step(2, q + 2);                                                                       \
+    } while (0)
+
+/* sum over the plane of p */
 static inline double plane_sum(const float *p, int64_t HW) {
-    double l[4] = {0, 0, 0, 0};
-    int64_t q = 0;
-    for (; q + 4 <= HW; q += 4)
-        for (int r = 0; r < 4; r++)
-            l[r] += p[q + r];
-    for (int r = 0; q < HW; q++, r++)
-        l[r] += p[q];
-    return (l[0] + l[1]) + (l[2] + l[3]);
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+#define STEP(r, i) l##r += p[i]
+    PLANE_LANES(STEP);
+#undef STEP
+    return (l0 + l1) + (l2 + l3);
 }
 
-/* Sums of x and x^2 over one image's HW values of a channel, four double lanes each (as
- * plane_sum). */
+/* sums over the plane of p and of p^2, added to *sum and *sq */
 static inline void plane_sum_sq(const float *p, int64_t HW, double *sum, double *sq) {
-    double l[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0};
-    int64_t q = 0;
-    for (; q + 4 <= HW; q += 4)
-        for (int r = 0; r < 4; r++) {
-            const double v = p[q + r];
-            l[r] += v;
-            m[r] += v * v;
-        }
-    for (int r = 0; q < HW; q++, r++) {
-        const double v = p[q];
-        l[r] += v;
-        m[r] += v * v;
-    }
-    *sum += (l[0] + l[1]) + (l[2] + l[3]);
-    *sq += (m[0] + m[1]) + (m[2] + m[3]);
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0, m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+#define STEP(r, i)                                                                                 \
+    do {                                                                                           \
+        const double v = p[i];                                                                     \
+        l##r += v;                                                                                 \
+        m##r += v * v;                                                                             \
+    } while (0)
+    PLANE_LANES(STEP);
+#undef STEP
+    *sum += (l0 + l1) + (l2 + l3);
+    *sq += (m0 + m1) + (m2 + m3);
 }
 
 /* sum over the plane of g * (x - m) */
 static inline double plane_dot_centered(const float *g, const float *x, int64_t HW, float m) {
-    double l[4] = {0, 0, 0, 0};
-    int64_t q = 0;
-    for (; q + 4 <= HW; q += 4)
-        for (int r = 0; r < 4; r++)
-            l[r] += (double)g[q + r] * (x[q + r] - m);
-    for (int r = 0; q < HW; q++, r++)
-        l[r] += (double)g[q] * (x[q] - m);
-    return (l[0] + l[1]) + (l[2] + l[3]);
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+#define STEP(r, i) l##r += (double)g[i] * (x[i] - m)
+    PLANE_LANES(STEP);
+#undef STEP
+    return (l0 + l1) + (l2 + l3);
 }
 
 /* ---- batch statistics ----------------------------------------------------------------------
