@@ -36,6 +36,19 @@ expect_fail "--size" "$tool" info --arch A0 --size abc
 expect_fail "unknown" "$tool" info --arch A0 --bogus
 expect_fail "groups" "$tool" info --arch custom:blocks=1,1,1,1:width=0.25,0.25,0.25,0.25:groups=3@1
 expect_fail "cannot open" "$tool" convert "$dir/missing.safetensors" "$dir/out.safetensors"
+# bench: options checked, and --json carries the fields scripts read
+expect_fail "--batch" "$tool" bench --arch A0 --batch 0
+expect_fail "--runs" "$tool" bench --arch A0 --runs 0
+expect_fail "--form" "$tool" bench --arch A0 --form bogus
+expect_fail "exactly one" "$tool" bench
+if "$tool" bench --train --arch A0 --in-ch 1 --classes 10 --size 16 --batch 2 --runs 2 --json \
+    >"$dir/bench.json" 2>"$dir/err" &&
+    "$py" -c 'import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["mode"] == "train-step" and o["images_per_s"] > 0 and o["median_ms"] > 0, o
+assert o["min_ms"] <= o["median_ms"] and o["phases"] >= 0 and o["phase_wait_ms"] >= 0, o' \
+    "$dir/bench.json"; then pass=$((pass + 1)); else
+    echo "FAILED: bench --train --json: $(cat "$dir/bench.json" "$dir/err")"; fail=$((fail + 1)); fi
 expect_fail "expected IN and OUT" "$tool" convert onlyone
 
 # a real train-form file, written by the tool itself through a conversion round trip

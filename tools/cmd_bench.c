@@ -19,6 +19,7 @@
 #endif
 
 #include "cli.h"
+#include "core/parallel_impl.h"
 #include "rvg/deploy.h"
 #include "rvg/model.h"
 #include "rvg/ops.h"
@@ -48,6 +49,12 @@ static double now_ms(void) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Sorts v[0..n) in place and returns its median (v[0] is then the minimum). */
+static double median_of(double *v, int64_t n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static double peak_rss_mb(void) {
@@ -164,11 +171,13 @@ int cmd_bench(int argc, char **argv) {
     float *target = rvg_alloc((size_t)(batch * K) * sizeof(float));
     float *dlogits = rvg_alloc((size_t)(batch * K) * sizeof(float));
     double *times = calloc((size_t)runs, sizeof(double));
+    /* the training pool's end-of-phase waits per step (not the deploy engine's own pool) */
+    double *waits = calloc((size_t)runs, sizeof(double)), *phases = calloc((size_t)runs, sizeof(double));
     int32_t *labels = calloc((size_t)batch, sizeof(int32_t));
     rvg_engine *e = NULL;
     rvg_plan *p = NULL;
     int rc = 1;
-    if (!x || !logits || !target || !dlogits || !times || !labels) {
+    if (!x || !logits || !target || !dlogits || !times || !waits || !phases || !labels) {
         fprintf(stderr, "repvgg bench: out of memory\n");
         goto done;
     }
@@ -190,6 +199,9 @@ int cmd_bench(int argc, char **argv) {
     }
     rvg_sgd_config cfg = rvg_sgd_defaults();
     for (int64_t r = -warmup; r < runs; r++) {
+        int64_t ph0, ph1;
+        double w0, w1;
+        rvg__par_stats(&ph0, &w0);
         double t0 = now_ms();
         if (deploy) {
             st = rvg_engine_run(e, logits, x, batch);
@@ -210,11 +222,15 @@ int cmd_bench(int argc, char **argv) {
             rc = cli_fail("bench", st, "running");
             goto done;
         }
-        if (r >= 0)
+        if (r >= 0) {
             times[r] = now_ms() - t0;
+            rvg__par_stats(&ph1, &w1);
+            waits[r] = w1 - w0;
+            phases[r] = (double)(ph1 - ph0);
+        }
     }
-    qsort(times, (size_t)runs, sizeof(double), cmp_double);
-    double median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+    double median = median_of(times, runs), wait_ms = median_of(waits, runs);
+    double phases_per_run = median_of(phases, runs);
     double minimum = times[0];
     double ips = batch * 1000.0 / median;
     /* a training step costs about 3 forward passes (forward, input gradient, weight gradient) */
@@ -243,6 +259,10 @@ int cmd_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "images_per_s", ips);
         cJSON_AddNumberToObject(o, "gflops", gflops);
         cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
+        if (!deploy) {
+            cJSON_AddNumberToObject(o, "phases", phases_per_run);
+            cJSON_AddNumberToObject(o, "phase_wait_ms", wait_ms);
+        }
         if (e)
             cJSON_AddStringToObject(o, "isa", rvg_engine_isa(e));
         char *js = cJSON_PrintUnformatted(o);
@@ -255,6 +275,9 @@ int cmd_bench(int argc, char **argv) {
                e ? ", kernels " : "", e ? rvg_engine_isa(e) : "");
         printf("  median %.3f ms  min %.3f ms  (%lld runs)\n", median, minimum, (long long)runs);
         printf("  %.1f images/s  %.1f GFLOP/s  peak RSS %.1f MB\n", ips, gflops, peak_rss_mb());
+        if (!deploy && phases_per_run > 0)
+            printf("  %.0f parallel phases per run, %.2f ms waiting at their ends (medians)\n",
+                   phases_per_run, wait_ms);
     }
     rc = 0;
 done:
@@ -266,6 +289,8 @@ done:
     rvg_free(target);
     rvg_free(dlogits);
     free(times);
+    free(waits);
+    free(phases);
     free(labels);
     return rc;
 }

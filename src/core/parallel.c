@@ -58,3 +58,5 @@ void rvg__par_run(int64_t n, int nt, rvg__par_fn fn, void *ctx) {
     item_job j = {fn, ctx};
     rvg__pool_for_nt(g_pool, n, 1, nt, run_items, &j);
 }
+
+void rvg__par_stats(int64_t *phases, double *wait_ms) { rvg__pool_stats(g_pool, phases, wait_ms); }

@@ -16,5 +16,7 @@ void rvg__par_run(int64_t n, int nt, rvg__par_fn fn, void *ctx);
 /* Threads a loop may use now: OpenMP's count (OMP_NUM_THREADS, omp_set_num_threads), 1 without
  * OpenMP or inside an OpenMP region. */
 int rvg__par_threads(void);
+/* rvg__pool_stats of the pool behind rvg__par_run (zeros before its first parallel phase). */
+void rvg__par_stats(int64_t *phases, double *wait_ms);
 
 #endif

@@ -17,12 +17,16 @@
  * A call made while the pool is running another phase (from a task, or from a second thread) runs
  * its units on the calling thread alone.
  *
+ * The pool counts its phases and the time the caller waits at their ends (rvg__pool_stats): that
+ * wait is what a preempted or late thread costs, and `repvgg bench --train` reports it.
+ *
  * Not here: task graphs, thread affinity.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core/pool_impl.h"
 
@@ -52,6 +56,10 @@ struct rvg__pool {
     int active;                   /* threads taking part in the phase, the caller included */
     atomic_int sleepers, next_tid;
     atomic_flag in_use;           /* a phase is in flight: other calls run inline */
+    /* Written by the caller of a phase only (in_use makes it the only one): phases run on more
+     * than one thread, and the time the caller spent waiting at their ends for units other
+     * threads had claimed. */
+    int64_t phases, wait_ns;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -66,6 +74,12 @@ static void work(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t gr
         fn(ctx, b, e);
         atomic_fetch_add(&p->done, e - b);
     }
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 static _Thread_local int tl_tid = 0;
@@ -196,14 +210,24 @@ void rvg__pool_for_nt(rvg__pool *p, int64_t n, int64_t grain, int nt, rvg__task_
     work(p, fn, ctx, n, grain);
     /* Only units already claimed are outstanding; yield so that a worker preempted on this
      * core can finish its unit. */
-    int spins = 0;
-    while (atomic_load(&p->done) < n) {
-        if (++spins < YIELD_EVERY)
-            CPU_RELAX();
-        else
-            sched_yield(), spins = 0;
+    p->phases++;
+    if (atomic_load(&p->done) < n) {
+        const int64_t t0 = now_ns();
+        int spins = 0;
+        while (atomic_load(&p->done) < n) {
+            if (++spins < YIELD_EVERY)
+                CPU_RELAX();
+            else
+                sched_yield(), spins = 0;
+        }
+        p->wait_ns += now_ns() - t0;
     }
     atomic_flag_clear(&p->in_use);
+}
+
+void rvg__pool_stats(const rvg__pool *p, int64_t *phases, double *wait_ms) {
+    *phases = p ? p->phases : 0;
+    *wait_ms = p ? (double)p->wait_ns * 1e-6 : 0.0;
 }
 
 void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void *ctx) {

@@ -23,5 +23,9 @@ void rvg__pool_for(rvg__pool *p, int64_t n, int64_t grain, rvg__task_fn fn, void
 /* The same on at most nt of the pool's threads (the caller included). */
 void rvg__pool_for_nt(rvg__pool *p, int64_t n, int64_t grain, int nt, rvg__task_fn fn,
                       void *ctx);
+/* Phases run so far on more than one thread, and the total time their caller waited at their
+ * ends for units claimed by other threads (the cost of imbalance and of preempted workers). Read
+ * it from the thread that runs the phases, between them. */
+void rvg__pool_stats(const rvg__pool *p, int64_t *phases, double *wait_ms);
 
 #endif
