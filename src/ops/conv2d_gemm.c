@@ -86,12 +86,14 @@ static int g_threads = 1; /* threads the workspace is sized for, latched at firs
 static int g_have_avx2 = 0;
 static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
 static rvg__gemm_kernel_fn g_kernel;
-static rvg__gemm_kernel_rows_fn g_kernel_rows;
+static rvg__gemm_kernel_rows_fn g_kernel_rows, g_kernel_cols;
 static int g_winograd = 1; /* stride-1 3x3 layers by Winograd (RVG_CONV_WINOGRAD=0: off) */
 
 static void kernel_c(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int64_t mr,
                      int64_t nr, int beta_one);
 static void kernel_rows_c(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                          int64_t ldc, int64_t nr, int beta_one);
+static void kernel_cols_c(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
                           int64_t ldc, int64_t nr, int beta_one);
 
 /* The AUTO choice, by measurement (bench/bench_conv.c and a GEMM micro-benchmark, thread CPU
@@ -122,11 +124,13 @@ static void apply_backend(rvg__gemm_backend b) {
     if (b == RVG__GEMM_OWN_AVX2) {
         g_kernel = rvg__conv_gemm_kernel_avx2;
         g_kernel_rows = rvg__conv_gemm_kernel_rows_avx2;
+        g_kernel_cols = rvg__conv_gemm_kernel_cols_avx2;
         return;
     }
 #endif
     g_kernel = kernel_c;
     g_kernel_rows = kernel_rows_c;
+    g_kernel_cols = kernel_cols_c;
 }
 
 static void init_once(void) {
@@ -301,22 +305,20 @@ static void kernel_rows_c(int64_t kc, const float *a, int64_t lda, const float *
     kernel_c_body(kc, a, lda, 1, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
 }
 
+static void kernel_cols_c(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                          int64_t ldc, int64_t nr, int beta_one) {
+    kernel_c_body(kc, a, 1, lda, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
+}
+
 /* Packs op(A)[i0 : i0+mc, p0 : p0+kc] into MR-row panels, each kc steps of MR floats, rows past the
- * matrix zero. op(A)(i, k) = ta ? A[k*lda + i] : A[i*lda + k]. */
+ * matrix zero. op(A)(i, k) = ta ? A[k*lda + i] : A[i*lda + k]. Only the ragged last panel of a
+ * GEMM (fewer than MR rows) comes here; whole panels are read in place. */
 static void pack_a(float *restrict dst, int ta, const float *restrict A, int64_t lda, int64_t i0,
                    int64_t mc, int64_t p0, int64_t kc) {
     for (int64_t ir = 0; ir < mc; ir += RVG__GEMM_MR) {
         const int64_t mr = mc - ir < RVG__GEMM_MR ? mc - ir : RVG__GEMM_MR;
         float *d = dst + ir * kc; /* (kc, MR) */
-        if (ta && mr == RVG__GEMM_MR) {
-            /* six explicit copies: a loop here becomes a memcpy call per k */
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = A + (p0 + k) * lda + i0 + ir;
-                float *dk = d + k * RVG__GEMM_MR;
-                dk[0] = src[0], dk[1] = src[1], dk[2] = src[2];
-                dk[3] = src[3], dk[4] = src[4], dk[5] = src[5];
-            }
-        } else if (ta) {
+        if (ta) {
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = A + (p0 + k) * lda + i0 + ir;
                 int64_t i = 0;
@@ -385,15 +387,15 @@ static void pack_b(float *restrict dst, int tb, const float *restrict B, int64_t
 
 /* One thread's GEMM on C[i0 : i0+M, j0 : j0+N] (BLIS loop order: jc, pc, ic, jr, ir). The k blocks
  * are summed in increasing order into C, so each element's value is fixed by K alone.
- * A non-transposed A is read in place by the rows kernel (only a last panel of fewer than MR rows
- * is packed, with zero rows): packing costs one pass over A per column block and for the skinny
- * GEMMs of small late layers (N = 64 columns) that pass cost as much as the arithmetic. A
- * transposed A (the input-gradient GEMM) has its MR values per k contiguous, so it is packed. */
+ * A is read in place, by the rows kernel when it is not transposed and by the cols kernel when it
+ * is (only a last panel of fewer than MR rows is packed, with zero rows): packing costs one pass
+ * over A per column block, for the skinny GEMMs of small late layers (N = 64 columns) that pass
+ * cost as much as the arithmetic, and in a threaded GEMM every column slab packed its own copy. */
 static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K,
                         const float *A, int64_t lda, const float *B, int64_t ldb, int beta_one,
                         float *C, int64_t ldc, float *apack, float *bpack) {
     const rvg__gemm_kernel_fn kern = g_kernel;
-    const rvg__gemm_kernel_rows_fn kern_rows = g_kernel_rows;
+    const rvg__gemm_kernel_rows_fn kern_in_place = ta ? g_kernel_cols : g_kernel_rows;
     for (int64_t jc = 0; jc < N; jc += RVG__GEMM_NC) {
         const int64_t nc = N - jc < RVG__GEMM_NC ? N - jc : RVG__GEMM_NC;
         for (int64_t pc = 0; pc < K; pc += RVG__GEMM_KC) {
@@ -402,17 +404,19 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
             pack_b(bpack, tb, B, ldb, pc, kc, j0 + jc, nc);
             for (int64_t ic = 0; ic < M; ic += RVG__GEMM_MC) {
                 const int64_t mc = M - ic < RVG__GEMM_MC ? M - ic : RVG__GEMM_MC;
-                const int64_t m_full = ta ? 0 : mc / RVG__GEMM_MR * RVG__GEMM_MR;
-                if (m_full < mc) /* everything (ta) or the ragged last panel (!ta) */
+                const int64_t m_full = mc / RVG__GEMM_MR * RVG__GEMM_MR;
+                if (m_full < mc) /* the ragged last panel */
                     pack_a(apack + m_full * kc, ta, A, lda, i0 + ic + m_full, mc - m_full, pc, kc);
                 for (int64_t jr = 0; jr < nc; jr += RVG__GEMM_NR) {
                     const int64_t nr = nc - jr < RVG__GEMM_NR ? nc - jr : RVG__GEMM_NR;
                     const float *bp = bpack + jr * kc;
                     float *cp = C + (i0 + ic) * ldc + j0 + jc + jr;
                     int64_t ir = 0;
-                    for (; ir < m_full; ir += RVG__GEMM_MR)
-                        kern_rows(kc, A + (i0 + ic + ir) * lda + pc, lda, bp, cp + ir * ldc, ldc,
-                                  nr, b1);
+                    for (; ir < m_full; ir += RVG__GEMM_MR) {
+                        const int64_t row = i0 + ic + ir; /* first row of op(A) in the panel */
+                        kern_in_place(kc, ta ? A + pc * lda + row : A + row * lda + pc, lda, bp,
+                                      cp + ir * ldc, ldc, nr, b1);
+                    }
                     for (; ir < mc; ir += RVG__GEMM_MR) {
                         const int64_t mr = mc - ir < RVG__GEMM_MR ? mc - ir : RVG__GEMM_MR;
                         kern(kc, apack + ir * kc, bp, cp + ir * ldc, ldc, mr, nr, b1);
@@ -477,13 +481,13 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     }
     /* More slabs than threads let a thread that starts late do less, but each slab re-packs the
      * operand it shares; allow that while it stays under ~1/128 of the slab's arithmetic (slabs /
-     * split dimension). Column slabs of an in-place A share nothing (each packs only its own B
-     * columns, and A is read once per column panel however the panels are grouped), so they are
-     * cut finer: RVG__GEMM_FREE_SLABS per thread. */
+     * split dimension). Column slabs share nothing (each packs only its own B columns, and the
+     * in-place A is read once per column panel however the panels are grouped), so they are cut
+     * finer: RVG__GEMM_FREE_SLABS per thread. */
     int64_t slabs = T;
     const int64_t split_len = split_n ? N : M;
     const int64_t want = (int64_t)T * RVG__PIECES_PER_THREAD;
-    if (split_n && !ta)
+    if (split_n)
         slabs = (int64_t)T * RVG__GEMM_FREE_SLABS;
     else if (split_len / want >= 128)
         slabs = want;

@@ -30,8 +30,10 @@
 typedef void (*rvg__gemm_kernel_fn)(int64_t kc, const float *a, const float *b, float *c,
                                     int64_t ldc, int64_t mr, int64_t nr, int beta_one);
 
-/* The same with all MR rows of A read in place from a row-major matrix: a(i, k) = a[i*lda + k].
- * Used when op(A) is not transposed, so a skinny GEMM need not pack its large A at all. */
+/* The same with all MR rows of A read in place from a row-major matrix: a(i, k) = a[i*lda + k]
+ * (the "rows" kernels, op(A) = A), or from the transpose of one: a(i, k) = a[k*lda + i] (the
+ * "cols" kernels, op(A) = A^T, MR consecutive floats per k). A GEMM then need not pack A at all,
+ * and the column slabs of a threaded GEMM share it without each packing a copy. */
 typedef void (*rvg__gemm_kernel_rows_fn)(int64_t kc, const float *a, int64_t lda, const float *b,
                                          float *c, int64_t ldc, int64_t nr, int beta_one);
 
@@ -39,6 +41,8 @@ typedef void (*rvg__gemm_kernel_rows_fn)(int64_t kc, const float *a, int64_t lda
 void rvg__conv_gemm_kernel_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
                                 int64_t mr, int64_t nr, int beta_one);
 void rvg__conv_gemm_kernel_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
+                                     float *c, int64_t ldc, int64_t nr, int beta_one);
+void rvg__conv_gemm_kernel_cols_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
                                      float *c, int64_t ldc, int64_t nr, int beta_one);
 /* Packs a full NR-column panel of a transposed B: dst[k*NR + j] = src[j*ldb + k], k < kc;
  * dst 32-byte aligned. */

@@ -3,9 +3,10 @@
  * Does: one register tile C (6 x 16) (+)= A panel (6 x kc) * packed B panel (kc x 16), twelve ymm
  * accumulators fed by two B loads and six A broadcasts per k step (the BLIS Haswell/Zen shape: Zen
  * 3 retires two 8-wide FMAs per cycle at 4 cycles latency, so 12 independent chains keep both pipes
- * busy; measured ~80 GFLOP/s of thread CPU time on one core with the panels in L1). Two entry
- * points share one body: A packed (k-major, 6 floats per k) or A read in place from a row-major
- * matrix (6 rows of stride lda, contiguous in k), which saves packing A when the GEMM is skinny.
+ * busy; measured ~80 GFLOP/s of thread CPU time on one core with the panels in L1). Three entry
+ * points share one body: A packed (k-major, 6 floats per k), A read in place from a row-major
+ * matrix (6 rows of stride lda, contiguous in k), or from its transpose (6 consecutive floats per
+ * k, k steps lda apart), which saves packing A.
  * Edge tiles are computed in full on the zero-padded B panel and only the valid corner is written,
  * so every C element sees the same FMA sequence wherever its tile falls. Also packs a full
  * 16-column panel of a transposed B with 8x8 register transposes (the weight-gradient GEMM's
@@ -129,6 +130,11 @@ void rvg__conv_gemm_kernel_avx2(int64_t kc, const float *a, const float *b, floa
 void rvg__conv_gemm_kernel_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
                                      float *c, int64_t ldc, int64_t nr, int beta_one) {
     kernel_body(kc, a, lda, 1, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
+}
+
+void rvg__conv_gemm_kernel_cols_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
+                                     float *c, int64_t ldc, int64_t nr, int beta_one) {
+    kernel_body(kc, a, 1, lda, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
 }
 
 /* 8x8 transpose of r0..r7 in place (unpack, shuffle, then swap 128-bit halves). */
