@@ -91,6 +91,8 @@ static const conv_case CASES[] = {
     /* stride-1 3x3 pad-1, C/G and K/G >= 8, planes >= 8x8: backward by Winograd F(4x4, 3x3)
      * (src/ops/conv2d_winograd.c); partial last tiles, N=1, groups, several image chunks */
     {"3x3 s1 C8 K8 8x8 N3 (winograd)", 3, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1},
+    {"3x3 s1 C16 K12 7x7 N5 (winograd, the smallest planes)", 5, 16, 7, 7, 12, 3, 3, 1, 1, 1, 1},
+    {"N1 3x3 s1 C8 K9 7x10 (winograd)", 1, 8, 7, 10, 9, 3, 3, 1, 1, 1, 0},
     {"3x3 s1 C9 K17 9x11 N2 (winograd)", 2, 9, 9, 11, 17, 3, 3, 1, 1, 1, 0},
     {"N1 3x3 s1 C16 K24 13x8 (winograd)", 1, 16, 13, 8, 24, 3, 3, 1, 1, 1, 1},
     {"3x3 s1 G2 C18 K20 10x15 N3 (winograd)", 3, 18, 10, 15, 20, 3, 3, 1, 1, 2, 1},
