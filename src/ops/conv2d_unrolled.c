@@ -50,54 +50,86 @@ typedef struct {
     int64_t pieces;  /* items the Kg rows of U are cut into */
 } unroll_job;
 
-/* Rows (k, ., .) of U_g for k in this item's range. */
+/* Rows (k, ., .) of U_g for k in this item's range. Output channel by output channel, so that its
+ * weights (Cg*RS floats) stay in L1 while all PQ of its rows are written in order. */
 static void build_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const unroll_job *j = ctx;
     const rvg_conv_shape *s = j->s;
     const int64_t Kg = s->K / s->G, Cg = s->C / s->G, RS = s->R * s->S, HW = s->H * s->W;
     const int64_t PQ = s->P * s->Q, k0 = Kg * item / j->pieces, k1 = Kg * (item + 1) / j->pieces;
-    int64_t taps[UNROLLED_MAX_PQHW];
+    int64_t taps[UNROLLED_MAX_PQHW]; /* (PQ, HW): the tap joining (p, q) to (h, w), or -1 */
     for (int64_t p = 0; p < s->P; p++)
-        for (int64_t q = 0; q < s->Q; q++) {
+        for (int64_t q = 0; q < s->Q; q++)
             for (int64_t h = 0; h < s->H; h++)
                 for (int64_t x = 0; x < s->W; x++)
-                    taps[h * s->W + x] = tap_of(s, p, q, h, x);
-            for (int64_t k = k0; k < k1; k++) {
-                float *row = j->u + (k * PQ + p * s->Q + q) * Cg * HW;
-                const float *wk = j->w + k * Cg * RS;
-                for (int64_t c = 0; c < Cg; c++)
-                    for (int64_t i = 0; i < HW; i++)
-                        row[c * HW + i] = taps[i] >= 0 ? wk[c * RS + taps[i]] : 0.0f;
-            }
+                    taps[(p * s->Q + q) * HW + h * s->W + x] = tap_of(s, p, q, h, x);
+    for (int64_t k = k0; k < k1; k++) {
+        const float *wk = j->w + k * Cg * RS;
+        float *row = j->u + k * PQ * Cg * HW;
+        for (int64_t pq = 0; pq < PQ; pq++, row += Cg * HW) {
+            const int64_t *tp = taps + pq * HW;
+            for (int64_t c = 0; c < Cg; c++)
+                for (int64_t i = 0; i < HW; i++)
+                    row[c * HW + i] = tp[i] >= 0 ? wk[c * RS + tp[i]] : 0.0f;
         }
+    }
 }
 
-/* dw[k, c, tap] += sum over (p, q), in that order, of dU[(k, p, q), (c, h, w)] for k in range. */
+/* The entries of dU that feed each kernel tap: for every tap with at least one, the offsets of
+ * its (p, q, h, w) pairs within one output channel's rows of dU, in (p, q) order. Each (p, q, h, w)
+ * pair belongs to one tap at most, so there are at most PQ*HW <= UNROLLED_MAX_PQHW entries. */
+typedef struct {
+    int64_t off[UNROLLED_MAX_PQHW];            /* ((p*Q + q) * Cg + 0) * HW + h*W + w */
+    int64_t tap[UNROLLED_MAX_PQHW];            /* the tap of run i */
+    int first[UNROLLED_MAX_PQHW + 1];          /* run i is off[first[i] .. first[i+1]) */
+    int runs;
+} tap_runs;
+
+static void tap_runs_make(tap_runs *t, const rvg_conv_shape *s) {
+    const int64_t CgHW = s->C / s->G * s->H * s->W;
+    int n = 0;
+    t->runs = 0;
+    for (int64_t tap = 0; tap < s->R * s->S; tap++) {
+        const int64_t r = tap / s->S, u = tap % s->S;
+        const int start = n;
+        for (int64_t p = 0; p < s->P; p++)
+            for (int64_t q = 0; q < s->Q; q++) {
+                const int64_t h = p * s->stride - s->pad + r, x = q * s->stride - s->pad + u;
+                if (h >= 0 && h < s->H && x >= 0 && x < s->W)
+                    t->off[n++] = (p * s->Q + q) * CgHW + h * s->W + x;
+            }
+        if (n > start) {
+            t->tap[t->runs] = tap;
+            t->first[t->runs++] = start;
+        }
+    }
+    t->first[t->runs] = n;
+}
+
+/* dw[k, c, tap] += sum over (p, q), in that order, of dU[(k, p, q), (c, h, w)] for k in range.
+ * (Written first as a loop over every (c, tap, p, q) with bounds checks, it was 12% of a 28x28
+ * A0 training step; the runs make it a few loads per weight.) */
 static void fold_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const unroll_job *j = ctx;
     const rvg_conv_shape *s = j->s;
     const int64_t Kg = s->K / s->G, Cg = s->C / s->G, RS = s->R * s->S, HW = s->H * s->W;
     const int64_t PQ = s->P * s->Q, k0 = Kg * item / j->pieces, k1 = Kg * (item + 1) / j->pieces;
+    tap_runs t;
+    tap_runs_make(&t, s);
     for (int64_t k = k0; k < k1; k++) {
+        const float *uk = j->u + k * PQ * Cg * HW;
         float *wk = j->dw + k * Cg * RS;
-        for (int64_t c = 0; c < Cg; c++)
-            for (int64_t tap = 0; tap < RS; tap++) {
-                const int64_t r = tap / s->S, t = tap % s->S;
+        for (int64_t c = 0; c < Cg; c++) {
+            const float *uc = uk + c * HW;
+            for (int i = 0; i < t.runs; i++) {
                 float acc = 0.0f;
-                int any = 0;
-                for (int64_t p = 0; p < s->P; p++)
-                    for (int64_t q = 0; q < s->Q; q++) {
-                        const int64_t h = p * s->stride - s->pad + r, x = q * s->stride - s->pad + t;
-                        if (h < 0 || h >= s->H || x < 0 || x >= s->W)
-                            continue;
-                        acc += j->u[(k * PQ + p * s->Q + q) * Cg * HW + c * HW + h * s->W + x];
-                        any = 1;
-                    }
-                if (any)
-                    wk[c * RS + tap] += acc;
+                for (int e = t.first[i]; e < t.first[i + 1]; e++)
+                    acc += uc[t.off[e]];
+                wk[c * RS + t.tap[i]] += acc;
             }
+        }
     }
 }
 
