@@ -245,6 +245,59 @@ static void check_force_ref(void) {
     free(dw1), free(ws);
 }
 
+/* The weights a forward keeps for its backward (rvg__conv2d_3x3_1x1_keep_floats): backward with
+ * them gives the same bits as without; a keep filled on another path, or never filled, is not
+ * used (Winograd switched off or on between forward and backward). Every case: unrolled,
+ * Winograd, and im2col (which keeps nothing). */
+static void check_keep(void) {
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
+        const pair_case *pc = &CASES[ci];
+        const rvg_conv_shape s = shape_of(pc);
+        pair_data d;
+        data_make(&d, &s);
+        const size_t kf = rvg__conv2d_3x3_1x1_keep_floats(&s);
+        CHECK(kf > 0 || !(rvg__conv_unrolled_ok(&s) || rvg__conv_winograd_ok(&s)));
+        float *keep = kf ? malloc(sizeof(float) * kf) : NULL;
+        void *ws = malloc(rvg_conv2d_3x3_1x1_workspace_size(&s));
+        float *z3 = new_nan(d.nz), *z1 = new_nan(d.nz);
+        float *dx = rvg_test_new_copy(d.dx0, d.nx), *dw3 = rvg_test_new_copy(d.dw30, d.nw3);
+        float *dxk = rvg_test_new_copy(d.dx0, d.nx), *dw3k = rvg_test_new_copy(d.dw30, d.nw3);
+        float *dw1 = rvg_test_new_copy(d.dw10, d.nw1), *dw1k = rvg_test_new_copy(d.dw10, d.nw1);
+        rvg__conv2d_forward_3x3_1x1_gemm(z3, z1, d.x, d.w3, d.w1, &s, ws, keep);
+        rvg__conv2d_backward_3x3_1x1_gemm(dx, dw3, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws, NULL);
+        rvg__conv2d_backward_3x3_1x1_gemm(dxk, dw3k, dw1k, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws,
+                                          keep);
+        CHECK(same_bits(dxk, dx, d.nx));
+        CHECK(same_bits(dw3k, dw3, d.nw3));
+        CHECK(same_bits(dw1k, dw1, d.nw1));
+        if (keep && rvg__conv_winograd_ok(&s)) {
+            /* kept by a Winograd forward, used by an im2col backward: ignored */
+            float *dx_off = rvg_test_new_copy(d.dx0, d.nx), *dx_offk = rvg_test_new_copy(d.dx0, d.nx);
+            const int was = rvg__conv_winograd_set(0);
+            rvg__conv2d_backward_3x3_1x1_gemm(dx_off, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s,
+                                              ws, NULL);
+            rvg__conv2d_backward_3x3_1x1_gemm(dx_offk, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1,
+                                              &s, ws, keep);
+            CHECK(same_bits(dx_offk, dx_off, d.nx));
+            /* kept by an im2col forward (nothing kept), used by a Winograd backward: recomputed */
+            rvg__conv2d_forward_3x3_1x1_gemm(z3, z1, d.x, d.w3, d.w1, &s, ws, keep);
+            rvg__conv_winograd_set(was);
+            memcpy(dxk, d.dx0, sizeof(float) * (size_t)d.nx);
+            rvg__conv2d_backward_3x3_1x1_gemm(dxk, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws,
+                                              keep);
+            memcpy(dx, d.dx0, sizeof(float) * (size_t)d.nx);
+            rvg__conv2d_backward_3x3_1x1_gemm(dx, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws,
+                                              NULL);
+            CHECK(same_bits(dxk, dx, d.nx));
+            free(dx_off), free(dx_offk);
+        }
+        printf("  ok   keep: %s (%zu floats kept)\n", pc->name, kf);
+        data_free(&d);
+        free(keep), free(ws), free(z3), free(z1), free(dx), free(dw3), free(dxk), free(dw3k);
+        free(dw1), free(dw1k);
+    }
+}
+
 static void run_all_cases(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
         run_case(&CASES[i]);
@@ -264,5 +317,6 @@ int main(int argc, char **argv) {
     run_all_cases();
     rvg__conv_winograd_set(was);
     check_force_ref();
+    check_keep();
     return rvg_test_finish();
 }

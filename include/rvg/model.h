@@ -173,8 +173,9 @@ void rvg_plan_set_block_hook(rvg_plan *p, rvg_block_hook_fn fn, void *ctx);
 
 /* Backward of the last training forward, from dlogits (n, classes): accumulates into the
  * gradient arena (call rvg_model_zero_grad first). The x given to that forward must still be valid:
- * stage0's weight gradient reads it. dx (n, C, H, W) receives the input gradient
- * when not NULL (overwritten). */
+ * stage0's weight gradient reads it, and the weights must be those it ran with: the plan keeps
+ * their transformed forms (Winograd's, the tiny planes' matrices) from it for the input
+ * gradients. dx (n, C, H, W) receives the input gradient when not NULL (overwritten). */
 rvg_status rvg_model_backward(rvg_model *m, rvg_plan *p, const float *dlogits, float *dx);
 
 /* ---- synchronised BatchNorm (data-parallel training) ------------------------------------- */

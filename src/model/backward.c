@@ -12,6 +12,7 @@
 
 #include "block_fused_impl.h"
 #include "model_impl.h"
+#include "ops/conv2d_gemm_impl.h"
 #include "rvg/ops.h"
 
 static float *V(rvg_model *m, int64_t i) { return m->views[i].data; }
@@ -92,8 +93,8 @@ static void block_backward(rvg_model *m, rvg_plan *p, int64_t i, float *dx, cons
                                       m->bn_sync ? &hook : NULL);
         /* both convolutions: one im2col of x, one col2im of the summed column gradient */
         rvg_conv_shape s3 = conv_shape(b, a, n, 3);
-        rvg_conv2d_backward_3x3_1x1(dx, G(m, bi->w3), G(m, bi->w1), p->dz, p->dz1, x, V(m, bi->w3),
-                                    V(m, bi->w1), &s3, p->work);
+        rvg__conv2d_backward_3x3_1x1_gemm(dx, G(m, bi->w3), G(m, bi->w1), p->dz, p->dz1, x,
+                                          V(m, bi->w3), V(m, bi->w1), &s3, p->work, a->keep);
         return;
     }
     if (dx)

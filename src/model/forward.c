@@ -11,6 +11,7 @@
 
 #include "block_fused_impl.h"
 #include "model_impl.h"
+#include "ops/conv2d_gemm_impl.h"
 #include "rvg/ops.h"
 
 #define BN_EPS 1e-5f
@@ -71,6 +72,8 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
         if (b->se_hidden)
             total += 3 * ((N * b->K + 15) & ~15);
         rvg_conv_shape s3 = conv_shape(b, N, h, w, 3), s1 = conv_shape(b, N, h, w, 1);
+        if (m->form == RVG_FORM_TRAIN)
+            total += (int64_t)rvg__conv2d_3x3_1x1_keep_floats(&s3);
         size_t w3 = rvg_conv2d_workspace_size(&s3), w1 = rvg_conv2d_workspace_size(&s1);
         size_t w31 = rvg_conv2d_3x3_1x1_workspace_size(&s3); /* the fast path's fused pair */
         work = w3 > work ? w3 : work;
@@ -115,6 +118,10 @@ rvg_status rvg_plan_new(rvg_plan **out, const rvg_model *m, int64_t N, int64_t H
             a->se_h = TAKE(N * b->K);
             a->se_g = TAKE(N * b->K);
         }
+        rvg_conv_shape s3 = conv_shape(b, N, a->H, a->W, 3);
+        const int64_t keep = m->form == RVG_FORM_TRAIN
+                                 ? (int64_t)rvg__conv2d_3x3_1x1_keep_floats(&s3) : 0;
+        a->keep = keep ? TAKE(keep) : NULL;
     }
     p->pooled = TAKE(N * klast);
     p->logits = TAKE(N * classes);
@@ -183,7 +190,8 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
     } else if (!rvg_ops_using_ref()) {
         /* fast path: both convolutions from one im2col of x, then fused statistics + one pass
          * for BN3 + BN1 + BN0 + ReLU */
-        rvg_conv2d_forward_3x3_1x1(a->z3, a->z1, x, V(m, bi->w3), V(m, bi->w1), &s3, p->work);
+        rvg__conv2d_forward_3x3_1x1_gemm(a->z3, a->z1, x, V(m, bi->w3), V(m, bi->w1), &s3,
+                                         p->work, training ? a->keep : NULL);
         const bn_ref *bns[3] = {&bi->bn3, &bi->bn1, &bi->bn0};
         const float *ins[3] = {a->z3, a->z1, x};
         float *means[3] = {a->mean3, a->mean1, a->mean0}, *istds[3] = {a->istd3, a->istd1, a->istd0};

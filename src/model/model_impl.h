@@ -51,6 +51,8 @@ typedef struct {
     float *out;           /* block output after ReLU (N, K, P, Q) */
     float *mean3, *istd3, *mean1, *istd1, *mean0, *istd0; /* saved BN statistics (K) */
     float *se_m, *se_h, *se_g; /* SE pooled (N,K), hidden (N,hid), gate (N,K) */
+    float *keep; /* train form, fast path: the 3x3's transformed weights from the forward for the
+                  * backward (rvg__conv2d_3x3_1x1_keep_floats), NULL when its path has none */
 } block_act;
 
 struct rvg_plan {

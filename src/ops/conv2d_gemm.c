@@ -799,19 +799,62 @@ static void dbias_rows(const range_job *j, int64_t lo, int64_t hi) {
 
 /* ---- the kernels ---------------------------------------------------------------------------- */
 
-void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const float *bias,
-                              const rvg_conv_shape *s, void *work) {
+/* ---- weights kept from a forward for its backward ----------------------------------------------
+ * A keep buffer starts with KEEP_HEAD floats whose first holds the path that filled it (an int,
+ * copied in), then the unrolled matrices of every group or Winograd's U. The backward uses it only
+ * when it takes the same path, so a path switched between the two (rvg__conv_winograd_set, a
+ * backend change) costs a recomputation, never a wrong gradient. */
+#define KEEP_HEAD 16
+enum { KEEP_NONE = 0, KEEP_UNROLLED = 1, KEEP_WINOGRAD = 2 };
+
+static int keep_path(const rvg_conv_shape *s) {
+    if (rvg__conv_unrolled_ok(s))
+        return KEEP_UNROLLED;
+    return use_winograd(s) ? KEEP_WINOGRAD : KEEP_NONE;
+}
+
+static void keep_tag(float *keep, int path) {
+    if (keep)
+        memcpy(keep, &path, sizeof path);
+}
+
+/* The kept weights when `keep` was filled by this path, else NULL. */
+static const float *keep_for(const float *keep, int path) {
+    int tag = KEEP_NONE;
+    if (keep)
+        memcpy(&tag, keep, sizeof tag);
+    return keep && tag == path && path != KEEP_NONE ? keep + KEEP_HEAD : NULL;
+}
+
+size_t rvg__conv2d_3x3_1x1_keep_floats(const rvg_conv_shape *s3) {
+    ensure_init();
+    int64_t n = 0;
+    if (rvg__conv_unrolled_ok(s3))
+        n = s3->G * rvg__conv_unrolled_floats(s3);
+    else if (rvg__conv_winograd_ok(s3)) /* whether or not Winograd is enabled now */
+        n = rvg__conv_winograd_u_floats(s3);
+    return n ? (size_t)(KEEP_HEAD + round16(n)) : 0;
+}
+
+static void forward_gemm(float *y, const float *x, const float *w, const float *bias,
+                         const rvg_conv_shape *s, void *work, float *keep) {
     ensure_init();
     conv_plan pl;
     plan_make(&pl, s);
     conv_work ws;
     work_carve(&ws, &pl, s, work);
-    if (rvg__conv_unrolled_ok(s)) {
-        rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack);
+    const int path = keep_path(s);
+    keep_tag(keep, KEEP_NONE); /* invalid while it is being written */
+    if (path == KEEP_UNROLLED) {
+        rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack,
+                                     keep ? keep + KEEP_HEAD : NULL);
+        keep_tag(keep, path);
         return;
     }
-    if (use_winograd(s)) {
-        rvg__conv2d_forward_winograd(y, x, w, bias, s, ws.col, ws.pack, threads_now());
+    if (path == KEEP_WINOGRAD) {
+        rvg__conv2d_forward_winograd(y, x, w, bias, s, ws.col, ws.pack, threads_now(),
+                                     keep ? keep + KEEP_HEAD : NULL);
+        keep_tag(keep, path);
         return;
     }
     const int64_t C = s->C, K = s->K, G = s->G, Q = s->Q, PQ = pl.PQ;
@@ -847,8 +890,14 @@ void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const fl
     }
 }
 
-void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *dy, const float *x,
-                               const float *w, const rvg_conv_shape *s, void *work) {
+void rvg__conv2d_forward_gemm(float *y, const float *x, const float *w, const float *bias,
+                              const rvg_conv_shape *s, void *work) {
+    forward_gemm(y, x, w, bias, s, work, NULL);
+}
+
+static void backward_gemm(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                          const float *w, const rvg_conv_shape *s, void *work,
+                          const float *keep) {
     ensure_init();
     conv_plan pl;
     plan_make(&pl, s);
@@ -864,11 +913,13 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
     if (!dx && !dw)
         return;
     if (rvg__conv_unrolled_ok(s)) {
-        rvg__conv2d_backward_unrolled(dx, dw, dy, x, w, s, ws.col, ws.pack);
+        rvg__conv2d_backward_unrolled(dx, dw, dy, x, w, s, ws.col, ws.pack,
+                                      keep_for(keep, KEEP_UNROLLED));
         return;
     }
     if (use_winograd(s)) {
-        rvg__conv2d_backward_winograd(dx, dw, dy, x, w, s, ws.col, ws.pack, threads_now());
+        rvg__conv2d_backward_winograd(dx, dw, dy, x, w, s, ws.col, ws.pack, threads_now(),
+                                      keep_for(keep, KEEP_WINOGRAD));
         return;
     }
 
@@ -915,6 +966,11 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
     }
 }
 
+void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                               const float *w, const rvg_conv_shape *s, void *work) {
+    backward_gemm(dx, dw, dbias, dy, x, w, s, work, NULL);
+}
+
 /* ---- the fused 3x3 + 1x1 pair ---------------------------------------------------------------- */
 
 /* A train-form block convolves the same x twice: 3x3 pad 1 and 1x1 pad 0, same stride. The 1x1's
@@ -957,15 +1013,17 @@ static rvg_conv_shape pair_1x1_shape(const rvg_conv_shape *s3) {
 }
 
 void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, const float *w3,
-                                      const float *w1, const rvg_conv_shape *s3, void *work) {
+                                      const float *w1, const rvg_conv_shape *s3, void *work,
+                                      float *keep) {
     ensure_init();
     check_pair_shape(s3);
     if (rvg__conv_unrolled_ok(s3) || use_winograd(s3)) {
         const rvg_conv_shape s1 = pair_1x1_shape(s3);
-        rvg__conv2d_forward_gemm(z3, x, w3, NULL, s3, work);
-        rvg__conv2d_forward_gemm(z1, x, w1, NULL, &s1, work);
+        forward_gemm(z3, x, w3, NULL, s3, work, keep);
+        forward_gemm(z1, x, w1, NULL, &s1, work, NULL);
         return;
     }
+    keep_tag(keep, KEEP_NONE);
     conv_plan pl;
     plan_make(&pl, s3);
     conv_work ws;
@@ -1000,15 +1058,16 @@ void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, cons
 
 void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const float *dz3,
                                        const float *dz1, const float *x, const float *w3,
-                                       const float *w1, const rvg_conv_shape *s3, void *work) {
+                                       const float *w1, const rvg_conv_shape *s3, void *work,
+                                       const float *keep) {
     ensure_init();
     check_pair_shape(s3);
     if (!dx && !dw3 && !dw1)
         return;
     if (rvg__conv_unrolled_ok(s3) || use_winograd(s3)) {
         const rvg_conv_shape s1 = pair_1x1_shape(s3);
-        rvg__conv2d_backward_gemm(dx, dw3, NULL, dz3, x, w3, s3, work);
-        rvg__conv2d_backward_gemm(dx, dw1, NULL, dz1, x, w1, &s1, work);
+        backward_gemm(dx, dw3, NULL, dz3, x, w3, s3, work, keep);
+        backward_gemm(dx, dw1, NULL, dz1, x, w1, &s1, work, NULL);
         return;
     }
     conv_plan pl;

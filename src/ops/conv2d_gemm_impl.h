@@ -126,11 +126,18 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
  * of the 3x3 serves both branches. `work` must hold rvg__conv2d_3x3_1x1_gemm_workspace_size(s3)
  * bytes (any alignment). */
 size_t rvg__conv2d_3x3_1x1_gemm_workspace_size(const rvg_conv_shape *s3);
+/* `keep`: NULL, or rvg__conv2d_3x3_1x1_keep_floats(s3) floats (64-byte aligned) in which the
+ * forward leaves the 3x3's transformed weights (the unrolled matrices or Winograd's U) and the
+ * backward of the same step, with the same w3, takes them instead of transforming w3 again. A
+ * keep written by a forward that took another path (or by none) is recognised and not used. */
+size_t rvg__conv2d_3x3_1x1_keep_floats(const rvg_conv_shape *s3);
 void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, const float *w3,
-                                      const float *w1, const rvg_conv_shape *s3, void *work);
+                                      const float *w1, const rvg_conv_shape *s3, void *work,
+                                      float *keep);
 void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const float *dz3,
                                        const float *dz1, const float *x, const float *w3,
-                                       const float *w1, const rvg_conv_shape *s3, void *work);
+                                       const float *w1, const rvg_conv_shape *s3, void *work,
+                                       const float *keep);
 
 /* Tiny input planes (src/ops/conv2d_unrolled.c): the convolution as one dense matrix per group,
  * used by the kernels above when rvg__conv_unrolled_ok(s). `u` holds
@@ -141,11 +148,13 @@ int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
 /* U of group 0 (Kg*PQ, Cg*HW) from that group's weights (Kg, Cg, R, S), on the calling thread;
  * the inference engine packs its tiny-plane layers with it. */
 void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s);
+/* keep (forward) / kept (backward): NULL, or G * rvg__conv_unrolled_floats(s) floats holding every
+ * group's U: the forward builds them there, the backward's input gradient uses them unbuilt. */
 void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *u, float *pack);
+                                  const rvg_conv_shape *s, float *u, float *pack, float *keep);
 void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *u,
-                                   float *pack);
+                                   float *pack, const float *kept);
 
 /* Stride-1 3x3 pad-1 layers by Winograd F(4x4, 3x3) (src/ops/conv2d_winograd.c), used by the
  * kernels above when rvg__conv_winograd_ok(s) and it is enabled. `work` holds
@@ -155,11 +164,15 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
  * overwrites y (bias may be NULL). */
 int rvg__conv_winograd_ok(const rvg_conv_shape *s);
 int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads);
+/* keep (forward) / kept (backward): NULL, or rvg__conv_winograd_u_floats(s) floats for U = G w G^T:
+ * the forward writes it there, the backward's input gradient uses it instead of recomputing it. */
+int64_t rvg__conv_winograd_u_floats(const rvg_conv_shape *s);
 void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *work,
-                                   float *pack, int nt);
+                                   float *pack, int nt, const float *kept);
 void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *work, float *pack, int nt);
+                                  const rvg_conv_shape *s, float *work, float *pack, int nt,
+                                  float *keep);
 /* Turns the Winograd forward and backward on or off for later calls (on by default unless
  * RVG_CONV_WINOGRAD=0; not thread-safe, like rvg__conv_gemm_set_backend: for tests and benches).
  * Returns the old setting. */

@@ -149,10 +149,12 @@ static void run_rows(const rvg_conv_shape *s, float *u, const float *w, float *d
 }
 
 void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *u, float *pack) {
+                                  const rvg_conv_shape *s, float *u, float *pack, float *keep) {
     const int64_t N = s->N, G = s->G, Kg = s->K / G, Cg = s->C / G, RS = s->R * s->S;
     const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
     for (int64_t g = 0; g < G; g++) {
+        if (keep) /* each group's U where the backward will find it */
+            u = keep + g * rvg__conv_unrolled_floats(s);
         run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
         /* y_g (N, Kg*PQ), row stride K*PQ  =  x_g (N, Cg*HW), row stride C*HW  .  U_g^T */
         rvg__conv_sgemm(0, 1, N, Kg * PQ, Cg * HW, x + g * Cg * HW, s->C * HW, u, Cg * HW, 0,
@@ -169,7 +171,7 @@ void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, cons
 
 void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *u,
-                                   float *pack) {
+                                   float *pack, const float *kept) {
     const int64_t N = s->N, G = s->G, Kg = s->K / G, Cg = s->C / G, RS = s->R * s->S;
     const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
     for (int64_t g = 0; g < G; g++) {
@@ -181,9 +183,13 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
             run_rows(s, u, NULL, dw + g * Kg * Cg * RS, fold_item);
         }
         if (dx) {
-            /* dx_g (N, Cg*HW) += dy_g (N, Kg*PQ) . U_g */
-            run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
-            rvg__conv_sgemm(0, 0, N, Cg * HW, Kg * PQ, dyg, s->K * PQ, u, Cg * HW, 1,
+            /* dx_g (N, Cg*HW) += dy_g (N, Kg*PQ) . U_g, with the forward's U_g when kept */
+            const float *ug = u;
+            if (kept)
+                ug = kept + g * rvg__conv_unrolled_floats(s);
+            else
+                run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
+            rvg__conv_sgemm(0, 0, N, Cg * HW, Kg * PQ, dyg, s->K * PQ, ug, Cg * HW, 1,
                             dx + g * Cg * HW, s->C * HW, pack);
         }
     }

@@ -480,9 +480,13 @@ static void multi_run(const multi_job *m, int nt, int64_t floats_per_item) {
         rvg__par_run(n, loop_nt(nt, n, floats_per_item), multi_item, (void *)m);
 }
 
+int64_t rvg__conv_winograd_u_floats(const rvg_conv_shape *s) {
+    return WP * s->K * (s->C / s->G);
+}
+
 void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *work,
-                                   float *pack, int nt) {
+                                   float *pack, int nt, const float *kept) {
     if (!dx && !dw)
         return;
     wino_plan p;
@@ -491,6 +495,7 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
     float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
     float *du = u + r16(WP * p.K * p.Cg), *scratch = du + r16(WP * p.K * p.Cg);
     weight_job wj = {&p, w, u, NULL, scratch};
+    const float *uu = kept ? kept : u; /* U for dx: the forward's, or made here */
     for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;
         const int64_t per_block = WP * LN * p.tiles;
@@ -498,13 +503,13 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
         plane_job in = {&p, x, v, scratch, n0, tc, NULL};
         plane_job dm = {&p, dy, m, scratch, n0, tc, NULL};
         multi_job mj = {{0}, {0}, {0}, 0};
-        if (dx && n0 == 0)
+        if (dx && n0 == 0 && !kept)
             multi_add(&mj, weight_row, &wj, p.K);
         if (dw)
             multi_add(&mj, input_planes, &in, nn * CB);
         multi_add(&mj, dy_planes, &dm, nn * KB);
         multi_run(&mj, nt, per_block);
-        gemm_job gj = {&p, tc, u, v, m, dw ? du : NULL, NULL, n0 > 0, dx != NULL, pack};
+        gemm_job gj = {&p, tc, uu, v, m, dw ? du : NULL, NULL, n0 > 0, dx != NULL, pack};
         rvg__par_run(WP * p.G, nt, gemm_item, &gj);
         if (dx) {
             plane_job dxj = {&p, v, dx, scratch, n0, tc, NULL};
@@ -531,12 +536,15 @@ static void fwd_gemm_item(void *ctx, int64_t item, int tid) {
 }
 
 void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *work, float *pack, int nt) {
+                                  const rvg_conv_shape *s, float *work, float *pack, int nt,
+                                  float *keep) {
     wino_plan p;
     plan_make(&p, s);
     const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
     float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
     float *scratch = u + 2 * r16(WP * p.K * p.Cg); /* the backward's layout; dU unused */
+    if (keep)
+        u = keep; /* U made where the backward will find it */
     weight_job wj = {&p, w, u, NULL, scratch};
     for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
         const int64_t nn = p.N - n0 < p.nb ? p.N - n0 : p.nb, tc = nn * p.tiles;

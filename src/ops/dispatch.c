@@ -69,7 +69,7 @@ void rvg_conv2d_forward_3x3_1x1(float *z3, float *z1, const float *x, const floa
     if (rvg_ops_using_ref() || !work)
         rvg_conv2d_forward_3x3_1x1_ref(z3, z1, x, w3, w1, s3, work);
     else
-        rvg__conv2d_forward_3x3_1x1_gemm(z3, z1, x, w3, w1, s3, work);
+        rvg__conv2d_forward_3x3_1x1_gemm(z3, z1, x, w3, w1, s3, work, NULL);
 }
 
 void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float *dz3,
@@ -78,5 +78,5 @@ void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float 
     if (rvg_ops_using_ref() || !work)
         rvg_conv2d_backward_3x3_1x1_ref(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, work);
     else
-        rvg__conv2d_backward_3x3_1x1_gemm(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, work);
+        rvg__conv2d_backward_3x3_1x1_gemm(dx, dw3, dw1, dz3, dz1, x, w3, w1, s3, work, NULL);
 }
