@@ -80,7 +80,7 @@ static void build_item(void *ctx, int64_t item, int tid) {
  * its (p, q, h, w) pairs within one output channel's rows of dU, in (p, q) order. Each (p, q, h, w)
  * pair belongs to one tap at most, so there are at most PQ*HW <= UNROLLED_MAX_PQHW entries. */
 typedef struct {
-    int64_t off[UNROLLED_MAX_PQHW];            /* ((p*Q + q) * Cg + 0) * HW + h*W + w */
+    int64_t off[UNROLLED_MAX_PQHW];            /* (p*Q + q) * Cg*HW + h*W + w */
     int64_t tap[UNROLLED_MAX_PQHW];            /* the tap of run i */
     int first[UNROLLED_MAX_PQHW + 1];          /* run i is off[first[i] .. first[i+1]) */
     int runs;
