@@ -56,6 +56,8 @@ static const pair_case CASES[] = {
     {"N1 s1 G2 C4 K6 90x85 (row bands)", 1, 4, 90, 85, 6, 1, 2},
     {"N2 s2 C2 K5 200x191 (row bands)", 2, 2, 200, 191, 5, 2, 1},
     {"N4 s2 C1 K48 28x28 (stage0)", 4, 1, 28, 28, 48, 2, 1},
+    {"N5 s2 C16 K12 70x70 (chunks per thread, bands)", 5, 16, 70, 70, 12, 2, 1},
+    {"N16 s2 G2 C16 K10 70x70 (chunks per thread, 2 images)", 16, 16, 70, 70, 10, 2, 2},
     {"N3 s2 G2 C6 K4 1x1 (input 1x1)", 3, 6, 1, 1, 4, 2, 2},
     {"N9 s1 C13 K7 2x2 (unrolled)", 9, 13, 2, 2, 7, 1, 1},
     {"N5 s1 G3 C9 K6 2x2 (unrolled)", 5, 9, 2, 2, 6, 1, 3},

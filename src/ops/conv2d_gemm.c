@@ -17,9 +17,11 @@
  *
  * Threads: a small claim-based worker pool (below; why not an OpenMP team is explained there) cuts
  * each GEMM's C into disjoint slabs of whole register tiles (each slab with its thread's own packed
- * buffers in the workspace), and im2col / col2im / copies into disjoint rows or channels. Every
- * float sum has a fixed order that depends neither on timing nor on the thread count, and dw sums
- * the image chunks sequentially, so results are bit-identical from run to run (needed for
+ * buffers in the workspace), and im2col / col2im / copies into disjoint rows or channels; or, for
+ * a 3x3 + 1x1 pair cut into many chunks, gives each thread whole chunks (see "the pair, chunk by
+ * chunk on the threads"). Every float sum has a fixed order that depends neither on timing nor on
+ * the thread count (dw sums the image chunks in order, or per image group and then the groups in
+ * order, by the shape alone), so results are bit-identical from run to run (needed for
  * bit-identical resume) and, with the built-in GEMM, for any thread count (OpenBLAS only promises
  * the former). No atomics on data, no per-thread partial gradients.
  *
@@ -669,8 +671,12 @@ size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s) {
     return work_floats(&p, s) * sizeof(float) + 64;
 }
 
+static float *aligned_base(void *work) {
+    return (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+}
+
 static void work_carve(conv_work *ws, const conv_plan *p, const rvg_conv_shape *s, void *work) {
-    float *f = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    float *f = aligned_base(work);
     ws->pack = f;
     ws->col = ws->pack + (int64_t)g_threads * PACK_FLOATS;
     ws->tmp = ws->col + col_floats(p, s);
@@ -971,6 +977,215 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
     backward_gemm(dx, dw, dbias, dy, x, w, s, work, NULL);
 }
 
+/* ---- the pair, chunk by chunk on the threads ---------------------------------------------------
+ * A layer cut into many chunks (A0 at 224x224 batch 8: the stem 24, stage 1's stride-2 layer 56,
+ * stage 2's 16) threaded each chunk's im2col and GEMMs in turn: 3 to 5 parallel phases per chunk,
+ * each ending in a wait for the slower thread, and each handing col from one core's cache to the
+ * other's. Two threads ran those layers only 1.3-1.7x as fast as one (`bench_conv --set 224 --only
+ * s2 --pair`, wall clock). Here instead each thread takes whole chunks (forward) or whole image
+ * groups (backward: the chunks of nb images, all their bands in order) with its own col, tmp and
+ * packing buffers and serial GEMMs, one phase per layer and direction.
+ * z3, z1 and dx get the same sums in the same order as chunk by chunk (a serial GEMM computes each
+ * element as a threaded one does; an image group owns its dx planes and adds its bands in order),
+ * so they are bit-identical to the threaded chunks. dw3 and dw1 are summed per image group into
+ * partials, then added to dw in group order: a fixed order, decided by the shape alone, never by
+ * the thread count, so results stay the same for any number of threads. */
+#define OWN_CHUNKS_MIN 8 /* forward: fewer chunks are threaded one by one */
+#define OWN_GROUPS_MIN 4 /* backward: fewer image groups are threaded chunk by chunk */
+#define OWN_PARTIAL_MAX ((int64_t)1 << 21) /* floats of dw partials, at most */
+
+static int64_t plan_bands(const conv_plan *p, const rvg_conv_shape *s) {
+    return s->P > 0 ? (s->P + p->prows - 1) / p->prows : 0;
+}
+
+static int64_t plan_groups(const conv_plan *p, const rvg_conv_shape *s) {
+    return (s->N + p->nb - 1) / p->nb;
+}
+
+/* Chunk i of the fixed order (image group i / bands, band i % bands). */
+static conv_chunk chunk_at(const conv_plan *p, const rvg_conv_shape *s, int64_t i) {
+    const int64_t bands = plan_bands(p, s);
+    conv_chunk c = {i / bands * p->nb, 0, i % bands * p->prows, 0, 0};
+    chunk_fill(&c, p, s);
+    return c;
+}
+
+/* Floats of one image group's dw partials (dw3 then dw1, all groups of channels). */
+static int64_t partial_floats(const conv_plan *p, const rvg_conv_shape *s) {
+    return round16(s->K * p->CRS) + round16(s->K * p->Cg);
+}
+
+/* Whether the backward sums dw per image group: by the shape (and the backend) only, see above.
+ * The workspace is sized by the shape alone, so that it stays big enough across backends. */
+static int own_partials_fit(const conv_plan *p, const rvg_conv_shape *s) {
+    const int64_t groups = plan_groups(p, s);
+    return !rvg__conv_unrolled_ok(s) && groups >= OWN_GROUPS_MIN &&
+           groups * partial_floats(p, s) <= OWN_PARTIAL_MAX;
+}
+
+static int own_partials(const conv_plan *p, const rvg_conv_shape *s) {
+    return g_backend != RVG__GEMM_BLAS && own_partials_fit(p, s);
+}
+
+static int own_forward(const conv_plan *p, const rvg_conv_shape *s, int nt) {
+    return nt > 1 && g_backend != RVG__GEMM_BLAS && !rvg__conv_unrolled_ok(s) &&
+           plan_groups(p, s) * plan_bands(p, s) >= OWN_CHUNKS_MIN;
+}
+
+/* Per thread: packing set, col, tmp3, tmp1; after all threads' sets, the backward's partials. */
+static int64_t own_thread_floats(const conv_plan *p, const rvg_conv_shape *s) {
+    const int64_t cols = plan_cols(p, s);
+    return PACK_FLOATS + round16(p->CRS * cols) + 2 * round16(p->Kg * cols);
+}
+
+static size_t own_floats(const conv_plan *p, const rvg_conv_shape *s) {
+    int64_t n = (int64_t)g_threads * own_thread_floats(p, s);
+    if (own_partials_fit(p, s))
+        n += plan_groups(p, s) * partial_floats(p, s);
+    return (size_t)n;
+}
+
+typedef struct {
+    const rvg_conv_shape *s;
+    const conv_plan *pl;
+    float *base;                     /* the workspace, 64-byte aligned */
+    float *z3, *z1;                  /* forward */
+    float *dx, *dw3, *dw1, *partial; /* backward (dw3, dw1: whether they are wanted) */
+    const float *x, *w3, *w1, *dz3, *dz1;
+} own_job;
+
+static float *own_set(const own_job *j, int tid) {
+    return j->base + (int64_t)tid * own_thread_floats(j->pl, j->s);
+}
+
+/* out (the chunk's images, channels of group g) = tmp (Kg, nn*PQ), on the calling thread. */
+static void own_scatter(float *out, const float *tmp, const rvg_conv_shape *s, const conv_plan *pl,
+                        const conv_chunk *c, int64_t g) {
+    const range_job j = {.s = s, .pl = pl, .n0 = c->n0, .nn = c->nn, .g = g, .out = out, .in = tmp};
+    scatter_rows(&j, 0, pl->Kg);
+}
+
+/* tmp (Kg, nn*PQ) = in (the chunk's images, channels of group g), on the calling thread. */
+static void own_gather(float *tmp, const float *in, const rvg_conv_shape *s, const conv_plan *pl,
+                       const conv_chunk *c, int64_t g) {
+    const range_job j = {.s = s, .pl = pl, .n0 = c->n0, .nn = c->nn, .g = g, .out = tmp, .in = in};
+    gather_rows(&j, 0, pl->Kg);
+}
+
+/* Forward of chunk `item`. */
+static void own_forward_item(void *ctx, int64_t item, int tid) {
+    const own_job *j = ctx;
+    const rvg_conv_shape *s = j->s;
+    const conv_plan *pl = j->pl;
+    const conv_chunk c = chunk_at(pl, s, item);
+    const int64_t Kg = pl->Kg, Cg = pl->Cg, CRS = pl->CRS, cols = c.cols;
+    float *pack = own_set(j, tid), *col = pack + PACK_FLOATS;
+    float *tmp = col + round16(CRS * plan_cols(pl, s));
+    for (int64_t g = 0; g < s->G; g++) {
+        const float *w3g = j->w3 + g * Kg * CRS, *w1g = j->w1 + g * Kg * Cg;
+        const rvg__col_band b = {s, c.n0, c.nn, g, c.pa, c.pb};
+        rvg__im2col_rows(col, j->x, &b, 0, CRS);
+        if (c.nn == 1) {
+            const int64_t off = (c.n0 * s->K + g * Kg) * pl->PQ + c.pa * s->Q;
+            rvg__conv_sgemm_serial(0, 0, Kg, cols, CRS, w3g, CRS, col, cols, 0, j->z3 + off,
+                                   pl->PQ, pack);
+            rvg__conv_sgemm_serial(0, 0, Kg, cols, Cg, w1g, Cg, col + 4 * cols, 9 * cols, 0,
+                                   j->z1 + off, pl->PQ, pack);
+        } else {
+            rvg__conv_sgemm_serial(0, 0, Kg, cols, CRS, w3g, CRS, col, cols, 0, tmp, cols, pack);
+            own_scatter(j->z3, tmp, s, pl, &c, g);
+            rvg__conv_sgemm_serial(0, 0, Kg, cols, Cg, w1g, Cg, col + 4 * cols, 9 * cols, 0, tmp,
+                                   cols, pack);
+            own_scatter(j->z1, tmp, s, pl, &c, g);
+        }
+    }
+}
+
+/* Backward of image group `item`: its bands in order, dw into the group's partials. */
+static void own_backward_item(void *ctx, int64_t item, int tid) {
+    const own_job *j = ctx;
+    const rvg_conv_shape *s = j->s;
+    const conv_plan *pl = j->pl;
+    const int64_t Kg = pl->Kg, Cg = pl->Cg, CRS = pl->CRS, K = s->K, PQ = pl->PQ;
+    const int64_t bands = plan_bands(pl, s);
+    float *pack = own_set(j, tid), *col = pack + PACK_FLOATS;
+    float *tmp3 = col + round16(CRS * plan_cols(pl, s));
+    float *tmp1 = tmp3 + round16(Kg * plan_cols(pl, s));
+    float *p3 = j->partial + item * partial_floats(pl, s), *p1 = p3 + round16(K * CRS);
+    for (int64_t band = 0; band < bands; band++) {
+        const conv_chunk c = chunk_at(pl, s, item * bands + band);
+        const int64_t cols = c.cols;
+        for (int64_t g = 0; g < s->G; g++) {
+            const float *w3g = j->w3 + g * Kg * CRS, *w1g = j->w1 + g * Kg * Cg;
+            const rvg__col_band b = {s, c.n0, c.nn, g, c.pa, c.pb};
+            const float *dz3g = tmp3, *dz1g = tmp1; /* (Kg, cols), row stride lddz */
+            int64_t lddz = cols;
+            if (c.nn == 1) {
+                const int64_t off = (c.n0 * K + g * Kg) * PQ + c.pa * s->Q;
+                dz3g = j->dz3 + off;
+                dz1g = j->dz1 + off;
+                lddz = PQ;
+            } else {
+                own_gather(tmp3, j->dz3, s, pl, &c, g);
+                own_gather(tmp1, j->dz1, s, pl, &c, g);
+            }
+            if (j->dw3 || j->dw1) {
+                rvg__im2col_rows(col, j->x, &b, 0, CRS);
+                if (j->dw3)
+                    rvg__conv_sgemm_serial(0, 1, Kg, CRS, cols, dz3g, lddz, col, cols, band > 0,
+                                           p3 + g * Kg * CRS, CRS, pack);
+                if (j->dw1)
+                    rvg__conv_sgemm_serial(0, 1, Kg, Cg, cols, dz1g, lddz, col + 4 * cols,
+                                           9 * cols, band > 0, p1 + g * Kg * Cg, Cg, pack);
+            }
+            if (j->dx) {
+                rvg__conv_sgemm_serial(1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, col, cols,
+                                       pack);
+                rvg__conv_sgemm_serial(1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1,
+                                       col + 4 * cols, 9 * cols, pack);
+                rvg__col2im_channels(j->dx, col, &b, 0, Cg);
+            }
+        }
+    }
+}
+
+/* dw3 and dw1 += the image groups' partials, in group order; item = a range of rows k of both. */
+typedef struct {
+    const own_job *j;
+    int64_t pieces;
+} own_sum_job;
+
+static void own_sum_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const own_sum_job *sj = ctx;
+    const own_job *j = sj->j;
+    const conv_plan *pl = j->pl;
+    const int64_t K = j->s->K, lo = K * item / sj->pieces, hi = K * (item + 1) / sj->pieces;
+    const int64_t groups = plan_groups(pl, j->s), stride = partial_floats(pl, j->s);
+    float *dws[2] = {j->dw3, j->dw1};
+    const int64_t len[2] = {pl->CRS, pl->Cg}, off[2] = {0, round16(K * pl->CRS)};
+    for (int w = 0; w < 2; w++) {
+        if (!dws[w])
+            continue;
+        const int64_t n = len[w];
+        for (int64_t k = lo; k < hi; k++) {
+            float *d = dws[w] + k * n;
+            const float *p = j->partial + off[w] + k * n;
+            for (int64_t i = 0; i < groups; i++, p += stride)
+                for (int64_t e = 0; e < n; e++)
+                    d[e] += p[e];
+        }
+    }
+}
+
+static void own_sum(const own_job *j) {
+    const int nt = loop_threads(plan_groups(j->pl, j->s) * partial_floats(j->pl, j->s));
+    own_sum_job sj = {j, nt > 1 ? (int64_t)nt * RVG__PIECES_PER_THREAD : 1};
+    if (sj.pieces > j->s->K)
+        sj.pieces = j->s->K > 0 ? j->s->K : 1;
+    par_run(sj.pieces, nt, own_sum_item, &sj);
+}
+
 /* ---- the fused 3x3 + 1x1 pair ---------------------------------------------------------------- */
 
 /* A train-form block convolves the same x twice: 3x3 pad 1 and 1x1 pad 0, same stride. The 1x1's
@@ -995,7 +1210,9 @@ size_t rvg__conv2d_3x3_1x1_gemm_workspace_size(const rvg_conv_shape *s3) {
     ensure_init();
     conv_plan p;
     plan_make(&p, s3);
-    return (work_floats(&p, s3) + (size_t)round16(p.Kg * plan_cols(&p, s3))) * sizeof(float) + 64;
+    const size_t shared = work_floats(&p, s3) + (size_t)round16(p.Kg * plan_cols(&p, s3));
+    const size_t own = own_floats(&p, s3);
+    return (shared > own ? shared : own) * sizeof(float) + 64;
 }
 
 static void check_pair_shape(const rvg_conv_shape *s3) {
@@ -1026,6 +1243,13 @@ void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, cons
     keep_tag(keep, KEEP_NONE);
     conv_plan pl;
     plan_make(&pl, s3);
+    const int nt = threads_now();
+    if (own_forward(&pl, s3, nt)) {
+        own_job j = {.s = s3, .pl = &pl, .base = aligned_base(work), .z3 = z3, .z1 = z1, .x = x,
+                     .w3 = w3, .w1 = w1};
+        par_run(plan_groups(&pl, s3) * plan_bands(&pl, s3), nt, own_forward_item, &j);
+        return;
+    }
     conv_work ws;
     work_carve(&ws, &pl, s3, work);
     const int64_t K = s3->K, G = s3->G, Q = s3->Q, PQ = pl.PQ;
@@ -1072,6 +1296,16 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
     }
     conv_plan pl;
     plan_make(&pl, s3);
+    if (own_partials(&pl, s3)) {
+        float *base = aligned_base(work);
+        own_job j = {.s = s3, .pl = &pl, .base = base, .dx = dx, .dw3 = dw3, .dw1 = dw1,
+                     .partial = base + (int64_t)g_threads * own_thread_floats(&pl, s3), .x = x,
+                     .w3 = w3, .w1 = w1, .dz3 = dz3, .dz1 = dz1};
+        par_run(plan_groups(&pl, s3), threads_now(), own_backward_item, &j);
+        if (dw3 || dw1)
+            own_sum(&j);
+        return;
+    }
     conv_work ws;
     work_carve(&ws, &pl, s3, work);
     float *tmp1 = ws.tmp + round16(pl.Kg * plan_cols(&pl, s3)); /* gathered dz1 */
