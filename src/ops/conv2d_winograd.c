@@ -60,6 +60,12 @@
 
 static int64_t r16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
+/* Floats from one point of V, M, dM, U or dU to the next, for n floats per point: one cache line
+ * more than n rounded up. On common shapes n alone is a multiple of 4 KiB (A0's 14x14 layers at
+ * batch 8: V 128 tiles x 192 channels = 24 pages), so the 36 vectors a tile transform stores, one
+ * per point, all fell in one L1 set and one or two L2 sets; the extra line spreads them over 36. */
+static int64_t pstride(int64_t n) { return r16(n) + LN; }
+
 typedef struct {
     int64_t N, C, K, G, Cg, Kg, H, W;
     int64_t Cp, Kp;        /* C and K rounded up to whole vectors of LN channels */
@@ -108,7 +114,7 @@ int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads) {
     wino_plan p;
     plan_make(&p, s);
     const int64_t T = p.nb * p.tiles;
-    return r16(WP * p.Cp * T) + r16(WP * p.Kp * T) + 2 * r16(WP * p.K * p.Cg) +
+    return WP * pstride(p.Cp * T) + WP * pstride(p.Kp * T) + 2 * WP * pstride(p.K * p.Cg) +
            (int64_t)threads * scratch_floats(&p);
 }
 
@@ -233,7 +239,7 @@ static RVG__ALWAYS_INLINE void transform_planes(const plane_job *j, int64_t item
     const wino_plan *p = j->p;
     const int64_t ch = grad ? p->K : p->C, chp = grad ? p->Kp : p->Cp, nblk = chp / LN;
     const int64_t nl = item / nblk, c0 = item % nblk * LN, nc = ch - c0 < LN ? ch - c0 : LN;
-    const int64_t rs = p->Wp * LN, ps = j->tc * chp;
+    const int64_t rs = p->Wp * LN, ps = pstride(j->tc * chp);
     float *q = thread_scratch(j->scratch, p, tid);
     to_interleaved(q, j->in + ((j->n0 + nl) * ch + c0) * p->H * p->W, p, nc, grad ? 0 : 1);
     float *base = j->out + nl * p->tiles * chp + c0;
@@ -275,7 +281,7 @@ static void dx_planes(void *ctx, int64_t item, int tid) {
     const plane_job *j = ctx;
     const wino_plan *p = j->p;
     const int64_t CB = p->Cp / LN, nl = item / CB, cb = item % CB, c0 = cb * LN;
-    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN, ps = j->tc * p->Cp;
+    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN, ps = pstride(j->tc * p->Cp);
     float *q = thread_scratch(j->scratch, p, tid);
     memset(q, 0, sizeof(float) * (size_t)(p->Hp * p->Wp * LN));
     const float *vb = j->in + nl * p->tiles * p->Cp + c0;
@@ -302,7 +308,7 @@ static void output_planes(void *ctx, int64_t item, int tid) {
     const plane_job *j = ctx;
     const wino_plan *p = j->p;
     const int64_t KB = p->Kp / LN, nl = item / KB, kb = item % KB, k0 = kb * LN;
-    const int64_t nk = p->K - k0 < LN ? p->K - k0 : LN, ps = j->tc * p->Kp;
+    const int64_t nk = p->K - k0 < LN ? p->K - k0 : LN, ps = pstride(j->tc * p->Kp);
     const int64_t Wq = 4 * p->tw, rs = Wq * LN;
     float *q = thread_scratch(j->scratch, p, tid);
     const float *mb = j->in + nl * p->tiles * p->Kp + k0;
@@ -373,7 +379,7 @@ static void gt_map(float *restrict o0, float *restrict o1, float *restrict o2, R
  * transposed to tap-major g (9, Cg) first, then t = G g (rows 3 i + b), then U = t G^T. */
 static void weight_row(void *ctx, int64_t item, int tid) {
     const weight_job *j = ctx;
-    const int64_t Cg = j->p->Cg, k = item, ps = j->p->K * Cg;
+    const int64_t Cg = j->p->Cg, k = item, ps = pstride(j->p->K * Cg);
     float *g = thread_scratch(j->scratch, j->p, tid), *t = g + 9 * Cg; /* (9, Cg), (18, Cg) */
     const float *wk = j->w + k * Cg * 9;
     for (int64_t c = 0; c < Cg; c++)
@@ -391,7 +397,7 @@ static void weight_row(void *ctx, int64_t item, int tid) {
  * o = G^T t (rows 3 a + b), added into dw_k transposed back. */
 static void weight_grad_row(void *ctx, int64_t item, int tid) {
     const weight_job *j = ctx;
-    const int64_t Cg = j->p->Cg, k = item, ps = j->p->K * Cg;
+    const int64_t Cg = j->p->Cg, k = item, ps = pstride(j->p->K * Cg);
     float *o = thread_scratch(j->scratch, j->p, tid), *t = o + 9 * Cg; /* (9, Cg), (18, Cg) */
     const float *du = j->u + k * Cg;
     for (int64_t i = 0; i < 6; i++) { /* t[i][b] = sum_jj dU[6 i + jj] G[jj][b] */
@@ -429,12 +435,12 @@ static void gemm_item(void *ctx, int64_t item, int tid) {
     const wino_plan *p = j->p;
     const int64_t pt = item / p->G, g = item % p->G, Kg = p->Kg, Cg = p->Cg, tc = j->tc;
     float *pack = j->pack + (int64_t)tid * (int64_t)rvg__conv_sgemm_serial_pack_floats();
-    const float *u = j->u + pt * p->K * Cg + g * Kg * Cg; /* (Kg, Cg) */
-    float *v = j->v + pt * tc * p->Cp + g * Cg;           /* (tc, Cg), rows Cp apart */
-    const float *m = j->m + pt * tc * p->Kp + g * Kg;     /* (tc, Kg), rows Kp apart */
+    const float *u = j->u + pt * pstride(p->K * Cg) + g * Kg * Cg; /* (Kg, Cg) */
+    float *v = j->v + pt * pstride(tc * p->Cp) + g * Cg;  /* (tc, Cg), rows Cp apart */
+    const float *m = j->m + pt * pstride(tc * p->Kp) + g * Kg; /* (tc, Kg), rows Kp apart */
     if (j->du) /* dU (Kg, Cg) += dMt^T (Kg, tc) . Vt (tc, Cg) */
         rvg__conv_sgemm_serial(1, 0, Kg, Cg, tc, m, p->Kp, v, p->Cp, j->du_beta,
-                               j->du + pt * p->K * Cg + g * Kg * Cg, Cg, pack);
+                               j->du + pt * pstride(p->K * Cg) + g * Kg * Cg, Cg, pack);
     if (j->want_dx) /* dVt (tc, Cg) = dMt (tc, Kg) . U (Kg, Cg), over Vt (no longer needed) */
         rvg__conv_sgemm_serial(0, 0, tc, Cg, Kg, m, p->Kp, u, Cg, 0, v, p->Cp, pack);
 }
@@ -481,7 +487,7 @@ static void multi_run(const multi_job *m, int nt, int64_t floats_per_item) {
 }
 
 int64_t rvg__conv_winograd_u_floats(const rvg_conv_shape *s) {
-    return WP * s->K * (s->C / s->G);
+    return WP * pstride(s->K * (s->C / s->G));
 }
 
 void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const float *x,
@@ -492,8 +498,8 @@ void rvg__conv2d_backward_winograd(float *dx, float *dw, const float *dy, const 
     wino_plan p;
     plan_make(&p, s);
     const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
-    float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
-    float *du = u + r16(WP * p.K * p.Cg), *scratch = du + r16(WP * p.K * p.Cg);
+    float *v = work, *m = v + WP * pstride(p.Cp * T), *u = m + WP * pstride(p.Kp * T);
+    float *du = u + WP * pstride(p.K * p.Cg), *scratch = du + WP * pstride(p.K * p.Cg);
     weight_job wj = {&p, w, u, NULL, scratch};
     const float *uu = kept ? kept : u; /* U for dx: the forward's, or made here */
     for (int64_t n0 = 0; n0 < p.N; n0 += p.nb) {
@@ -530,9 +536,9 @@ static void fwd_gemm_item(void *ctx, int64_t item, int tid) {
     const wino_plan *p = j->p;
     const int64_t pt = item / p->G, g = item % p->G, Kg = p->Kg, Cg = p->Cg, tc = j->tc;
     float *pack = j->pack + (int64_t)tid * (int64_t)rvg__conv_sgemm_serial_pack_floats();
-    rvg__conv_sgemm_serial(0, 1, tc, Kg, Cg, j->v + pt * tc * p->Cp + g * Cg, p->Cp,
-                           j->u + pt * p->K * Cg + g * Kg * Cg, Cg, 0,
-                           j->mo + pt * tc * p->Kp + g * Kg, p->Kp, pack);
+    rvg__conv_sgemm_serial(0, 1, tc, Kg, Cg, j->v + pt * pstride(tc * p->Cp) + g * Cg, p->Cp,
+                           j->u + pt * pstride(p->K * Cg) + g * Kg * Cg, Cg, 0,
+                           j->mo + pt * pstride(tc * p->Kp) + g * Kg, p->Kp, pack);
 }
 
 void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, const float *bias,
@@ -541,8 +547,8 @@ void rvg__conv2d_forward_winograd(float *y, const float *x, const float *w, cons
     wino_plan p;
     plan_make(&p, s);
     const int64_t T = p.nb * p.tiles, CB = p.Cp / LN, KB = p.Kp / LN;
-    float *v = work, *m = v + r16(WP * p.Cp * T), *u = m + r16(WP * p.Kp * T);
-    float *scratch = u + 2 * r16(WP * p.K * p.Cg); /* the backward's layout; dU unused */
+    float *v = work, *m = v + WP * pstride(p.Cp * T), *u = m + WP * pstride(p.Kp * T);
+    float *scratch = u + 2 * WP * pstride(p.K * p.Cg); /* the backward's layout; dU unused */
     if (keep)
         u = keep; /* U made where the backward will find it */
     weight_job wj = {&p, w, u, NULL, scratch};
