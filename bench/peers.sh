@@ -9,9 +9,9 @@
 # load then falls on all runtimes alike.
 #
 # Needs: BUILD_DIR/bench_infer (cmake --build BUILD_DIR --target bench_infer), Debian's
-# /usr/bin/python3 with python3-torch, node + npm. onnxruntime-node is installed with
-# `ONNXRUNTIME_NODE_INSTALL=skip npm install` into BUILD_DIR/peers (nothing lands in the source
-# tree). All three runtimes are timed in turn on the same machine; on a shared machine, run it
+# /usr/bin/python3 with python3-torch, node + npm, and onnxruntime-node: the one scripts/setup.sh
+# put in the checkout's node_modules, or else one installed with `ONNXRUNTIME_NODE_INSTALL=skip npm
+# install --prefix BUILD_DIR/peers` (nothing lands in the source tree). All three runtimes are timed in turn on the same machine; on a shared machine, run it
 # twice and compare. Exits non-zero if any peer's logits disagree with ours.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,10 +23,16 @@ py=/usr/bin/python3
 work="$build/peers"
 mkdir -p "$work"
 
-if [ ! -d "$work/node_modules/onnxruntime-node" ]; then
-    echo "installing onnxruntime-node into $work" >&2
-    (cd "$work" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
-        onnxruntime-node >/dev/null)
+# onnxruntime-node: the one scripts/setup.sh installed at the top of the checkout, else one
+# installed here into $work (--prefix: without it npm walks up to the nearest package root).
+mods="$(cd "$here/.." && pwd)/node_modules"
+if [ ! -d "$mods/onnxruntime-node" ]; then
+    mods="$work/node_modules"
+    if [ ! -d "$mods/onnxruntime-node" ]; then
+        echo "installing onnxruntime-node into $work" >&2
+        ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix "$work" --no-save --no-audit --no-fund \
+            onnxruntime-node >/dev/null
+    fi
 fi
 
 "$build/bench_infer" --model "$model" --dump "$work/$model.safetensors"
@@ -37,11 +43,11 @@ for round in $(seq "$rounds"); do
     "$build/bench_infer" --model "$model" --runs "$runs" --json | tee -a "$out"
     echo "== PyTorch TorchScript (frozen + optimize_for_inference)" >&2
     "$py" "$here/peers_torch.py" "$work/$model.safetensors" "$work" "$runs" | tee -a "$out"
-    ortv="$(node -p "require('$work/node_modules/onnxruntime-node/package.json').version")"
+    ortv="$(node -p "require('$mods/onnxruntime-node/package.json').version")"
     echo "== ONNX Runtime $ortv" >&2
-    NODE_PATH="$work/node_modules" node "$here/peers_ort.js" "$work/$model.onnx" "$model" "$runs" \
+    NODE_PATH="$mods" node "$here/peers_ort.js" "$work/$model.onnx" "$model" "$runs" \
         "$work/${model}_input.f32" "$work/${model}_logits.f32" | tee -a "$out"
-    NODE_PATH="$work/node_modules" node "$here/peers_ort.js" "$work/resnet18.onnx" resnet18 \
+    NODE_PATH="$mods" node "$here/peers_ort.js" "$work/resnet18.onnx" resnet18 \
         "$runs" | tee -a "$out"
 done
 

@@ -88,6 +88,11 @@ static int env_is(const char *name, const char *value) {
 }
 
 /* Multiplications per output pixel-channel-pair, the cost model for picking F(4) or F(6). */
+/* Floats between the point planes of V and M beyond a plane's size: one cache line. A plane is
+ * often a multiple of 4 KiB (14x14 maps, 192 channels: 16 tiles x 192 = 3 pages per image), and
+ * then the 36 points a tile transform writes or reads all fell in one L1 set. */
+#define WINO_PLANE_PAD 16
+
 static double wino_cost(int64_t P, int64_t Q, int m) {
     int64_t th = (P + m - 1) / m, tw = (Q + m - 1) / m;
     return (double)((m + 2) * (m + 2)) * (double)(th * tw) / (double)(P * Q);
@@ -294,10 +299,10 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             p->th = (p->P + p->m - 1) / p->m, p->tw = (p->Q + p->m - 1) / p->m;
             p->Hp = p->th * p->m + 2, p->Wp = p->tw * p->m + 2;
             size_t T = (size_t)(max_batch * p->th * p->tw), nn = (size_t)((p->m + 2) * (p->m + 2));
-            if (nn * T * (size_t)p->CB * 8 > vfl)
-                vfl = nn * T * (size_t)p->CB * 8;
-            if (nn * T * (size_t)p->KB16 * 16 > mfl)
-                mfl = nn * T * (size_t)p->KB16 * 16;
+            const size_t vf = nn * (T * (size_t)p->CB * 8 + WINO_PLANE_PAD);
+            const size_t mf = nn * (T * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);
+            vfl = vf > vfl ? vf : vfl;
+            mfl = mf > mfl ? mf : mfl;
         }
         p->unrolled = !o.portable && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
         if (p->unrolled) {
@@ -574,7 +579,8 @@ static wgeom wino_geom(const layer_plan *p, int64_t N) {
     wgeom g;
     g.m = p->m, g.f = p->m == 4 ? 0 : 1, g.nn = (int64_t)(p->m + 2) * (p->m + 2);
     g.tpi = p->th * p->tw, g.T = N * g.tpi;
-    g.vs = g.T * p->CB * 8, g.ms = g.T * p->KB16 * 16, g.bs = g.T * 8;
+    g.vs = g.T * p->CB * 8 + WINO_PLANE_PAD, g.ms = g.T * p->KB16 * 16 + WINO_PLANE_PAD;
+    g.bs = g.T * 8;
     g.nch = (g.T + WINO_TC - 1) / WINO_TC;
     return g;
 }
