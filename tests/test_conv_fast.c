@@ -68,8 +68,6 @@ static const conv_case CASES[] = {
     {"1x1 s1 C3 K4 40x40 N2 (direct)", 2, 3, 40, 40, 4, 1, 1, 1, 0, 1, 1},
     {"1x1 s1 C6 K5 12x13 N3 (in place, image by image)", 3, 6, 12, 13, 5, 1, 1, 1, 0, 1, 1},
     {"1x1 s1 G2 C8 K6 11x12 N2 (in place, image by image)", 2, 8, 11, 12, 6, 1, 1, 1, 0, 2, 0},
-    {"1x1 s1 C20 K12 12x12 N5 (in place, images per thread)", 5, 20, 12, 12, 12, 1, 1, 1, 0, 1, 1},
-    {"1x1 s1 G2 C12 K10 50x50 N2 (in place, bands per thread)", 2, 12, 50, 50, 10, 1, 1, 1, 0, 2, 0},
     {"3x3 s1 G2 C4 K6 33x35 N1", 1, 4, 33, 35, 6, 3, 3, 1, 1, 2, 1},
     {"2x3 s2 p0 C5 K3 8x9", 2, 5, 8, 9, 3, 2, 3, 2, 0, 1, 1},
     {"3x3 s2 p1 C3 K48 28x28 N4 (stage0)", 4, 3, 28, 28, 48, 3, 3, 2, 1, 1, 0},

@@ -67,7 +67,6 @@ static const pair_case CASES[] = {
     {"N3 s1 C8 K9 8x8 (winograd)", 3, 8, 8, 8, 9, 1, 1},
     {"N1 s1 C17 K12 9x10 (winograd)", 1, 17, 9, 10, 12, 1, 1},
     {"N2 s1 G2 C16 K32 11x9 (winograd)", 2, 16, 11, 9, 32, 1, 2},
-    {"N5 s1 C24 K16 12x12 (winograd; the 1x1 image by image)", 5, 24, 12, 12, 16, 1, 1},
 };
 
 

@@ -629,23 +629,6 @@ static void chunk_next(conv_chunk *c, const conv_plan *p, const rvg_conv_shape *
     chunk_fill(c, p, s);
 }
 
-/* Bands of output rows per image group, and image groups (nb images each). */
-static int64_t plan_bands(const conv_plan *p, const rvg_conv_shape *s) {
-    return s->P > 0 ? (s->P + p->prows - 1) / p->prows : 0;
-}
-
-static int64_t plan_groups(const conv_plan *p, const rvg_conv_shape *s) {
-    return (s->N + p->nb - 1) / p->nb;
-}
-
-/* Chunk i of the fixed order (image group i / bands, band i % bands). */
-static conv_chunk chunk_at(const conv_plan *p, const rvg_conv_shape *s, int64_t i) {
-    const int64_t bands = plan_bands(p, s);
-    conv_chunk c = {i / bands * p->nb, 0, i % bands * p->prows, 0, 0};
-    chunk_fill(&c, p, s);
-    return c;
-}
-
 /* Columns of the largest chunk. */
 static int64_t plan_cols(const conv_plan *p, const rvg_conv_shape *s) {
     return p->nb * p->prows * s->Q;
@@ -820,64 +803,6 @@ static void dbias_rows(const range_job *j, int64_t lo, int64_t hi) {
     }
 }
 
-/* ---- a direct 1x1, chunk by chunk on the threads ------------------------------------------------
- * A 1x1, stride 1, pad 0 convolution planned one image (or band of rows) per chunk reads x, y and
- * dx in place: the 1x1 branch of every Winograd block. Chunk by chunk, each chunk's GEMMs were
- * parallel phases of their own (24 per layer at batch 8, half of all phases of an A0 224x224
- * step), each ending in a wait. Here each thread takes whole chunks with serial GEMMs for y and
- * dx, in one phase per direction; every element is the same sum in the same order as in the
- * threaded GEMMs, so results are bit-identical either way. dw stays one threaded GEMM per chunk:
- * given to the threads as 16-column slabs that each ran over all chunks, it read every chunk's
- * dy once per slab from L3 instead of L2, and made the step slower, not faster (A0 224x224 b8,
- * 6 alternating rounds, median: with it 681.7 ms against 638.3 before; without it 589.6 against
- * 631.5). */
-static int direct_own(const conv_plan *p, const rvg_conv_shape *s, int nt) {
-    return nt > 1 && g_backend != RVG__GEMM_BLAS && p->direct && p->nb == 1 &&
-           plan_groups(p, s) * plan_bands(p, s) >= 2 * (int64_t)nt;
-}
-
-typedef struct {
-    const rvg_conv_shape *s;
-    const conv_plan *pl;
-    float *pack; /* one packing set per thread */
-    float *y, *dx;
-    const float *x, *w, *bias, *dy;
-} direct_job;
-
-/* Forward of chunk `item`: y (+ bias) = w_g . x over the chunk's columns, every group. */
-static void direct_forward_item(void *ctx, int64_t item, int tid) {
-    const direct_job *j = ctx;
-    const rvg_conv_shape *s = j->s;
-    const conv_plan *pl = j->pl;
-    const conv_chunk c = chunk_at(pl, s, item);
-    const int64_t Kg = pl->Kg, Cg = pl->Cg, PQ = pl->PQ, HW = pl->HW;
-    float *pack = j->pack + (int64_t)tid * PACK_FLOATS;
-    for (int64_t g = 0; g < s->G; g++) {
-        float *yg = j->y + (c.n0 * s->K + g * Kg) * PQ + c.pa * s->Q; /* (Kg, cols), ld PQ */
-        if (j->bias)
-            for (int64_t k = 0; k < Kg; k++)
-                for (int64_t q = 0; q < c.cols; q++)
-                    yg[k * PQ + q] = j->bias[g * Kg + k];
-        rvg__conv_sgemm_serial(0, 0, Kg, c.cols, Cg, j->w + g * Kg * Cg, Cg,
-                               j->x + (c.n0 * s->C + g * Cg) * HW + c.pa * s->Q, HW,
-                               j->bias != NULL, yg, PQ, pack);
-    }
-}
-
-/* Input gradient of chunk `item`: dx += w_g^T . dy_g over the chunk's columns, every group. */
-static void direct_backward_item(void *ctx, int64_t item, int tid) {
-    const direct_job *j = ctx;
-    const rvg_conv_shape *s = j->s;
-    const conv_plan *pl = j->pl;
-    const conv_chunk c = chunk_at(pl, s, item);
-    const int64_t Kg = pl->Kg, Cg = pl->Cg, PQ = pl->PQ, HW = pl->HW, Q = s->Q;
-    float *pack = j->pack + (int64_t)tid * PACK_FLOATS;
-    for (int64_t g = 0; g < s->G; g++)
-        rvg__conv_sgemm_serial(1, 0, Cg, c.cols, Kg, j->w + g * Kg * Cg, Cg,
-                               j->dy + (c.n0 * s->K + g * Kg) * PQ + c.pa * Q, PQ, 1,
-                               j->dx + (c.n0 * s->C + g * Cg) * HW + c.pa * Q, HW, pack);
-}
-
 /* ---- the kernels ---------------------------------------------------------------------------- */
 
 /* ---- weights kept from a forward for its backward ----------------------------------------------
@@ -936,12 +861,6 @@ static void forward_gemm(float *y, const float *x, const float *w, const float *
         rvg__conv2d_forward_winograd(y, x, w, bias, s, ws.col, ws.pack, threads_now(),
                                      keep ? keep + KEEP_HEAD : NULL);
         keep_tag(keep, path);
-        return;
-    }
-    const int nt = threads_now();
-    if (direct_own(&pl, s, nt)) {
-        direct_job j = {.s = s, .pl = &pl, .pack = ws.pack, .y = y, .x = x, .w = w, .bias = bias};
-        par_run(plan_groups(&pl, s) * plan_bands(&pl, s), nt, direct_forward_item, &j);
         return;
     }
     const int64_t C = s->C, K = s->K, G = s->G, Q = s->Q, PQ = pl.PQ;
@@ -1010,14 +929,6 @@ static void backward_gemm(float *dx, float *dw, float *dbias, const float *dy, c
         return;
     }
 
-    if (dx && direct_own(&pl, s, threads_now())) { /* dx here, dw below with dx = NULL */
-        direct_job j = {.s = s, .pl = &pl, .pack = ws.pack, .dx = dx, .w = w, .dy = dy};
-        par_run(plan_groups(&pl, s) * plan_bands(&pl, s), threads_now(), direct_backward_item, &j);
-        dx = NULL;
-        if (!dw)
-            return;
-    }
-
     /* Chunks in a fixed order (images, then bands of rows): dw sums them in that order. */
     for (conv_chunk ch = chunk_first(&pl, s); ch.nn > 0; chunk_next(&ch, &pl, s)) {
         const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
@@ -1082,6 +993,22 @@ void rvg__conv2d_backward_gemm(float *dx, float *dw, float *dbias, const float *
 #define OWN_CHUNKS_MIN 8 /* forward: fewer chunks are threaded one by one */
 #define OWN_GROUPS_MIN 4 /* backward: fewer image groups are threaded chunk by chunk */
 #define OWN_PARTIAL_MAX ((int64_t)1 << 21) /* floats of dw partials, at most */
+
+static int64_t plan_bands(const conv_plan *p, const rvg_conv_shape *s) {
+    return s->P > 0 ? (s->P + p->prows - 1) / p->prows : 0;
+}
+
+static int64_t plan_groups(const conv_plan *p, const rvg_conv_shape *s) {
+    return (s->N + p->nb - 1) / p->nb;
+}
+
+/* Chunk i of the fixed order (image group i / bands, band i % bands). */
+static conv_chunk chunk_at(const conv_plan *p, const rvg_conv_shape *s, int64_t i) {
+    const int64_t bands = plan_bands(p, s);
+    conv_chunk c = {i / bands * p->nb, 0, i % bands * p->prows, 0, 0};
+    chunk_fill(&c, p, s);
+    return c;
+}
 
 /* Floats of one image group's dw partials (dw3 then dw1, all groups of channels). */
 static int64_t partial_floats(const conv_plan *p, const rvg_conv_shape *s) {
