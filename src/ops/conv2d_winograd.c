@@ -230,9 +230,9 @@ static void to_interleaved(float *q, const float *src, const wino_plan *p, int64
  * With SSE the stores are non-temporal: each fills a whole line that no cache holds (V and dM are
  * written once, read by the point GEMMs later), and as plain stores every one of them first
  * fetched its line, which held up the input transform on the stores (over half its samples).
- * Streamed, A0 224x224 batch 8 steps took 720.6 -> 628.9 ms (5 alternating rounds, loaded
- * machine; 28x28 b64 175.5 -> 151.9, 32x32 b64 203.6 -> 182.3, 4 rounds). The caller fences
- * them (stream_fence) before the unit ends. */
+ * Streamed, A0 224x224 batch 8 steps took 600.5 -> 580.2 ms (median of 12 alternating rounds;
+ * docs/training_kernels.md has the rest). The caller fences them (stream_fence) before the unit
+ * ends. */
 static RVG__ALWAYS_INLINE void store_points(float *restrict dst, int64_t ps,
                                             const float *restrict o) {
     for (int pt = 0; pt < WP; pt++) {
@@ -304,7 +304,8 @@ static void dx_planes(void *ctx, int64_t item, int tid) {
     const plane_job *j = ctx;
     const wino_plan *p = j->p;
     const int64_t CB = p->Cp / LN, nl = item / CB, cb = item % CB, c0 = cb * LN;
-    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN, ps = pstride(j->tc * p->Cp);
+    const int64_t nc = p->C - c0 < LN ? p->C - c0 : LN, rs = p->Wp * LN;
+    const int64_t ps = pstride(j->tc * p->Cp);
     float *q = thread_scratch(j->scratch, p, tid);
     memset(q, 0, sizeof(float) * (size_t)(p->Hp * p->Wp * LN));
     const float *vb = j->in + nl * p->tiles * p->Cp + c0;
