@@ -3,7 +3,8 @@
  * Does: for every GEMM backend this build and CPU have (plain-C kernel, AVX2 kernel, OpenBLAS),
  * runs rvg_conv2d_forward_3x3_1x1 / rvg_conv2d_backward_3x3_1x1 on awkward shapes (N=1 and 3, odd
  * H/W, channel counts not a multiple of 8, stride 2, groups 2 and 4, several image chunks, large
- * images cut into bands of output rows, GEMMs larger than one cache block) and compares z3, z1, dx,
+ * images cut into bands of output rows, layers with enough chunks to give each thread whole
+ * chunks, GEMMs larger than one cache block) and compares z3, z1, dx,
  * dw3, dw1 with the _ref twin (two plain reference convolutions); on stride-1 shapes with 8 or
  * more channels per group and 8x8 planes the 3x3 runs through Winograd both ways, and once more
  * through im2col with it off. Gradients are pre-filled with
