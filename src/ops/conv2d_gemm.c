@@ -1052,9 +1052,9 @@ typedef struct {
     float *z3, *z1;                  /* forward */
     float *dx, *dw3, *dw1, *partial; /* backward (dw3, dw1: whether they are wanted) */
     const float *x, *w3, *w1, *dz3, *dz1;
-} own_job;
+} pair_job;
 
-static float *own_set(const own_job *j, int tid) {
+static float *own_set(const pair_job *j, int tid) {
     return j->base + (int64_t)tid * own_thread_floats(j->pl, j->s);
 }
 
@@ -1072,93 +1072,159 @@ static void own_gather(float *tmp, const float *in, const rvg_conv_shape *s, con
     gather_rows(&j, 0, pl->Kg);
 }
 
-/* Forward of chunk `item`. */
-static void own_forward_item(void *ctx, int64_t item, int tid) {
-    const own_job *j = ctx;
+/* How one chunk of the pair runs: on the calling thread alone (serial: a thread's own chunk inside
+ * a parallel item), or with each step a parallel phase (the chunks one by one); and its buffers:
+ * a packing set (one per thread when threaded), col, and tmp3 / tmp1 for chunks of several
+ * images. The chunk bodies below are the same either way, so are the sums. */
+typedef struct {
+    int serial;
+    float *pack, *col, *tmp3, *tmp1;
+} pair_bufs;
+
+static void pair_gemm(const pair_bufs *b, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, int beta_one,
+                      float *C, int64_t ldc) {
+    (b->serial ? rvg__conv_sgemm_serial : rvg__conv_sgemm)(ta, tb, M, N, K, A, lda, B, ldb,
+                                                           beta_one, C, ldc, b->pack);
+}
+
+/* b->col = im2col of x for chunk c, group g */
+static void pair_im2col(const pair_bufs *b, const pair_job *j, const conv_chunk *c, int64_t g) {
+    const rvg__col_band band = {j->s, c->n0, c->nn, g, c->pa, c->pb};
+    if (b->serial)
+        rvg__im2col_rows(b->col, j->x, &band, 0, j->pl->CRS);
+    else
+        im2col(b->col, j->x, j->s, j->pl, c->n0, c->nn, c->pa, c->pb, g);
+}
+
+/* dx += col2im(b->col) for chunk c, group g */
+static void pair_col2im(const pair_bufs *b, const pair_job *j, const conv_chunk *c, int64_t g) {
+    const rvg__col_band band = {j->s, c->n0, c->nn, g, c->pa, c->pb};
+    if (b->serial)
+        rvg__col2im_channels(j->dx, b->col, &band, 0, j->pl->Cg);
+    else
+        col2im_add(j->dx, b->col, j->s, j->pl, c->n0, c->nn, c->pa, c->pb, g);
+}
+
+/* out (chunk c's images, channels of group g) = b->tmp3 (Kg, nn*PQ) */
+static void pair_scatter(const pair_bufs *b, float *out, const pair_job *j, const conv_chunk *c,
+                         int64_t g) {
+    if (b->serial)
+        own_scatter(out, b->tmp3, j->s, j->pl, c, g);
+    else
+        scatter_y(out, b->tmp3, NULL, j->s, j->pl, c->n0, c->nn, g);
+}
+
+/* tmp (Kg, nn*PQ) = in (chunk c's images, channels of group g) */
+static void pair_gather(const pair_bufs *b, float *tmp, const float *in, const pair_job *j,
+                        const conv_chunk *c, int64_t g) {
+    if (b->serial)
+        own_gather(tmp, in, j->s, j->pl, c, g);
+    else
+        gather_dy(tmp, in, j->s, j->pl, c->n0, c->nn, g);
+}
+
+/* z3 and z1 of chunk c, every group: one im2col of x, whose centre rows (c, 1, 1), i.e. rows
+ * 9c + 4, are the 1x1's column matrix. */
+static void pair_forward_chunk(const pair_job *j, const pair_bufs *b, const conv_chunk *c) {
     const rvg_conv_shape *s = j->s;
     const conv_plan *pl = j->pl;
-    const conv_chunk c = chunk_at(pl, s, item);
-    const int64_t Kg = pl->Kg, Cg = pl->Cg, CRS = pl->CRS, cols = c.cols;
-    float *pack = own_set(j, tid), *col = pack + PACK_FLOATS;
-    float *tmp = col + round16(CRS * plan_cols(pl, s));
+    const int64_t Kg = pl->Kg, Cg = pl->Cg, CRS = pl->CRS, PQ = pl->PQ, cols = c->cols;
+    const float *centre = b->col + 4 * cols; /* (Cg, cols), row stride 9*cols */
     for (int64_t g = 0; g < s->G; g++) {
         const float *w3g = j->w3 + g * Kg * CRS, *w1g = j->w1 + g * Kg * Cg;
-        const rvg__col_band b = {s, c.n0, c.nn, g, c.pa, c.pb};
-        rvg__im2col_rows(col, j->x, &b, 0, CRS);
-        if (c.nn == 1) {
-            const int64_t off = (c.n0 * s->K + g * Kg) * pl->PQ + c.pa * s->Q;
-            rvg__conv_sgemm_serial(0, 0, Kg, cols, CRS, w3g, CRS, col, cols, 0, j->z3 + off,
-                                   pl->PQ, pack);
-            rvg__conv_sgemm_serial(0, 0, Kg, cols, Cg, w1g, Cg, col + 4 * cols, 9 * cols, 0,
-                                   j->z1 + off, pl->PQ, pack);
+        pair_im2col(b, j, c, g);
+        if (c->nn == 1) {
+            /* one image: the band's rows of z3 and z1 are (Kg, cols) with row stride PQ */
+            const int64_t off = (c->n0 * s->K + g * Kg) * PQ + c->pa * s->Q;
+            pair_gemm(b, 0, 0, Kg, cols, CRS, w3g, CRS, b->col, cols, 0, j->z3 + off, PQ);
+            pair_gemm(b, 0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, j->z1 + off, PQ);
         } else {
-            rvg__conv_sgemm_serial(0, 0, Kg, cols, CRS, w3g, CRS, col, cols, 0, tmp, cols, pack);
-            own_scatter(j->z3, tmp, s, pl, &c, g);
-            rvg__conv_sgemm_serial(0, 0, Kg, cols, Cg, w1g, Cg, col + 4 * cols, 9 * cols, 0, tmp,
-                                   cols, pack);
-            own_scatter(j->z1, tmp, s, pl, &c, g);
+            pair_gemm(b, 0, 0, Kg, cols, CRS, w3g, CRS, b->col, cols, 0, b->tmp3, cols);
+            pair_scatter(b, j->z3, j, c, g);
+            pair_gemm(b, 0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, b->tmp3, cols);
+            pair_scatter(b, j->z1, j, c, g);
         }
     }
 }
 
-/* Backward of image group `item`: its bands in order, dw into the group's partials. */
-static void own_backward_item(void *ctx, int64_t item, int tid) {
-    const own_job *j = ctx;
+/* The backward of chunk c, every group: dw3t, dw1t (either may be NULL) (+)= its weight
+ * gradients (added when beta_one, else written), dx (if wanted) += its input gradient. */
+static void pair_backward_chunk(const pair_job *j, const pair_bufs *b, const conv_chunk *c,
+                                float *dw3t, float *dw1t, int beta_one) {
     const rvg_conv_shape *s = j->s;
     const conv_plan *pl = j->pl;
-    const int64_t Kg = pl->Kg, Cg = pl->Cg, CRS = pl->CRS, K = s->K, PQ = pl->PQ;
-    const int64_t bands = plan_bands(pl, s);
-    float *pack = own_set(j, tid), *col = pack + PACK_FLOATS;
-    float *tmp3 = col + round16(CRS * plan_cols(pl, s));
-    float *tmp1 = tmp3 + round16(Kg * plan_cols(pl, s));
-    float *p3 = j->partial + item * partial_floats(pl, s), *p1 = p3 + round16(K * CRS);
-    for (int64_t band = 0; band < bands; band++) {
-        const conv_chunk c = chunk_at(pl, s, item * bands + band);
-        const int64_t cols = c.cols;
-        for (int64_t g = 0; g < s->G; g++) {
-            const float *w3g = j->w3 + g * Kg * CRS, *w1g = j->w1 + g * Kg * Cg;
-            const rvg__col_band b = {s, c.n0, c.nn, g, c.pa, c.pb};
-            const float *dz3g = tmp3, *dz1g = tmp1; /* (Kg, cols), row stride lddz */
-            int64_t lddz = cols;
-            if (c.nn == 1) {
-                const int64_t off = (c.n0 * K + g * Kg) * PQ + c.pa * s->Q;
-                dz3g = j->dz3 + off;
-                dz1g = j->dz1 + off;
-                lddz = PQ;
-            } else {
-                own_gather(tmp3, j->dz3, s, pl, &c, g);
-                own_gather(tmp1, j->dz1, s, pl, &c, g);
-            }
-            if (j->dw3 || j->dw1) {
-                rvg__im2col_rows(col, j->x, &b, 0, CRS);
-                if (j->dw3)
-                    rvg__conv_sgemm_serial(0, 1, Kg, CRS, cols, dz3g, lddz, col, cols, band > 0,
-                                           p3 + g * Kg * CRS, CRS, pack);
-                if (j->dw1)
-                    rvg__conv_sgemm_serial(0, 1, Kg, Cg, cols, dz1g, lddz, col + 4 * cols,
-                                           9 * cols, band > 0, p1 + g * Kg * Cg, Cg, pack);
-            }
-            if (j->dx) {
-                rvg__conv_sgemm_serial(1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, col, cols,
-                                       pack);
-                rvg__conv_sgemm_serial(1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1,
-                                       col + 4 * cols, 9 * cols, pack);
-                rvg__col2im_channels(j->dx, col, &b, 0, Cg);
-            }
+    const int64_t Kg = pl->Kg, Cg = pl->Cg, CRS = pl->CRS, PQ = pl->PQ, cols = c->cols;
+    float *centre = b->col + 4 * cols; /* (Cg, cols), row stride 9*cols */
+    for (int64_t g = 0; g < s->G; g++) {
+        const float *w3g = j->w3 + g * Kg * CRS, *w1g = j->w1 + g * Kg * Cg;
+        const float *dz3g = b->tmp3, *dz1g = b->tmp1; /* (Kg, cols), row stride lddz */
+        int64_t lddz = cols;
+        if (c->nn == 1) {
+            const int64_t off = (c->n0 * s->K + g * Kg) * PQ + c->pa * s->Q;
+            dz3g = j->dz3 + off;
+            dz1g = j->dz1 + off;
+            lddz = PQ;
+        } else {
+            pair_gather(b, b->tmp3, j->dz3, j, c, g);
+            pair_gather(b, b->tmp1, j->dz1, j, c, g);
         }
+        if (dw3t || dw1t) {
+            pair_im2col(b, j, c, g);
+            if (dw3t) /* dw3_g (Kg, CRS) (+)= dz3_g . col^T */
+                pair_gemm(b, 0, 1, Kg, CRS, cols, dz3g, lddz, b->col, cols, beta_one,
+                          dw3t + g * Kg * CRS, CRS);
+            if (dw1t) /* dw1_g (Kg, Cg) (+)= dz1_g . centre^T */
+                pair_gemm(b, 0, 1, Kg, Cg, cols, dz1g, lddz, centre, 9 * cols, beta_one,
+                          dw1t + g * Kg * Cg, Cg);
+        }
+        if (j->dx) {
+            /* dcol (CRS, cols) = w3_g^T . dz3_g, its centre rows += w1_g^T . dz1_g */
+            pair_gemm(b, 1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, b->col, cols);
+            pair_gemm(b, 1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1, centre, 9 * cols);
+            pair_col2im(b, j, c, g);
+        }
+    }
+}
+
+/* A thread's own buffers, for the chunks it takes. */
+static pair_bufs own_bufs(const pair_job *j, int tid) {
+    float *pack = own_set(j, tid), *col = pack + PACK_FLOATS;
+    float *tmp3 = col + round16(j->pl->CRS * plan_cols(j->pl, j->s));
+    return (pair_bufs){1, pack, col, tmp3, tmp3 + round16(j->pl->Kg * plan_cols(j->pl, j->s))};
+}
+
+/* Forward of chunk `item`. */
+static void own_forward_item(void *ctx, int64_t item, int tid) {
+    const pair_job *j = ctx;
+    const pair_bufs b = own_bufs(j, tid);
+    const conv_chunk c = chunk_at(j->pl, j->s, item);
+    pair_forward_chunk(j, &b, &c);
+}
+
+/* Backward of image group `item`: its bands in order, dw into the group's partials. */
+static void own_backward_item(void *ctx, int64_t item, int tid) {
+    const pair_job *j = ctx;
+    const pair_bufs b = own_bufs(j, tid);
+    const int64_t bands = plan_bands(j->pl, j->s);
+    float *p3 = j->partial + item * partial_floats(j->pl, j->s);
+    float *p1 = p3 + round16(j->s->K * j->pl->CRS);
+    for (int64_t band = 0; band < bands; band++) {
+        const conv_chunk c = chunk_at(j->pl, j->s, item * bands + band);
+        pair_backward_chunk(j, &b, &c, j->dw3 ? p3 : NULL, j->dw1 ? p1 : NULL, band > 0);
     }
 }
 
 /* dw3 and dw1 += the image groups' partials, in group order; item = a range of rows k of both. */
 typedef struct {
-    const own_job *j;
+    const pair_job *j;
     int64_t pieces;
 } own_sum_job;
 
 static void own_sum_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const own_sum_job *sj = ctx;
-    const own_job *j = sj->j;
+    const pair_job *j = sj->j;
     const conv_plan *pl = j->pl;
     const int64_t K = j->s->K, lo = K * item / sj->pieces, hi = K * (item + 1) / sj->pieces;
     const int64_t groups = plan_groups(pl, j->s), stride = partial_floats(pl, j->s);
@@ -1178,7 +1244,7 @@ static void own_sum_item(void *ctx, int64_t item, int tid) {
     }
 }
 
-static void own_sum(const own_job *j) {
+static void own_sum(const pair_job *j) {
     const int nt = loop_threads(plan_groups(j->pl, j->s) * partial_floats(j->pl, j->s));
     own_sum_job sj = {j, nt > 1 ? (int64_t)nt * RVG__PIECES_PER_THREAD : 1};
     if (sj.pieces > j->s->K)
@@ -1245,39 +1311,17 @@ void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, cons
     plan_make(&pl, s3);
     const int nt = threads_now();
     if (own_forward(&pl, s3, nt)) {
-        own_job j = {.s = s3, .pl = &pl, .base = aligned_base(work), .z3 = z3, .z1 = z1, .x = x,
-                     .w3 = w3, .w1 = w1};
+        pair_job j = {.s = s3, .pl = &pl, .base = aligned_base(work), .z3 = z3, .z1 = z1,
+                      .x = x, .w3 = w3, .w1 = w1};
         par_run(plan_groups(&pl, s3) * plan_bands(&pl, s3), nt, own_forward_item, &j);
         return;
     }
     conv_work ws;
     work_carve(&ws, &pl, s3, work);
-    const int64_t K = s3->K, G = s3->G, Q = s3->Q, PQ = pl.PQ;
-    const int64_t Kg = pl.Kg, Cg = pl.Cg, CRS = pl.CRS;
-
-    for (conv_chunk ch = chunk_first(&pl, s3); ch.nn > 0; chunk_next(&ch, &pl, s3)) {
-        const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
-        const float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
-        for (int64_t g = 0; g < G; g++) {
-            const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
-            im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
-            if (nn == 1) {
-                /* one image: the band's rows of z3 and z1 are (Kg, cols) with row stride PQ */
-                const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
-                rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, z3 + off, PQ,
-                                ws.pack);
-                rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, z1 + off, PQ,
-                                ws.pack);
-            } else {
-                rvg__conv_sgemm(0, 0, Kg, cols, CRS, w3g, CRS, ws.col, cols, 0, ws.tmp, cols,
-                                ws.pack);
-                scatter_y(z3, ws.tmp, NULL, s3, &pl, n0, nn, g);
-                rvg__conv_sgemm(0, 0, Kg, cols, Cg, w1g, Cg, centre, 9 * cols, 0, ws.tmp, cols,
-                                ws.pack);
-                scatter_y(z1, ws.tmp, NULL, s3, &pl, n0, nn, g);
-            }
-        }
-    }
+    const pair_job j = {.s = s3, .pl = &pl, .z3 = z3, .z1 = z1, .x = x, .w3 = w3, .w1 = w1};
+    const pair_bufs b = {0, ws.pack, ws.col, ws.tmp, NULL};
+    for (conv_chunk ch = chunk_first(&pl, s3); ch.nn > 0; chunk_next(&ch, &pl, s3))
+        pair_forward_chunk(&j, &b, &ch);
 }
 
 void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const float *dz3,
@@ -1298,9 +1342,9 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
     plan_make(&pl, s3);
     if (own_partials(&pl, s3)) {
         float *base = aligned_base(work);
-        own_job j = {.s = s3, .pl = &pl, .base = base, .dx = dx, .dw3 = dw3, .dw1 = dw1,
-                     .partial = base + (int64_t)g_threads * own_thread_floats(&pl, s3), .x = x,
-                     .w3 = w3, .w1 = w1, .dz3 = dz3, .dz1 = dz1};
+        pair_job j = {.s = s3, .pl = &pl, .base = base, .dx = dx, .dw3 = dw3, .dw1 = dw1,
+                      .partial = base + (int64_t)g_threads * own_thread_floats(&pl, s3), .x = x,
+                      .w3 = w3, .w1 = w1, .dz3 = dz3, .dz1 = dz1};
         par_run(plan_groups(&pl, s3), threads_now(), own_backward_item, &j);
         if (dw3 || dw1)
             own_sum(&j);
@@ -1308,47 +1352,10 @@ void rvg__conv2d_backward_3x3_1x1_gemm(float *dx, float *dw3, float *dw1, const 
     }
     conv_work ws;
     work_carve(&ws, &pl, s3, work);
-    float *tmp1 = ws.tmp + round16(pl.Kg * plan_cols(&pl, s3)); /* gathered dz1 */
-    const int64_t K = s3->K, G = s3->G, Q = s3->Q, PQ = pl.PQ;
-    const int64_t Kg = pl.Kg, Cg = pl.Cg, CRS = pl.CRS;
-
+    const pair_job j = {.s = s3, .pl = &pl, .dx = dx, .x = x, .w3 = w3, .w1 = w1, .dz3 = dz3,
+                        .dz1 = dz1};
+    const pair_bufs b = {0, ws.pack, ws.col, ws.tmp, ws.tmp + round16(pl.Kg * plan_cols(&pl, s3))};
     /* Chunks in a fixed order (images, then bands of rows): dw3 and dw1 sum them in that order. */
-    for (conv_chunk ch = chunk_first(&pl, s3); ch.nn > 0; chunk_next(&ch, &pl, s3)) {
-        const int64_t n0 = ch.n0, nn = ch.nn, pa = ch.pa, pb = ch.pb, cols = ch.cols;
-        float *centre = ws.col + 4 * cols; /* (Cg, cols), row stride 9*cols */
-        for (int64_t g = 0; g < G; g++) {
-            const float *w3g = w3 + g * Kg * CRS, *w1g = w1 + g * Kg * Cg;
-            const float *dz3g, *dz1g; /* (Kg, cols), row stride lddz */
-            int64_t lddz;
-            if (nn == 1) {
-                const int64_t off = (n0 * K + g * Kg) * PQ + pa * Q;
-                dz3g = dz3 + off;
-                dz1g = dz1 + off;
-                lddz = PQ;
-            } else {
-                gather_dy(ws.tmp, dz3, s3, &pl, n0, nn, g);
-                gather_dy(tmp1, dz1, s3, &pl, n0, nn, g);
-                dz3g = ws.tmp;
-                dz1g = tmp1;
-                lddz = cols;
-            }
-            if (dw3 || dw1) {
-                im2col(ws.col, x, s3, &pl, n0, nn, pa, pb, g);
-                if (dw3) /* dw3_g (Kg, CRS) += dz3_g . col^T */
-                    rvg__conv_sgemm(0, 1, Kg, CRS, cols, dz3g, lddz, ws.col, cols, 1,
-                                    dw3 + g * Kg * CRS, CRS, ws.pack);
-                if (dw1) /* dw1_g (Kg, Cg) += dz1_g . centre^T */
-                    rvg__conv_sgemm(0, 1, Kg, Cg, cols, dz1g, lddz, centre, 9 * cols, 1,
-                                    dw1 + g * Kg * Cg, Cg, ws.pack);
-            }
-            if (dx) {
-                /* dcol (CRS, cols) = w3_g^T . dz3_g, its centre rows += w1_g^T . dz1_g */
-                rvg__conv_sgemm(1, 0, CRS, cols, Kg, w3g, CRS, dz3g, lddz, 0, ws.col, cols,
-                                ws.pack);
-                rvg__conv_sgemm(1, 0, Cg, cols, Kg, w1g, Cg, dz1g, lddz, 1, centre, 9 * cols,
-                                ws.pack);
-                col2im_add(dx, ws.col, s3, &pl, n0, nn, pa, pb, g);
-            }
-        }
-    }
+    for (conv_chunk ch = chunk_first(&pl, s3); ch.nn > 0; chunk_next(&ch, &pl, s3))
+        pair_backward_chunk(&j, &b, &ch, dw3, dw1, 1);
 }
