@@ -40,8 +40,9 @@ typedef struct {
     int64_t wtot;               /* direct: total floats; Winograd: floats per point */
     float *w;                   /* direct: [woff + (tap*nc + c)*16 + l]; Winograd:
                                    [xi*wtot + woff + c*16 + l] */
-    float *wraw;                /* Winograd: untransformed, [9*woff + (tap*nc + c)*16 + l], for
-                                   the on-the-fly transform at small batches */
+    float *wraw;                /* Winograd: untransformed, [9*woff + (c*9 + tap)*16 + l], for
+                                   the on-the-fly transform at small batches (channel-major:
+                                   one linear stream, not 9 strided ones) */
     float *bias;                /* (KB16*16), zero padded */
     int unrolled;               /* tiny planes (see unroll_ok): u is the layer as one dense
                                    matrix (K*P*Q, C*H*W), row (k, p, q), column (c, h, w) */
@@ -189,12 +190,13 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
                 if (k < K && cin / Cg == k / Kg)
                     for (int i = 0; i < 9; i++)
                         g[i] = L->weight[(k * Cg + cin % Cg) * 9 + i];
-                float *raw = p->algo == RVG_INFER_ALGO_DIRECT ? p->w + p->woff[kb]
-                                                              : p->wraw + 9 * p->woff[kb];
-                for (int i = 0; i < 9; i++)
-                    raw[(i * p->nc[kb] + c) * 16 + l] = (float)g[i];
-                if (p->algo == RVG_INFER_ALGO_DIRECT)
+                if (p->algo == RVG_INFER_ALGO_DIRECT) {
+                    for (int i = 0; i < 9; i++)
+                        p->w[p->woff[kb] + (i * p->nc[kb] + c) * 16 + l] = (float)g[i];
                     continue;
+                }
+                for (int i = 0; i < 9; i++)
+                    p->wraw[9 * p->woff[kb] + (c * 9 + i) * 16 + l] = (float)g[i];
                 int n = p->m + 2;
                 const double(*Gm)[3] = p->m == 4 ? G4 : G6;
                 for (int i = 0; i < n; i++) {
@@ -333,8 +335,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         const layer_plan *p = &e->L[i];
         if (p->algo != RVG_INFER_ALGO_DIRECT)
             for (int64_t kb = 0; kb < p->KB16; kb++)
-                if ((p->m + 2) * p->nc[kb] * 16 > e->wtmp_floats)
-                    e->wtmp_floats = (p->m + 2) * p->nc[kb] * 16;
+                if ((p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats)
+                    e->wtmp_floats = (p->m + 2) * WROW_STRIDE(p->nc[kb]);
     }
     e->wtmp_floats = (e->wtmp_floats + 15) / 16 * 16; /* keep each thread's row 64-byte aligned */
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
@@ -657,7 +659,7 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
             int64_t xi = i * n + j;
             en->kern->gemm16(en->M + xi * g.ms + 2 * kb * g.bs, g.bs,
                              en->V + xi * g.vs + (p->c0[kb] / 8) * g.bs, g.bs, p->c0[kb] % 8,
-                             U + j * nc * 16, nc, g.T);
+                             U + j * WROW_STRIDE(nc), nc, g.T);
         }
     }
 }

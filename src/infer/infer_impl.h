@@ -21,6 +21,11 @@
 /* Output channels per packed weight block: the GEMM/direct micro-kernels produce 16 (2 vectors). */
 #define RVG_INFER_KBLK 16
 
+/* Floats between the points of an on-the-fly weight row: one cache line more than a point's
+ * nc*16 floats, which is a multiple of 4 KiB at 64 or 192 channels, so that the n stores per
+ * channel do not all land in one L1 set (and alias the loads 4 KiB apart). */
+#define WROW_STRIDE(nc) ((nc) * 16 + 16)
+
 typedef struct {
     /* One image x (C,H,W) NCHW -> padded pack8 y (CB, Hp, Wp, 8), interior at (1, 1): padded
      * rows [r0, r1) only (so threads can share an image), zeroing all padding in them. */
@@ -56,8 +61,8 @@ typedef struct {
                      int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi, int first,
                      int relu);
     /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
-     * computed on the fly (small batches, see engine.c): U[(j*nc + c)*16 + l] = (G g G^T)[i][j]
-     * for j < n (n = 6: F(4x4), n = 8: F(6x6)), from g[((r*3 + s)*nc + c)*16 + l]. */
+     * computed on the fly (small batches, see engine.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
+     * (G g G^T)[i][j] for j < n (n = 6: F(4x4), n = 8: F(6x6)), from g[(c*9 + r*3 + s)*16 + l]. */
     void (*wino_wrow)(float *U, const float *g, int64_t nc, int n, int i);
     /* out[j] = b[j] + sum_k w[j*K + k] * in[k], j < J: the classifier, one image. */
     void (*fc)(float *out, const float *in, const float *w, const float *b, int64_t J, int64_t K);

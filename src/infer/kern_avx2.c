@@ -156,15 +156,15 @@ static void wino_wrow_fma(float *U, const float *g, int64_t nc, int n, int i) {
     const float(*Gm)[3] = n == 6 ? G4_avx2 : G6_avx2;
     const __m256 a0 = _mm256_set1_ps(Gm[i][0]), a1 = _mm256_set1_ps(Gm[i][1]);
     const __m256 a2 = _mm256_set1_ps(Gm[i][2]);
-    const int64_t ts = nc * 16;
+    const int64_t ts = WROW_STRIDE(nc);
     for (int64_t c = 0; c < nc; c++) {
-        const float *gc = g + c * 16;
+        const float *gc = g + c * 144;
         __m256 t[3][2];
         for (int s = 0; s < 3; s++)
             for (int h = 0; h < 2; h++) {
-                __m256 v = _mm256_mul_ps(a0, _mm256_loadu_ps(gc + s * ts + h * 8));
-                v = _mm256_fmadd_ps(a1, _mm256_loadu_ps(gc + (3 + s) * ts + h * 8), v);
-                t[s][h] = _mm256_fmadd_ps(a2, _mm256_loadu_ps(gc + (6 + s) * ts + h * 8), v);
+                __m256 v = _mm256_mul_ps(a0, _mm256_loadu_ps(gc + s * 16 + h * 8));
+                v = _mm256_fmadd_ps(a1, _mm256_loadu_ps(gc + (3 + s) * 16 + h * 8), v);
+                t[s][h] = _mm256_fmadd_ps(a2, _mm256_loadu_ps(gc + (6 + s) * 16 + h * 8), v);
             }
         float *u = U + c * 16;
         for (int j = 0; j < n; j++, u += ts) {

@@ -191,17 +191,16 @@ static const float KN(G6)[8][3] = {{1, 0, 0},
 static void KN(wino_wrow)(float *restrict U, const float *restrict g, int64_t nc, int n, int i) {
     const float(*Gm)[3] = n == 6 ? KN(G4) : KN(G6);
     const float a0 = Gm[i][0], a1 = Gm[i][1], a2 = Gm[i][2];
-    const int64_t ts = nc * 16; /* tap stride */
     for (int64_t c = 0; c < nc; c++) {
         float t[3][16]; /* t[s] = sum_r G[i][r] g[r][s]: row i of G g */
-        const float *gc = g + c * 16;
+        const float *gc = g + c * 144;
         for (int s = 0; s < 3; s++)
             for (int l = 0; l < 16; l++)
-                t[s][l] = a0 * gc[s * ts + l] + a1 * gc[(3 + s) * ts + l] +
-                          a2 * gc[(6 + s) * ts + l];
+                t[s][l] = a0 * gc[s * 16 + l] + a1 * gc[(3 + s) * 16 + l] +
+                          a2 * gc[(6 + s) * 16 + l];
         for (int j = 0; j < n; j++) {
             const float b0 = Gm[j][0], b1 = Gm[j][1], b2 = Gm[j][2];
-            float *u = U + (j * nc + c) * 16;
+            float *u = U + j * WROW_STRIDE(nc) + c * 16;
             for (int l = 0; l < 16; l++)
                 u[l] = t[0][l] * b0 + t[1][l] * b1 + t[2][l] * b2;
         }
