@@ -641,9 +641,22 @@ static void task_wino_out(void *ctx, int64_t b, int64_t e) {
     }
 }
 
+/* Prefetches the 64-byte lines [q0, q1) of w toward L2 (see prefetch_wblock). */
+static void prefetch_lines(const float *w, int64_t q0, int64_t q1) {
+#if defined(__GNUC__)
+    for (int64_t q = q0; q < q1; q++)
+        __builtin_prefetch(w + q * 16, 0, 1);
+#else
+    (void)w, (void)q0, (void)q1;
+#endif
+}
+
 /* On-the-fly variant for few tiles: units are (16-channel block, row i of points); each
  * transforms its weights for the n points of row i into thread-local scratch (from the 9/n^2
- * smaller raw weights) and runs their GEMMs over all tiles. */
+ * smaller raw weights) and runs their GEMMs over all tiles. At batch 1 a layer's raw weights come
+ * from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next), and the first
+ * row of each block waited for them; so each unit also prefetches 1/n of the next block's raw
+ * weights, a slice before each GEMM. */
 static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
@@ -655,8 +668,11 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
         int64_t kb = u / n, nc = p->nc[kb];
         int i = (int)(u % n);
         en->kern->wino_wrow(U, p->wraw + 9 * p->woff[kb], nc, n, i);
+        const float *nx = kb + 1 < p->KB16 ? p->wraw + 9 * p->woff[kb + 1] : p->wraw;
+        int64_t nl = kb + 1 < p->KB16 ? 9 * p->nc[kb + 1] : 0; /* lines of 16 floats */
         for (int j = 0; j < n; j++) {
             int64_t xi = i * n + j;
+            prefetch_lines(nx, xi * nl / (n * n), (xi + 1) * nl / (n * n));
             en->kern->gemm16(en->M + xi * g.ms + 2 * kb * g.bs, g.bs,
                              en->V + xi * g.vs + (p->c0[kb] / 8) * g.bs, g.bs, p->c0[kb] % 8,
                              U + j * WROW_STRIDE(nc), nc, g.T);
