@@ -6,10 +6,12 @@
  * --dump FILE writes the weights (official deploy names, stageK.i.rbr_reparam.*, linear.*), a
  * seeded input batch of 8 and our logits as safetensors, so bench/peers.sh can time ONNX Runtime
  * and PyTorch on the same weights and check that they agree with us. --json prints one JSON
- * object per configuration. Not part of ctest.
+ * object per configuration. --layers times each layer alone (a one-layer engine on its input
+ * shape); --profile times each layer inside whole-network runs (wall clock, per layer and per
+ * Winograd phase), which is where its weights and input really come from. Not part of ctest.
  *
  *   bench_infer [--model a0|b0] [--runs 30] [--threads T --batch N] [--dump F] [--ref] [--json]
- *               [--layers] [--cpu]
+ *               [--layers] [--profile] [--cpu]
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "infer/infer_impl.h" /* rvg__engine_profile */
 #include "rvg/infer.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -201,6 +204,50 @@ static void time_config(const net *m, const char *model, int threads, int batch,
     free(t), free(x), free(logits);
 }
 
+/* --profile: mean wall time of each layer (and Winograd phase) inside `runs` whole-network runs,
+ * after a warm-up; with 2 threads a phase's time includes waiting for the slower thread. */
+static void profile_layers(const net *m, int threads, int batch, int runs) {
+    size_t nx = (size_t)(batch * m->in_ch * m->H * m->W);
+    float *x = malloc(sizeof(float) * nx), *logits = malloc(sizeof(float) * (size_t)batch * 1000);
+    double *ms = malloc(sizeof(double) * (size_t)(4 * m->n));
+    for (size_t i = 0; i < nx; i++)
+        x[i] = frand();
+    rvg_engine *e;
+    if (rvg_engine_new(&e, m->L, m->n, m->fc_w, m->fc_b, m->classes, m->in_ch, m->H, m->W, batch,
+                       threads) ||
+        rvg__engine_profile(e, 1)) {
+        fprintf(stderr, "bench_infer: %s\n", rvg_last_error());
+        exit(1);
+    }
+    for (int i = 0; i < 3; i++)
+        rvg_engine_run(e, logits, x, batch);
+    rvg__engine_profile(e, 1); /* restart the timers after the warm-up */
+    double t0 = now_ms();
+    for (int i = 0; i < runs; i++)
+        rvg_engine_run(e, logits, x, batch);
+    double whole = (now_ms() - t0) / runs, sum = 0;
+    rvg__engine_profile_read(e, ms);
+    static const char *an[] = {"auto", "direct", "wino4", "wino6"};
+    printf("in-network time per run, %d thread(s), batch %d, mean of %d runs:\n", threads, batch,
+           runs);
+    int64_t h = m->H;
+    for (int64_t i = 0; i < m->n; i++) {
+        const rvg_infer_layer *L = &m->L[i];
+        printf("  %-10s %4lld->%-4lld s%lld %3lldx%-3lld %-6s %8.3f ms", m->names[i],
+               (long long)L->C, (long long)L->K, (long long)L->stride, (long long)h,
+               (long long)h, an[rvg_engine_layer_algo(e, i)], ms[4 * i]);
+        if (ms[4 * i + 2] > 0)
+            printf("  (input %.3f, GEMMs %.3f, output %.3f)", ms[4 * i + 1], ms[4 * i + 2],
+                   ms[4 * i + 3]);
+        printf("\n");
+        sum += ms[4 * i];
+        h = (h - 1) / L->stride + 1;
+    }
+    printf("  layers %.3f ms of %.3f ms per run\n", sum, whole);
+    rvg_engine_free(e);
+    free(x), free(logits), free(ms);
+}
+
 /* --layers: each layer alone (one-layer engine on that layer's input shape), to see where the
  * time goes. Includes a global pool + 1-class classifier per layer, which is negligible. */
 static void time_layers(const net *m, int threads, int batch, int runs) {
@@ -245,7 +292,7 @@ static void time_layers(const net *m, int threads, int batch, int runs) {
 
 int main(int argc, char **argv) {
     const char *model = "a0", *dump_path = NULL;
-    int runs = 30, threads = 0, batch = 0, ref = 0, json = 0, layers = 0;
+    int runs = 30, threads = 0, batch = 0, ref = 0, json = 0, layers = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
@@ -263,11 +310,14 @@ int main(int argc, char **argv) {
             use_cpu_clock = 1;
         else if (!strcmp(argv[i], "--layers"))
             layers = 1;
+        else if (!strcmp(argv[i], "--profile"))
+            profile = 1;
         else if (!strcmp(argv[i], "--json"))
             json = 1;
         else {
             fprintf(stderr, "usage: %s [--model a0|b0] [--runs N] [--threads T --batch N] "
-                            "[--dump F.safetensors] [--ref] [--json] [--layers] [--cpu]\n",
+                            "[--dump F.safetensors] [--ref] [--json] [--layers] [--profile] "
+                            "[--cpu]\n",
                     argv[0]);
             return 2;
         }
@@ -311,6 +361,10 @@ int main(int argc, char **argv) {
     }
     if (layers) {
         time_layers(m, threads > 0 ? threads : 1, batch > 0 ? batch : 1, runs);
+        return 0;
+    }
+    if (profile) {
+        profile_layers(m, threads > 0 ? threads : 1, batch > 0 ? batch : 1, runs);
         return 0;
     }
     if (threads > 0 || batch > 0) {

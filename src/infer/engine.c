@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <unistd.h>
 
@@ -72,6 +73,8 @@ struct rvg_engine {
     float *upack;            /* unrolled layers: per thread, GEMM packing buffers */
     int64_t upack_floats;    /* per thread */
     size_t bytes;
+    double *prof;            /* NULL, or per layer: ms in total and in 3 phases (profile_on) */
+    int64_t prof_runs;       /* whole-network runs since the profile was switched on */
 };
 
 /* A layer whose one-image input is at least this big runs image by image at batch > 1, while the
@@ -81,6 +84,12 @@ struct rvg_engine {
 static void *ealloc(rvg_engine *e, size_t nbytes) {
     e->bytes += nbytes;
     return rvg_alloc(nbytes ? nbytes : 64);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
 static int env_is(const char *name, const char *value) {
@@ -413,6 +422,7 @@ void rvg_engine_free(rvg_engine *e) {
     rvg_free(e->img[0]), rvg_free(e->img[1]);
     rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
     rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
+    free(e->prof);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
     rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);
     free(e);
@@ -691,14 +701,19 @@ enum { WINO_GRAIN = 8 };
 static void run_wino(task *t) {
     const layer_plan *p = t->p;
     wgeom g = wino_geom(p, t->N);
+    double *prof = t->e->prof ? t->e->prof + 4 * (p - t->e->L) : NULL, t0 = prof ? now_ms() : 0;
     t->nz = t->N * p->KB8;
     rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
+    double t1 = prof ? now_ms() : 0;
     int otf = t->e->otf >= 0 ? t->e->otf : g.T < WINO_OTF_T;
     if (otf)
         rvg__pool_for(t->e->pool, p->KB16 * (g.m + 2), 1, task_wino_gemm_otf, t);
     else
         rvg__pool_for(t->e->pool, g.nn * g.nch, 1, task_wino_gemm, t);
+    double t2 = prof ? now_ms() : 0;
     rvg__pool_for(t->e->pool, p->KB8 * g.T, WINO_GRAIN, task_wino_out, t);
+    if (prof)
+        prof[1] += t1 - t0, prof[2] += t2 - t1, prof[3] += now_ms() - t2;
 }
 
 /* Mean over the (P, Q) interior of 8-channel blocks u of (N*KB8): out[n*Kp + kb*8 + l]. */
@@ -854,6 +869,7 @@ static void run_unrolled(task *t) {
 
 static void run_layer(task *t) {
     const rvg_engine *e = t->e;
+    double t0 = e->prof ? now_ms() : 0;
     if (t->p->unrolled && t->N >= UNROLL_MIN_BATCH)
         run_unrolled(t);
     else if (t->p->algo == RVG_INFER_ALGO_DIRECT)
@@ -865,6 +881,8 @@ static void run_layer(task *t) {
         rvg__pool_for(e->pool, t->N, 1, task_se_gate, t);
         rvg__pool_for(e->pool, t->N * t->p->KB8, 1, task_se_scale, t);
     }
+    if (e->prof)
+        e->prof[4 * (t->p - e->L)] += now_ms() - t0;
 }
 
 /* The whole forward pass. Exactly one of logits (N, classes) and feat (N, K_last, P, Q) is set. */
@@ -903,6 +921,7 @@ static rvg_status run_net(rvg_engine *e, float *logits, float *feat, const float
         t.p = &e->L[i], t.x = e->act[i & 1], t.y = e->act[(i + 1) & 1];
         run_layer(&t);
     }
+    e->prof_runs += e->prof != NULL;
     t.x = e->act[e->nl & 1]; /* t.p is the last layer */
     if (feat) {
         t.aux = feat;
@@ -919,6 +938,20 @@ rvg_status rvg_engine_run(rvg_engine *e, float *logits, const float *x, int64_t 
     if (!logits)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_run: logits is NULL");
     return run_net(e, logits, NULL, x, N);
+}
+
+rvg_status rvg__engine_profile(rvg_engine *e, int on) {
+    free(e->prof);
+    e->prof = NULL, e->prof_runs = 0;
+    if (on && !(e->prof = calloc((size_t)(4 * e->nl), sizeof(double))))
+        return rvg_error(RVG_STATUS_NO_MEMORY, "rvg__engine_profile: out of memory");
+    return RVG_OK;
+}
+
+int64_t rvg__engine_profile_read(const rvg_engine *e, double *ms) {
+    for (int64_t i = 0; i < 4 * e->nl; i++)
+        ms[i] = e->prof && e->prof_runs ? e->prof[i] / (double)e->prof_runs : 0;
+    return e->prof ? e->prof_runs : 0;
 }
 
 rvg_status rvg__engine_features(rvg_engine *e, float *y, const float *x, int64_t N) {
