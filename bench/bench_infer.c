@@ -49,6 +49,12 @@ typedef struct {
     double macs; /* multiply-adds of the direct convolutions + classifier, batch 1 */
 } net;
 
+static void net_free(net *m) {
+    for (int64_t i = 0; i < m->n; i++)
+        free((void *)m->L[i].weight), free((void *)m->L[i].bias);
+    free(m->fc_w), free(m->fc_b), free(m);
+}
+
 /* RepVGG deploy shape: stage0 3 -> w0 s2, stages of `blocks` with widths, first block s2. */
 static void build(net *m, const int *blocks, const int *widths, int w0) {
     memset(m, 0, sizeof *m);
@@ -333,15 +339,17 @@ int main(int argc, char **argv) {
         build(m, b0b, b0w, 64);
     else {
         fprintf(stderr, "bench_infer: unknown model %s (a0, b0)\n", model);
+        free(m);
         return 2;
     }
     if (dump_path) {
-        if (!dump(m, model, dump_path)) {
+        int ok = dump(m, model, dump_path);
+        if (ok)
+            fprintf(stderr, "wrote %s\n", dump_path);
+        else
             fprintf(stderr, "bench_infer: cannot write %s\n", dump_path);
-            return 1;
-        }
-        fprintf(stderr, "wrote %s\n", dump_path);
-        return 0;
+        net_free(m);
+        return ok ? 0 : 1;
     }
     if (!json)
         printf("RepVGG-%s deploy, 224x224, %.2f GMAC per image, %lld layers\n", model,
@@ -361,10 +369,12 @@ int main(int argc, char **argv) {
     }
     if (layers) {
         time_layers(m, threads > 0 ? threads : 1, batch > 0 ? batch : 1, runs);
+        net_free(m);
         return 0;
     }
     if (profile) {
         profile_layers(m, threads > 0 ? threads : 1, batch > 0 ? batch : 1, runs);
+        net_free(m);
         return 0;
     }
     if (threads > 0 || batch > 0) {
@@ -374,5 +384,6 @@ int main(int argc, char **argv) {
         time_config(m, model, 2, 8, runs, json);
         time_config(m, model, 1, 1, runs, json);
     }
+    net_free(m);
     return 0;
 }
