@@ -157,8 +157,8 @@ static void direct16_avx2(float *y0, float *y1, const int64_t *ob, const float *
  * registers (the generic version looped over j reading Gm, with t spilled to the stack).
  * Measured alone (a throwaway driver calling it, F(4x4), best of 500+ runs): 12.9 -> 6.2 ns
  * per channel and row for 32 channels (in L1), 16.2 -> 11.2 ns over a whole 192->192 layer's
- * raw weights (1.3 MB, warm in L3). The C version in kern_body.h is its twin (plain rows of G; results differ in
- * rounding only). */
+ * raw weights (1.3 MB, warm in L3). The C version in kern_body.h is its twin (plain rows of G;
+ * results differ in rounding only). */
 ALWAYS_INLINE void wrow_points(float *u, int64_t ts, __m256 t0, __m256 t1, __m256 t2,
                                const int n) {
     /* (x0, x1, x2) of the row pairs (1,2), (3,4), (5,6) of G4 and G6 */
