@@ -10,8 +10,8 @@
  * shape); --profile times each layer inside whole-network runs (wall clock, per layer and per
  * Winograd phase), which is where its weights and input really come from. Not part of ctest.
  *
- *   bench_infer [--model a0|b0] [--runs 30] [--threads T --batch N] [--dump F] [--ref] [--json]
- *               [--layers] [--profile] [--cpu]
+ *   bench_infer [--model a0|b0] [--runs 30] [--threads T --batch N] [--size 224] [--in-ch 3]
+ *               [--classes 1000] [--dump F] [--ref] [--json] [--layers] [--profile] [--cpu]
  */
 #include <math.h>
 #include <stdio.h>
@@ -55,11 +55,13 @@ static void net_free(net *m) {
     free(m->fc_w), free(m->fc_b), free(m);
 }
 
-/* RepVGG deploy shape: stage0 3 -> w0 s2, stages of `blocks` with widths, first block s2. */
-static void build(net *m, const int *blocks, const int *widths, int w0) {
+/* RepVGG deploy shape: stage0 in_ch -> w0 s2, stages of `blocks` with widths, first block s2;
+ * size x size input, `classes` outputs. */
+static void build(net *m, const int *blocks, const int *widths, int w0, int in_ch, int size,
+                  int classes) {
     memset(m, 0, sizeof *m);
-    m->in_ch = 3, m->H = m->W = 224, m->classes = 1000;
-    int64_t C = 3, h = 224, w = 224;
+    m->in_ch = in_ch, m->H = m->W = size, m->classes = classes;
+    int64_t C = in_ch, h = size, w = size;
     for (int s = 0; s < 5; s++) {
         int nb = s == 0 ? 1 : blocks[s - 1], K = s == 0 ? w0 : widths[s - 1];
         for (int b = 0; b < nb; b++) {
@@ -299,6 +301,7 @@ static void time_layers(const net *m, int threads, int batch, int runs) {
 int main(int argc, char **argv) {
     const char *model = "a0", *dump_path = NULL;
     int runs = 30, threads = 0, batch = 0, ref = 0, json = 0, layers = 0, profile = 0;
+    int size = 224, in_ch = 3, classes = 1000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
@@ -308,6 +311,12 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+            size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--in-ch") && i + 1 < argc)
+            in_ch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--classes") && i + 1 < argc)
+            classes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
             dump_path = argv[++i];
         else if (!strcmp(argv[i], "--ref"))
@@ -322,21 +331,27 @@ int main(int argc, char **argv) {
             json = 1;
         else {
             fprintf(stderr, "usage: %s [--model a0|b0] [--runs N] [--threads T --batch N] "
-                            "[--dump F.safetensors] [--ref] [--json] [--layers] [--profile] "
-                            "[--cpu]\n",
+                            "[--size S] [--in-ch C] [--classes K] [--dump F.safetensors] [--ref] "
+                            "[--json] [--layers] [--profile] [--cpu]\n",
                     argv[0]);
             return 2;
         }
     }
     if (runs < 1)
         runs = 1;
+    if (size < 8 || size > 4096 || in_ch < 1 || in_ch > 64 || classes < 1 || classes > 1000 ||
+        (dump_path && (size != 224 || in_ch != 3 || classes != 1000))) {
+        fprintf(stderr, "bench_infer: need 8 <= --size <= 4096, 1 <= --in-ch <= 64, 1 <= --classes "
+                        "<= 1000 (and the defaults with --dump)\n");
+        return 2;
+    }
     net *m = malloc(sizeof *m);
     static const int a0b[4] = {2, 4, 14, 1}, a0w[4] = {48, 96, 192, 1280};
     static const int b0b[4] = {4, 6, 16, 1}, b0w[4] = {64, 128, 256, 1280};
     if (!strcmp(model, "a0"))
-        build(m, a0b, a0w, 48);
+        build(m, a0b, a0w, 48, in_ch, size, classes);
     else if (!strcmp(model, "b0"))
-        build(m, b0b, b0w, 64);
+        build(m, b0b, b0w, 64, in_ch, size, classes);
     else {
         fprintf(stderr, "bench_infer: unknown model %s (a0, b0)\n", model);
         free(m);
@@ -352,8 +367,8 @@ int main(int argc, char **argv) {
         return ok ? 0 : 1;
     }
     if (!json)
-        printf("RepVGG-%s deploy, 224x224, %.2f GMAC per image, %lld layers\n", model,
-               m->macs * 1e-9, (long long)m->n);
+        printf("RepVGG-%s deploy, %dx%dx%d, %d classes, %.3f GMAC per image, %lld layers\n",
+               model, in_ch, size, size, classes, m->macs * 1e-9, (long long)m->n);
     if (ref) {
         size_t nx = (size_t)(m->in_ch * m->H * m->W);
         float *x = malloc(sizeof(float) * nx), logits[1000];

@@ -8,7 +8,8 @@
  * and once more through im2col + GEMM with Winograd switched off. Gradients are pre-filled with random
  * values to check that backward accumulates, y with NaN to check that forward overwrites, and each gradient is also requested
  * alone (the others NULL). Also checks that results are bit-identical run to run and across thread
- * counts, and that RVG_FORCE_REF routing works.
+ * counts, that RVG_FORCE_REF routing works, and that the GEMM with B packed once
+ * (rvg__conv_sgemm_serial_prepacked) gives the bits of the one that packs B itself.
  *
  * Does not: compare with PyTorch (test_torch_ops does, through the _ref) or time anything
  * (bench/bench_conv.c does).
@@ -25,6 +26,7 @@
 #include "harness.h"
 #include "ops/conv2d_gemm_impl.h"
 #include "rvg/ops.h"
+#include "rvg/tensor.h" /* rvg_alloc */
 
 #ifdef RVG_HAVE_OPENMP
 #include <omp.h>
@@ -244,9 +246,53 @@ static void check_force_ref(void) {
     free(x), free(w), free(dy), free(y_ref), free(y), free(dx_ref), free(dx), free(ws);
 }
 
+/* rvg__conv_sgemm_serial_prepacked (the inference engine's unrolled layers: B packed once at
+ * load) against rvg__conv_sgemm_serial on the same operands: bit-identical, for column slabs at
+ * offsets j0 of a wider B, ragged last panels, K over one cache block, both beta, both op(A);
+ * and both against a plain triple loop. */
+static void check_prepacked_gemm(void) {
+    static const int64_t shapes[][4] = {/* M, Ntot, K, j0 */
+                                        {1, 20, 5, 0},    {7, 80, 300, 48},  {64, 384, 768, 336},
+                                        {6, 384, 256, 16}, {13, 33, 257, 32}, {64, 768, 768, 0}};
+    float *pack = rvg_alloc(sizeof(float) * rvg__conv_sgemm_serial_pack_floats());
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t M = shapes[i][0], Nt = shapes[i][1], K = shapes[i][2], j0 = shapes[i][3];
+        const int64_t N = Nt - j0 < 48 ? Nt - j0 : 48;
+        float *A = rvg_test_new_rand(M * K), *Bt = rvg_test_new_rand(Nt * K); /* B^T: Nt x K */
+        float *Bp = rvg_alloc(sizeof(float) * rvg__conv_gemm_prepack_b_floats(K, Nt));
+        rvg__conv_gemm_prepack_b(Bp, 1, Bt, K, K, Nt);
+        for (int ta = 0; ta < 2; ta++)
+            for (int beta = 0; beta < 2; beta++) {
+                float *C1 = rvg_test_new_rand(M * N), *C2 = rvg_test_new_copy(C1, M * N);
+                float *Cr = rvg_test_new_copy(C1, M * N);
+                /* op(A) = A (M x K, lda K) or A^T of the same floats read as K x M (lda M) */
+                rvg__conv_sgemm_serial(ta, 1, M, N, K, A, ta ? M : K, Bt + j0 * K, K, beta, C1, N,
+                                       pack);
+                rvg__conv_sgemm_serial_prepacked(ta, M, N, K, A, ta ? M : K, Bp, Nt, j0, beta, C2,
+                                                 N, pack);
+                CHECK(same_bits(C2, C1, M * N));
+                double err = 0, mag = 1e-30;
+                for (int64_t r = 0; r < M; r++)
+                    for (int64_t c = 0; c < N; c++) {
+                        double acc = beta ? Cr[r * N + c] : 0;
+                        for (int64_t k = 0; k < K; k++)
+                            acc += (double)(ta ? A[k * M + r] : A[r * K + k]) *
+                                   Bt[(j0 + c) * K + k];
+                        err = fmax(err, fabs(acc - C2[r * N + c]));
+                        mag = fmax(mag, fabs(acc));
+                    }
+                CHECK(err <= 1e-5 * mag);
+                free(C1), free(C2), free(Cr);
+            }
+        free(A), free(Bt), rvg_free(Bp);
+    }
+    rvg_free(pack);
+}
+
 static void run_all_cases(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
         run_case(&CASES[i]);
+    check_prepacked_gemm();
 }
 
 int main(int argc, char **argv) {

@@ -392,10 +392,13 @@ static void pack_b(float *restrict dst, int tb, const float *restrict B, int64_t
  * A is read in place, by the rows kernel when it is not transposed and by the cols kernel when it
  * is (only a last panel of fewer than MR rows is packed, with zero rows): packing costs one pass
  * over A per column block, for the skinny GEMMs of small late layers (N = 64 columns) that pass
- * cost as much as the arithmetic, and in a threaded GEMM every column slab packed its own copy. */
+ * cost as much as the arithmetic, and in a threaded GEMM every column slab packed its own copy.
+ * With bpre, B is not read: its panels come prepacked (rvg__conv_gemm_prepack_b, bpre_n floats per
+ * row of op(B), column bpre_j0 of it matching column j0 of C). */
 static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K,
                         const float *A, int64_t lda, const float *B, int64_t ldb, int beta_one,
-                        float *C, int64_t ldc, float *apack, float *bpack) {
+                        float *C, int64_t ldc, float *apack, float *bpack, const float *bpre,
+                        int64_t bpre_n, int64_t bpre_j0) {
     const rvg__gemm_kernel_fn kern = g_kernel;
     const rvg__gemm_kernel_rows_fn kern_in_place = ta ? g_kernel_cols : g_kernel_rows;
     for (int64_t jc = 0; jc < N; jc += RVG__GEMM_NC) {
@@ -403,7 +406,11 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
         for (int64_t pc = 0; pc < K; pc += RVG__GEMM_KC) {
             const int64_t kc = K - pc < RVG__GEMM_KC ? K - pc : RVG__GEMM_KC;
             const int b1 = beta_one || pc > 0;
-            pack_b(bpack, tb, B, ldb, pc, kc, j0 + jc, nc);
+            const float *bblk = bpack; /* op(B)[pc:pc+kc, j0+jc:+nc] as NR-column panels */
+            if (bpre) /* prepacked (rvg__conv_gemm_prepack_b): the same panels, packed once */
+                bblk = bpre + pc * bpre_n + (bpre_j0 + jc) * kc;
+            else
+                pack_b(bpack, tb, B, ldb, pc, kc, j0 + jc, nc);
             for (int64_t ic = 0; ic < M; ic += RVG__GEMM_MC) {
                 const int64_t mc = M - ic < RVG__GEMM_MC ? M - ic : RVG__GEMM_MC;
                 const int64_t m_full = mc / RVG__GEMM_MR * RVG__GEMM_MR;
@@ -411,7 +418,7 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
                     pack_a(apack + m_full * kc, ta, A, lda, i0 + ic + m_full, mc - m_full, pc, kc);
                 for (int64_t jr = 0; jr < nc; jr += RVG__GEMM_NR) {
                     const int64_t nr = nc - jr < RVG__GEMM_NR ? nc - jr : RVG__GEMM_NR;
-                    const float *bp = bpack + jr * kc;
+                    const float *bp = bblk + jr * kc;
                     float *cp = C + (i0 + ic) * ldc + j0 + jc + jr;
                     int64_t ir = 0;
                     for (; ir < m_full; ir += RVG__GEMM_MR) {
@@ -456,10 +463,10 @@ static void gemm_item(void *ctx, int64_t item, int tid) {
     float *ap = j->pack + (int64_t)tid * PACK_FLOATS;
     if (j->split_n)
         gemm_serial(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb,
-                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS);
+                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS, NULL, 0, 0);
     else
         gemm_serial(j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda, j->B, j->ldb,
-                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS);
+                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS, NULL, 0, 0);
 }
 
 static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -478,7 +485,7 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
         T = (int)tiles;
     if (T <= 1) {
         gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
-                    pack + PACK_A_FLOATS);
+                    pack + PACK_A_FLOATS, NULL, 0, 0);
         return;
     }
     /* More slabs than threads let a thread that starts late do less, but each slab re-packs the
@@ -554,7 +561,34 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
     if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
     gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
-                pack + PACK_A_FLOATS);
+                pack + PACK_A_FLOATS, NULL, 0, 0);
+}
+
+size_t rvg__conv_gemm_prepack_b_floats(int64_t K, int64_t N) {
+    return (size_t)(K * ((N + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR));
+}
+
+/* Block pc (KC rows of op(B), the last one shorter) starts at dst + pc * n16 and holds the n16/NR
+ * column panels of kc x NR floats each, exactly as gemm_serial's pack_b lays out a block. */
+void rvg__conv_gemm_prepack_b(float *dst, int tb, const float *B, int64_t ldb, int64_t K,
+                              int64_t N) {
+    ensure_init();
+    const int64_t n16 = (N + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR;
+    for (int64_t pc = 0; pc < K; pc += RVG__GEMM_KC) {
+        const int64_t kc = K - pc < RVG__GEMM_KC ? K - pc : RVG__GEMM_KC;
+        pack_b(dst + pc * n16, tb, B, ldb, pc, kc, 0, N);
+    }
+}
+
+void rvg__conv_sgemm_serial_prepacked(int ta, int64_t M, int64_t N, int64_t K, const float *A,
+                                      int64_t lda, const float *Bp, int64_t Ntot, int64_t j0,
+                                      int beta_one, float *C, int64_t ldc, float *pack) {
+    ensure_init();
+    if (gemm_degenerate(M, N, K, beta_one, C, ldc))
+        return;
+    const int64_t n16 = (Ntot + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR;
+    gemm_serial(ta, 0, 0, M, 0, N, K, A, lda, NULL, 0, beta_one, C, ldc, pack,
+                pack + PACK_A_FLOATS, Bp, n16, j0);
 }
 
 /* ---- convolution plan and workspace ---------------------------------------------------------- */

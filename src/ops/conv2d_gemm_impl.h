@@ -114,6 +114,19 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
                             int64_t lda, const float *B, int64_t ldb, int beta_one, float *C,
                             int64_t ldc, float *pack);
 
+/* B packed once for many GEMMs (constant weights: the inference engine's unrolled layers), in the
+ * panels the GEMM would otherwise pack on every call. prepack_b writes op(B) (K x N; tb as above)
+ * to dst, which holds rvg__conv_gemm_prepack_b_floats(K, N) floats, 32-byte aligned. The
+ * _prepacked GEMM then computes C (M x N) = (beta_one ? C : 0) + op(A) op(B)[:, j0 : j0+N] from
+ * such a B of Ntot columns, j0 a multiple of RVG__GEMM_NR, bit-identical to
+ * rvg__conv_sgemm_serial on the same operands. */
+size_t rvg__conv_gemm_prepack_b_floats(int64_t K, int64_t N);
+void rvg__conv_gemm_prepack_b(float *dst, int tb, const float *B, int64_t ldb, int64_t K,
+                              int64_t N);
+void rvg__conv_sgemm_serial_prepacked(int ta, int64_t M, int64_t N, int64_t K, const float *A,
+                                      int64_t lda, const float *Bp, int64_t Ntot, int64_t j0,
+                                      int beta_one, float *C, int64_t ldc, float *pack);
+
 /* The fast twins of rvg_conv2d_forward_ref / rvg_conv2d_backward_ref (same contract); `work` must
  * hold rvg__conv2d_gemm_workspace_size(s) bytes (any alignment). */
 size_t rvg__conv2d_gemm_workspace_size(const rvg_conv_shape *s);
