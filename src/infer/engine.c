@@ -74,7 +74,8 @@ struct rvg_engine {
     float *upack;            /* unrolled layers: per thread, GEMM packing buffers */
     int64_t upack_floats;    /* per thread */
     size_t bytes;
-    double *prof;            /* NULL, or per layer: ms in total and in 3 phases (profile_on) */
+    double *prof;            /* NULL, or per layer: ms in total and in 3 phases (bench_infer
+                                --profile, rvg__engine_profile) */
     int64_t prof_runs;       /* whole-network runs since the profile was switched on */
 };
 
