@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "infer/infer_impl.h" /* rvg__engine_profile */
 #include "rvg/infer.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -223,18 +222,18 @@ static void profile_layers(const net *m, int threads, int batch, int runs) {
     rvg_engine *e;
     if (rvg_engine_new(&e, m->L, m->n, m->fc_w, m->fc_b, m->classes, m->in_ch, m->H, m->W, batch,
                        threads) ||
-        rvg__engine_profile(e, 1)) {
+        rvg_engine_profile(e, 1)) {
         fprintf(stderr, "bench_infer: %s\n", rvg_last_error());
         exit(1);
     }
     for (int i = 0; i < 3; i++)
         rvg_engine_run(e, logits, x, batch);
-    rvg__engine_profile(e, 1); /* restart the timers after the warm-up */
+    rvg_engine_profile(e, 1); /* restart the timers after the warm-up */
     double t0 = now_ms();
     for (int i = 0; i < runs; i++)
         rvg_engine_run(e, logits, x, batch);
     double whole = (now_ms() - t0) / runs, sum = 0;
-    rvg__engine_profile_read(e, ms);
+    rvg_engine_profile_read(e, ms);
     static const char *an[] = {"auto", "direct", "wino4", "wino6"};
     printf("in-network time per run, %d thread(s), batch %d, mean of %d runs:\n", threads, batch,
            runs);

@@ -49,6 +49,24 @@ assert o["mode"] == "train-step" and o["images_per_s"] > 0 and o["median_ms"] > 
 assert o["min_ms"] <= o["median_ms"] and o["phases"] >= 0 and o["phase_wait_ms"] >= 0, o' \
     "$dir/bench.json"; then pass=$((pass + 1)); else
     echo "FAILED: bench --train --json: $(cat "$dir/bench.json" "$dir/err")"; fail=$((fail + 1)); fi
+expect_fail "--profile" "$tool" bench --arch A0 --train --profile
+expect_fail "--profile" "$tool" bench --arch A0 --form train --profile
+# bench --profile: one entry per layer (A0: 22, block names), times that add up to most of a run
+if "$tool" bench --arch A0 --in-ch 1 --classes 10 --size 32 --batch 2 --runs 3 --profile --json \
+    >"$dir/prof.json" 2>"$dir/err" &&
+    "$py" -c 'import json, sys
+o = json.load(open(sys.argv[1]))
+ls = o["layers"]
+assert len(ls) == 22 and ls[0]["name"] == "stage0" and ls[-1]["name"] == "stage4.0", ls
+assert all(l["ms"] >= 0 and l["algo"] in ("direct", "wino4", "wino6") for l in ls), ls
+w = [l for l in ls if l["algo"] != "direct"]
+assert w and all(l["input_ms"] + l["gemm_ms"] + l["output_ms"] <= l["ms"] * 1.01 + 1e-3 for l in w), w
+assert 0 < sum(l["ms"] for l in ls) <= 3 * o["median_ms"], (o["median_ms"], ls)' \
+    "$dir/prof.json"; then pass=$((pass + 1)); else
+    echo "FAILED: bench --profile --json: $(cat "$dir/prof.json" "$dir/err")"; fail=$((fail + 1)); fi
+"$tool" bench --arch A0 --size 32 --runs 2 --profile >"$dir/prof.txt" 2>"$dir/err" &&
+    grep -q "stage3.13 .*wino\|stage3.13 .*direct" "$dir/prof.txt" && grep -q "all layers" "$dir/prof.txt" &&
+    pass=$((pass + 1)) || { echo "FAILED: bench --profile: $(cat "$dir/prof.txt" "$dir/err")"; fail=$((fail + 1)); }
 expect_fail "expected IN and OUT" "$tool" convert onlyone
 
 # a real train-form file, written by the tool itself through a conversion round trip

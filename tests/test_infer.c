@@ -181,6 +181,39 @@ static void test_bad_arguments(void) {
     free_layer(&L);
 }
 
+/* rvg_engine_profile: off by default, counts the runs it averages, one entry per layer, the
+ * Winograd phases only for Winograd layers and within the layer's time; off again clears it. */
+static void test_profile(void) {
+    rvg_infer_layer L[2] = {make_layer(3, 16, 1, 1, 0), make_layer(16, 16, 1, 1, 0)};
+    float *fc_w = rand_array(16 * 4, 1.f), *fc_b = rand_array(4, 1.f);
+    float *x = rand_array(3 * 20 * 20, 1.f), logits[4];
+    double ms[8];
+    rvg_engine *e = NULL;
+    rvg_engine_opts o = {.algo = RVG_INFER_ALGO_AUTO};
+    CHECK_OK(rvg_engine_new_opts(&e, L, 2, fc_w, fc_b, 4, 3, 20, 20, 1, 2, &o));
+    CHECK(rvg_engine_layers(e) == 2);
+    CHECK_OK(rvg_engine_run(e, logits, x, 1));
+    CHECK(rvg_engine_profile_read(e, ms) == 0);
+    CHECK_OK(rvg_engine_profile(e, 1));
+    for (int r = 0; r < 3; r++)
+        CHECK_OK(rvg_engine_run(e, logits, x, 1));
+    CHECK(rvg_engine_profile_read(e, ms) == 3);
+    for (int i = 0; i < 2; i++) {
+        int wino = rvg_engine_layer_algo(e, i) != RVG_INFER_ALGO_DIRECT;
+        CHECK(ms[4 * i] > 0);
+        CHECK(wino ? ms[4 * i + 2] > 0 : ms[4 * i + 1] + ms[4 * i + 2] + ms[4 * i + 3] == 0);
+        CHECK(ms[4 * i + 1] + ms[4 * i + 2] + ms[4 * i + 3] <= ms[4 * i] * 1.0001);
+    }
+    CHECK(rvg_engine_layer_algo(e, 1) != RVG_INFER_ALGO_DIRECT); /* 20x20, stride 1: Winograd */
+    CHECK_OK(rvg_engine_profile(e, 0));
+    CHECK(rvg_engine_profile_read(e, ms) == 0);
+    CHECK_STATUS(rvg_engine_profile(NULL, 1), RVG_STATUS_BAD_ARGUMENT);
+    CHECK(rvg_engine_profile_read(NULL, ms) == 0 && rvg_engine_layers(NULL) == 0);
+    rvg_engine_free(e);
+    free(fc_w), free(fc_b), free(x);
+    free_layer(&L[0]), free_layer(&L[1]);
+}
+
 int main(int argc, char **argv) {
     (void)argc, (void)argv;
     (void)rvg_test_skip; /* harness helper this test never needs */
@@ -241,5 +274,6 @@ int main(int argc, char **argv) {
 
     printf("bad arguments\n");
     test_bad_arguments();
+    test_profile();
     return rvg_test_finish();
 }

@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "core/parallel_impl.h"
 #include "rvg/deploy.h"
+#include "rvg/infer.h"
 #include "rvg/model.h"
 #include "rvg/ops.h"
 #include "rvg/train.h"
@@ -28,7 +29,7 @@
 static void help(void) {
     printf("usage: repvgg bench (--weights W | --arch NAME [--classes K] [--in-ch C])\n"
            "                    [--form train|deploy] [--train] [--size S] [--batch B]\n"
-           "                    [--threads T] [--runs R] [--warmup N] [--json]\n\n"
+           "                    [--threads T] [--runs R] [--warmup N] [--profile] [--json]\n\n"
            "Times inference (default: the deploy form on the fast engine; --form train runs the\n"
            "three-branch train form as written) or, with --train, whole training steps\n"
            "(forward, loss, backward, SGD) of the train form. --arch uses random weights.\n\n"
@@ -37,7 +38,12 @@ static void help(void) {
            "  --threads T   compute threads (default: all cores)\n"
            "  --runs R      timed runs (default 30; 20 with --train)\n"
            "  --warmup N    untimed runs first (default 3)\n"
-           "  --json        one JSON object: median_ms, min_ms, images_per_s, gflops, peak_rss_mb\n");
+           "  --profile     then R more runs with per-layer timers: each layer's mean time and,\n"
+           "                for Winograd layers, its input transform / GEMMs / output transform\n"
+           "                (deploy form only)\n"
+           "  --json        one JSON object: median_ms, min_ms, images_per_s, gflops, peak_rss_mb\n"
+           "                (with --profile: layers, an array of {name, algo, ms, input_ms,\n"
+           "                gemm_ms, output_ms})\n");
 }
 
 static double now_ms(void) {
@@ -63,6 +69,19 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
 }
 
+/* Layer i's block name ("stage3.11") when the engine has one layer per block, else "layer i". */
+static const char *layer_name(const rvg_model *m, int64_t nl, int64_t i) {
+    static char buf[32];
+    if (rvg_model_block_count(m) == nl)
+        return rvg_model_block(m, i)->prefix;
+    snprintf(buf, sizeof buf, "layer%lld", (long long)i);
+    return buf;
+}
+
+static const char *algo_name(rvg_infer_algo a) {
+    return a == RVG_INFER_ALGO_WINO4 ? "wino4" : a == RVG_INFER_ALGO_WINO6 ? "wino6" : "direct";
+}
+
 int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {
         {"weights", required_argument, 0, 'w'}, {"arch", required_argument, 0, 'a'},
@@ -71,10 +90,11 @@ int cmd_bench(int argc, char **argv) {
         {"size", required_argument, 0, 's'},    {"batch", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'n'}, {"runs", required_argument, 0, 'r'},
         {"warmup", required_argument, 0, 'u'},  {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *wpath = NULL, *arch_name = NULL, *form_name = NULL;
     int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = 3;
-    int train = 0, json = 0, c, have_classes = 0, have_in_ch = 0;
+    int train = 0, json = 0, profile = 0, c, have_classes = 0, have_in_ch = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -118,6 +138,7 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error("bench", "--warmup must be an integer in 0..100000");
             break;
         case 'j': json = 1; break;
+        case 'p': profile = 1; break;
         case 'h': help(); return 0;
         default: return cli_usage_error("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -131,6 +152,9 @@ int cmd_bench(int argc, char **argv) {
     if (train && form_name && strcmp(form_name, "train") != 0)
         return cli_usage_error("bench", "--train measures the train form; drop --form deploy");
     int deploy = !train && (!form_name || strcmp(form_name, "deploy") == 0);
+    if (profile && !deploy)
+        return cli_usage_error("bench", "--profile times the deploy engine's layers; it does not "
+                                        "go with --train or --form train");
     if (!batch)
         batch = train ? 64 : 1;
     if (!runs)
@@ -174,6 +198,7 @@ int cmd_bench(int argc, char **argv) {
     /* the training pool's end-of-phase waits per step (not the deploy engine's own pool) */
     double *waits = calloc((size_t)runs, sizeof(double)), *phases = calloc((size_t)runs, sizeof(double));
     int32_t *labels = calloc((size_t)batch, sizeof(int32_t));
+    double *prof_ms = NULL; /* --profile: 4 per layer (see rvg_engine_profile_read) */
     rvg_engine *e = NULL;
     rvg_plan *p = NULL;
     int rc = 1;
@@ -229,6 +254,26 @@ int cmd_bench(int argc, char **argv) {
             phases[r] = (double)(ph1 - ph0);
         }
     }
+    /* per-layer profile: `runs` more runs with the engine's timers on */
+    int64_t nl = profile ? rvg_engine_layers(e) : 0;
+    if (profile) {
+        if (!(prof_ms = calloc((size_t)(4 * nl), sizeof(double)))) {
+            fprintf(stderr, "repvgg bench: out of memory\n");
+            goto done;
+        }
+        if ((st = rvg_engine_profile(e, 1)) != RVG_OK) {
+            rc = cli_fail("bench", st, "--profile");
+            goto done;
+        }
+        for (int64_t r = 0; r < runs && st == RVG_OK; r++)
+            st = rvg_engine_run(e, logits, x, batch);
+        if (st != RVG_OK) {
+            rc = cli_fail("bench", st, "running");
+            goto done;
+        }
+        rvg_engine_profile_read(e, prof_ms);
+        rvg_engine_profile(e, 0);
+    }
     double median = median_of(times, runs), wait_ms = median_of(waits, runs);
     double phases_per_run = median_of(phases, runs);
     double minimum = times[0];
@@ -265,6 +310,19 @@ int cmd_bench(int argc, char **argv) {
         }
         if (e)
             cJSON_AddStringToObject(o, "isa", rvg_engine_isa(e));
+        if (profile) {
+            cJSON *ls = cJSON_AddArrayToObject(o, "layers");
+            for (int64_t i = 0; i < nl; i++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddStringToObject(l, "name", layer_name(m, nl, i));
+                cJSON_AddStringToObject(l, "algo", algo_name(rvg_engine_layer_algo(e, i)));
+                cJSON_AddNumberToObject(l, "ms", prof_ms[4 * i]);
+                cJSON_AddNumberToObject(l, "input_ms", prof_ms[4 * i + 1]);
+                cJSON_AddNumberToObject(l, "gemm_ms", prof_ms[4 * i + 2]);
+                cJSON_AddNumberToObject(l, "output_ms", prof_ms[4 * i + 3]);
+                cJSON_AddItemToArray(ls, l);
+            }
+        }
         char *js = cJSON_PrintUnformatted(o);
         printf("%s\n", js);
         free(js);
@@ -278,6 +336,25 @@ int cmd_bench(int argc, char **argv) {
         if (!deploy && phases_per_run > 0)
             printf("  %.0f parallel phases per run, %.2f ms waiting at their ends (medians)\n",
                    phases_per_run, wait_ms);
+        if (profile) {
+            double sum = 0;
+            printf("  per layer, mean of %lld more runs (ms):\n", (long long)runs);
+            for (int64_t i = 0; i < nl; i++) {
+                const rvg_block *b = (int64_t)rvg_model_block_count(m) == nl ? rvg_model_block(m, i)
+                                                                              : NULL;
+                printf("    %-10s", layer_name(m, nl, i));
+                if (b)
+                    printf(" %5lld->%-5lld s%lld", (long long)b->C, (long long)b->K,
+                           (long long)b->stride);
+                printf("  %-6s %8.3f", algo_name(rvg_engine_layer_algo(e, i)), prof_ms[4 * i]);
+                if (prof_ms[4 * i + 2] > 0)
+                    printf("  (input %.3f, GEMMs %.3f, output %.3f)", prof_ms[4 * i + 1],
+                           prof_ms[4 * i + 2], prof_ms[4 * i + 3]);
+                printf("\n");
+                sum += prof_ms[4 * i];
+            }
+            printf("    all layers %.3f\n", sum);
+        }
     }
     rc = 0;
 done:
@@ -292,5 +369,6 @@ done:
     free(waits);
     free(phases);
     free(labels);
+    free(prof_ms);
     return rc;
 }

@@ -107,6 +107,19 @@ size_t rvg_engine_peak_bytes(const rvg_engine *e);
  * range. */
 rvg_infer_algo rvg_engine_layer_algo(const rvg_engine *e, int64_t i);
 
+/* Per-layer timing inside rvg_engine_run, off by default (on, it reads the clock around each
+ * layer and Winograd phase). rvg_engine_profile(e, 1) clears the timers and starts them, (e, 0)
+ * stops them; RVG_STATUS_NO_MEMORY if they cannot be allocated. rvg_engine_profile_read fills
+ * ms[4*i + 0] with layer i's mean wall time per run in ms, and ms[4*i + 1..3] with the times of
+ * its Winograd phases (input transform, GEMMs, output transform; 0 for other algorithms), for
+ * i < rvg_engine_layers(e); it returns the number of runs averaged (0: none, or profiling off).
+ * With several threads a phase's time includes waiting for the slowest thread. */
+rvg_status rvg_engine_profile(rvg_engine *e, int on);
+int64_t rvg_engine_profile_read(const rvg_engine *e, double *ms);
+
+/* Number of convolution layers of the engine. */
+int64_t rvg_engine_layers(const rvg_engine *e);
+
 /* Number of leading layers run image by image at N > 1 (see rvg_engine_opts.seg_bytes). */
 int64_t rvg_engine_image_layers(const rvg_engine *e);
 

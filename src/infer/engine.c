@@ -74,8 +74,8 @@ struct rvg_engine {
     float *upack;            /* unrolled layers: per thread, GEMM packing buffers */
     int64_t upack_floats;    /* per thread */
     size_t bytes;
-    double *prof;            /* NULL, or per layer: ms in total and in 3 phases (bench_infer
-                                --profile, rvg__engine_profile) */
+    double *prof;            /* NULL, or per layer: ms in total and in 3 phases
+                                (rvg_engine_profile) */
     int64_t prof_runs;       /* whole-network runs since the profile was switched on */
 };
 
@@ -448,6 +448,8 @@ rvg_infer_algo rvg_engine_layer_algo(const rvg_engine *e, int64_t i) {
 const char *rvg_engine_isa(const rvg_engine *e) { return e ? e->isa : ""; }
 
 int64_t rvg_engine_image_layers(const rvg_engine *e) { return e ? e->seg : 0; }
+
+int64_t rvg_engine_layers(const rvg_engine *e) { return e ? e->nl : 0; }
 
 /* ---- run ------------------------------------------------------------------------------------- */
 /* Each phase is a task function over a range of units, run by rvg__pool_for. */
@@ -950,15 +952,19 @@ rvg_status rvg_engine_run(rvg_engine *e, float *logits, const float *x, int64_t 
     return run_net(e, logits, NULL, x, N);
 }
 
-rvg_status rvg__engine_profile(rvg_engine *e, int on) {
+rvg_status rvg_engine_profile(rvg_engine *e, int on) {
+    if (!e)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_profile: NULL engine");
     free(e->prof);
     e->prof = NULL, e->prof_runs = 0;
     if (on && !(e->prof = calloc((size_t)(4 * e->nl), sizeof(double))))
-        return rvg_error(RVG_STATUS_NO_MEMORY, "rvg__engine_profile: out of memory");
+        return rvg_error(RVG_STATUS_NO_MEMORY, "rvg_engine_profile: out of memory");
     return RVG_OK;
 }
 
-int64_t rvg__engine_profile_read(const rvg_engine *e, double *ms) {
+int64_t rvg_engine_profile_read(const rvg_engine *e, double *ms) {
+    if (!e || !ms)
+        return 0;
     for (int64_t i = 0; i < 4 * e->nl; i++)
         ms[i] = e->prof && e->prof_runs ? e->prof[i] / (double)e->prof_runs : 0;
     return e->prof ? e->prof_runs : 0;

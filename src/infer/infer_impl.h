@@ -77,12 +77,6 @@ extern const rvg__infer_kernels rvg__infer_kernels_avx2;
  * and from the reference path (the classifier is not run; fc arguments are not needed). */
 #include "rvg/infer.h"
 rvg_status rvg__engine_features(rvg_engine *e, float *y, const float *x, int64_t N);
-/* For bench_infer --profile: with `on`, clears and starts per-layer wall-clock timers inside
- * whole-network runs (off: stops them). _read fills ms[4*i + 0] with layer i's mean time per run
- * and ms[4*i + 1..3] with its Winograd phases (input transform, GEMMs, output transform; 0 for
- * other layers), and returns the number of runs they average over. */
-rvg_status rvg__engine_profile(rvg_engine *e, int on);
-int64_t rvg__engine_profile_read(const rvg_engine *e, double *ms);
 rvg_status rvg__infer_ref_features(const rvg_infer_layer *layers, int64_t n_layers, float *y,
                                    const float *x, int64_t N, int64_t in_ch, int64_t H, int64_t W);
 #endif
