@@ -504,10 +504,11 @@ static int64_t pack_units(const rvg_engine *e, int64_t N) {
     return N * ((e->L[0].Hp + PACK_ROWS - 1) / PACK_ROWS);
 }
 
-/* Direct convolution. Units are (image, 16-channel block, range of PR output pixels); the
- * pixels of a range are processed in chunks of 6 (crossing output rows), and the input channels
- * in blocks of CBLK whose packed weights (CBLK*9*16 floats) stay in L1 while every chunk of the
- * range passes over them; the partial sums wait in the output buffer between channel blocks. */
+/* Direct convolution. Units are (16-channel block, range of PR output pixels of the batch); the
+ * pixels of a range are processed in chunks of 6 (crossing output rows and images), and the input
+ * channels in blocks of CBLK whose packed weights (CBLK*9*16 floats) stay in L1 while every chunk
+ * of the range passes over them; the partial sums wait in the output buffer between channel
+ * blocks. */
 enum { DIRECT_PR = 48, DIRECT_CBLK = 24 };
 
 /* Prefetches slice [i0, i1) of the 9 * (hi - lo) cache lines (one per tap and input channel: 16
@@ -529,8 +530,12 @@ static void prefetch_wblock(const float *w, int64_t wn, int64_t lo, int64_t hi, 
 #endif
 }
 
-static int64_t direct_ranges(const layer_plan *p) {
-    int64_t nr = p->P * p->Q / DIRECT_PR;
+/* Pixel ranges of the direct convolution. The pixels of all N images form one sequence (image,
+ * row, column), cut into ranges of DIRECT_PR, so a small map at a large batch (A0 at 28x28,
+ * batch 64: stage3.0 has 4 output pixels per image) fills the kernel's 6-pixel chunks across
+ * images instead of running one short chunk per image; a pixel's sum does not depend on its chunk. */
+static int64_t direct_ranges(const layer_plan *p, int64_t N) {
+    int64_t nr = N * p->P * p->Q / DIRECT_PR;
     return nr > 0 ? nr : 1;
 }
 
@@ -540,16 +545,17 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
     const rvg__infer_kernels *k = t->e->kern;
     int relu = p->se_hidden == 0;
     int64_t xcs = p->Hp * p->Wp * 8, ycs = p->Hpo * p->Wpo * 8, PQ = p->P * p->Q;
-    int64_t nr = direct_ranges(p);
+    int64_t nr = direct_ranges(p, t->N), TP = t->N * PQ;
     for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
-        int64_t r = u % nr, kb = (u / nr) % p->KB16, n = u / (nr * p->KB16);
-        const float *xs = t->x + (n * p->CB + p->c0[kb] / 8) * xcs;
-        float *y0 = t->y + (n * p->KB8 + 2 * kb) * ycs;
+        int64_t r = u % nr, kb = u / nr;
+        /* image 0's input channel block and output blocks; pixel offsets carry the image */
+        const float *xs = t->x + (p->c0[kb] / 8) * xcs;
+        float *y0 = t->y + 2 * kb * ycs;
         float *y1 = 2 * kb + 1 < p->KB8 ? y0 + ycs : NULL;
         /* ranges of DIRECT_PR pixels (8 full chunks of 6), the last one taking the remainder;
          * chunks within a range are balanced, so a 7x7 map runs as 4 chunks of 6 and 5 of 5
          * instead of 8 of 6 and a slow one of 1 */
-        int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : PQ;
+        int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : TP;
         int64_t nc = p->nc[kb], nch = (px1 - px0 + 5) / 6;
         /* a padding half-block (y1 NULL) has nowhere to keep partial sums: one channel block */
         int64_t cblk = y1 ? DIRECT_CBLK : nc;
@@ -571,9 +577,9 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
                 int64_t q = px0 + ch * (px1 - px0) / nch;
                 int64_t ib[6], ob[6], nq = px0 + (ch + 1) * (px1 - px0) / nch - q;
                 for (int64_t j = 0; j < nq; j++) {
-                    int64_t pp = (q + j) / p->Q, qq = (q + j) % p->Q;
-                    ib[j] = (pp * p->stride * p->Wp + qq * p->stride) * 8;
-                    ob[j] = ((pp + 1) * p->Wpo + qq + 1) * 8;
+                    int64_t n = (q + j) / PQ, o = (q + j) % PQ, pp = o / p->Q, qq = o % p->Q;
+                    ib[j] = n * p->CB * xcs + (pp * p->stride * p->Wp + qq * p->stride) * 8;
+                    ob[j] = n * p->KB8 * ycs + ((pp + 1) * p->Wpo + qq + 1) * 8;
                 }
                 k->direct16(y0, y1, ob, xs, ib, nq, p->c0[kb] % 8, xcs, p->Wp,
                             p->w + p->woff[kb], nc, p->bias + kb * 16, c, c_hi, c == 0,
@@ -585,9 +591,8 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
 
 static void run_direct(task *t) {
     const layer_plan *p = t->p;
-    int64_t nr = direct_ranges(p);
     t->nz = t->N * p->KB8;
-    rvg__pool_for(t->e->pool, t->nz + t->N * p->KB16 * nr, 1, task_direct, t);
+    rvg__pool_for(t->e->pool, t->nz + p->KB16 * direct_ranges(p, t->N), 1, task_direct, t);
 }
 
 /* Winograd geometry of a layer for a batch of N. */
