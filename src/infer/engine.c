@@ -99,12 +99,12 @@ static int env_is(const char *name, const char *value) {
     return v && strcmp(v, value) == 0;
 }
 
-/* Multiplications per output pixel-channel-pair, the cost model for picking F(4) or F(6). */
 /* Floats between the point planes of V and M beyond a plane's size: one cache line. A plane is
  * often a multiple of 4 KiB (14x14 maps, 192 channels: 16 tiles x 192 = 3 pages per image), and
  * then the 36 points a tile transform writes or reads all fell in one L1 set. */
 #define WINO_PLANE_PAD 16
 
+/* Multiplications per output pixel-channel-pair, the cost model for picking F(4) or F(6). */
 static double wino_cost(int64_t P, int64_t Q, int m) {
     int64_t th = (P + m - 1) / m, tw = (Q + m - 1) / m;
     return (double)((m + 2) * (m + 2)) * (double)(th * tw) / (double)(P * Q);
@@ -533,7 +533,8 @@ static void prefetch_wblock(const float *w, int64_t wn, int64_t lo, int64_t hi, 
 /* Pixel ranges of the direct convolution. The pixels of all N images form one sequence (image,
  * row, column), cut into ranges of DIRECT_PR, so a small map at a large batch (A0 at 28x28,
  * batch 64: stage3.0 has 4 output pixels per image) fills the kernel's 6-pixel chunks across
- * images instead of running one short chunk per image; a pixel's sum does not depend on its chunk. */
+ * images instead of running one short chunk per image; a pixel's sum does not depend on its
+ * chunk. */
 static int64_t direct_ranges(const layer_plan *p, int64_t N) {
     int64_t nr = N * p->P * p->Q / DIRECT_PR;
     return nr > 0 ? nr : 1;
@@ -719,7 +720,8 @@ enum { WINO_GRAIN = 8 };
 static void run_wino(task *t) {
     const layer_plan *p = t->p;
     wgeom g = wino_geom(p, t->N);
-    double *prof = t->e->prof ? t->e->prof + 4 * (p - t->e->L) : NULL, t0 = prof ? now_ms() : 0;
+    double *prof = t->e->prof ? t->e->prof + 4 * (p - t->e->L) : NULL; /* phases 1..3 */
+    double t0 = prof ? now_ms() : 0;
     t->nz = t->N * p->KB8;
     rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
     double t1 = prof ? now_ms() : 0;

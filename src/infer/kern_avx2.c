@@ -161,18 +161,14 @@ static void direct16_avx2(float *y0, float *y1, const int64_t *ob, const float *
  * results differ in rounding only). */
 ALWAYS_INLINE void wrow_points(float *u, int64_t ts, __m256 t0, __m256 t1, __m256 t2,
                                const int n) {
-    /* (x0, x1, x2) of the row pairs (1,2), (3,4), (5,6) of G4 and G6 */
-    static const float P4[2][3] = {{-1.f / 6, -1.f / 6, -1.f / 6}, {1.f / 24, 1.f / 12, 1.f / 6}};
-    static const float P6[3][3] = {{-2.f / 9, -2.f / 9, -2.f / 9},
-                                   {1.f / 90, 1.f / 45, 2.f / 45},
-                                   {32.f / 45, 16.f / 45, 8.f / 45}};
-    const float(*pr)[3] = n == 6 ? P4 : P6;
-    _mm256_storeu_ps(u, n == 6 ? _mm256_mul_ps(t0, _mm256_set1_ps(0.25f)) : t0);
+    const float(*Gm)[3] = n == 6 ? G4_avx2 : G6_avx2; /* row 0 is (1/4 or 1, 0, 0) */
+    _mm256_storeu_ps(u, n == 6 ? _mm256_mul_ps(t0, _mm256_set1_ps(Gm[0][0])) : t0);
 #pragma GCC unroll 3
     for (int q = 0; q < (n - 2) / 2; q++) {
-        __m256 e = _mm256_fmadd_ps(t0, _mm256_set1_ps(pr[q][0]),
-                                   _mm256_mul_ps(t2, _mm256_set1_ps(pr[q][2])));
-        __m256 o = _mm256_mul_ps(t1, _mm256_set1_ps(pr[q][1]));
+        const float *pr = Gm[2 * q + 1]; /* (x0, x1, x2) of the pair of rows 2q+1, 2q+2 */
+        __m256 e = _mm256_fmadd_ps(t0, _mm256_set1_ps(pr[0]),
+                                   _mm256_mul_ps(t2, _mm256_set1_ps(pr[2])));
+        __m256 o = _mm256_mul_ps(t1, _mm256_set1_ps(pr[1]));
         _mm256_storeu_ps(u + (2 * q + 1) * ts, _mm256_add_ps(e, o));
         _mm256_storeu_ps(u + (2 * q + 2) * ts, _mm256_sub_ps(e, o));
     }

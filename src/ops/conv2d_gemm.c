@@ -564,16 +564,19 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
                 pack + PACK_A_FLOATS, NULL, 0, 0);
 }
 
-size_t rvg__conv_gemm_prepack_b_floats(int64_t K, int64_t N) {
-    return (size_t)(K * ((N + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR));
+/* Columns of op(B) rounded up to whole NR-column panels: a prepacked B's floats per row. */
+static int64_t panel_cols(int64_t N) {
+    return (N + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR;
 }
+
+size_t rvg__conv_gemm_prepack_b_floats(int64_t K, int64_t N) { return (size_t)(K * panel_cols(N)); }
 
 /* Block pc (KC rows of op(B), the last one shorter) starts at dst + pc * n16 and holds the n16/NR
  * column panels of kc x NR floats each, exactly as gemm_serial's pack_b lays out a block. */
 void rvg__conv_gemm_prepack_b(float *dst, int tb, const float *B, int64_t ldb, int64_t K,
                               int64_t N) {
     ensure_init();
-    const int64_t n16 = (N + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR;
+    const int64_t n16 = panel_cols(N);
     for (int64_t pc = 0; pc < K; pc += RVG__GEMM_KC) {
         const int64_t kc = K - pc < RVG__GEMM_KC ? K - pc : RVG__GEMM_KC;
         pack_b(dst + pc * n16, tb, B, ldb, pc, kc, 0, N);
@@ -586,9 +589,8 @@ void rvg__conv_sgemm_serial_prepacked(int ta, int64_t M, int64_t N, int64_t K, c
     ensure_init();
     if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
-    const int64_t n16 = (Ntot + RVG__GEMM_NR - 1) / RVG__GEMM_NR * RVG__GEMM_NR;
     gemm_serial(ta, 0, 0, M, 0, N, K, A, lda, NULL, 0, beta_one, C, ldc, pack,
-                pack + PACK_A_FLOATS, Bp, n16, j0);
+                pack + PACK_A_FLOATS, Bp, panel_cols(Ntot), j0);
 }
 
 /* ---- convolution plan and workspace ---------------------------------------------------------- */
