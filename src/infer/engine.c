@@ -511,25 +511,6 @@ static int64_t pack_units(const rvg_engine *e, int64_t N) {
  * blocks. */
 enum { DIRECT_PR = 48, DIRECT_CBLK = 24 };
 
-/* Prefetches slice [i0, i1) of the 9 * (hi - lo) cache lines (one per tap and input channel: 16
- * floats) of the packed weights w (wn channels, tap-major) for channels [lo, hi). Used to fetch
- * the next channel block's weights while the current block's chunks run. Why: in a layer with
- * few output pixels per weight (A0 stage4.0: 192->1280 on a 7x7 output, 8.8 MB of weights, each
- * used by 49 pixels) the first chunk of every block waited on L3/DRAM for 216 lines in 9 strided
- * runs that the hardware prefetcher does not follow; measured 192->1280 s2 14x14, 1 thread,
- * minimum CPU time of 4 x 20 runs: 5.27 ms without, 3.29 ms with. Locality 1 (to L2 on most
- * cores) so the lines do not evict the current block's weights and input from L1. */
-static void prefetch_wblock(const float *w, int64_t wn, int64_t lo, int64_t hi, int64_t i0,
-                            int64_t i1) {
-#if defined(__GNUC__)
-    int64_t n = hi - lo;
-    for (int64_t i = i0; i < i1; i++)
-        __builtin_prefetch(w + ((i / n) * wn + lo + i % n) * 16, 0, 1);
-#else
-    (void)w, (void)wn, (void)lo, (void)hi, (void)i0, (void)i1;
-#endif
-}
-
 /* Pixel ranges of the direct convolution. The pixels of all N images form one sequence (image,
  * row, column), cut into ranges of DIRECT_PR, so a small map at a large batch (A0 at 28x28,
  * batch 64: stage3.0 has 4 output pixels per image) fills the kernel's 6-pixel chunks across
@@ -558,33 +539,44 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
          * instead of 8 of 6 and a slow one of 1 */
         int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : TP;
         int64_t nc = p->nc[kb], nch = (px1 - px0 + 5) / 6;
+        /* input (top-left tap) and output offsets of the range's pixels, computed once for all
+         * channel blocks by stepping (image, row, column) counters: divisions per pixel in the
+         * chunk loop cost as much as a stem chunk's FMAs */
+        int64_t ib[2 * DIRECT_PR], ob[2 * DIRECT_PR];
+        int64_t n = px0 / PQ, pp = px0 % PQ / p->Q, qq = px0 % p->Q;
+        for (int64_t j = 0; j < px1 - px0; j++) {
+            ib[j] = n * p->CB * xcs + (pp * p->stride * p->Wp + qq * p->stride) * 8;
+            ob[j] = n * p->KB8 * ycs + ((pp + 1) * p->Wpo + qq + 1) * 8;
+            if (++qq == p->Q && (qq = 0, ++pp == p->P))
+                pp = 0, n++;
+        }
         /* a padding half-block (y1 NULL) has nowhere to keep partial sums: one channel block */
         int64_t cblk = y1 ? DIRECT_CBLK : nc;
         for (int64_t c = 0; c < nc; c += cblk) {
             int64_t c_hi = c + cblk < nc ? c + cblk : nc;
-            /* the next weight block: the rest of this unit's, else the first block of the next
-             * 16 output channels (usually this thread's next unit); spread over the chunks */
+            /* Prefetch the next weight block while this one runs: the rest of this unit's
+             * channels, else the first block of the next 16 output channels (usually this
+             * thread's next unit). In a layer with few output pixels per weight (A0 stage4.0:
+             * 192->1280 on a 7x7 output, 8.8 MB of weights, each used by 49 pixels) the first
+             * chunk of every block otherwise waited on L3/DRAM for 216 lines in 9 strided runs
+             * that the hardware prefetcher does not follow (192->1280 s2 14x14, 1 thread,
+             * minimum CPU time of 4 x 20 runs: 5.27 ms without, 3.29 ms with). Each chunk takes
+             * a share of the block's channels, for every tap. */
             const float *wnx = NULL;
-            int64_t wnn = 0, nlo = 0, nhi = 0;
+            int64_t wnn = 0, nlo = 0;
             if (c_hi < nc)
                 wnx = p->w + p->woff[kb], wnn = nc, nlo = c_hi;
             else if (kb + 1 < p->KB16)
                 wnx = p->w + p->woff[kb + 1], wnn = p->nc[kb + 1], nlo = 0;
-            nhi = nlo + DIRECT_CBLK < wnn ? nlo + DIRECT_CBLK : wnn;
-            int64_t nln = 9 * (nhi - nlo);
+            int64_t npf = wnx ? (nlo + DIRECT_CBLK < wnn ? DIRECT_CBLK : wnn - nlo) : 0;
             for (int64_t ch = 0; ch < nch; ch++) {
-                if (wnx)
-                    prefetch_wblock(wnx, wnn, nlo, nhi, ch * nln / nch, (ch + 1) * nln / nch);
-                int64_t q = px0 + ch * (px1 - px0) / nch;
-                int64_t ib[6], ob[6], nq = px0 + (ch + 1) * (px1 - px0) / nch - q;
-                for (int64_t j = 0; j < nq; j++) {
-                    int64_t n = (q + j) / PQ, o = (q + j) % PQ, pp = o / p->Q, qq = o % p->Q;
-                    ib[j] = n * p->CB * xcs + (pp * p->stride * p->Wp + qq * p->stride) * 8;
-                    ob[j] = n * p->KB8 * ycs + ((pp + 1) * p->Wpo + qq + 1) * 8;
-                }
-                k->direct16(y0, y1, ob, xs, ib, nq, p->c0[kb] % 8, xcs, p->Wp,
+                int64_t k0 = ch * npf / nch;
+                rvg__prefetch_hint pf = {wnx ? wnx + (nlo + k0) * 16 : NULL, wnn * 16,
+                                         (ch + 1) * npf / nch - k0};
+                int64_t j0 = ch * (px1 - px0) / nch, nq = (ch + 1) * (px1 - px0) / nch - j0;
+                k->direct16(y0, y1, ob + j0, xs, ib + j0, nq, p->c0[kb] % 8, xcs, p->Wp,
                             p->w + p->woff[kb], nc, p->bias + kb * 16, c, c_hi, c == 0,
-                            relu && c_hi == nc);
+                            relu && c_hi == nc, &pf);
             }
         }
     }
@@ -670,7 +662,7 @@ static void task_wino_out(void *ctx, int64_t b, int64_t e) {
     }
 }
 
-/* Prefetches the 64-byte lines [q0, q1) of w toward L2 (see prefetch_wblock). */
+/* Prefetches the 64-byte lines [q0, q1) of w toward L2 (see task_direct). */
 static void prefetch_lines(const float *w, int64_t q0, int64_t q1) {
 #if defined(__GNUC__)
     for (int64_t q = q0; q < q1; q++)

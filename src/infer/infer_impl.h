@@ -26,6 +26,25 @@
  * channel do not all land in one L1 set (and alias the loads 4 KiB apart). */
 #define WROW_STRIDE(nc) ((nc) * 16 + 16)
 
+/* Lines for a direct-conv kernel call to prefetch while it runs (a hint; results do not depend on
+ * it): for each tap t < 9 the `lines` 64-byte lines from p + t * tap_stride. engine.c points it
+ * at a slice of the next weight block. The kernel spreads them over its tap loop: issued as one
+ * burst before the call, the DRAM misses held the miss buffers that the chunk's own L2 loads
+ * needed (A0 stage4.0, 8.8 MB of weights per image, ran ~30% slower that way). */
+typedef struct {
+    const float *p;
+    int64_t tap_stride, lines;
+} rvg__prefetch_hint;
+
+static inline void rvg__prefetch_tap(const rvg__prefetch_hint *h, int t) {
+#if defined(__GNUC__)
+    for (int64_t i = 0; i < h->lines; i++)
+        __builtin_prefetch(h->p + t * h->tap_stride + i * 16, 0, 1);
+#else
+    (void)h, (void)t;
+#endif
+}
+
 typedef struct {
     /* One image x (C,H,W) NCHW -> padded pack8 y (CB, Hp, Wp, 8), interior at (1, 1): padded
      * rows [r0, r1) only (so threads can share an image), zeroing all padding in them. */
@@ -55,11 +74,11 @@ typedef struct {
      * with weights w[((r*3 + s)*wn + c)*16 + l] (tap-major, wn channels): when `first` the
      * sums start from bias, else from the partial sums already in y; when `relu` the result is
      * clamped at 0 (last channel block of a layer without SE). Splitting channels keeps each
-     * block's weights in L1. */
+     * block's weights in L1. Prefetches pf's lines meanwhile. */
     void (*direct16)(float *y0, float *y1, const int64_t *ob, const float *x, const int64_t *ib,
                      int64_t nq, int64_t coff, int64_t xcs, int64_t Wp, const float *w,
                      int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi, int first,
-                     int relu);
+                     int relu, const rvg__prefetch_hint *pf);
     /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
      * computed on the fly (small batches, see engine.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
      * (G g G^T)[i][j] for j < n (n = 6: F(4x4), n = 8: F(6x6)), from g[(c*9 + r*3 + s)*16 + l]. */

@@ -77,7 +77,8 @@ static void gemm16_avx2(float *M, int64_t mbs, const float *V, int64_t vbs, int6
 ALWAYS_INLINE void direct16_px(float *y0, float *y1, const int64_t *ob, const float *x,
                                const int64_t *ib, int64_t coff, int64_t xcs, int64_t Wp,
                                const float *w, int64_t wn, const float *bias, int64_t c_lo,
-                               int64_t c_hi, int first, int relu, const int nq) {
+                               int64_t c_hi, int first, int relu,
+                               const rvg__prefetch_hint *pf, const int nq) {
     __m256 a0[6], a1[6];
     const float *xj[6];
     if (first) {
@@ -99,6 +100,7 @@ ALWAYS_INLINE void direct16_px(float *y0, float *y1, const int64_t *ob, const fl
      * address is base register + lane index register, and the weights (tap, c, 16) stream
      * linearly; no per-step address arithmetic beyond two increments. */
     for (int t = 0; t < 9; t++) {
+        rvg__prefetch_tap(pf, t);
         const float *wt = w + (t * wn + c_lo) * 16;
         int64_t c = c_lo, cc = coff + c_lo;
         int64_t o = (t / 3) * Wp * 8 + (t % 3) * 8 + (cc >> 3) * xcs + (cc & 7);
@@ -132,10 +134,11 @@ ALWAYS_INLINE void direct16_px(float *y0, float *y1, const int64_t *ob, const fl
 static void direct16_avx2(float *y0, float *y1, const int64_t *ob, const float *x,
                           const int64_t *ib, int64_t nq, int64_t coff, int64_t xcs, int64_t Wp,
                           const float *w, int64_t wn, const float *bias, int64_t c_lo,
-                          int64_t c_hi, int first, int relu) {
+                          int64_t c_hi, int first, int relu, const rvg__prefetch_hint *pf) {
 #define PX(k)                                                                                    \
     case k:                                                                                      \
-        direct16_px(y0, y1, ob, x, ib, coff, xcs, Wp, w, wn, bias, c_lo, c_hi, first, relu, k);  \
+        direct16_px(y0, y1, ob, x, ib, coff, xcs, Wp, w, wn, bias, c_lo, c_hi, first, relu, pf, \
+                    k);                                                                          \
         break;
     switch (nq) {
         PX(6)

@@ -33,8 +33,10 @@ static void gemm16_c(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t
 static void direct16_c(float *y0, float *y1, const int64_t *ob, const float *x, const int64_t *ib,
                        int64_t nq, int64_t coff, int64_t xcs, int64_t Wp, const float *w,
                        int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi, int first,
-                       int relu) {
+                       int relu, const rvg__prefetch_hint *pf) {
     float acc[6][16];
+    for (int t = 0; t < 9; t++) /* up front: this twin's speed is secondary */
+        rvg__prefetch_tap(pf, t);
     for (int64_t j = 0; j < nq; j++)
         for (int l = 0; l < 16; l++)
             acc[j][l] = first ? bias[l] : l < 8 ? y0[ob[j] + l] : y1 ? y1[ob[j] + l - 8] : 0.f;
