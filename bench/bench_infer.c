@@ -234,7 +234,6 @@ static void profile_layers(const net *m, int threads, int batch, int runs) {
         rvg_engine_run(e, logits, x, batch);
     double whole = (now_ms() - t0) / runs, sum = 0;
     rvg_engine_profile_read(e, ms);
-    static const char *an[] = {"auto", "direct", "wino4", "wino6"};
     printf("in-network time per run, %d thread(s), batch %d, mean of %d runs:\n", threads, batch,
            runs);
     int64_t h = m->H;
@@ -242,7 +241,7 @@ static void profile_layers(const net *m, int threads, int batch, int runs) {
         const rvg_infer_layer *L = &m->L[i];
         printf("  %-10s %4lld->%-4lld s%lld %3lldx%-3lld %-6s %8.3f ms", m->names[i],
                (long long)L->C, (long long)L->K, (long long)L->stride, (long long)h,
-               (long long)h, an[rvg_engine_layer_algo(e, i)], ms[4 * i]);
+               (long long)h, rvg_infer_algo_name(rvg_engine_layer_algo(e, i)), ms[4 * i]);
         if (ms[4 * i + 2] > 0)
             printf("  (input %.3f, GEMMs %.3f, output %.3f)", ms[4 * i + 1], ms[4 * i + 2],
                    ms[4 * i + 3]);
@@ -259,7 +258,6 @@ static void profile_layers(const net *m, int threads, int batch, int runs) {
  * time goes. Includes a global pool + 1-class classifier per layer, which is negligible. */
 static void time_layers(const net *m, int threads, int batch, int runs) {
     int64_t h = m->H, w = m->W;
-    static const char *an[] = {"auto", "direct", "wino4", "wino6"};
     double total = 0;
     for (int64_t i = 0; i < m->n; i++) {
         const rvg_infer_layer *L = &m->L[i];
@@ -287,7 +285,7 @@ static void time_layers(const net *m, int threads, int batch, int runs) {
         double macs = (double)(L->K * L->C * 9 * P * Q * batch);
         printf("  %-10s %4lld->%-4lld s%lld %3lldx%-3lld %-6s median %7.3f ms  min %7.3f ms  "
                "%6.1f GFLOP/s\n", m->names[i], (long long)L->C, (long long)L->K,
-               (long long)L->stride, (long long)h, (long long)w, an[rvg_engine_layer_algo(e, 0)],
+               (long long)L->stride, (long long)h, (long long)w, rvg_infer_algo_name(rvg_engine_layer_algo(e, 0)),
                t[runs / 2], t[0], 2 * macs / (t[runs / 2] * 1e6));
         total += t[runs / 2];
         rvg_engine_free(e);

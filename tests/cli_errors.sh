@@ -58,7 +58,7 @@ if "$tool" bench --arch A0 --in-ch 1 --classes 10 --size 32 --batch 2 --runs 3 -
 o = json.load(open(sys.argv[1]))
 ls = o["layers"]
 assert len(ls) == 22 and ls[0]["name"] == "stage0" and ls[-1]["name"] == "stage4.0", ls
-assert all(l["ms"] >= 0 and l["algo"] in ("direct", "wino4", "wino6") for l in ls), ls
+assert all(l["ms"] >= 0 and l["algo"] in ("direct", "wino4", "wino5", "wino6") for l in ls), ls
 w = [l for l in ls if l["algo"] != "direct"]
 assert w and all(l["input_ms"] + l["gemm_ms"] + l["output_ms"] <= l["ms"] * 1.01 + 1e-3 for l in w), w
 assert 0 < sum(l["ms"] for l in ls) <= 3 * o["median_ms"], (o["median_ms"], ls)' \

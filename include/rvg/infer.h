@@ -54,6 +54,7 @@ typedef enum {
     RVG_INFER_ALGO_DIRECT,   /* packed direct convolution (any stride, groups) */
     RVG_INFER_ALGO_WINO4,    /* Winograd F(4x4, 3x3), stride 1 only */
     RVG_INFER_ALGO_WINO6,    /* Winograd F(6x6, 3x3), stride 1 only */
+    RVG_INFER_ALGO_WINO5,    /* Winograd F(5x5, 3x3), stride 1 only */
 } rvg_infer_algo;
 
 /* Builds an engine. Packs/transforms all weights once (copies them: the caller's arrays may be
@@ -61,8 +62,8 @@ typedef enum {
  * max_batch x in_ch x H x W. threads <= 0 uses all online cores; the engine runs its own pool of
  * threads - 1 workers (the caller is the other thread) for its lifetime.
  * fc_w (classes, K_last), fc_b (classes).
- * The environment variable RVG_INFER_ALGO=direct|wino4|wino6 forces every stride-1 layer to one
- * algorithm (for benchmarks and bisecting); RVG_FORCE_REF=1 selects the portable C kernels even
+ * The environment variable RVG_INFER_ALGO=direct|wino4|wino5|wino6 forces every stride-1 layer to
+ * one algorithm (for benchmarks and bisecting); RVG_FORCE_REF=1 selects the portable C kernels even
  * when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at run time off
  * or on (default: on below 32 tiles); RVG_POOL_SPIN sets how long idle workers spin.
  * Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with rvg_last_error() naming the layer)
@@ -73,7 +74,7 @@ rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64
 
 /* Options for rvg_engine_new_opts; zero-initialise for the defaults of rvg_engine_new. */
 typedef struct {
-    rvg_infer_algo algo;  /* AUTO picks per layer; DIRECT/WINO4/WINO6 force every stride-1 layer */
+    rvg_infer_algo algo;  /* AUTO picks per layer; DIRECT/WINO4/5/6 force every stride-1 layer */
     int portable;         /* 1: use the portable C kernels even when AVX2+FMA is available */
     int64_t seg_bytes;    /* 0: 256 KiB. At N > 1 the leading layers whose one-image input
                              (padded, channels rounded to 8) has at least this many bytes run
@@ -106,6 +107,10 @@ size_t rvg_engine_peak_bytes(const rvg_engine *e);
 /* Algorithm chosen for layer i (for reports and tests); RVG_INFER_ALGO_AUTO if i is out of
  * range. */
 rvg_infer_algo rvg_engine_layer_algo(const rvg_engine *e, int64_t i);
+
+/* "auto", "direct", "wino4", "wino5" or "wino6" (the names RVG_INFER_ALGO takes); "?" for a value
+ * outside the enum. */
+const char *rvg_infer_algo_name(rvg_infer_algo a);
 
 /* Per-layer timing inside rvg_engine_run, off by default (on, it reads the clock around each
  * layer and Winograd phase). rvg_engine_profile(e, 1) clears the timers and starts them, (e, 0)

@@ -1,7 +1,7 @@
 /* engine.c - the deploy-form inference engine: load-time planning and packing, and the run loop.
  *
- * At rvg_engine_new every layer gets an algorithm (Winograd F(4x4,3x3) or F(6x6,3x3) for stride 1,
- * packed direct convolution otherwise), its weights are copied into that algorithm's packed form
+ * At rvg_engine_new every layer gets an algorithm (Winograd F(4x4,3x3), F(5x5,3x3) or F(6x6,3x3)
+ * for stride 1, packed direct convolution otherwise), its weights are copied into that algorithm's packed form
  * (Winograd: U = G g G^T computed in double), and two ping-pong activation buffers plus the
  * Winograd V/M scratch are sized for max_batch. rvg_engine_run then only moves data:
  *   input NCHW -> padded pack8 (see infer_impl.h) -> layers -> global average pool -> classifier.
@@ -119,12 +119,22 @@ static rvg_infer_algo pick_algo(const rvg_infer_layer *L, int64_t P, int64_t Q,
     /* Tiny inputs or channel counts: the transforms cost more than they save. */
     if (L->C / L->G < 8 || P * Q < 16)
         return RVG_INFER_ALGO_DIRECT;
-    double c4 = wino_cost(P, Q, 4), c6 = wino_cost(P, Q, 6);
-    /* F(6) holds 64/36 times the transformed weights of F(4): when the multiplication counts tie
-     * (14x14: both 2.94 per output) the smaller weights win, since at batch 1 the 13 stage-3
-     * layers of A0 stream their weights from memory. At 28x28 and 56x56 F(6) does 9% fewer
-     * multiplications and measured 10-15% faster per layer. */
-    return c6 < 0.95 * c4 ? RVG_INFER_ALGO_WINO6 : RVG_INFER_ALGO_WINO4;
+    /* The larger tile must save 5% of the multiplications to be taken: it holds (m+2)^2/36
+     * times the transformed weights of F(4) and rounds less exactly, so ties go to the smaller
+     * one. 14x14 (A0/B0 stage 3): F(4) and F(6) 2.94 per output, F(5) 2.25 (9 tiles of 5x5);
+     * 28x28 and 56x56: F(4) and F(5) 2.25, F(6) 2.04 (measured 10-15% faster than F(4)). */
+    static const rvg_infer_algo by_m[3] = {RVG_INFER_ALGO_WINO4, RVG_INFER_ALGO_WINO5,
+                                           RVG_INFER_ALGO_WINO6};
+    int best = 4;
+    for (int m = 5; m <= 6; m++)
+        if (wino_cost(P, Q, m) < 0.95 * wino_cost(P, Q, best))
+            best = m;
+    return by_m[best - 4];
+}
+
+/* Output tile size of a Winograd algorithm. */
+static int wino_m(rvg_infer_algo a) {
+    return a == RVG_INFER_ALGO_WINO4 ? 4 : a == RVG_INFER_ALGO_WINO5 ? 5 : 6;
 }
 
 /* ---- tiny planes ------------------------------------------------------------------------------
@@ -197,6 +207,10 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
     static const double G4[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6},
                                     {-1. / 6, 1. / 6, -1. / 6}, {1. / 24, 1. / 12, 1. / 6},
                                     {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+    static const double G5[7][3] = {{-1. / 2, 0, 0},          {-1. / 3, -1. / 3, -1. / 3},
+                                    {1. / 9, -1. / 9, 1. / 9},   {1. / 36, 1. / 18, 1. / 9},
+                                    {-1. / 60, 1. / 30, -1. / 15}, {32. / 45, 16. / 45, 8. / 45},
+                                    {0, 0, 1}};
     static const double G6[8][3] = {{1, 0, 0},
                                     {-2. / 9, -2. / 9, -2. / 9},
                                     {-2. / 9, 2. / 9, -2. / 9},
@@ -222,7 +236,7 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
                 for (int i = 0; i < 9; i++)
                     p->wraw[9 * p->woff[kb] + (c * 9 + i) * 16 + l] = (float)g[i];
                 int n = p->m + 2;
-                const double(*Gm)[3] = p->m == 4 ? G4 : G6;
+                const double(*Gm)[3] = p->m == 4 ? G4 : p->m == 5 ? G5 : G6;
                 for (int i = 0; i < n; i++) {
                     double t[3]; /* row i of G g */
                     for (int b = 0; b < 3; b++)
@@ -274,10 +288,15 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         o.algo = RVG_INFER_ALGO_DIRECT;
     else if (env_is("RVG_INFER_ALGO", "wino4"))
         o.algo = RVG_INFER_ALGO_WINO4;
+    else if (env_is("RVG_INFER_ALGO", "wino5"))
+        o.algo = RVG_INFER_ALGO_WINO5;
     else if (env_is("RVG_INFER_ALGO", "wino6"))
         o.algo = RVG_INFER_ALGO_WINO6;
     if (env_is("RVG_FORCE_REF", "1"))
         o.portable = 1;
+    if ((int)o.algo < RVG_INFER_ALGO_AUTO || (int)o.algo > RVG_INFER_ALGO_WINO5)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: unknown algorithm %d",
+                         (int)o.algo);
 
     rvg_engine *e = calloc(1, sizeof *e);
     if (!e)
@@ -317,7 +336,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         p->algo = pick_algo(L, p->P, p->Q, o.algo);
         p->Hp = h + 2, p->Wp = w + 2;
         if (p->algo != RVG_INFER_ALGO_DIRECT) {
-            p->m = p->algo == RVG_INFER_ALGO_WINO4 ? 4 : 6;
+            p->m = wino_m(p->algo);
             p->th = (p->P + p->m - 1) / p->m, p->tw = (p->Q + p->m - 1) / p->m;
             p->Hp = p->th * p->m + 2, p->Wp = p->tw * p->m + 2;
             size_t T = (size_t)(max_batch * p->th * p->tw), nn = (size_t)((p->m + 2) * (p->m + 2));
@@ -446,6 +465,17 @@ rvg_infer_algo rvg_engine_layer_algo(const rvg_engine *e, int64_t i) {
 }
 
 const char *rvg_engine_isa(const rvg_engine *e) { return e ? e->isa : ""; }
+
+const char *rvg_infer_algo_name(rvg_infer_algo a) {
+    switch (a) {
+    case RVG_INFER_ALGO_AUTO: return "auto";
+    case RVG_INFER_ALGO_DIRECT: return "direct";
+    case RVG_INFER_ALGO_WINO4: return "wino4";
+    case RVG_INFER_ALGO_WINO5: return "wino5";
+    case RVG_INFER_ALGO_WINO6: return "wino6";
+    }
+    return "?";
+}
 
 int64_t rvg_engine_image_layers(const rvg_engine *e) { return e ? e->seg : 0; }
 
@@ -590,7 +620,7 @@ static void run_direct(task *t) {
 
 /* Winograd geometry of a layer for a batch of N. */
 typedef struct {
-    int m, f;                 /* output tile, kernel index (0: F4, 1: F6) */
+    int m, f;                 /* output tile, kernel index (m - 4) */
     int64_t nn, tpi, T;       /* points, tiles per image, tiles */
     int64_t vs, ms, bs;       /* plane strides of V and M, block stride (T*8) in both */
     int64_t nch;              /* GEMM tile chunks */
@@ -600,7 +630,7 @@ enum { WINO_TC = 48 }; /* tiles per GEMM unit: U's 16-channel slice stays in L1 
 
 static wgeom wino_geom(const layer_plan *p, int64_t N) {
     wgeom g;
-    g.m = p->m, g.f = p->m == 4 ? 0 : 1, g.nn = (int64_t)(p->m + 2) * (p->m + 2);
+    g.m = p->m, g.f = p->m - 4, g.nn = (int64_t)(p->m + 2) * (p->m + 2);
     g.tpi = p->th * p->tw, g.T = N * g.tpi;
     g.vs = g.T * p->CB * 8 + WINO_PLANE_PAD, g.ms = g.T * p->KB16 * 16 + WINO_PLANE_PAD;
     g.bs = g.T * 8;

@@ -50,17 +50,17 @@ typedef struct {
      * rows [r0, r1) only (so threads can share an image), zeroing all padding in them. */
     void (*pack_input)(float *y, const float *x, int64_t C, int64_t H, int64_t W, int64_t Hp,
                        int64_t Wp, int64_t r0, int64_t r1);
-    /* Winograd input transform ([0]: F(4x4,3x3), n = 6; [1]: F(6x6,3x3), n = 8) of one tile
+    /* Winograd input transform ([m - 4]: F(mxm,3x3), m = 4, 5, 6; n = m + 2) of one tile
      * for ncb channel blocks. x points at the tile origin (padded coordinates) of block 0; blocks
      * are xcs floats apart, rows Wp*8. Writes the n*n transformed 8-vectors to V + xi*vs + b*vbs
      * (xi = row-major point index, b = block). The V layout (n*n, CB, T, 8) keeps the tiles of a
      * block contiguous, so the GEMM reads 6 tiles' values of one channel from one 192-byte run. */
-    void (*wino_in[2])(float *V, int64_t vs, int64_t vbs, const float *x, int64_t Wp, int64_t xcs,
+    void (*wino_in[3])(float *V, int64_t vs, int64_t vbs, const float *x, int64_t Wp, int64_t xcs,
                        int64_t ncb);
     /* Winograd output transform of one tile for nkb blocks of 8 output channels: reads
      * M + xi*ms + b*mbs, writes mh x mw pixels (<= m x m, clipped at the image edge) at y (block b
      * at +b*ycs, rows Wp*8) after adding bias (8*b..) and, when relu, clamping at 0. */
-    void (*wino_out[2])(float *y, int64_t Wp, int64_t ycs, const float *M, int64_t ms,
+    void (*wino_out[3])(float *y, int64_t Wp, int64_t ycs, const float *M, int64_t ms,
                         int64_t mbs, const float *bias, int64_t nkb, int mh, int mw, int relu);
     /* One Winograd point's GEMM for 16 output channels and nt tiles (rows j < nt):
      * M[j*8 + l] (l < 8) and M[mbs + j*8 + l - 8] (l >= 8) = sum_{c < nc} v(j, c) * U[c*16 + l],
@@ -81,7 +81,7 @@ typedef struct {
                      int relu, const rvg__prefetch_hint *pf);
     /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
      * computed on the fly (small batches, see engine.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
-     * (G g G^T)[i][j] for j < n (n = 6: F(4x4), n = 8: F(6x6)), from g[(c*9 + r*3 + s)*16 + l]. */
+     * (G g G^T)[i][j] for j < n (n = m + 2 of F(mxm)), from g[(c*9 + r*3 + s)*16 + l]. */
     void (*wino_wrow)(float *U, const float *g, int64_t nc, int n, int i);
     /* out[j] = b[j] + sum_k w[j*K + k] * in[k], j < J: the classifier, one image. */
     void (*fc)(float *out, const float *in, const float *w, const float *b, int64_t J, int64_t K);

@@ -164,22 +164,34 @@ static void direct16_avx2(float *y0, float *y1, const int64_t *ob, const float *
  * results differ in rounding only). */
 ALWAYS_INLINE void wrow_points(float *u, int64_t ts, __m256 t0, __m256 t1, __m256 t2,
                                const int n) {
-    const float(*Gm)[3] = n == 6 ? G4_avx2 : G6_avx2; /* row 0 is (1/4 or 1, 0, 0) */
-    _mm256_storeu_ps(u, n == 6 ? _mm256_mul_ps(t0, _mm256_set1_ps(Gm[0][0])) : t0);
+    /* row 0 is (x, 0, 0), x = 1/4, -1/2 or 1 */
+    const float(*Gm)[3] = n == 6 ? G4_avx2 : n == 7 ? G5_avx2 : G6_avx2;
+    _mm256_storeu_ps(u, n != 8 ? _mm256_mul_ps(t0, _mm256_set1_ps(Gm[0][0])) : t0);
+    /* F(5x5)'s pairs are (x0, x1, x2) and k (x0, -x1, x2): its point 1/2 has no -1/2 to
+     * balance the scales of 1, -1 and 2, -2 (k = -1/3 and -3/5; one more multiply each) */
+    static const float k5[2] = {-1.f / 3, -3.f / 5};
 #pragma GCC unroll 3
     for (int q = 0; q < (n - 2) / 2; q++) {
         const float *pr = Gm[2 * q + 1]; /* (x0, x1, x2) of the pair of rows 2q+1, 2q+2 */
         __m256 e = _mm256_fmadd_ps(t0, _mm256_set1_ps(pr[0]),
                                    _mm256_mul_ps(t2, _mm256_set1_ps(pr[2])));
         __m256 o = _mm256_mul_ps(t1, _mm256_set1_ps(pr[1]));
+        __m256 dif = _mm256_sub_ps(e, o);
         _mm256_storeu_ps(u + (2 * q + 1) * ts, _mm256_add_ps(e, o));
-        _mm256_storeu_ps(u + (2 * q + 2) * ts, _mm256_sub_ps(e, o));
+        _mm256_storeu_ps(u + (2 * q + 2) * ts,
+                         n == 7 ? _mm256_mul_ps(dif, _mm256_set1_ps(k5[q])) : dif);
+    }
+    if (n == 7) { /* the point 1/2: a row of its own */
+        const float *r5 = Gm[5];
+        __m256 v = _mm256_mul_ps(t0, _mm256_set1_ps(r5[0]));
+        v = _mm256_fmadd_ps(t1, _mm256_set1_ps(r5[1]), v);
+        _mm256_storeu_ps(u + 5 * ts, _mm256_fmadd_ps(t2, _mm256_set1_ps(r5[2]), v));
     }
     _mm256_storeu_ps(u + (n - 1) * ts, t2);
 }
 
 ALWAYS_INLINE void wrow_n(float *U, const float *g, int64_t nc, const int n, int i) {
-    const float(*Gm)[3] = n == 6 ? G4_avx2 : G6_avx2;
+    const float(*Gm)[3] = n == 6 ? G4_avx2 : n == 7 ? G5_avx2 : G6_avx2;
     const __m256 a0 = _mm256_set1_ps(Gm[i][0]), a1 = _mm256_set1_ps(Gm[i][1]);
     const __m256 a2 = _mm256_set1_ps(Gm[i][2]);
     const int64_t ts = WROW_STRIDE(nc);
@@ -202,14 +214,16 @@ ALWAYS_INLINE void wrow_n(float *U, const float *g, int64_t nc, const int n, int
 static void wino_wrow_fma(float *U, const float *g, int64_t nc, int n, int i) {
     if (n == 6)
         wrow_n(U, g, nc, 6, i);
+    else if (n == 7)
+        wrow_n(U, g, nc, 7, i);
     else
         wrow_n(U, g, nc, 8, i);
 }
 
 const rvg__infer_kernels rvg__infer_kernels_avx2 = {
     .pack_input = pack_input_avx2,
-    .wino_in = {wino4_in_avx2, wino6_in_avx2},
-    .wino_out = {wino4_out_avx2, wino6_out_avx2},
+    .wino_in = {wino4_in_avx2, wino5_in_avx2, wino6_in_avx2},
+    .wino_out = {wino4_out_avx2, wino5_out_avx2, wino6_out_avx2},
     .gemm16 = gemm16_avx2,
     .direct16 = direct16_avx2,
     .wino_wrow = wino_wrow_fma,

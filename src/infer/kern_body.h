@@ -34,9 +34,29 @@
  *         [ 0  1 -1  8  -8   1/8  -1/8   0 ]
  *         [ 0  1  1 16  16   1/16  1/16  0 ]
  *         [ 0  1 -1 32 -32   1/32 -1/32  1 ]
+ * F(5x5, 3x3), points 0, 1, -1, 2, -2, 1/2, inf (for 14x14 maps: 9 tiles of 7x7 points, 441
+ * products per channel pair, against 576 for both F(4x4) and F(6x6), which need 16 and 9 tiles):
+ *   B^T = [ -2   4   5/2  -5   -1/2  1  0 ]   G = [ -1/2    0     0   ]
+ *         [  0   2  -2   -9/2   1/2  1  0 ]       [ -1/3  -1/3  -1/3  ]
+ *         [  0  -2   6   -7/2  -3/2  1  0 ]       [  1/9  -1/9   1/9  ]
+ *         [  0   1  -3/2 -2     3/2  1  0 ]       [  1/36  1/18  1/9  ]
+ *         [  0  -1   5/2  0    -5/2  1  0 ]       [ -1/60  1/30 -1/15  ]
+ *         [  0   4   0   -5     0    1  0 ]       [ 32/45 16/45  8/45  ]
+ *         [  0  -2   4    5/2  -5  -1/2  1 ]       [  0     0     1    ]
+ *   A^T = [ 1  1  1  1   1   1     0 ]
+ *         [ 0  1 -1  2  -2   1/2   0 ]
+ *         [ 0  1  1  4   4   1/4   0 ]
+ *         [ 0  1 -1  8  -8   1/8   0 ]
+ *         [ 0  1  1 16  16   1/16  1 ]
+ * Adding the point 1/2 to F(4x4)'s multiplies each of F(4x4)'s B^T polynomials by (x - 1/2), so
+ * those six rows are F(4x4)'s B^T applied to e_u = d_(u+1) - d_u / 2 (u < 6), and G's rows are
+ * F(4x4)'s divided by (p - 1/2); the row for 1/2 is x (x^2 - 1) (x^2 - 4). (Derived by hand,
+ * checked against a least-squares solve of the Winograd identity and against direct correlation,
+ * error ~1e-14 in double; in float over 192 channels it lies between F(4x4)'s and F(6x6)'s.)
+ *
  * G is applied at load time in engine.c (in double); B^T and A^T are spelled out as the sparse
- * row formulas, applied first along rows then along columns: F(6x6)'s below, F(4x4)'s in
- * ops/winograd_f43.h, which the training convolution shares.
+ * row formulas, applied first along rows then along columns: F(5x5)'s and F(6x6)'s below,
+ * F(4x4)'s in ops/winograd_f43.h, which the training convolution shares.
  */
 
 #define LANES for (int l = 0; l < 8; l++)
@@ -59,6 +79,38 @@
 #define RVG__WF43_LANES 8
 #define RVG__WF43_NAME(x) KN(x##4)
 #include "ops/winograd_f43.h"
+
+/* (7 -> 7) with BT5: F(4x4)'s map (bt4) on e_u = d_(u+1) - d_u / 2, plus the row of the point
+ * 1/2; written out in one lane loop (through bt4 and two local arrays it ran ~2x slower) */
+KINLINE void KN(bt5)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {
+    LANES {
+        float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l];
+        float d4 = d[4 * ds + l], d5 = d[5 * ds + l], d6 = d[6 * ds + l];
+        float e0 = d1 - 0.5f * d0, e1 = d2 - 0.5f * d1, e2 = d3 - 0.5f * d2;
+        float e3 = d4 - 0.5f * d3, e4 = d5 - 0.5f * d4, e5 = d6 - 0.5f * d5;
+        o[l] = 4.f * e0 - 5.f * e2 + e4;
+        o[os + l] = -4.f * (e1 + e2) + e3 + e4;
+        o[2 * os + l] = 4.f * (e1 - e2) - e3 + e4;
+        o[3 * os + l] = 2.f * (e3 - e1) - e2 + e4;
+        o[4 * os + l] = 2.f * (e1 - e3) - e2 + e4;
+        o[5 * os + l] = 4.f * d1 - 5.f * d3 + d5;
+        o[6 * os + l] = 4.f * e1 - 5.f * e3 + e5;
+    }
+}
+
+/* (7 -> 5) with AT5 */
+KINLINE void KN(at5)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {
+    LANES {
+        float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l];
+        float d4 = d[4 * ds + l], d5 = d[5 * ds + l], d6 = d[6 * ds + l];
+        float s12 = d1 + d2, m12 = d1 - d2, s34 = d3 + d4, m34 = d3 - d4;
+        o[l] = d0 + s12 + s34 + d5;
+        o[os + l] = m12 + 2.f * m34 + 0.5f * d5;
+        o[2 * os + l] = s12 + 4.f * s34 + 0.25f * d5;
+        o[3 * os + l] = m12 + 8.f * m34 + 0.125f * d5;
+        o[4 * os + l] = s12 + 16.f * s34 + 0.0625f * d5 + d6;
+    }
+}
 
 /* (8 -> 8) with BT6 */
 KINLINE void KN(bt6)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {
@@ -115,6 +167,21 @@ static void KN(wino4_in)(float *V, int64_t vs, int64_t vbs, const float *x, int6
     }
 }
 
+static void KN(wino5_in)(float *V, int64_t vs, int64_t vbs, const float *x, int64_t Wp,
+                         int64_t xcs, int64_t ncb) {
+    float t[7][7][8], u[7][7][8]; /* as in wino4_in */
+    for (int64_t b = 0; b < ncb; b++) {
+        const float *xb = x + b * xcs;
+        for (int i = 0; i < 7; i++)
+            KN(bt5)(&t[i][0][0], 8, xb + (int64_t)i * Wp * 8, 8);
+        for (int k = 0; k < 7; k++)
+            KN(bt5)(&u[0][k][0], 7 * 8, &t[0][k][0], 7 * 8);
+        for (int xi = 0; xi < 49; xi++) {
+            KCOPY8(V + xi * vs + b * vbs, u[xi / 7][xi % 7]);
+        }
+    }
+}
+
 static void KN(wino6_in)(float *V, int64_t vs, int64_t vbs, const float *x, int64_t Wp,
                          int64_t xcs, int64_t ncb) {
     float t[8][8][8], u[8][8][8]; /* as in wino4_in */
@@ -161,6 +228,18 @@ static void KN(wino4_out)(float *y, int64_t Wp, int64_t ycs, const float *M, int
     }
 }
 
+static void KN(wino5_out)(float *y, int64_t Wp, int64_t ycs, const float *M, int64_t ms,
+                          int64_t mbs, const float *bias, int64_t nkb, int mh, int mw, int relu) {
+    float t[7][5][8], o[5][5][8];
+    for (int64_t b = 0; b < nkb; b++) {
+        for (int i = 0; i < 7; i++)
+            KN(at5)(&t[i][0][0], 8, M + (int64_t)i * 7 * ms + b * mbs, ms);
+        for (int j = 0; j < 5; j++)
+            KN(at5)(&o[0][j][0], 5 * 8, &t[0][j][0], 5 * 8);
+        KN(store_tile)(y + b * ycs, Wp, &o[0][0][0], 5, bias + b * 8, mh, mw, relu);
+    }
+}
+
 static void KN(wino6_out)(float *y, int64_t Wp, int64_t ycs, const float *M, int64_t ms,
                           int64_t mbs, const float *bias, int64_t nkb, int mh, int mw, int relu) {
     float t[8][6][8], o[6][6][8];
@@ -173,11 +252,18 @@ static void KN(wino6_out)(float *y, int64_t Wp, int64_t ycs, const float *M, int
     }
 }
 
-/* G of F(4x4) and F(6x6) in float, for the on-the-fly weight transform (engine.c applies the
- * same matrices in double at load time). */
+/* G of F(4x4), F(5x5) and F(6x6) in float, for the on-the-fly weight transform (engine.c
+ * applies the same matrices in double at load time). */
 static const float KN(G4)[6][3] = {{1.f / 4, 0, 0},           {-1.f / 6, -1.f / 6, -1.f / 6},
                                    {-1.f / 6, 1.f / 6, -1.f / 6}, {1.f / 24, 1.f / 12, 1.f / 6},
                                    {1.f / 24, -1.f / 12, 1.f / 6}, {0, 0, 1}};
+static const float KN(G5)[7][3] = {{-1.f / 2, 0, 0},
+                                   {-1.f / 3, -1.f / 3, -1.f / 3},
+                                   {1.f / 9, -1.f / 9, 1.f / 9},
+                                   {1.f / 36, 1.f / 18, 1.f / 9},
+                                   {-1.f / 60, 1.f / 30, -1.f / 15},
+                                   {32.f / 45, 16.f / 45, 8.f / 45},
+                                   {0, 0, 1}};
 static const float KN(G6)[8][3] = {{1, 0, 0},
                                    {-2.f / 9, -2.f / 9, -2.f / 9},
                                    {-2.f / 9, 2.f / 9, -2.f / 9},
@@ -189,7 +275,7 @@ static const float KN(G6)[8][3] = {{1, 0, 0},
 
 #ifndef KERN_OWN_WROW /* kern_avx2.c has an intrinsic version */
 static void KN(wino_wrow)(float *restrict U, const float *restrict g, int64_t nc, int n, int i) {
-    const float(*Gm)[3] = n == 6 ? KN(G4) : KN(G6);
+    const float(*Gm)[3] = n == 6 ? KN(G4) : n == 7 ? KN(G5) : KN(G6);
     const float a0 = Gm[i][0], a1 = Gm[i][1], a2 = Gm[i][2];
     for (int64_t c = 0; c < nc; c++) {
         float t[3][16]; /* t[s] = sum_r G[i][r] g[r][s]: row i of G g */

@@ -67,8 +67,8 @@ static void direct16_c(float *y0, float *y1, const int64_t *ob, const float *x, 
 
 const rvg__infer_kernels rvg__infer_kernels_c = {
     .pack_input = pack_input_c,
-    .wino_in = {wino4_in_c, wino6_in_c},
-    .wino_out = {wino4_out_c, wino6_out_c},
+    .wino_in = {wino4_in_c, wino5_in_c, wino6_in_c},
+    .wino_out = {wino4_out_c, wino5_out_c, wino6_out_c},
     .gemm16 = gemm16_c,
     .direct16 = direct16_c,
     .wino_wrow = wino_wrow_c,
