@@ -601,9 +601,11 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
             int64_t npf = wnx ? (nlo + DIRECT_CBLK < wnn ? DIRECT_CBLK : wnn - nlo) : 0;
             for (int64_t ch = 0; ch < nch; ch++) {
                 int64_t k0 = ch * npf / nch;
-                rvg__prefetch_hint pf = {wnx ? wnx + (nlo + k0) * 16 : NULL, wnn * 16,
-                                         (ch + 1) * npf / nch - k0};
                 int64_t j0 = ch * (px1 - px0) / nch, nq = (ch + 1) * (px1 - px0) / nch - j0;
+                /* and the next chunk's input, within this channel block */
+                int64_t nq_next = ch + 1 < nch ? (ch + 2) * (px1 - px0) / nch - j0 - nq : 0;
+                rvg__prefetch_hint pf = {wnx ? wnx + (nlo + k0) * 16 : NULL, wnn * 16,
+                                         (ch + 1) * npf / nch - k0, ib + j0 + nq, nq_next};
                 k->direct16(y0, y1, ob + j0, xs, ib + j0, nq, p->c0[kb] % 8, xcs, p->Wp,
                             p->w + p->woff[kb], nc, p->bias + kb * 16, c, c_hi, c == 0,
                             relu && c_hi == nc, &pf);

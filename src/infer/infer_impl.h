@@ -26,14 +26,21 @@
  * channel do not all land in one L1 set (and alias the loads 4 KiB apart). */
 #define WROW_STRIDE(nc) ((nc) * 16 + 16)
 
-/* Lines for a direct-conv kernel call to prefetch while it runs (a hint; results do not depend on
- * it): for each tap t < 9 the `lines` 64-byte lines from p + t * tap_stride. engine.c points it
- * at a slice of the next weight block. The kernel spreads them over its tap loop: issued as one
- * burst before the call, the DRAM misses held the miss buffers that the chunk's own L2 loads
- * needed (A0 stage4.0, 8.8 MB of weights per image, ran ~30% slower that way). */
+/* What a direct-conv kernel call prefetches while it runs (a hint; results do not depend on it):
+ * - weights: for each tap t < 9 the `lines` 64-byte lines from p + t * tap_stride (engine.c points
+ *   it at a slice of the next weight block);
+ * - input: the next chunk's nq pixels, given like the call's own ib (offsets from x), fetched in
+ *   each channel block at the first tap of each kernel row.
+ * The kernel spreads them over its tap loop. The weight lines, issued as one burst before the
+ * call, held the miss buffers that the chunk's own loads needed (A0 stage4.0, 8.8 MB of weights
+ * per image, ran ~30% slower that way). The input lines matter where the input does not fit in
+ * L2 (A0 stage1.0: 2.5 MB), where each 6-pixel chunk starts on ~54 lines the hardware prefetcher
+ * has not fetched. */
 typedef struct {
     const float *p;
     int64_t tap_stride, lines;
+    const int64_t *ib;
+    int64_t nq;
 } rvg__prefetch_hint;
 
 static inline void rvg__prefetch_tap(const rvg__prefetch_hint *h, int t) {
@@ -42,6 +49,16 @@ static inline void rvg__prefetch_tap(const rvg__prefetch_hint *h, int t) {
         __builtin_prefetch(h->p + t * h->tap_stride + i * 16, 0, 1);
 #else
     (void)h, (void)t;
+#endif
+}
+
+/* The next chunk's input at offset o (a tap row and channel block) from x. */
+static inline void rvg__prefetch_pixels(const rvg__prefetch_hint *h, const float *x, int64_t o) {
+#if defined(__GNUC__)
+    for (int64_t k = 0; k < h->nq; k++)
+        __builtin_prefetch(x + h->ib[k] + o, 0, 3);
+#else
+    (void)h, (void)x, (void)o;
 #endif
 }
 

@@ -107,6 +107,8 @@ ALWAYS_INLINE void direct16_px(float *y0, float *y1, const int64_t *ob, const fl
         int64_t l0 = cc & 7;
         while (c < c_hi) {
             int64_t n8 = 8 - l0 < c_hi - c ? 8 - l0 : c_hi - c;
+            if (t % 3 == 0)
+                rvg__prefetch_pixels(pf, x, o);
 #pragma GCC unroll 4
             for (int64_t i = 0; i < n8; i++, wt += 16) {
                 __m256 u0 = _mm256_loadu_ps(wt), u1 = _mm256_loadu_ps(wt + 8);

@@ -37,6 +37,9 @@ static void direct16_c(float *y0, float *y1, const int64_t *ob, const float *x, 
     float acc[6][16];
     for (int t = 0; t < 9; t++) /* up front: this twin's speed is secondary */
         rvg__prefetch_tap(pf, t);
+    for (int64_t c = c_lo; c < c_hi; c += 8)
+        for (int r = 0; r < 3; r++)
+            rvg__prefetch_pixels(pf, x, ((coff + c) / 8) * xcs + r * Wp * 8);
     for (int64_t j = 0; j < nq; j++)
         for (int l = 0; l < 16; l++)
             acc[j][l] = first ? bias[l] : l < 8 ? y0[ob[j] + l] : y1 ? y1[ob[j] + l - 8] : 0.f;
