@@ -285,7 +285,8 @@ static void time_layers(const net *m, int threads, int batch, int runs) {
         double macs = (double)(L->K * L->C * 9 * P * Q * batch);
         printf("  %-10s %4lld->%-4lld s%lld %3lldx%-3lld %-6s median %7.3f ms  min %7.3f ms  "
                "%6.1f GFLOP/s\n", m->names[i], (long long)L->C, (long long)L->K,
-               (long long)L->stride, (long long)h, (long long)w, rvg_infer_algo_name(rvg_engine_layer_algo(e, 0)),
+               (long long)L->stride, (long long)h, (long long)w,
+               rvg_infer_algo_name(rvg_engine_layer_algo(e, 0)),
                t[runs / 2], t[0], 2 * macs / (t[runs / 2] * 1e6));
         total += t[runs / 2];
         rvg_engine_free(e);

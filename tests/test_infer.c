@@ -1,11 +1,12 @@
 /* test_infer.c - the fast inference engine (src/infer) against its plain-C reference.
  *
- * Every algorithm (direct, Winograd F(4x4,3x3), F(5x5,3x3), F(6x6,3x3)) and both kernel sets (AVX2, portable)
- * run single layers on awkward shapes (channel counts 3, 5, 17, 33; odd sizes; stride 2; groups
- * 2 and 4; SE; N = 1 and 3) and are compared with rvg_engine_run_ref's direct convolution on the
- * layer's full output; small tile counts take the on-the-fly Winograd weight path, larger ones the
- * pre-transformed one. Then whole small networks (A0-like, grouped, SE) are compared on logits,
- * also through the image-by-image batch path, and bad arguments must fail with a message.
+ * Every algorithm (direct, Winograd F(4x4,3x3), F(5x5,3x3), F(6x6,3x3)) and both kernel sets
+ * (AVX2, portable) run single layers on awkward shapes (channel counts 3, 5, 17, 33, 192; odd
+ * sizes; stride 2; groups 2 and 4; SE; N = 1 to 4) and are compared with rvg_engine_run_ref's
+ * direct convolution on the layer's full output; small tile counts take the on-the-fly Winograd
+ * weight path, larger ones the pre-transformed one. Then whole small networks (A0-like, grouped,
+ * SE) are compared on logits, also through the image-by-image batch path, and bad arguments must
+ * fail with a message.
  * argv[1] (the source dir) is not used.
  *
  * Tolerances (|got - want| <= atol, atol = tol * max|want|; the reference accumulates in double):
@@ -84,7 +85,8 @@ static void test_layer(const layer_case *t) {
                                                     : 5e-4f;
             char what[160];
             snprintf(what, sizeof what, "%s/%s C%lld K%lld %lldx%lld s%lld G%lld se%lld N%lld",
-                     rvg_infer_algo_name((rvg_infer_algo)a), rvg_engine_isa(e), (long long)t->C, (long long)t->K,
+                     rvg_infer_algo_name((rvg_infer_algo)a), rvg_engine_isa(e), (long long)t->C,
+                     (long long)t->K,
                      (long long)t->H, (long long)t->W, (long long)t->stride, (long long)t->G,
                      (long long)t->se, (long long)t->N);
             rvg_test_close(what, got, want, ny, tol * scale, 0.f, dims, 4);
@@ -135,8 +137,8 @@ static void test_net(const char *name, const net_layer *spec, int64_t n_layers, 
         rvg_test_close(what, got, want, N * classes, 1e-4f * scale, 0.f, dims, 2);
         if (N > 1) { /* a smaller batch through the same engine gives the first rows */
             CHECK_OK(rvg_engine_run(e, got, x, 1));
-            snprintf(what, sizeof what, "net %s %s/%s N1 of max %lld", name, rvg_infer_algo_name(algo),
-                     rvg_engine_isa(e), (long long)N);
+            snprintf(what, sizeof what, "net %s %s/%s N1 of max %lld", name,
+                     rvg_infer_algo_name(algo), rvg_engine_isa(e), (long long)N);
             rvg_test_close(what, got, want, classes, 1e-4f * scale, 0.f, dims, 2);
         }
         rvg_engine_free(e);

@@ -311,7 +311,8 @@ int cmd_bench(int argc, char **argv) {
             for (int64_t i = 0; i < nl; i++) {
                 cJSON *l = cJSON_CreateObject();
                 cJSON_AddStringToObject(l, "name", layer_name(m, nl, i));
-                cJSON_AddStringToObject(l, "algo", rvg_infer_algo_name(rvg_engine_layer_algo(e, i)));
+                cJSON_AddStringToObject(l, "algo",
+                                        rvg_infer_algo_name(rvg_engine_layer_algo(e, i)));
                 cJSON_AddNumberToObject(l, "ms", prof_ms[4 * i]);
                 cJSON_AddNumberToObject(l, "input_ms", prof_ms[4 * i + 1]);
                 cJSON_AddNumberToObject(l, "gemm_ms", prof_ms[4 * i + 2]);
@@ -342,7 +343,8 @@ int cmd_bench(int argc, char **argv) {
                 if (b)
                     printf(" %5lld->%-5lld s%lld", (long long)b->C, (long long)b->K,
                            (long long)b->stride);
-                printf("  %-6s %8.3f", rvg_infer_algo_name(rvg_engine_layer_algo(e, i)), prof_ms[4 * i]);
+                printf("  %-6s %8.3f", rvg_infer_algo_name(rvg_engine_layer_algo(e, i)),
+                       prof_ms[4 * i]);
                 if (prof_ms[4 * i + 2] > 0)
                     printf("  (input %.3f, GEMMs %.3f, output %.3f)", prof_ms[4 * i + 1],
                            prof_ms[4 * i + 2], prof_ms[4 * i + 3]);
