@@ -3,7 +3,8 @@
  * At rvg_engine_new every layer gets an algorithm (Winograd F(4x4,3x3), F(5x5,3x3) or F(6x6,3x3)
  * for stride 1, packed direct convolution otherwise), its weights are copied into that
  * algorithm's packed form (Winograd: U = G g G^T computed in double), and two ping-pong
- * activation buffers plus the Winograd V/M scratch are sized for max_batch. rvg_engine_run then only moves data:
+ * activation buffers plus the Winograd V/M scratch are sized for max_batch. rvg_engine_run then
+ * only moves data:
  *   input NCHW -> padded pack8 (see infer_impl.h) -> layers -> global average pool -> classifier.
  * Each phase of a layer is a parallel-for over independent units (tiles, 16-channel output
  * blocks x pixel ranges, Winograd points) on the engine's thread pool (pool.c), so all threads
