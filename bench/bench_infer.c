@@ -6,7 +6,8 @@
  * --dump FILE writes the weights (official deploy names, stageK.i.rbr_reparam.*, linear.*), a
  * seeded input batch of 8 and our logits as safetensors, so bench/peers.sh can time ONNX Runtime
  * and PyTorch on the same weights and check that they agree with us. --json prints one JSON
- * object per configuration. --layers times each layer alone (a one-layer engine on its input
+ * object per configuration, with the engine's bytes (mb) and the process's peak resident set so
+ * far (rss_mb; run one configuration per process to compare it with a peer's). --layers times each layer alone (a one-layer engine on its input
  * shape); --profile times each layer inside whole-network runs (wall clock, per layer and per
  * Winograd phase), which is where its weights and input really come from. Not part of ctest.
  *
@@ -15,6 +16,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -196,11 +198,15 @@ static void time_config(const net *m, const char *model, int threads, int batch,
     qsort(t, (size_t)runs, sizeof(double), cmp_double);
     double med = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
     double gflops = 2.0 * m->macs * batch / (med * 1e6);
+    /* the process's peak resident set so far (Linux: KiB): with one configuration per process
+     * (--threads T --batch B), that configuration's, model weights and all */
+    struct rusage ru;
+    double rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
     if (json)
         printf("{\"model\":\"%s\",\"threads\":%d,\"batch\":%d,\"median_ms\":%.3f,\"min_ms\":%.3f,"
-               "\"gflops\":%.1f,\"isa\":\"%s\",\"mb\":%.1f}\n",
+               "\"gflops\":%.1f,\"isa\":\"%s\",\"mb\":%.1f,\"rss_mb\":%.1f}\n",
                model, threads, batch, med, t[0], gflops, rvg_engine_isa(e),
-               (double)rvg_engine_peak_bytes(e) / 1048576.0);
+               (double)rvg_engine_peak_bytes(e) / 1048576.0, rss_mb);
     else
         printf("%-4s threads %d batch %d: median %8.3f ms  min %8.3f ms  %7.1f GFLOP/s (eff.)  "
                "[%s, %.0f MB]\n",

@@ -6,7 +6,8 @@
 #
 # With ROUNDS > 1 the three runtimes take turns ROUNDS times (RUNS timed runs each per turn) and
 # the table shows the median of the per-round medians: on a machine shared with other jobs, the
-# load then falls on all runtimes alike.
+# load then falls on all runtimes alike. A second table gives each runtime's peak resident set at
+# batch 1 and 8 (2 threads), measured in a process of its own per batch.
 #
 # Needs: BUILD_DIR/bench_infer (cmake --build BUILD_DIR --target bench_infer), Debian's
 # /usr/bin/python3 with python3-torch, node + npm, and onnxruntime-node: the one scripts/setup.sh
@@ -49,6 +50,17 @@ for round in $(seq "$rounds"); do
         "$work/${model}_input.f32" "$work/${model}_logits.f32" | tee -a "$out"
     NODE_PATH="$mods" node "$here/peers_ort.js" "$work/resnet18.onnx" resnet18 \
         "$runs" | tee -a "$out"
+done
+
+# Peak resident set: one process per runtime and batch (2 threads), so each number is that
+# configuration's, with the runtime and the model's weights included.
+echo "== peak memory (one process per runtime and batch)" >&2
+for batch in 1 8; do
+    "$build/bench_infer" --model "$model" --threads 2 --batch "$batch" --runs 10 --json \
+        | sed 's/^{/{"mem":1,/' | tee -a "$out"
+    "$py" "$here/peers_torch.py" "$work/$model.safetensors" "$work" 10 "rss:$batch" | tee -a "$out"
+    NODE_PATH="$mods" node "$here/peers_ort.js" "$work/$model.onnx" "$model" 10 "rss:$batch" \
+        | tee -a "$out"
 done
 
 "$py" "$here/peers_summary.py" "$out" "$model"

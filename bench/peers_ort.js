@@ -1,6 +1,8 @@
 // peers_ort.js - ONNX Runtime side of bench/peers.sh: times an ONNX model at the same
 // (threads, batch) points as bench_infer and, given our logits, checks that ORT agrees with them.
 // usage: node peers_ort.js MODEL.onnx NAME RUNS [INPUT.f32 LOGITS.f32]   (prints JSON lines)
+//        node peers_ort.js MODEL.onnx NAME RUNS rss:B   (only 2 threads, batch B; prints the
+//        process's peak resident set, for peers.sh's memory table: one configuration per process)
 // onnxruntime-node is found through NODE_PATH (peers.sh installs it under the build directory).
 'use strict';
 const fs = require('fs');
@@ -12,8 +14,14 @@ function median(a) {
 }
 
 async function main() {
-    const [path, name, runsArg, inputPath, logitsPath] = process.argv.slice(2);
+    let [path, name, runsArg, inputPath, logitsPath] = process.argv.slice(2);
     const runs = parseInt(runsArg || '30', 10);
+    let configs = [[2, 1], [2, 8], [1, 1]], rss = false;
+    if (inputPath && inputPath.startsWith('rss:')) {
+        configs = [[2, parseInt(inputPath.slice(4), 10)]];
+        rss = true;
+        inputPath = undefined;
+    }
     const H = 224, W = 224, C = 3;
     let x8 = new Float32Array(8 * C * H * W);
     if (inputPath) {
@@ -26,7 +34,7 @@ async function main() {
             x8[i] = s / 1073741824 - 1;
         }
     }
-    for (const [threads, batch] of [[2, 1], [2, 8], [1, 1]]) {
+    for (const [threads, batch] of configs) {
         const sess = await ort.InferenceSession.create(path, {
             intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
             graphOptimizationLevel: 'all',
@@ -52,9 +60,13 @@ async function main() {
             }
             console.log(JSON.stringify({check: 'ort_vs_rvg', model: name, max_rel_err: err / mx}));
         }
-        console.log(JSON.stringify({peer: 'ort', model: name, threads, batch,
-                                    median_ms: +median(t).toFixed(3),
-                                    min_ms: +Math.min(...t).toFixed(3)}));
+        if (rss) // resourceUsage().maxRSS: KiB
+            console.log(JSON.stringify({peer: 'ort', model: name, batch,
+                                        rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(1)}));
+        else
+            console.log(JSON.stringify({peer: 'ort', model: name, threads, batch,
+                                        median_ms: +median(t).toFixed(3),
+                                        min_ms: +Math.min(...t).toFixed(3)}));
         await sess.release();
     }
 }

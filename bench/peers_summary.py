@@ -22,8 +22,10 @@ def main():
         if "check" in r:
             checks[r["check"]] = max(checks.get(r["check"], 0.0), r["max_rel_err"])
 
+    timing = [r for r in rows if "median_ms" in r and "mem" not in r]
+
     def runs(name, m, t, b):
-        return [r for r in rows if r.get("peer", "ours" if "gflops" in r else None) == name
+        return [r for r in timing if r.get("peer", "ours" if "gflops" in r else None) == name
                 and r["model"] == m and (r["threads"], r["batch"]) == (t, b)]
 
     def med(name, m, t, b):
@@ -51,6 +53,20 @@ def main():
               "| %.2fx / %.2fx | %.1f / %.1f |" % (
                   model, t, b, o, om, ort, ortm, ort / o, ortm / om, ts, tsm, ts / o, tsm / om,
                   med("ort", "resnet18", t, b), mn("ort", "resnet18", t, b)))
+
+    # peak resident set, one process per runtime and batch (rows written by the memory pass)
+    def rss(name, b):
+        v = [r["rss_mb"] for r in rows if "rss_mb" in r and r["model"] == model
+             and r["batch"] == b and (r.get("peer") == name if name != "ours" else "mem" in r)]
+        return max(v) if v else float("nan")
+
+    if any("mem" in r for r in rows):
+        print("\npeak resident set (MB), 2 threads, one process per runtime and batch:\n")
+        print("| model | batch | ours | ORT 1.30 | TorchScript |")
+        print("|---|---|---|---|---|")
+        for b in (1, 8):
+            print("| %s | %d | %.0f | %.0f | %.0f |" % (model, b, rss("ours", b), rss("ort", b),
+                                                   rss("torchscript", b)))
 
 
 if __name__ == "__main__":

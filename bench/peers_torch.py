@@ -7,9 +7,13 @@ times TorchScript (frozen + optimize_for_inference) at (threads, batch) = (2, 1)
 and exports ONNX files for ONNX Runtime: the RepVGG model and a hand-written ResNet-18 (torchvision
 may be missing) with seeded random weights. Prints one JSON object per line.
 
-Run with Debian's interpreter: /usr/bin/python3 bench/peers_torch.py DUMP.safetensors OUTDIR
+Run with Debian's interpreter: /usr/bin/python3 bench/peers_torch.py DUMP.safetensors OUTDIR [RUNS]
+With a fourth argument `rss:B` it only builds the TorchScript model, runs it 10 times at batch B
+with 2 threads and prints the process's peak resident set (for peers.sh's memory table: one
+configuration per process, as for the other runtimes).
 """
 import json
+import resource
 import statistics
 import struct
 import sys
@@ -125,6 +129,17 @@ def main():
     x8, ours = sd.pop("input"), sd.pop("logits")
     m = RepVGGDeploy(sd).eval()
     m.load_state_dict(sd, strict=True)
+    if len(sys.argv) > 4 and sys.argv[4].startswith("rss:"):
+        batch = int(sys.argv[4][4:])
+        del ours
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            ts = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(m)))
+        time_model(ts, x8[:batch].contiguous(), 10)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+        print(json.dumps({"peer": "torchscript", "model": model_name, "batch": batch,
+                          "rss_mb": round(rss, 1)}), flush=True)
+        return
     with torch.no_grad():
         ref = m(x8)
     err = (ref - ours).abs().max().item() / ref.abs().max().item()

@@ -189,6 +189,34 @@ static void test_bad_arguments(void) {
     free_layer(&L);
 }
 
+/* A Winograd layer that transforms its weights on the fly at every batch up to max_batch does not
+ * keep the pre-transformed ones (49/9 times the raw weights for F(5x5)); one that does not at
+ * max_batch keeps both, since smaller batches still transform on the fly. Both give the same
+ * output (test_layer covers the paths themselves). */
+static void test_memory(void) {
+    rvg_infer_layer L = make_layer(192, 192, 1, 1, 0);
+    float *fc_w = rand_array(192, 1.f), fcb = 0.f, *x = rand_array(3 * 192 * 14 * 14, 1.f);
+    float got1[1], got8[3];
+    const size_t transformed = (size_t)49 * 192 * 192 * sizeof(float); /* 7.2 MB */
+    rvg_engine *e1 = NULL, *e8 = NULL;
+    CHECK_OK(rvg_engine_new(&e1, &L, 1, fc_w, &fcb, 1, 192, 14, 14, 1, 1));
+    CHECK_OK(rvg_engine_new(&e8, &L, 1, fc_w, &fcb, 1, 192, 14, 14, 8, 1));
+    /* (RVG_INFER_OTF / RVG_INFER_ALGO in the environment override what is checked here) */
+    if (e1 && e8 && !getenv("RVG_INFER_OTF") && !getenv("RVG_INFER_ALGO")) {
+        CHECK(rvg_engine_layer_algo(e1, 0) == RVG_INFER_ALGO_WINO5);
+        CHECK(rvg_engine_peak_bytes(e1) < transformed);
+        CHECK(rvg_engine_peak_bytes(e8) > transformed);
+    }
+    if (e1 && e8) {
+        CHECK_OK(rvg_engine_run(e1, got1, x, 1));
+        CHECK_OK(rvg_engine_run(e8, got8, x, 3)); /* 27 tiles: on the fly in this engine too */
+        CHECK(fabsf(got1[0] - got8[0]) <= 1e-5f * fabsf(got1[0]) + 1e-6f);
+    }
+    rvg_engine_free(e1), rvg_engine_free(e8);
+    free(fc_w), free(x);
+    free_layer(&L);
+}
+
 /* rvg_engine_profile: off by default, counts the runs it averages, one entry per layer, the
  * Winograd phases only for Winograd layers and within the layer's time; off again clears it. */
 static void test_profile(void) {
@@ -286,6 +314,7 @@ int main(int argc, char **argv) {
 
     printf("bad arguments\n");
     test_bad_arguments();
+    test_memory();
     test_profile();
     return rvg_test_finish();
 }

@@ -41,10 +41,12 @@ typedef struct {
                                    offset of its packed weights */
     int64_t wtot;               /* direct: total floats; Winograd: floats per point */
     float *w;                   /* direct: [woff + (tap*nc + c)*16 + l]; Winograd:
-                                   [xi*wtot + woff + c*16 + l] */
+                                   [xi*wtot + woff + c*16 + l], NULL if every batch up to
+                                   max_batch transforms on the fly (wino_otf) */
     float *wraw;                /* Winograd: untransformed, [9*woff + (c*9 + tap)*16 + l], for
                                    the on-the-fly transform at small batches (channel-major:
-                                   one linear stream, not 9 strided ones) */
+                                   one linear stream, not 9 strided ones); NULL if no batch
+                                   does */
     float *bias;                /* (KB16*16), zero padded */
     int unrolled;               /* tiny planes (see unroll_ok): u is the layer as one dense
                                    matrix (K*P*Q, C*H*W), row (k, p, q), column (c, h, w),
@@ -138,6 +140,18 @@ static int wino_m(rvg_infer_algo a) {
     return a == RVG_INFER_ALGO_WINO4 ? 4 : a == RVG_INFER_ALGO_WINO5 ? 5 : 6;
 }
 
+/* Below this many tiles a transformed weight is used by too few tiles to pay for reading it
+ * (n^2/9 times the raw bytes) from memory; then transforming on the fly is cheaper. At batch 1
+ * this covers A0/B0's 14x14 (9 tiles with F(5x5)) and 28x28 (25 tiles with F(6x6)) layers. */
+enum { WINO_OTF_T = 32 };
+
+/* Whether a Winograd layer transforms its weights on the fly at batch N. Fewer tiles at a smaller
+ * batch, so a layer that does at max_batch does at every batch, and its pre-transformed weights
+ * are never needed (nor kept: A0's stage 3 would hold 94 MB of them at batch 1). */
+static int wino_otf(const rvg_engine *e, const layer_plan *p, int64_t N) {
+    return e->otf >= 0 ? e->otf : N * p->th * p->tw < WINO_OTF_T;
+}
+
 /* ---- tiny planes ------------------------------------------------------------------------------
  * At a 28x28 input the last layers of a RepVGG see 2x2 planes, where the direct kernel runs its
  * 16-channel x 6-pixel tiles almost empty and Winograd's 6x6 tiles hold 4 useful outputs. There
@@ -194,11 +208,15 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
         tot += p->nc[kb] * 16 * (p->algo == RVG_INFER_ALGO_DIRECT ? 9 : 1);
     }
     p->wtot = tot;
-    int nn = p->algo == RVG_INFER_ALGO_DIRECT ? 1 : (p->m + 2) * (p->m + 2);
-    p->w = ealloc(e, sizeof(float) * (size_t)(tot * nn));
-    if (!p->w)
-        return 0;
-    if (p->algo != RVG_INFER_ALGO_DIRECT) {
+    int wino = p->algo != RVG_INFER_ALGO_DIRECT, nn = wino ? (p->m + 2) * (p->m + 2) : 1;
+    /* Winograd layers keep the transformed weights if some batch runs without the on-the-fly
+     * transform, the raw ones if some batch runs with it */
+    if (!wino || !wino_otf(e, p, e->max_batch)) {
+        p->w = ealloc(e, sizeof(float) * (size_t)(tot * nn));
+        if (!p->w)
+            return 0;
+    }
+    if (wino && wino_otf(e, p, 1)) {
         p->wraw = ealloc(e, sizeof(float) * (size_t)(tot * 9));
         if (!p->wraw)
             return 0;
@@ -234,8 +252,11 @@ static int pack_layer(rvg_engine *e, layer_plan *p, const rvg_infer_layer *L) {
                         p->w[p->woff[kb] + (i * p->nc[kb] + c) * 16 + l] = (float)g[i];
                     continue;
                 }
-                for (int i = 0; i < 9; i++)
-                    p->wraw[9 * p->woff[kb] + (c * 9 + i) * 16 + l] = (float)g[i];
+                if (p->wraw)
+                    for (int i = 0; i < 9; i++)
+                        p->wraw[9 * p->woff[kb] + (c * 9 + i) * 16 + l] = (float)g[i];
+                if (!p->w)
+                    continue;
                 int n = p->m + 2;
                 const double(*Gm)[3] = p->m == 4 ? G4 : p->m == 5 ? G5 : G6;
                 for (int i = 0; i < n; i++) {
@@ -320,6 +341,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         goto oom;
     e->threads = rvg__pool_threads(e->pool);
     e->nl = n_layers, e->in_ch = in_ch, e->H = H, e->W = W, e->max_batch = max_batch;
+    e->otf = env_is("RVG_INFER_OTF", "0") ? 0 : env_is("RVG_INFER_OTF", "1") ? 1 : -1;
     e->classes = classes, e->k_last = k_last;
     e->L = calloc((size_t)n_layers, sizeof(layer_plan));
     if (!e->L)
@@ -382,7 +404,6 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
     if (!e->wtmp)
         goto oom;
-    e->otf = env_is("RVG_INFER_OTF", "0") ? 0 : env_is("RVG_INFER_OTF", "1") ? 1 : -1;
     /* The leading layers whose one-image input is large (early, wide-map, small-weight layers)
      * form the image-by-image segment; see run_net. */
     size_t img = 0;
@@ -734,11 +755,6 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
     }
 }
 
-/* Below this many tiles a transformed weight is used by too few tiles to pay for reading it
- * (n^2/9 times the raw bytes) from memory; then transforming on the fly is cheaper. At batch 1
- * this covers A0/B0's 14x14 (16 tiles) and 28x28 (25 tiles with F(6x6)) layers. */
-enum { WINO_OTF_T = 32 };
-
 /* (block, tile) transform units per claim from the pool: one unit is ~100 instructions. */
 enum { WINO_GRAIN = 8 };
 
@@ -750,8 +766,7 @@ static void run_wino(task *t) {
     t->nz = t->N * p->KB8;
     rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
     double t1 = prof ? now_ms() : 0;
-    int otf = t->e->otf >= 0 ? t->e->otf : g.T < WINO_OTF_T;
-    if (otf)
+    if (wino_otf(t->e, p, t->N))
         rvg__pool_for(t->e->pool, p->KB16 * (g.m + 2), 1, task_wino_gemm_otf, t);
     else
         rvg__pool_for(t->e->pool, g.nn * g.nch, 1, task_wino_gemm, t);
