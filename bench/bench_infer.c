@@ -7,18 +7,19 @@
  * seeded input batch of 8 and our logits as safetensors, so bench/peers.sh can time ONNX Runtime
  * and PyTorch on the same weights and check that they agree with us. --json prints one JSON
  * object per configuration, with the engine's bytes (mb) and the process's peak resident set so
- * far (rss_mb; run one configuration per process to compare it with a peer's). --layers times each layer alone (a one-layer engine on its input
- * shape); --profile times each layer inside whole-network runs (wall clock, per layer and per
- * Winograd phase), which is where its weights and input really come from. Not part of ctest.
+ * far (rss_mb; run one configuration per process to compare it with a peer's). --layers times
+ * each layer alone (a one-layer engine on its input shape); --profile times each layer inside
+ * whole-network runs (wall clock, per layer and per Winograd phase), which is where its weights
+ * and input really come from. Not part of ctest.
  *
  *   bench_infer [--model a0|b0] [--runs 30] [--threads T --batch N] [--size 224] [--in-ch 3]
  *               [--classes 1000] [--dump F] [--ref] [--json] [--layers] [--profile] [--cpu]
  */
 #include <math.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "rvg/infer.h"

@@ -60,13 +60,14 @@ async function main() {
             }
             console.log(JSON.stringify({check: 'ort_vs_rvg', model: name, max_rel_err: err / mx}));
         }
-        if (rss) // resourceUsage().maxRSS: KiB
-            console.log(JSON.stringify({peer: 'ort', model: name, batch,
-                                        rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(1)}));
-        else
+        if (rss) { // resourceUsage().maxRSS: KiB
+            const mb = process.resourceUsage().maxRSS / 1024;
+            console.log(JSON.stringify({peer: 'ort', model: name, batch, rss_mb: +mb.toFixed(1)}));
+        } else {
             console.log(JSON.stringify({peer: 'ort', model: name, threads, batch,
                                         median_ms: +median(t).toFixed(3),
                                         min_ms: +Math.min(...t).toFixed(3)}));
+        }
         await sess.release();
     }
 }
