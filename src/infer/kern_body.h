@@ -81,7 +81,10 @@
 #include "ops/winograd_f43.h"
 
 /* (7 -> 7) with BT5: F(4x4)'s map (bt4) on e_u = d_(u+1) - d_u / 2, plus the row of the point
- * 1/2; written out in one lane loop (through bt4 and two local arrays it ran ~2x slower) */
+ * 1/2; bt4's formulas are written out again here in one lane loop: through bt4 and two local
+ * arrays it ran ~2x slower, through bt4, one array and a row move ~30% slower (sum of stage 3's
+ * input transforms, A0, `bench_infer --profile`, 5 alternating rounds: 0.59-0.87 ms written
+ * out, 0.76-1.05 ms through bt4) */
 KINLINE void KN(bt5)(float *restrict o, int64_t os, const float *restrict d, int64_t ds) {
     LANES {
         float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l];
