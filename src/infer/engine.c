@@ -593,7 +593,8 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
         int64_t nc = p->nc[kb], nch = (px1 - px0 + 5) / 6;
         /* input (top-left tap) and output offsets of the range's pixels, computed once for all
          * channel blocks by stepping (image, row, column) counters: divisions per pixel in the
-         * chunk loop cost as much as a stem chunk's FMAs */
+         * chunk loop cost as much as a stem chunk's FMAs. A range holds fewer than 2*DIRECT_PR
+         * pixels: nr = floor(TP / DIRECT_PR), so the last one takes DIRECT_PR + TP % DIRECT_PR. */
         int64_t ib[2 * DIRECT_PR], ob[2 * DIRECT_PR];
         int64_t n = px0 / PQ, pp = px0 % PQ / p->Q, qq = px0 % p->Q;
         for (int64_t j = 0; j < px1 - px0; j++) {
