@@ -1,7 +1,8 @@
 /* test_infer.c - the fast inference engine (src/infer) against its plain-C reference.
  *
- * Every algorithm (direct, Winograd F(4x4,3x3), F(5x5,3x3), F(6x6,3x3)) and both kernel sets
- * (AVX2, portable) run single layers on awkward shapes (channel counts 3, 5, 17, 33, 192; odd
+ * Every algorithm (direct, Winograd F(4x4,3x3), F(5x5,3x3), F(6x6,3x3)) and every kernel set the
+ * CPU runs (portable, AVX2, AVX-512, and the AVX-512 micro-kernels' source built for AVX2, which
+ * checks their logic where the CPU lacks AVX-512) run single layers on awkward shapes (channel counts 3, 5, 17, 33, 192; odd
  * sizes; stride 2; groups 2 and 4; SE; N = 1 to 4) and are compared with rvg_engine_run_ref's
  * direct convolution on the layer's full output; small tile counts take the on-the-fly Winograd
  * weight path, larger ones the pre-transformed one. Then whole small networks (A0-like, grouped,
@@ -30,6 +31,21 @@ static float *rand_array(int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++)
         a[i] = frand() * scale;
     return a;
+}
+
+/* Kernel sets, and whether this CPU and build run them (as engine.c decides). */
+static const rvg_infer_isa isas[] = {RVG_INFER_ISA_PORTABLE, RVG_INFER_ISA_AVX2,
+                                     RVG_INFER_ISA_AVX512, RVG_INFER_ISA_AVX512_TWIN};
+enum { N_ISAS = sizeof isas / sizeof isas[0] };
+static int isa_runs(rvg_infer_isa isa) {
+    if (isa == RVG_INFER_ISA_PORTABLE)
+        return 1;
+#ifdef RVG_HAVE_SIMD
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return isa == RVG_INFER_ISA_AVX512 ? avx2 && __builtin_cpu_supports("avx512f") : avx2;
+#else
+    return 0;
+#endif
 }
 
 /* A layer with He-scaled random weights (keeps activations O(1) through deep stacks). */
@@ -66,11 +82,11 @@ static void test_layer(const layer_case *t) {
     CHECK_OK(rvg__infer_ref_features(&L, 1, want, x, t->N, t->C, t->H, t->W));
     float scale = rvg_test_max_abs(want, ny);
     int64_t dims[4] = {t->N, t->K, P, Q};
-    for (int portable = 0; portable <= 1; portable++)
+    for (int is = 0; is < N_ISAS; is++)
         for (int a = RVG_INFER_ALGO_DIRECT; a <= RVG_INFER_ALGO_WINO5; a++) {
-            if (t->stride != 1 && a != RVG_INFER_ALGO_DIRECT)
+            if ((t->stride != 1 && a != RVG_INFER_ALGO_DIRECT) || !isa_runs(isas[is]))
                 continue;
-            rvg_engine_opts o = {.algo = (rvg_infer_algo)a, .portable = portable};
+            rvg_engine_opts o = {.algo = (rvg_infer_algo)a, .isa = isas[is]};
             rvg_engine *e = NULL;
             CHECK_OK(rvg_engine_new_opts(&e, &L, 1, fcw, &fcb, 1, t->C, t->H, t->W, t->N + 1, 0,
                                          &o));
@@ -118,8 +134,10 @@ static void test_net(const char *name, const net_layer *spec, int64_t n_layers, 
     CHECK_OK(rvg_engine_run_ref(L, n_layers, fc_w, fc_b, classes, want, x, N, in_ch, H, W));
     float scale = rvg_test_max_abs(want, N * classes);
     int64_t dims[2] = {N, classes};
-    for (int portable = 0; portable <= 1; portable++) {
-        rvg_engine_opts o = {.algo = algo, .portable = portable, .seg_bytes = seg_bytes};
+    for (int is = 0; is < N_ISAS; is++) {
+        if (!isa_runs(isas[is]))
+            continue;
+        rvg_engine_opts o = {.algo = algo, .isa = isas[is], .seg_bytes = seg_bytes};
         rvg_engine *e = NULL;
         CHECK_OK(rvg_engine_new_opts(&e, L, n_layers, fc_w, fc_b, classes, in_ch, H, W, N, 2, &o));
         if (!e)
@@ -183,6 +201,19 @@ static void test_bad_arguments(void) {
     CHECK_STATUS(rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o),
                  RVG_STATUS_BAD_ARGUMENT);
     CHECK(bad == NULL);
+    o = (rvg_engine_opts){.isa = (rvg_infer_isa)(RVG_INFER_ISA_AVX512_TWIN + 1)};
+    CHECK_STATUS(rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o),
+                 RVG_STATUS_BAD_ARGUMENT);
+    for (int is = 0; is < N_ISAS; is++) { /* a set the CPU lacks is an error, not a fallback */
+        o = (rvg_engine_opts){.isa = isas[is]};
+        rvg_status st = rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o);
+        CHECK(isa_runs(isas[is]) ? st == RVG_OK && bad : st == RVG_STATUS_BAD_ARGUMENT && !bad);
+        if (!isa_runs(isas[is]))
+            printf("note: kernel set %d does not run here (%s)\n", (int)isas[is],
+                   rvg_last_error());
+        rvg_engine_free(bad);
+        bad = NULL;
+    }
     CHECK(strcmp(rvg_infer_algo_name(RVG_INFER_ALGO_WINO5), "wino5") == 0);
     CHECK(strcmp(rvg_infer_algo_name((rvg_infer_algo)99), "?") == 0);
     free(fc_w), free(fc_b);

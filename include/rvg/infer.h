@@ -63,7 +63,8 @@ typedef enum {
  * threads - 1 workers (the caller is the other thread) for its lifetime.
  * fc_w (classes, K_last), fc_b (classes).
  * The environment variable RVG_INFER_ALGO=direct|wino4|wino5|wino6 forces every stride-1 layer to
- * one algorithm (for benchmarks and bisecting); RVG_FORCE_REF=1 selects the portable C kernels even
+ * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=portable|avx2|avx512|avx512-twin
+ * selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C kernels even
  * when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at run time off
  * or on (default: on below 32 tiles); RVG_POOL_SPIN sets how long idle workers spin.
  * Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with rvg_last_error() naming the layer)
@@ -72,14 +73,26 @@ rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64
                           const float *fc_w, const float *fc_b, int64_t classes, int64_t in_ch,
                           int64_t H, int64_t W, int64_t max_batch, int threads);
 
+/* Kernel sets of the engine. AUTO takes the fastest the CPU supports (AVX-512F, else AVX2+FMA,
+ * else portable C). Asking for a set the CPU (or a -DRVG_SIMD=OFF build) lacks is an error. */
+typedef enum {
+    RVG_INFER_ISA_AUTO = 0,
+    RVG_INFER_ISA_PORTABLE,    /* plain C: the fallback and the tests' oracle for the others */
+    RVG_INFER_ISA_AVX2,        /* AVX2+FMA, 6-tile/pixel register blocks */
+    RVG_INFER_ISA_AVX512,      /* AVX-512F micro-kernels, 12-tile/pixel blocks; rest as AVX2 */
+    RVG_INFER_ISA_AVX512_TWIN, /* the AVX-512 micro-kernels' source built for AVX2: slow, for
+                                  testing their logic on CPUs without AVX-512 */
+} rvg_infer_isa;
+
 /* Options for rvg_engine_new_opts; zero-initialise for the defaults of rvg_engine_new. */
 typedef struct {
     rvg_infer_algo algo;  /* AUTO picks per layer; DIRECT/WINO4/5/6 force every stride-1 layer */
-    int portable;         /* 1: use the portable C kernels even when AVX2+FMA is available */
+    int portable;         /* 1: as isa = RVG_INFER_ISA_PORTABLE */
     int64_t seg_bytes;    /* 0: 256 KiB. At N > 1 the leading layers whose one-image input
                              (padded, channels rounded to 8) has at least this many bytes run
                              image by image while the image is in cache; the rest run on the
                              whole batch. Only speed depends on it. */
+    rvg_infer_isa isa;    /* AUTO: the fastest the CPU supports */
 } rvg_engine_opts;
 
 /* rvg_engine_new with options (opts may be NULL). The environment variables above override it. */
@@ -128,7 +141,8 @@ int64_t rvg_engine_layers(const rvg_engine *e);
 /* Number of leading layers run image by image at N > 1 (see rvg_engine_opts.seg_bytes). */
 int64_t rvg_engine_image_layers(const rvg_engine *e);
 
-/* Name of the kernel set in use: "avx2" or "portable". */
+/* Name of the kernel set in use: "avx512", "avx2", "portable" or "avx512-twin" (the names
+ * RVG_INFER_ISA takes). */
 const char *rvg_engine_isa(const rvg_engine *e);
 
 /* Validates a layer list against an input shape (the checks rvg_engine_new does); used by the

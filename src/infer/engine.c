@@ -57,7 +57,8 @@ typedef struct {
 } layer_plan;
 
 struct rvg_engine {
-    const rvg__infer_kernels *kern;
+    const rvg__infer_kernels *kern; /* &kt */
+    rvg__infer_kernels kt;
     const char *isa;
     int threads;
     rvg__pool *pool;
@@ -100,6 +101,45 @@ static double now_ms(void) {
 static int env_is(const char *name, const char *value) {
     const char *v = getenv(name);
     return v && strcmp(v, value) == 0;
+}
+
+static const char *const isa_names[] = {"auto", "portable", "avx2", "avx512", "avx512-twin"};
+
+/* The kernel table of a set, or an error naming what the CPU lacks. AVX-512 takes the AVX2 table
+ * and replaces its two micro-kernels (the transforms work on 8-lane pack8 vectors either way). */
+static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
+    rvg_infer_isa isa = *isa_io;
+#ifdef RVG_HAVE_SIMD
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f");
+#else
+    int avx2 = 0, avx512 = 0;
+#endif
+    if (isa == RVG_INFER_ISA_AUTO)
+        isa = avx512 ? RVG_INFER_ISA_AVX512 : avx2 ? RVG_INFER_ISA_AVX2 : RVG_INFER_ISA_PORTABLE;
+    if ((isa == RVG_INFER_ISA_AVX512 && !avx512) || (isa != RVG_INFER_ISA_PORTABLE && !avx2))
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                         "rvg_engine_new: kernel set %s needs %s, which this %s", isa_names[isa],
+                         isa == RVG_INFER_ISA_AVX512 ? "AVX-512F" : "AVX2 and FMA",
+#ifdef RVG_HAVE_SIMD
+                         "CPU lacks"
+#else
+                         "build (-DRVG_SIMD=OFF) leaves out"
+#endif
+        );
+    e->isa = isa_names[isa];
+    e->kt = rvg__infer_kernels_c;
+#ifdef RVG_HAVE_SIMD
+    if (isa != RVG_INFER_ISA_PORTABLE)
+        e->kt = rvg__infer_kernels_avx2;
+    if (isa == RVG_INFER_ISA_AVX512)
+        rvg__infer_wide_avx512(&e->kt);
+    if (isa == RVG_INFER_ISA_AVX512_TWIN)
+        rvg__infer_wide_avx512_twin(&e->kt);
+#endif
+    e->kern = &e->kt;
+    *isa_io = isa;
+    return RVG_OK;
 }
 
 /* Floats between the point planes of V and M beyond a plane's size: one cache line. A plane is
@@ -314,24 +354,37 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         o.algo = RVG_INFER_ALGO_WINO5;
     else if (env_is("RVG_INFER_ALGO", "wino6"))
         o.algo = RVG_INFER_ALGO_WINO6;
+    if (o.portable)
+        o.isa = RVG_INFER_ISA_PORTABLE;
+    const char *isa_env = getenv("RVG_INFER_ISA");
+    if (isa_env && *isa_env) {
+        int i = RVG_INFER_ISA_AVX512_TWIN;
+        while (i > 0 && strcmp(isa_env, isa_names[i]) != 0)
+            i--;
+        if (i == 0)
+            return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                             "RVG_INFER_ISA=%s: expected portable, avx2, avx512 or avx512-twin",
+                             isa_env);
+        o.isa = (rvg_infer_isa)i;
+    }
     if (env_is("RVG_FORCE_REF", "1"))
-        o.portable = 1;
+        o.isa = RVG_INFER_ISA_PORTABLE;
     if ((int)o.algo < RVG_INFER_ALGO_AUTO || (int)o.algo > RVG_INFER_ALGO_WINO5)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: unknown algorithm %d",
                          (int)o.algo);
+    if ((int)o.isa < RVG_INFER_ISA_AUTO || (int)o.isa > RVG_INFER_ISA_AVX512_TWIN)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: unknown kernel set %d",
+                         (int)o.isa);
 
     rvg_engine *e = calloc(1, sizeof *e);
     if (!e)
         return rvg_error(RVG_STATUS_NO_MEMORY, "rvg_engine_new: out of memory");
     e->bytes = sizeof *e;
-    e->kern = &rvg__infer_kernels_c;
-    e->isa = "portable";
-#ifdef RVG_HAVE_SIMD
-    if (!o.portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        e->kern = &rvg__infer_kernels_avx2;
-        e->isa = "avx2";
+    rvg_status st = pick_kernels(e, &o.isa);
+    if (st != RVG_OK) {
+        free(e);
+        return st;
     }
-#endif
     if (threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nc > 0 ? (int)nc : 1;
@@ -368,7 +421,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             vfl = vf > vfl ? vf : vfl;
             mfl = mf > mfl ? mf : mfl;
         }
-        p->unrolled = !o.portable && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
+        p->unrolled = o.isa != RVG_INFER_ISA_PORTABLE && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
         if (p->unrolled) {
             if ((size_t)(p->C * p->H * p->W) > uxf)
                 uxf = (size_t)(p->C * p->H * p->W);
@@ -557,10 +610,10 @@ static int64_t pack_units(const rvg_engine *e, int64_t N) {
 }
 
 /* Direct convolution. Units are (16-channel block, range of PR output pixels of the batch); the
- * pixels of a range are processed in chunks of 6 (crossing output rows and images), and the input
- * channels in blocks of CBLK whose packed weights (CBLK*9*16 floats) stay in L1 while every chunk
- * of the range passes over them; the partial sums wait in the output buffer between channel
- * blocks. */
+ * pixels of a range are processed in chunks of up to direct_px (crossing output rows and images;
+ * 6 pixels fill the AVX2 kernel's registers, 12 the AVX-512 one's), and the input channels in
+ * blocks of CBLK whose packed weights (CBLK*9*16 floats) stay in L1 while every chunk of the
+ * range passes over them; the partial sums wait in the output buffer between channel blocks. */
 enum { DIRECT_PR = 48, DIRECT_CBLK = 24 };
 
 /* Pixel ranges of the direct convolution. The pixels of all N images form one sequence (image,
@@ -586,11 +639,11 @@ static void task_direct(void *ctx, int64_t b, int64_t e) {
         const float *xs = t->x + (p->c0[kb] / 8) * xcs;
         float *y0 = t->y + 2 * kb * ycs;
         float *y1 = 2 * kb + 1 < p->KB8 ? y0 + ycs : NULL;
-        /* ranges of DIRECT_PR pixels (8 full chunks of 6), the last one taking the remainder;
-         * chunks within a range are balanced, so a 7x7 map runs as 4 chunks of 6 and 5 of 5
-         * instead of 8 of 6 and a slow one of 1 */
+        /* ranges of DIRECT_PR pixels (8 full chunks of 6 with AVX2's direct_px, 4 of 12 with
+         * AVX-512's), the last one taking the remainder; chunks within a range are balanced, so
+         * a 7x7 map runs as 4 chunks of 6 and 5 of 5 instead of 8 of 6 and a slow one of 1 */
         int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : TP;
-        int64_t nc = p->nc[kb], nch = (px1 - px0 + 5) / 6;
+        int64_t nc = p->nc[kb], nch = (px1 - px0 + k->direct_px - 1) / k->direct_px;
         /* input (top-left tap) and output offsets of the range's pixels, computed once for all
          * channel blocks by stepping (image, row, column) counters: divisions per pixel in the
          * chunk loop cost as much as a stem chunk's FMAs. A range holds fewer than 2*DIRECT_PR

@@ -7,7 +7,8 @@
  * every bounds check from the inner loops.
  *
  * Kernels here cannot fail and never allocate; engine.c validates shapes, owns all memory and
- * splits work between threads. Each kernel set (portable C, AVX2+FMA) fills one table.
+ * splits work between threads. Each kernel set (portable C, AVX2+FMA) fills one table; the
+ * AVX-512 micro-kernels replace two entries of the AVX2 table (rvg__infer_wide_*).
  */
 #ifndef RVG_INFER_IMPL_H
 #define RVG_INFER_IMPL_H
@@ -84,18 +85,19 @@ typedef struct {
      * v(j, c) = V[((coff + c) / 8) * vbs + j*8 + (coff + c) % 8]  (V, M: (block, tile, 8)). */
     void (*gemm16)(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t coff,
                    const float *U, int64_t nc, int64_t nt);
-    /* Direct 3x3 conv of nq (<= 6) output pixels for 16 output channels (pack8 blocks y0, y1;
-     * y1 NULL when the second block is padding). Pixel j reads the input at x + ib[j] (padded
-     * coordinates of its top-left tap, channel block of c0) and writes y0/y1 + ob[j]. Accumulates
-     * input channels c0 + [c_lo, c_hi) (coff = c0 % 8; input blocks xcs floats apart, rows Wp*8)
-     * with weights w[((r*3 + s)*wn + c)*16 + l] (tap-major, wn channels): when `first` the
-     * sums start from bias, else from the partial sums already in y; when `relu` the result is
-     * clamped at 0 (last channel block of a layer without SE). Splitting channels keeps each
-     * block's weights in L1. Prefetches pf's lines meanwhile. */
+    /* Direct 3x3 conv of nq (1..direct_px) output pixels for 16 output channels (pack8
+     * blocks y0, y1; y1 NULL when the second block is padding). Pixel j reads the input at
+     * x + ib[j] (padded coordinates of its top-left tap, channel block of c0) and writes
+     * y0/y1 + ob[j]. Accumulates input channels c0 + [c_lo, c_hi) (coff = c0 % 8; input blocks
+     * xcs floats apart, rows Wp*8) with weights w[((r*3 + s)*wn + c)*16 + l] (tap-major, wn
+     * channels): when `first` the sums start from bias, else from the partial sums already in
+     * y; when `relu` the result is clamped at 0 (last channel block of a layer without SE).
+     * Splitting channels keeps each block's weights in L1. Prefetches pf's lines meanwhile. */
     void (*direct16)(float *y0, float *y1, const int64_t *ob, const float *x, const int64_t *ib,
                      int64_t nq, int64_t coff, int64_t xcs, int64_t Wp, const float *w,
                      int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi, int first,
                      int relu, const rvg__prefetch_hint *pf);
+    int direct_px; /* the most pixels one direct16 call takes: its register block */
     /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
      * computed on the fly (small batches, see engine.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
      * (G g G^T)[i][j] for j < n (n = m + 2 of F(mxm)), from g[(c*9 + r*3 + s)*16 + l]. */
@@ -107,6 +109,10 @@ typedef struct {
 extern const rvg__infer_kernels rvg__infer_kernels_c;
 #ifdef RVG_HAVE_SIMD
 extern const rvg__infer_kernels rvg__infer_kernels_avx2;
+/* Put the 16-lane micro-kernels of kern_wide.h into k (gemm16, direct16, direct_px): built for
+ * AVX-512F, and the same source built for AVX2 (the tests' twin, see kern_avx512_twin.c). */
+void rvg__infer_wide_avx512(rvg__infer_kernels *k);
+void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k);
 #endif
 
 /* For tests: the last layer's activations (N, K, P, Q) NCHW instead of logits, from the engine

@@ -228,6 +228,7 @@ const rvg__infer_kernels rvg__infer_kernels_avx2 = {
     .wino_out = {wino4_out_avx2, wino5_out_avx2, wino6_out_avx2},
     .gemm16 = gemm16_avx2,
     .direct16 = direct16_avx2,
+    .direct_px = 6,
     .wino_wrow = wino_wrow_fma,
     .fc = fc_avx2,
 };

@@ -74,6 +74,7 @@ const rvg__infer_kernels rvg__infer_kernels_c = {
     .wino_out = {wino4_out_c, wino5_out_c, wino6_out_c},
     .gemm16 = gemm16_c,
     .direct16 = direct16_c,
+    .direct_px = 6,
     .wino_wrow = wino_wrow_c,
     .fc = fc_c,
 };
