@@ -29,6 +29,18 @@ expect_ok() {
 # a small valid model to corrupt
 "$tool" info --arch A0 --json >/dev/null && pass=$((pass + 1)) || { echo "FAILED info"; fail=$((fail + 1)); }
 expect_fail "unknown command" "$tool" frobnicate
+# --version names the version and the kernel set an engine would pick on this CPU
+if "$tool" --version >"$dir/out" 2>"$dir/err" && grep -q '^repvgg [0-9]' "$dir/out" &&
+    grep -Eq '^inference kernels: (avx512|avx2|portable) \(available: portable' "$dir/out"; then
+    pass=$((pass + 1))
+else
+    echo "FAILED: repvgg --version: $(cat "$dir/out" "$dir/err")"; fail=$((fail + 1))
+fi
+# an engine kernel set that does not exist, or that the CPU lacks, is refused by name
+expect_fail "RVG_INFER_ISA=sse9" env RVG_INFER_ISA=sse9 "$tool" bench --arch A0 --size 32 --runs 1
+if ! grep -q avx512f /proc/cpuinfo 2>/dev/null; then
+    expect_fail "needs AVX-512F" env RVG_INFER_ISA=avx512 "$tool" bench --arch A0 --size 32 --runs 1
+fi
 expect_fail "unknown architecture" "$tool" info --arch Z9
 expect_fail "custom arch" "$tool" info --arch custom:blocks=1,2
 expect_fail "--classes" "$tool" info --arch A0 --classes 0

@@ -208,12 +208,16 @@ static void test_bad_arguments(void) {
         o = (rvg_engine_opts){.isa = isas[is]};
         rvg_status st = rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o);
         CHECK(isa_runs(isas[is]) ? st == RVG_OK && bad : st == RVG_STATUS_BAD_ARGUMENT && !bad);
+        CHECK(rvg_infer_isa_available(isas[is]) == isa_runs(isas[is]));
+        CHECK(!bad || strcmp(rvg_engine_isa(bad), rvg_infer_isa_name(isas[is])) == 0);
         if (!isa_runs(isas[is]))
             printf("note: kernel set %d does not run here (%s)\n", (int)isas[is],
                    rvg_last_error());
         rvg_engine_free(bad);
         bad = NULL;
     }
+    CHECK(strcmp(rvg_infer_isa_name(RVG_INFER_ISA_AVX512_TWIN), "avx512-twin") == 0);
+    CHECK(strcmp(rvg_infer_isa_name((rvg_infer_isa)99), "?") == 0);
     CHECK(strcmp(rvg_infer_algo_name(RVG_INFER_ALGO_WINO5), "wino5") == 0);
     CHECK(strcmp(rvg_infer_algo_name((rvg_infer_algo)99), "?") == 0);
     free(fc_w), free(fc_b);

@@ -1,14 +1,15 @@
-/* repvgg.c - the `repvgg` command-line tool: dispatches to one subcommand per file.
- *
- *   repvgg info      architecture, layer shapes, parameter counts and multiply-adds
- *   repvgg convert   train form -> deploy form (any supported weights file in)
- *   repvgg predict   top-k classes of image files, or logits for a NumPy batch
- *   repvgg export    ONNX model (deploy or train form)
+/* repvgg.c - the `repvgg` command-line tool: dispatches to one subcommand per file (cmd_*.c;
+ * the table below lists them), and answers --help and --version.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "rvg/infer.h"
+
+#ifndef RVG_VERSION
+#define RVG_VERSION "unknown"
+#endif
 
 typedef struct {
     const char *name;
@@ -34,7 +35,37 @@ static void usage(FILE *f) {
                "3x3 convolutions, and run it fast.\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'repvgg <command> --help' describes each command's options.\n");
+    fprintf(f, "\n'repvgg <command> --help' describes each command's options; 'repvgg --version'\n"
+               "prints the version, the kernel sets this CPU runs and the build's options.\n");
+}
+
+/* The version and what this build and CPU bring: a bug report should start with this. */
+static void version(void) {
+    printf("repvgg %s\n", RVG_VERSION);
+    int best = RVG_INFER_ISA_AVX512; /* what an engine's AUTO picks */
+    while (!rvg_infer_isa_available((rvg_infer_isa)best))
+        best--;
+    printf("inference kernels: %s (available:", rvg_infer_isa_name((rvg_infer_isa)best));
+    for (int i = RVG_INFER_ISA_PORTABLE; i <= RVG_INFER_ISA_AVX512; i++)
+        if (rvg_infer_isa_available((rvg_infer_isa)i))
+            printf(" %s", rvg_infer_isa_name((rvg_infer_isa)i));
+    printf(")\n");
+#ifdef RVG_HAVE_BLAS
+    const char *blas = "OpenBLAS";
+#else
+    const char *blas = "none (built-in GEMM)";
+#endif
+#ifdef RVG_HAVE_MPI
+    const char *mpi = "yes";
+#else
+    const char *mpi = "no (configure with -DRVG_MPI=ON)";
+#endif
+#if defined(__clang__) || !defined(__GNUC__)
+    const char *cc = "";
+#else
+    const char *cc = "gcc ";
+#endif
+    printf("BLAS: %s; MPI: %s; compiler: %s%s\n", blas, mpi, cc, __VERSION__);
 }
 
 int main(int argc, char **argv) {
@@ -45,6 +76,10 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        version();
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)

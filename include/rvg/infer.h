@@ -84,6 +84,13 @@ typedef enum {
                                   testing their logic on CPUs without AVX-512 */
 } rvg_infer_isa;
 
+/* 1 if this CPU and build run kernel set isa (AUTO and PORTABLE: always), else 0. */
+int rvg_infer_isa_available(rvg_infer_isa isa);
+
+/* "auto", "portable", "avx2", "avx512" or "avx512-twin" (the names RVG_INFER_ISA takes); "?" for a
+ * value outside the enum. */
+const char *rvg_infer_isa_name(rvg_infer_isa isa);
+
 /* Options for rvg_engine_new_opts; zero-initialise for the defaults of rvg_engine_new. */
 typedef struct {
     rvg_infer_algo algo;  /* AUTO picks per layer; DIRECT/WINO4/5/6 force every stride-1 layer */

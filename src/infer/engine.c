@@ -105,19 +105,37 @@ static int env_is(const char *name, const char *value) {
 
 static const char *const isa_names[] = {"auto", "portable", "avx2", "avx512", "avx512-twin"};
 
-/* The kernel table of a set, or an error naming what the CPU lacks. AVX-512 takes the AVX2 table
- * and replaces its two micro-kernels (the transforms work on 8-lane pack8 vectors either way). */
-static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
-    rvg_infer_isa isa = *isa_io;
+const char *rvg_infer_isa_name(rvg_infer_isa isa) {
+    return (int)isa >= RVG_INFER_ISA_AUTO && (int)isa <= RVG_INFER_ISA_AVX512_TWIN ? isa_names[isa]
+                                                                                  : "?";
+}
+
+int rvg_infer_isa_available(rvg_infer_isa isa) {
 #ifdef RVG_HAVE_SIMD
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     int avx512 = avx2 && __builtin_cpu_supports("avx512f");
 #else
     int avx2 = 0, avx512 = 0;
 #endif
+    switch (isa) {
+    case RVG_INFER_ISA_AUTO:
+    case RVG_INFER_ISA_PORTABLE: return 1;
+    case RVG_INFER_ISA_AVX2:
+    case RVG_INFER_ISA_AVX512_TWIN: return avx2;
+    case RVG_INFER_ISA_AVX512: return avx512;
+    }
+    return 0;
+}
+
+/* The kernel table of a set, or an error naming what the CPU lacks. AVX-512 takes the AVX2 table
+ * and replaces its two micro-kernels (the transforms work on 8-lane pack8 vectors either way). */
+static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
+    rvg_infer_isa isa = *isa_io;
     if (isa == RVG_INFER_ISA_AUTO)
-        isa = avx512 ? RVG_INFER_ISA_AVX512 : avx2 ? RVG_INFER_ISA_AVX2 : RVG_INFER_ISA_PORTABLE;
-    if ((isa == RVG_INFER_ISA_AVX512 && !avx512) || (isa != RVG_INFER_ISA_PORTABLE && !avx2))
+        isa = rvg_infer_isa_available(RVG_INFER_ISA_AVX512) ? RVG_INFER_ISA_AVX512
+              : rvg_infer_isa_available(RVG_INFER_ISA_AVX2) ? RVG_INFER_ISA_AVX2
+                                                            : RVG_INFER_ISA_PORTABLE;
+    if (!rvg_infer_isa_available(isa))
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "rvg_engine_new: kernel set %s needs %s, which this %s", isa_names[isa],
                          isa == RVG_INFER_ISA_AVX512 ? "AVX-512F" : "AVX2 and FMA",
