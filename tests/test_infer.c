@@ -1,13 +1,13 @@
 /* test_infer.c - the fast inference engine (src/infer) against its plain-C reference.
  *
  * Every algorithm (direct, Winograd F(4x4,3x3), F(5x5,3x3), F(6x6,3x3)) and every kernel set the
- * CPU runs (portable, AVX2, AVX-512, and the AVX-512 micro-kernels' source built for AVX2, which
- * checks their logic where the CPU lacks AVX-512) run single layers on awkward shapes (channel counts 3, 5, 17, 33, 192; odd
- * sizes; stride 2; groups 2 and 4; SE; N = 1 to 4) and are compared with rvg_engine_run_ref's
- * direct convolution on the layer's full output; small tile counts take the on-the-fly Winograd
- * weight path, larger ones the pre-transformed one. Then whole small networks (A0-like, grouped,
- * SE) are compared on logits, also through the image-by-image batch path, and bad arguments must
- * fail with a message.
+ * CPU runs (portable, AVX2, AVX-512, and the AVX-512 micro-kernels' blocking built for AVX2,
+ * which checks their logic where the CPU lacks AVX-512) run single layers on awkward shapes
+ * (channel counts 3, 5, 17, 33, 192; odd sizes; stride 2; groups 2 and 4; SE; N = 1 to 4) and
+ * are compared with rvg_engine_run_ref's direct convolution on the layer's full output; small
+ * tile counts take the on-the-fly Winograd weight path, larger ones the pre-transformed one. Then
+ * whole small networks (A0-like, grouped, SE) are compared on logits, also through the
+ * image-by-image batch path, and bad arguments must fail with a message.
  * argv[1] (the source dir) is not used.
  *
  * Tolerances (|got - want| <= atol, atol = tol * max|want|; the reference accumulates in double):

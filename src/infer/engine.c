@@ -439,7 +439,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             vfl = vf > vfl ? vf : vfl;
             mfl = mf > mfl ? mf : mfl;
         }
-        p->unrolled = o.isa != RVG_INFER_ISA_PORTABLE && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
+        p->unrolled =
+            o.isa != RVG_INFER_ISA_PORTABLE && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
         if (p->unrolled) {
             if ((size_t)(p->C * p->H * p->W) > uxf)
                 uxf = (size_t)(p->C * p->H * p->W);
@@ -755,7 +756,8 @@ static void task_wino_in(void *ctx, int64_t b, int64_t e) {
 
 /* Units are (point, tile chunk); each runs all 16-channel blocks over its chunk, so the chunk of
  * V (48 tiles x C) is read from L3 once and stays in L1/L2 while the point's weights stream.
- * (A0 batch 8 measured the same as with (point, block, chunk) units; kept for the lower traffic.) */
+ * (A0 batch 8 measured the same as with (point, block, chunk) units; kept for the lower
+ * traffic.) */
 static void task_wino_gemm(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;

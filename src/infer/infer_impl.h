@@ -109,8 +109,8 @@ typedef struct {
 extern const rvg__infer_kernels rvg__infer_kernels_c;
 #ifdef RVG_HAVE_SIMD
 extern const rvg__infer_kernels rvg__infer_kernels_avx2;
-/* Put the 16-lane micro-kernels of kern_wide.h into k (gemm16, direct16, direct_px): built for
- * AVX-512F, and the same source built for AVX2 (the tests' twin, see kern_avx512_twin.c). */
+/* Put the 12-wide micro-kernels of kern_micro.h into k (gemm16, direct16, direct_px): built for
+ * AVX-512F, and the same blocking on AVX2 vectors (the tests' twin, see kern_avx512_twin.c). */
 void rvg__infer_wide_avx512(rvg__infer_kernels *k);
 void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k);
 #endif

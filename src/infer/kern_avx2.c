@@ -1,10 +1,10 @@
 /* kern_avx2.c - AVX2+FMA inference kernels (built with -mavx2 -mfma, chosen at run time).
  *
  * The Winograd transforms and helpers are kern_body.h compiled for AVX2 (each 8-lane loop becomes
- * one ymm operation). The two micro-kernels that carry nearly all the FLOPs are written with
- * intrinsics: a 6x16 register block (12 ymm accumulators), per reduction step 2 vector loads of
- * packed weights and 6 broadcasts, so the two FMA ports stay busy and loads stay under 2/cycle.
- * Their portable twins, with the same contract, are in kern_c.c.
+ * one ymm operation). The two micro-kernels that carry nearly all the FLOPs are kern_micro.h with
+ * a 6x16 register block (12 ymm accumulators): per reduction step 2 vector loads of packed
+ * weights and 6 broadcasts, so the two FMA ports stay busy and loads stay under 2/cycle. The
+ * on-the-fly weight transform has an intrinsic version here. Portable twins: kern_c.c.
  */
 #include <immintrin.h>
 
@@ -17,142 +17,10 @@
 
 #define ALWAYS_INLINE static RVG__ALWAYS_INLINE
 
-/* nt (1..6) tiles of one Winograd point's GEMM for 16 output channels; see gemm16 in
- * infer_impl.h. The 6 tiles of a channel are 8 floats apart (immediate offsets). */
-ALWAYS_INLINE void gemm16_rows(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t coff,
-                               const float *U, int64_t nc, const int nt) {
-    __m256 a0[6], a1[6];
-#pragma GCC unroll 6
-    for (int j = 0; j < nt; j++)
-        a0[j] = a1[j] = _mm256_setzero_ps();
-    const float *vb = V;
-    int64_t c = 0, l0 = coff;
-    while (c < nc) { /* one channel block at a time: lanes l0..7 of block vb */
-        int64_t n8 = 8 - l0 < nc - c ? 8 - l0 : nc - c;
-        const float *v = vb + l0, *u = U + c * 16;
-#pragma GCC unroll 4
-        for (int64_t i = 0; i < n8; i++, v++, u += 16) {
-            __m256 u0 = _mm256_loadu_ps(u), u1 = _mm256_loadu_ps(u + 8);
-#pragma GCC unroll 6
-            for (int j = 0; j < nt; j++) {
-                __m256 x = _mm256_broadcast_ss(v + j * 8);
-                a0[j] = _mm256_fmadd_ps(x, u0, a0[j]);
-                a1[j] = _mm256_fmadd_ps(x, u1, a1[j]);
-            }
-        }
-        c += n8, l0 = 0, vb += vbs;
-    }
-#pragma GCC unroll 6
-    for (int j = 0; j < nt; j++) {
-        _mm256_storeu_ps(M + j * 8, a0[j]);
-        _mm256_storeu_ps(M + mbs + j * 8, a1[j]);
-    }
-}
-
-static void gemm16_avx2(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t coff,
-                        const float *U, int64_t nc, int64_t nt) {
-    /* groups of at most 6 tiles, balanced (16 tiles: 6+5+5, not 6+6+4): a narrow group does
-     * fewer FMAs per weight load */
-    int64_t ng = (nt + 5) / 6;
-    for (int64_t g = 0; g < ng; g++) {
-        int64_t t = g * nt / ng, n = (g + 1) * nt / ng - t;
-        float *m = M + t * 8;
-        const float *v = V + t * 8;
-        switch (n) {
-        case 6: gemm16_rows(m, mbs, v, vbs, coff, U, nc, 6); break;
-        case 5: gemm16_rows(m, mbs, v, vbs, coff, U, nc, 5); break;
-        case 4: gemm16_rows(m, mbs, v, vbs, coff, U, nc, 4); break;
-        case 3: gemm16_rows(m, mbs, v, vbs, coff, U, nc, 3); break;
-        case 2: gemm16_rows(m, mbs, v, vbs, coff, U, nc, 2); break;
-        case 1: gemm16_rows(m, mbs, v, vbs, coff, U, nc, 1); break;
-        default: break;
-        }
-    }
-}
-
-/* nq (1..6) output pixels of the direct conv, 16 output channels; see direct16 in infer_impl.h.
- * Each pixel has its own input base pointer (chunks may cross output rows, so there are no
- * ragged row tails); a broadcast is base register + per-tap offset register. The tap loop stays
- * rolled: unrolled, GCC hoists all weight loads of a channel and spills accumulators. */
-ALWAYS_INLINE void direct16_px(float *y0, float *y1, const int64_t *ob, const float *x,
-                               const int64_t *ib, int64_t coff, int64_t xcs, int64_t Wp,
-                               const float *w, int64_t wn, const float *bias, int64_t c_lo,
-                               int64_t c_hi, int first, int relu,
-                               const rvg__prefetch_hint *pf, const int nq) {
-    __m256 a0[6], a1[6];
-    const float *xj[6];
-    if (first) {
-        __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
-#pragma GCC unroll 6
-        for (int j = 0; j < nq; j++)
-            a0[j] = b0, a1[j] = b1;
-    } else {
-#pragma GCC unroll 6
-        for (int j = 0; j < nq; j++) {
-            a0[j] = _mm256_loadu_ps(y0 + ob[j]);
-            a1[j] = y1 ? _mm256_loadu_ps(y1 + ob[j]) : _mm256_setzero_ps();
-        }
-    }
-#pragma GCC unroll 6
-    for (int j = 0; j < nq; j++)
-        xj[j] = x + ib[j];
-    /* Tap-major: for one tap the channels of a block are consecutive floats, so the broadcast
-     * address is base register + lane index register, and the weights (tap, c, 16) stream
-     * linearly; no per-step address arithmetic beyond two increments. */
-    for (int t = 0; t < 9; t++) {
-        rvg__prefetch_tap(pf, t);
-        const float *wt = w + (t * wn + c_lo) * 16;
-        int64_t c = c_lo, cc = coff + c_lo;
-        int64_t o = (t / 3) * Wp * 8 + (t % 3) * 8 + (cc >> 3) * xcs + (cc & 7);
-        int64_t l0 = cc & 7;
-        while (c < c_hi) {
-            int64_t n8 = 8 - l0 < c_hi - c ? 8 - l0 : c_hi - c;
-            if (t % 3 == 0)
-                rvg__prefetch_pixels(pf, x, o);
-#pragma GCC unroll 4
-            for (int64_t i = 0; i < n8; i++, wt += 16) {
-                __m256 u0 = _mm256_loadu_ps(wt), u1 = _mm256_loadu_ps(wt + 8);
-#pragma GCC unroll 6
-                for (int j = 0; j < nq; j++) {
-                    __m256 v = _mm256_broadcast_ss(xj[j] + o + i);
-                    a0[j] = _mm256_fmadd_ps(v, u0, a0[j]);
-                    a1[j] = _mm256_fmadd_ps(v, u1, a1[j]);
-                }
-            }
-            c += n8, o += xcs - l0, l0 = 0;
-        }
-    }
-    __m256 z = _mm256_setzero_ps();
-#pragma GCC unroll 6
-    for (int j = 0; j < nq; j++) {
-        if (relu)
-            a0[j] = _mm256_max_ps(a0[j], z), a1[j] = _mm256_max_ps(a1[j], z);
-        _mm256_storeu_ps(y0 + ob[j], a0[j]);
-        if (y1)
-            _mm256_storeu_ps(y1 + ob[j], a1[j]);
-    }
-}
-
-static void direct16_avx2(float *y0, float *y1, const int64_t *ob, const float *x,
-                          const int64_t *ib, int64_t nq, int64_t coff, int64_t xcs, int64_t Wp,
-                          const float *w, int64_t wn, const float *bias, int64_t c_lo,
-                          int64_t c_hi, int first, int relu, const rvg__prefetch_hint *pf) {
-#define PX(k)                                                                                    \
-    case k:                                                                                      \
-        direct16_px(y0, y1, ob, x, ib, coff, xcs, Wp, w, wn, bias, c_lo, c_hi, first, relu, pf, \
-                    k);                                                                          \
-        break;
-    switch (nq) {
-        PX(6)
-        PX(5)
-        PX(4)
-        PX(3)
-        PX(2)
-        PX(1)
-    default: break;
-    }
-#undef PX
-}
+#define KM(name) name##_avx2
+#define KM_VEC 8
+#define KM_NT 6
+#include "kern_micro.h"
 
 /* wino_wrow with FMAs, using the structure of G: its rows after the first come in pairs
  * (x0, x1, x2) and (x0, -x1, x2), so for a pair e = x0 t0 + x2 t2 and o = x1 t1 give both points
