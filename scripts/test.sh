@@ -5,7 +5,10 @@
 # generated on the fly by tests/ref/gen_*.py.
 # An MPI build (-DRVG_MPI=ON) then runs the data-parallel tests (tests/cli_mpi.sh, which the
 # default build skips) when MPI is installed (Debian libopenmpi-dev, openmpi-bin).
-# Usage: scripts/test.sh [fast]   ("fast" skips the portable and sanitizer builds and the fuzzers)
+# Then the Release test_infer runs once more on an emulated AVX-512 CPU (tests/avx512_emu/run.sh,
+# Bochs; about 6 minutes), so the AVX-512 inference kernels execute even on machines without it.
+# Usage: scripts/test.sh [fast]   ("fast" skips the portable and sanitizer builds, the emulated
+# AVX-512 run and the fuzzers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -27,6 +30,8 @@ else
     echo "== MPI build skipped: no mpicc/mpirun (install libopenmpi-dev openmpi-bin)"
 fi
 if [ "${1:-}" != fast ]; then
+    echo "== AVX-512 inference kernels on an emulated Skylake-X (Bochs)"
+    bash tests/avx512_emu/run.sh build-test/test_infer build-test/avx512-emu
     # The build for CPUs without AVX2 (or other compilers' targets): plain-C micro-kernels and
     # transforms everywhere, so the whole-network PyTorch tests run on the portable twins too.
     echo "== portable build (-DRVG_SIMD=OFF)"

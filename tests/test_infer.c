@@ -35,7 +35,7 @@ static float *rand_array(int64_t n, float scale) {
 
 /* Kernel sets, and whether this CPU and build run them (as engine.c decides). */
 static const rvg_infer_isa isas[] = {RVG_INFER_ISA_PORTABLE, RVG_INFER_ISA_AVX2,
-                                     RVG_INFER_ISA_AVX512, RVG_INFER_ISA_AVX512_TWIN};
+                                     RVG_INFER_ISA_AVX512_TWIN, RVG_INFER_ISA_AVX512};
 enum { N_ISAS = sizeof isas / sizeof isas[0] };
 static int isa_runs(rvg_infer_isa isa) {
     if (isa == RVG_INFER_ISA_PORTABLE)
@@ -78,6 +78,7 @@ static void test_layer(const layer_case *t) {
     int64_t ny = t->N * t->K * P * Q;
     float *x = rand_array(t->N * t->C * t->H * t->W, 1.f);
     float *want = malloc(sizeof(float) * (size_t)ny), *got = malloc(sizeof(float) * (size_t)ny);
+    float *twin = malloc(sizeof(float) * (size_t)(4 * ny)); /* avx512-twin's, per algorithm */
     float *fcw = rand_array(t->K, 1.f), fcb = 0.f; /* classifier (1, K), unused here */
     CHECK_OK(rvg__infer_ref_features(&L, 1, want, x, t->N, t->C, t->H, t->W));
     float scale = rvg_test_max_abs(want, ny);
@@ -106,9 +107,17 @@ static void test_layer(const layer_case *t) {
                      (long long)t->H, (long long)t->W, (long long)t->stride, (long long)t->G,
                      (long long)t->se, (long long)t->N);
             rvg_test_close(what, got, want, ny, tol * scale, 0.f, dims, 4);
+            /* the twin does the AVX-512 kernels' FMAs in their order: equal bit for bit */
+            float *tw = twin + (a - RVG_INFER_ALGO_DIRECT) * ny;
+            if (isas[is] == RVG_INFER_ISA_AVX512_TWIN)
+                memcpy(tw, got, sizeof(float) * (size_t)ny);
+            if (isas[is] == RVG_INFER_ISA_AVX512 && memcmp(tw, got, sizeof(float) * (size_t)ny)) {
+                printf("FAILED %s: differs from avx512-twin\n", what);
+                CHECK(0);
+            }
             rvg_engine_free(e);
         }
-    free(x), free(want), free(got), free(fcw);
+    free(x), free(want), free(got), free(fcw), free(twin);
     free_layer(&L);
 }
 
