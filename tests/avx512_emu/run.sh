@@ -28,7 +28,9 @@ if ! ls kernel/boot/vmlinuz-* >/dev/null 2>&1; then
     pkg=$(apt-cache depends linux-image-cloud-amd64 |
         awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     rm -rf kernel dl && mkdir dl
-    (cd dl && apt-get download "$pkg" >/dev/null)
+    # (as root apt warns that its _apt user cannot write here; the download works regardless)
+    (cd dl && apt-get download "$pkg" >../apt-download.log 2>&1) ||
+        { cat apt-download.log; echo "FAILED: apt-get download $pkg"; exit 1; }
     dpkg-deb -x dl/*.deb kernel
 fi
 
