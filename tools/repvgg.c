@@ -42,10 +42,7 @@ static void usage(FILE *f) {
 /* The version and what this build and CPU bring: a bug report should start with this. */
 static void version(void) {
     printf("repvgg %s\n", RVG_VERSION);
-    int best = RVG_INFER_ISA_AVX512; /* what an engine's AUTO picks */
-    while (!rvg_infer_isa_available((rvg_infer_isa)best))
-        best--;
-    printf("inference kernels: %s (available:", rvg_infer_isa_name((rvg_infer_isa)best));
+    printf("inference kernels: %s (available:", rvg_infer_isa_name(rvg_infer_isa_best()));
     for (int i = RVG_INFER_ISA_PORTABLE; i <= RVG_INFER_ISA_AVX512; i++)
         if (rvg_infer_isa_available((rvg_infer_isa)i))
             printf(" %s", rvg_infer_isa_name((rvg_infer_isa)i));

@@ -87,6 +87,9 @@ typedef enum {
 /* 1 if this CPU and build run kernel set isa (AUTO and PORTABLE: always), else 0. */
 int rvg_infer_isa_available(rvg_infer_isa isa);
 
+/* The set RVG_INFER_ISA_AUTO stands for here: AVX512, else AVX2, else PORTABLE. */
+rvg_infer_isa rvg_infer_isa_best(void);
+
 /* "auto", "portable", "avx2", "avx512" or "avx512-twin" (the names RVG_INFER_ISA takes); "?" for a
  * value outside the enum. */
 const char *rvg_infer_isa_name(rvg_infer_isa isa);

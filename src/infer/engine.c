@@ -127,14 +127,18 @@ int rvg_infer_isa_available(rvg_infer_isa isa) {
     return 0;
 }
 
+rvg_infer_isa rvg_infer_isa_best(void) {
+    return rvg_infer_isa_available(RVG_INFER_ISA_AVX512) ? RVG_INFER_ISA_AVX512
+           : rvg_infer_isa_available(RVG_INFER_ISA_AVX2) ? RVG_INFER_ISA_AVX2
+                                                         : RVG_INFER_ISA_PORTABLE;
+}
+
 /* The kernel table of a set, or an error naming what the CPU lacks. AVX-512 takes the AVX2 table
  * and replaces its two micro-kernels (the transforms work on 8-lane pack8 vectors either way). */
 static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
     rvg_infer_isa isa = *isa_io;
     if (isa == RVG_INFER_ISA_AUTO)
-        isa = rvg_infer_isa_available(RVG_INFER_ISA_AVX512) ? RVG_INFER_ISA_AVX512
-              : rvg_infer_isa_available(RVG_INFER_ISA_AVX2) ? RVG_INFER_ISA_AVX2
-                                                            : RVG_INFER_ISA_PORTABLE;
+        isa = rvg_infer_isa_best();
     if (!rvg_infer_isa_available(isa))
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "rvg_engine_new: kernel set %s needs %s, which this %s", isa_names[isa],
