@@ -70,7 +70,7 @@ struct rvg_engine {
     float *img[2];           /* their one-image ping-pong buffers */
     float *V, *M;            /* Winograd scratch: (n*n, CB, T, 8), (n*n, KB16*2, T, 8) */
     float *se_m, *se_h;      /* (max_batch, K8max), (max_batch, hid max) */
-    float *wtmp;             /* per thread: one row of on-the-fly Winograd weights */
+    float *wtmp;             /* per thread: one row of on-the-fly Winograd weights (2 blocks) */
     int64_t wtmp_floats;     /* per thread */
     int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
@@ -473,8 +473,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         const layer_plan *p = &e->L[i];
         if (p->algo != RVG_INFER_ALGO_DIRECT)
             for (int64_t kb = 0; kb < p->KB16; kb++)
-                if ((p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats)
-                    e->wtmp_floats = (p->m + 2) * WROW_STRIDE(p->nc[kb]);
+                if (2 * (p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats) /* a pair */
+                    e->wtmp_floats = 2 * (p->m + 2) * WROW_STRIDE(p->nc[kb]);
     }
     e->wtmp_floats = (e->wtmp_floats + 15) / 16 * 16; /* keep each thread's row 64-byte aligned */
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
@@ -632,11 +632,12 @@ static int64_t pack_units(const rvg_engine *e, int64_t N) {
     return N * ((e->L[0].Hp + PACK_ROWS - 1) / PACK_ROWS);
 }
 
-/* Direct convolution. Units are (16-channel block, range of PR output pixels of the batch); the
- * pixels of a range are processed in chunks of up to direct_px (crossing output rows and images;
- * 6 pixels fill the AVX2 kernel's registers, 12 the AVX-512 one's), and the input channels in
- * blocks of CBLK whose packed weights (CBLK*9*16 floats) stay in L1 while every chunk of the
- * range passes over them; the partial sums wait in the output buffer between channel blocks. */
+/* Direct convolution. Units are (16-channel block, or a pair with direct32; range of PR output
+ * pixels of the batch); the pixels of a range are processed in chunks of up to direct_px
+ * (crossing output rows and images; 6 pixels fill the AVX2 kernel's registers, 12 the AVX-512
+ * one's), and the input channels in blocks of CBLK whose packed weights (CBLK*9*16 floats per
+ * 16 output channels) stay in L1 while every chunk of the range passes over them; the partial
+ * sums wait in the output buffer between channel blocks. */
 enum { DIRECT_PR = 48, DIRECT_CBLK = 24 };
 
 /* Pixel ranges of the direct convolution. The pixels of all N images form one sequence (image,
@@ -649,74 +650,106 @@ static int64_t direct_ranges(const layer_plan *p, int64_t N) {
     return nr > 0 ? nr : 1;
 }
 
-static void task_direct(void *ctx, int64_t b, int64_t e) {
-    const task *t = ctx;
+/* Output blocks per direct unit: 2 (one direct32 call, or two direct16 calls where the pair
+ * does not qualify) when the kernel set has direct32, else 1. */
+static int64_t direct_step(const rvg_engine *e) { return e->kern->direct32 ? 2 : 1; }
+
+/* Whether 16-channel blocks kb and kb + 1 can run as one direct32 call (infer_impl.h). */
+static int direct_pair(const rvg_engine *e, const layer_plan *p, int64_t kb) {
+    return e->kern->direct32 && kb + 1 < p->KB16 && 2 * kb + 3 < p->KB8 &&
+           p->c0[kb] == p->c0[kb + 1] && p->nc[kb] == p->nc[kb + 1];
+}
+
+/* nkb (1 or 2, see direct_pair) 16-channel blocks from kb over output pixels [px0, px1). */
+static void direct_blocks(const task *t, int64_t kb, int nkb, int64_t px0, int64_t px1) {
     const layer_plan *p = t->p;
     const rvg__infer_kernels *k = t->e->kern;
     int relu = p->se_hidden == 0;
     int64_t xcs = p->Hp * p->Wp * 8, ycs = p->Hpo * p->Wpo * 8, PQ = p->P * p->Q;
-    int64_t nr = direct_ranges(p, t->N), TP = t->N * PQ;
-    for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
-        int64_t r = u % nr, kb = u / nr;
-        /* image 0's input channel block and output blocks; pixel offsets carry the image */
-        const float *xs = t->x + (p->c0[kb] / 8) * xcs;
-        float *y0 = t->y + 2 * kb * ycs;
-        float *y1 = 2 * kb + 1 < p->KB8 ? y0 + ycs : NULL;
-        /* ranges of DIRECT_PR pixels (8 full chunks of 6 with AVX2's direct_px, 4 of 12 with
-         * AVX-512's), the last one taking the remainder; chunks within a range are balanced, so
-         * a 7x7 map runs as 4 chunks of 6 and 5 of 5 instead of 8 of 6 and a slow one of 1 */
-        int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : TP;
-        int64_t nc = p->nc[kb], nch = (px1 - px0 + k->direct_px - 1) / k->direct_px;
-        /* input (top-left tap) and output offsets of the range's pixels, computed once for all
-         * channel blocks by stepping (image, row, column) counters: divisions per pixel in the
-         * chunk loop cost as much as a stem chunk's FMAs. A range holds fewer than 2*DIRECT_PR
-         * pixels: nr = floor(TP / DIRECT_PR), so the last one takes DIRECT_PR + TP % DIRECT_PR. */
-        int64_t ib[2 * DIRECT_PR], ob[2 * DIRECT_PR];
-        int64_t n = px0 / PQ, pp = px0 % PQ / p->Q, qq = px0 % p->Q;
-        for (int64_t j = 0; j < px1 - px0; j++) {
-            ib[j] = n * p->CB * xcs + (pp * p->stride * p->Wp + qq * p->stride) * 8;
-            ob[j] = n * p->KB8 * ycs + ((pp + 1) * p->Wpo + qq + 1) * 8;
-            if (++qq == p->Q && (qq = 0, ++pp == p->P))
-                pp = 0, n++;
-        }
-        /* a padding half-block (y1 NULL) has nowhere to keep partial sums: one channel block */
-        int64_t cblk = y1 ? DIRECT_CBLK : nc;
-        for (int64_t c = 0; c < nc; c += cblk) {
-            int64_t c_hi = c + cblk < nc ? c + cblk : nc;
-            /* Prefetch the next weight block while this one runs: the rest of this unit's
-             * channels, else the first block of the next 16 output channels (usually this
-             * thread's next unit). In a layer with few output pixels per weight (A0 stage4.0:
-             * 192->1280 on a 7x7 output, 8.8 MB of weights, each used by 49 pixels) the first
-             * chunk of every block otherwise waited on L3/DRAM for 216 lines in 9 strided runs
-             * that the hardware prefetcher does not follow (192->1280 s2 14x14, 1 thread,
-             * minimum CPU time of 4 x 20 runs: 5.27 ms without, 3.29 ms with). Each chunk takes
-             * a share of the block's channels, for every tap. */
-            const float *wnx = NULL;
-            int64_t wnn = 0, nlo = 0;
-            if (c_hi < nc)
-                wnx = p->w + p->woff[kb], wnn = nc, nlo = c_hi;
-            else if (kb + 1 < p->KB16)
-                wnx = p->w + p->woff[kb + 1], wnn = p->nc[kb + 1], nlo = 0;
-            int64_t npf = wnx ? (nlo + DIRECT_CBLK < wnn ? DIRECT_CBLK : wnn - nlo) : 0;
-            for (int64_t ch = 0; ch < nch; ch++) {
-                int64_t k0 = ch * npf / nch;
-                int64_t j0 = ch * (px1 - px0) / nch, nq = (ch + 1) * (px1 - px0) / nch - j0;
-                /* and the next chunk's input, within this channel block */
-                int64_t nq_next = ch + 1 < nch ? (ch + 2) * (px1 - px0) / nch - j0 - nq : 0;
-                rvg__prefetch_hint pf = {wnx ? wnx + (nlo + k0) * 16 : NULL, wnn * 16,
-                                         (ch + 1) * npf / nch - k0, ib + j0 + nq, nq_next};
+    /* image 0's input channel block and output blocks; pixel offsets carry the image */
+    const float *xs = t->x + (p->c0[kb] / 8) * xcs;
+    float *y0 = t->y + 2 * kb * ycs;
+    float *y1 = 2 * kb + 1 < p->KB8 ? y0 + ycs : NULL;
+    /* chunks within a range are balanced, so a 7x7 map runs as 4 chunks of 6 and 5 of 5
+     * instead of 8 of 6 and a slow one of 1 */
+    int64_t nc = p->nc[kb], nch = (px1 - px0 + k->direct_px - 1) / k->direct_px;
+    /* input (top-left tap) and output offsets of the range's pixels, computed once for all
+     * channel blocks by stepping (image, row, column) counters: divisions per pixel in the
+     * chunk loop cost as much as a stem chunk's FMAs. A range holds fewer than 2*DIRECT_PR
+     * pixels: nr = floor(TP / DIRECT_PR), so the last one takes DIRECT_PR + TP % DIRECT_PR. */
+    int64_t ib[2 * DIRECT_PR], ob[2 * DIRECT_PR];
+    int64_t n = px0 / PQ, pp = px0 % PQ / p->Q, qq = px0 % p->Q;
+    for (int64_t j = 0; j < px1 - px0; j++) {
+        ib[j] = n * p->CB * xcs + (pp * p->stride * p->Wp + qq * p->stride) * 8;
+        ob[j] = n * p->KB8 * ycs + ((pp + 1) * p->Wpo + qq + 1) * 8;
+        if (++qq == p->Q && (qq = 0, ++pp == p->P))
+            pp = 0, n++;
+    }
+    /* a padding half-block (y1 NULL) has nowhere to keep partial sums: one channel block */
+    int64_t cblk = y1 ? DIRECT_CBLK : nc;
+    for (int64_t c = 0; c < nc; c += cblk) {
+        int64_t c_hi = c + cblk < nc ? c + cblk : nc;
+        /* Prefetch the next weight block while this one runs: the rest of this call's
+         * channels, else the first block of the next 16 (32) output channels (usually this
+         * thread's next unit). In a layer with few output pixels per weight (A0 stage4.0:
+         * 192->1280 on a 7x7 output, 8.8 MB of weights, each used by 49 pixels) the first
+         * chunk of every block otherwise waited on L3/DRAM for 216 lines in 9 strided runs
+         * that the hardware prefetcher does not follow (192->1280 s2 14x14, 1 thread,
+         * minimum CPU time of 4 x 20 runs: 5.27 ms without, 3.29 ms with). Each chunk takes
+         * a share of the block's channels, for every tap. */
+        int64_t nb = -1, wnn = 0, nlo = 0;
+        if (c_hi < nc)
+            nb = kb, wnn = nc, nlo = c_hi;
+        else if (kb + nkb < p->KB16)
+            nb = kb + nkb, wnn = p->nc[nb], nlo = 0;
+        const float *wnx = nb >= 0 ? p->w + p->woff[nb] : NULL;
+        const float *wnx2 = nb >= 0 && nkb == 2 && nb + 1 < p->KB16 && p->nc[nb + 1] == wnn
+                                ? p->w + p->woff[nb + 1]
+                                : NULL;
+        int64_t npf = wnx ? (nlo + DIRECT_CBLK < wnn ? DIRECT_CBLK : wnn - nlo) : 0;
+        for (int64_t ch = 0; ch < nch; ch++) {
+            int64_t k0 = ch * npf / nch;
+            int64_t j0 = ch * (px1 - px0) / nch, nq = (ch + 1) * (px1 - px0) / nch - j0;
+            /* and the next chunk's input, within this channel block */
+            int64_t nq_next = ch + 1 < nch ? (ch + 2) * (px1 - px0) / nch - j0 - nq : 0;
+            rvg__prefetch_hint pf = {wnx ? wnx + (nlo + k0) * 16 : NULL,
+                                     wnx2 ? wnx2 + (nlo + k0) * 16 : NULL, wnn * 16,
+                                     (ch + 1) * npf / nch - k0, ib + j0 + nq, nq_next};
+            if (nkb == 2)
+                k->direct32(y0, ycs, ob + j0, xs, ib + j0, nq, p->c0[kb] % 8, xcs, p->Wp,
+                            p->w + p->woff[kb], nc, p->bias + kb * 16, c, c_hi, c == 0,
+                            relu && c_hi == nc, &pf);
+            else
                 k->direct16(y0, y1, ob + j0, xs, ib + j0, nq, p->c0[kb] % 8, xcs, p->Wp,
                             p->w + p->woff[kb], nc, p->bias + kb * 16, c, c_hi, c == 0,
                             relu && c_hi == nc, &pf);
-            }
         }
+    }
+}
+
+static void task_direct(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    int64_t nr = direct_ranges(p, t->N), TP = t->N * p->P * p->Q;
+    int64_t step = direct_step(t->e);
+    for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
+        int64_t r = u % nr, kb = u / nr * step;
+        /* ranges of DIRECT_PR pixels (8 full chunks of 6 with AVX2's direct_px, 4 of 12 with
+         * AVX-512's), the last one taking the remainder */
+        int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : TP;
+        if (direct_pair(t->e, p, kb))
+            direct_blocks(t, kb, 2, px0, px1);
+        else
+            for (int64_t k = kb; k < kb + step && k < p->KB16; k++)
+                direct_blocks(t, k, 1, px0, px1);
     }
 }
 
 static void run_direct(task *t) {
     const layer_plan *p = t->p;
+    int64_t step = direct_step(t->e), ng = (p->KB16 + step - 1) / step;
     t->nz = t->N * p->KB8;
-    rvg__pool_for(t->e->pool, t->nz + p->KB16 * direct_ranges(p, t->N), 1, task_direct, t);
+    rvg__pool_for(t->e->pool, t->nz + ng * direct_ranges(p, t->N), 1, task_direct, t);
 }
 
 /* Winograd geometry of a layer for a batch of N. */
@@ -758,21 +791,38 @@ static void task_wino_in(void *ctx, int64_t b, int64_t e) {
     }
 }
 
+/* Whether 16-channel blocks kb and kb + 1 of a Winograd layer run as one gemm32 call: the set
+ * has it and they read the same input channels (always, without groups). */
+static int wino_pair(const rvg_engine *e, const layer_plan *p, int64_t kb) {
+    return e->kern->gemm32 && kb + 1 < p->KB16 && p->c0[kb] == p->c0[kb + 1] &&
+           p->nc[kb] == p->nc[kb + 1];
+}
+
 /* Units are (point, tile chunk); each runs all 16-channel blocks over its chunk, so the chunk of
  * V (48 tiles x C) is read from L3 once and stays in L1/L2 while the point's weights stream.
  * (A0 batch 8 measured the same as with (point, block, chunk) units; kept for the lower
- * traffic.) */
+ * traffic.) Blocks go in pairs where the kernel set has gemm32. */
 static void task_wino_gemm(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
+    const rvg__infer_kernels *k = t->e->kern;
     wgeom g = wino_geom(p, t->N);
     for (int64_t u = b; u < e; u++) {
         int64_t ch = u % g.nch, xi = u / g.nch;
         int64_t t0 = ch * WINO_TC, nt = g.T - t0 < WINO_TC ? g.T - t0 : WINO_TC;
-        for (int64_t kb = 0; kb < p->KB16; kb++)
-            t->e->kern->gemm16(t->e->M + xi * g.ms + 2 * kb * g.bs + t0 * 8, g.bs,
-                               t->e->V + xi * g.vs + (p->c0[kb] / 8) * g.bs + t0 * 8, g.bs,
-                               p->c0[kb] % 8, p->w + xi * p->wtot + p->woff[kb], p->nc[kb], nt);
+        for (int64_t kb = 0; kb < p->KB16;) {
+            float *M = t->e->M + xi * g.ms + 2 * kb * g.bs + t0 * 8;
+            const float *V = t->e->V + xi * g.vs + (p->c0[kb] / 8) * g.bs + t0 * 8;
+            const float *U = p->w + xi * p->wtot + p->woff[kb];
+            if (wino_pair(t->e, p, kb)) {
+                k->gemm32(M, g.bs, V, g.bs, p->c0[kb] % 8, U, p->woff[kb + 1] - p->woff[kb],
+                          p->nc[kb], nt);
+                kb += 2;
+            } else {
+                k->gemm16(M, g.bs, V, g.bs, p->c0[kb] % 8, U, p->nc[kb], nt);
+                kb += 1;
+            }
+        }
     }
 }
 
@@ -804,7 +854,10 @@ static void prefetch_lines(const float *w, int64_t q0, int64_t q1) {
 #endif
 }
 
-/* On-the-fly variant for few tiles: units are (16-channel block, row i of points); each
+/* Output blocks per on-the-fly unit: 2 where the kernel set has gemm32 (see wino_pair). */
+static int64_t otf_step(const rvg_engine *e) { return e->kern->gemm32 ? 2 : 1; }
+
+/* On-the-fly variant for few tiles: units are (16- or 32-channel block, row i of points); each
  * transforms its weights for the n points of row i into thread-local scratch (from the 9/n^2
  * smaller raw weights) and runs their GEMMs over all tiles. At batch 1 a layer's raw weights come
  * from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next), and the first
@@ -814,21 +867,35 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
     const rvg_engine *en = t->e;
+    const rvg__infer_kernels *k = en->kern;
     wgeom g = wino_geom(p, t->N);
     int n = g.m + 2;
+    int64_t step = otf_step(en);
     float *U = en->wtmp + rvg__pool_tid() * en->wtmp_floats;
     for (int64_t u = b; u < e; u++) {
-        int64_t kb = u / n, nc = p->nc[kb];
+        int64_t kb0 = u / n * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
         int i = (int)(u % n);
-        en->kern->wino_wrow(U, p->wraw + 9 * p->woff[kb], nc, n, i);
-        const float *nx = kb + 1 < p->KB16 ? p->wraw + 9 * p->woff[kb + 1] : p->wraw;
-        int64_t nl = kb + 1 < p->KB16 ? 9 * p->nc[kb + 1] : 0; /* lines of 16 floats */
+        int pair = wino_pair(en, p, kb0);
+        for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
+            k->wino_wrow(U + (kb - kb0) * n * WROW_STRIDE(p->nc[kb0]), p->wraw + 9 * p->woff[kb],
+                         p->nc[kb], n, i);
+        const float *nx = kb1 < p->KB16 ? p->wraw + 9 * p->woff[kb1] : p->wraw;
+        int64_t nl = 0; /* lines of 16 floats of the next unit's blocks */
+        for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
+            nl += 9 * p->nc[kb];
+        int64_t us = n * WROW_STRIDE(p->nc[kb0]);
         for (int j = 0; j < n; j++) {
             int64_t xi = i * n + j;
             prefetch_lines(nx, xi * nl / (n * n), (xi + 1) * nl / (n * n));
-            en->kern->gemm16(en->M + xi * g.ms + 2 * kb * g.bs, g.bs,
-                             en->V + xi * g.vs + (p->c0[kb] / 8) * g.bs, g.bs, p->c0[kb] % 8,
-                             U + j * WROW_STRIDE(nc), nc, g.T);
+            for (int64_t kb = kb0; kb < kb1; kb += pair ? 2 : 1) {
+                float *M = en->M + xi * g.ms + 2 * kb * g.bs;
+                const float *V = en->V + xi * g.vs + (p->c0[kb] / 8) * g.bs;
+                const float *Uk = U + (kb - kb0) * us + j * WROW_STRIDE(p->nc[kb]);
+                if (pair)
+                    k->gemm32(M, g.bs, V, g.bs, p->c0[kb] % 8, Uk, us, p->nc[kb], g.T);
+                else
+                    k->gemm16(M, g.bs, V, g.bs, p->c0[kb] % 8, Uk, p->nc[kb], g.T);
+            }
         }
     }
 }
@@ -845,7 +912,9 @@ static void run_wino(task *t) {
     rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
     double t1 = prof ? now_ms() : 0;
     if (wino_otf(t->e, p, t->N))
-        rvg__pool_for(t->e->pool, p->KB16 * (g.m + 2), 1, task_wino_gemm_otf, t);
+        rvg__pool_for(t->e->pool,
+                      (p->KB16 + otf_step(t->e) - 1) / otf_step(t->e) * (g.m + 2), 1,
+                      task_wino_gemm_otf, t);
     else
         rvg__pool_for(t->e->pool, g.nn * g.nch, 1, task_wino_gemm, t);
     double t2 = prof ? now_ms() : 0;

@@ -22,6 +22,30 @@
 /* Output channels per packed weight block: the GEMM/direct micro-kernels produce 16 (2 vectors). */
 #define RVG_INFER_KBLK 16
 
+/* G of F(4x4,3x3), F(5x5,3x3) and F(6x6,3x3) in float, for the weight transforms done on the
+ * fly (kern_body.h, kern_micro.h); engine.c transforms at load time from double copies. */
+static const float rvg__wino_g4[6][3] = {{1.f / 4, 0, 0},
+                                         {-1.f / 6, -1.f / 6, -1.f / 6},
+                                         {-1.f / 6, 1.f / 6, -1.f / 6},
+                                         {1.f / 24, 1.f / 12, 1.f / 6},
+                                         {1.f / 24, -1.f / 12, 1.f / 6},
+                                         {0, 0, 1}};
+static const float rvg__wino_g5[7][3] = {{-1.f / 2, 0, 0},
+                                         {-1.f / 3, -1.f / 3, -1.f / 3},
+                                         {1.f / 9, -1.f / 9, 1.f / 9},
+                                         {1.f / 36, 1.f / 18, 1.f / 9},
+                                         {-1.f / 60, 1.f / 30, -1.f / 15},
+                                         {32.f / 45, 16.f / 45, 8.f / 45},
+                                         {0, 0, 1}};
+static const float rvg__wino_g6[8][3] = {{1, 0, 0},
+                                         {-2.f / 9, -2.f / 9, -2.f / 9},
+                                         {-2.f / 9, 2.f / 9, -2.f / 9},
+                                         {1.f / 90, 1.f / 45, 2.f / 45},
+                                         {1.f / 90, -1.f / 45, 2.f / 45},
+                                         {32.f / 45, 16.f / 45, 8.f / 45},
+                                         {32.f / 45, -16.f / 45, 8.f / 45},
+                                         {0, 0, 1}};
+
 /* Floats between the points of an on-the-fly weight row: one cache line more than a point's
  * nc*16 floats, which is a multiple of 4 KiB at 64 or 192 channels, so that the n stores per
  * channel do not all land in one L1 set (and alias the loads 4 KiB apart). */
@@ -38,7 +62,7 @@
  * L2 (A0 stage1.0: 2.5 MB), where each 6-pixel chunk starts on ~54 lines the hardware prefetcher
  * has not fetched. */
 typedef struct {
-    const float *p;
+    const float *p, *p2; /* p2: a second weight block (direct32's), the same lines; or NULL */
     int64_t tap_stride, lines;
     const int64_t *ib;
     int64_t nq;
@@ -48,6 +72,9 @@ static inline void rvg__prefetch_tap(const rvg__prefetch_hint *h, int t) {
 #if defined(__GNUC__)
     for (int64_t i = 0; i < h->lines; i++)
         __builtin_prefetch(h->p + t * h->tap_stride + i * 16, 0, 1);
+    if (h->p2)
+        for (int64_t i = 0; i < h->lines; i++)
+            __builtin_prefetch(h->p2 + t * h->tap_stride + i * 16, 0, 1);
 #else
     (void)h, (void)t;
 #endif
@@ -85,6 +112,12 @@ typedef struct {
      * v(j, c) = V[((coff + c) / 8) * vbs + j*8 + (coff + c) % 8]  (V, M: (block, tile, 8)). */
     void (*gemm16)(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t coff,
                    const float *U, int64_t nc, int64_t nt);
+    /* gemm16 for two blocks of 16 output channels over the same input channels: the second
+     * block's weights at U + us, its rows at M + 2*mbs (and M + 3*mbs). The same FMAs per output
+     * in the same order, so gemm16's results bit for bit (reference: gemm16 of kern_c.c per
+     * block). NULL in sets whose registers do not hold two blocks (then gemm16 per block). */
+    void (*gemm32)(float *M, int64_t mbs, const float *V, int64_t vbs, int64_t coff,
+                   const float *U, int64_t us, int64_t nc, int64_t nt);
     /* Direct 3x3 conv of nq (1..direct_px) output pixels for 16 output channels (pack8
      * blocks y0, y1; y1 NULL when the second block is padding). Pixel j reads the input at
      * x + ib[j] (padded coordinates of its top-left tap, channel block of c0) and writes
@@ -97,7 +130,17 @@ typedef struct {
                      int64_t nq, int64_t coff, int64_t xcs, int64_t Wp, const float *w,
                      int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi, int first,
                      int relu, const rvg__prefetch_hint *pf);
-    int direct_px; /* the most pixels one direct16 call takes: its register block */
+    /* direct16 for the two 16-channel blocks kb, kb + 1 of a layer at once, where they read the
+     * same input channels and all four pack8 output blocks are real: block kb's outputs are y0
+     * and y0 + ycs, block kb + 1's y0 + 2*ycs and y0 + 3*ycs; its weights are 9*wn*16 floats
+     * after w, its bias 16 after bias. Each output gets the same FMAs in the same order as from
+     * direct16, so the results are direct16's bit for bit (its reference: direct16 of kern_c.c
+     * per block). NULL in sets whose registers do not hold two blocks (then direct16 per block). */
+    void (*direct32)(float *y0, int64_t ycs, const int64_t *ob, const float *x,
+                     const int64_t *ib, int64_t nq, int64_t coff, int64_t xcs, int64_t Wp,
+                     const float *w, int64_t wn, const float *bias, int64_t c_lo, int64_t c_hi,
+                     int first, int relu, const rvg__prefetch_hint *pf);
+    int direct_px; /* the most pixels one direct16 or direct32 call takes: its register block */
     /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
      * computed on the fly (small batches, see engine.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
      * (G g G^T)[i][j] for j < n (n = m + 2 of F(mxm)), from g[(c*9 + r*3 + s)*16 + l]. */
@@ -109,7 +152,8 @@ typedef struct {
 extern const rvg__infer_kernels rvg__infer_kernels_c;
 #ifdef RVG_HAVE_SIMD
 extern const rvg__infer_kernels rvg__infer_kernels_avx2;
-/* Put the 12-wide micro-kernels of kern_micro.h into k (gemm16, direct16, direct_px): built for
+/* Put the 12-wide micro-kernels of kern_micro.h into k (gemm16, gemm32, direct16, direct32,
+ * direct_px, wino_wrow): built for
  * AVX-512F, and the same blocking on AVX2 vectors (the tests' twin, see kern_avx512_twin.c). */
 void rvg__infer_wide_avx512(rvg__infer_kernels *k);
 void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k);

@@ -14,6 +14,9 @@
 
 void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k) {
     k->gemm16 = gemm16_avx512_twin;
+    k->gemm32 = gemm32_avx512_twin;
     k->direct16 = direct16_avx512_twin;
+    k->direct32 = direct32_avx512_twin;
+    k->wino_wrow = wino_wrow_avx512_twin;
     k->direct_px = KM_NT;
 }

@@ -257,28 +257,9 @@ static void KN(wino6_out)(float *y, int64_t Wp, int64_t ycs, const float *M, int
 
 /* G of F(4x4), F(5x5) and F(6x6) in float, for the on-the-fly weight transform (engine.c
  * applies the same matrices in double at load time). */
-static const float KN(G4)[6][3] = {{1.f / 4, 0, 0},           {-1.f / 6, -1.f / 6, -1.f / 6},
-                                   {-1.f / 6, 1.f / 6, -1.f / 6}, {1.f / 24, 1.f / 12, 1.f / 6},
-                                   {1.f / 24, -1.f / 12, 1.f / 6}, {0, 0, 1}};
-static const float KN(G5)[7][3] = {{-1.f / 2, 0, 0},
-                                   {-1.f / 3, -1.f / 3, -1.f / 3},
-                                   {1.f / 9, -1.f / 9, 1.f / 9},
-                                   {1.f / 36, 1.f / 18, 1.f / 9},
-                                   {-1.f / 60, 1.f / 30, -1.f / 15},
-                                   {32.f / 45, 16.f / 45, 8.f / 45},
-                                   {0, 0, 1}};
-static const float KN(G6)[8][3] = {{1, 0, 0},
-                                   {-2.f / 9, -2.f / 9, -2.f / 9},
-                                   {-2.f / 9, 2.f / 9, -2.f / 9},
-                                   {1.f / 90, 1.f / 45, 2.f / 45},
-                                   {1.f / 90, -1.f / 45, 2.f / 45},
-                                   {32.f / 45, 16.f / 45, 8.f / 45},
-                                   {32.f / 45, -16.f / 45, 8.f / 45},
-                                   {0, 0, 1}};
-
-#ifndef KERN_OWN_WROW /* kern_avx2.c has an intrinsic version */
+#ifndef KERN_OWN_WROW /* the SIMD sets take kern_micro.h's */
 static void KN(wino_wrow)(float *restrict U, const float *restrict g, int64_t nc, int n, int i) {
-    const float(*Gm)[3] = n == 6 ? KN(G4) : n == 7 ? KN(G5) : KN(G6);
+    const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
     const float a0 = Gm[i][0], a1 = Gm[i][1], a2 = Gm[i][2];
     for (int64_t c = 0; c < nc; c++) {
         float t[3][16]; /* t[s] = sum_r G[i][r] g[r][s]: row i of G g */
