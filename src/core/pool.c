@@ -64,15 +64,28 @@ struct rvg__pool {
     pthread_cond_t cv;
 };
 
-/* Claims and runs units of the current phase until none are left. */
-static void work(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t grain) {
+/* Claims and runs units of the current phase until none are left. A claim takes a share of
+ * what is left, 1/(2*active) of it in whole grains (guided scheduling): the threads start on big
+ * runs and end on single grains, so a phase costs O(threads * log(units)) claims instead of one
+ * per grain. Each claim moves the counter's cache line between cores; on the 2-core (Zen 5)
+ * benchmark machine a claim per grain made A0's phases with a few hundred short units slower
+ * on 2 threads than on 1 (stem 0.38 -> 0.55 ms; a throwaway driver of 800 units of 0.2 us:
+ * 168 us on 1 thread, 145 us on 2). */
+static void work(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t grain,
+                 int active) {
+    int64_t b = atomic_load(&p->next);
     for (;;) {
-        int64_t b = atomic_fetch_add(&p->next, grain);
         if (b >= n)
             return;
-        int64_t e = b + grain < n ? b + grain : n;
+        int64_t take = (n - b) / (2 * (int64_t)active) / grain * grain;
+        int64_t e = b + (take > grain ? take : grain);
+        if (e > n)
+            e = n;
+        if (!atomic_compare_exchange_weak(&p->next, &b, e))
+            continue; /* b now holds the counter's current value */
         fn(ctx, b, e);
         atomic_fetch_add(&p->done, e - b);
+        b = atomic_load(&p->next);
     }
 }
 
@@ -123,7 +136,7 @@ static void *worker(void *arg) {
             return NULL;
         }
         if (tl_tid < p->active)
-            work(p, p->fn, p->ctx, p->n, p->grain);
+            work(p, p->fn, p->ctx, p->n, p->grain, p->active);
         atomic_fetch_sub(&p->busy, 1);
     }
 }
@@ -207,7 +220,7 @@ void rvg__pool_for_nt(rvg__pool *p, int64_t n, int64_t grain, int nt, rvg__task_
         return;
     }
     publish(p, fn, ctx, n, grain, nt, 0);
-    work(p, fn, ctx, n, grain);
+    work(p, fn, ctx, n, grain, nt);
     /* Only units already claimed are outstanding; yield so that a worker preempted on this
      * core can finish its unit. */
     p->phases++;
