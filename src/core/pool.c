@@ -41,6 +41,13 @@
 static int spin_limit = 4000;
 #define YIELD_EVERY 64
 
+/* The units of one thread's share of a phase, [next, end): claimed by its owner first, then by
+ * any thread that has run out of its own. A cache line each, so that owners do not share one. */
+typedef struct {
+    _Alignas(64) atomic_int_fast64_t next;
+    int64_t end;
+} rvg__pool_part;
+
 struct rvg__pool {
     int nthreads;                 /* including the caller */
     pthread_t *tid;
@@ -51,7 +58,8 @@ struct rvg__pool {
     rvg__task_fn fn;
     void *ctx;
     int64_t n, grain;
-    atomic_int_fast64_t next, done;
+    rvg__pool_part *parts;        /* nthreads, one cache line each */
+    atomic_int_fast64_t done;
     int stop;
     int active;                   /* threads taking part in the phase, the caller included */
     atomic_int sleepers, next_tid;
@@ -64,28 +72,43 @@ struct rvg__pool {
     pthread_cond_t cv;
 };
 
-/* Claims and runs units of the current phase until none are left. A claim takes a share of
- * what is left, 1/(2*active) of it in whole grains (guided scheduling): the threads start on big
- * runs and end on single grains, so a phase costs O(threads * log(units)) claims instead of one
- * per grain. Each claim moves the counter's cache line between cores; on the 2-core (Zen 5)
- * benchmark machine a claim per grain made A0's phases with a few hundred short units slower
- * on 2 threads than on 1 (stem 0.38 -> 0.55 ms; a throwaway driver of 800 units of 0.2 us:
- * 168 us on 1 thread, 145 us on 2). */
-static void work(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t grain,
-                 int active) {
-    int64_t b = atomic_load(&p->next);
+/* Claims a run of units from part q: a quarter of what is left in it, in whole grains (at least
+ * one grain), so a part is taken in O(log(units)) claims and its last grains stay small enough
+ * to share. Returns 0 when the part is empty. */
+static int claim(rvg__pool_part *q, int64_t grain, int64_t *b_out, int64_t *e_out) {
+    int64_t b = atomic_load(&q->next);
     for (;;) {
-        if (b >= n)
-            return;
-        int64_t take = (n - b) / (2 * (int64_t)active) / grain * grain;
+        if (b >= q->end)
+            return 0;
+        int64_t take = (q->end - b) / 4 / grain * grain;
         int64_t e = b + (take > grain ? take : grain);
-        if (e > n)
-            e = n;
-        if (!atomic_compare_exchange_weak(&p->next, &b, e))
-            continue; /* b now holds the counter's current value */
-        fn(ctx, b, e);
-        atomic_fetch_add(&p->done, e - b);
-        b = atomic_load(&p->next);
+        if (e > q->end)
+            e = q->end;
+        if (atomic_compare_exchange_weak(&q->next, &b, e)) { /* else b is the current value */
+            *b_out = b, *e_out = e;
+            return 1;
+        }
+    }
+}
+
+/* Runs units of the current phase until none are left: first those of the thread's own part,
+ * then what is left of the others' (a thread that was descheduled or slow is helped out).
+ *
+ * Why parts: the engine's phases split layers the same way from one phase to the next (the
+ * units of its transforms and GEMMs are channel-major), so with a fixed part per thread a thread
+ * mostly reads what it wrote itself, from its own cache. With one shared counter (first claimed
+ * one grain at a time, then guided) threads took units in whatever order they came, and each
+ * claim moved the counter's cache line between cores: on the 2-core Zen 5 benchmark machine A0's
+ * Winograd transforms ran slower on 2 threads than on 1 (stage 3 input transform 0.032 ->
+ * 0.065 ms) and a phase of 800 units of 0.2 us took 145 us on 2 threads against 168 on 1. */
+static void work(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t grain, int tid, int active) {
+    for (int k = 0; k < active; k++) {
+        rvg__pool_part *q = &p->parts[(tid + k) % active];
+        int64_t b, e;
+        while (claim(q, grain, &b, &e)) {
+            fn(ctx, b, e);
+            atomic_fetch_add(&p->done, e - b);
+        }
     }
 }
 
@@ -136,7 +159,7 @@ static void *worker(void *arg) {
             return NULL;
         }
         if (tl_tid < p->active)
-            work(p, p->fn, p->ctx, p->n, p->grain, p->active);
+            work(p, p->fn, p->ctx, p->grain, tl_tid, p->active);
         atomic_fetch_sub(&p->busy, 1);
     }
 }
@@ -149,7 +172,12 @@ static void publish(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t
     while (atomic_load(&p->busy) != 0)
         CPU_RELAX();
     p->fn = fn, p->ctx = ctx, p->n = n, p->grain = grain, p->active = active, p->stop = stop;
-    atomic_store(&p->next, 0);
+    int64_t ng = (n + grain - 1) / grain; /* parts of whole grains, one per thread */
+    for (int i = 0; i < active; i++) {
+        int64_t b = i * ng / active * grain, e = (i + 1) * ng / active * grain;
+        atomic_store(&p->parts[i].next, b < n ? b : n);
+        p->parts[i].end = e < n ? e : n;
+    }
     atomic_store(&p->done, 0);
     atomic_fetch_add(&p->gen, 1); /* even: open */
     if (atomic_load(&p->sleepers) > 0) {
@@ -169,7 +197,6 @@ rvg__pool *rvg__pool_new(int nthreads) {
     p->nthreads = nthreads < 1 ? 1 : nthreads;
     atomic_init(&p->gen, 0);
     atomic_init(&p->busy, 0);
-    atomic_init(&p->next, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->next_tid, 0);
@@ -178,10 +205,14 @@ rvg__pool *rvg__pool_new(int nthreads) {
     pthread_cond_init(&p->cv, NULL);
     if (p->nthreads > 1) {
         p->tid = calloc((size_t)p->nthreads - 1, sizeof(pthread_t));
-        if (!p->tid) {
-            p->nthreads = 1;
+        p->parts = aligned_alloc(_Alignof(rvg__pool_part),
+                                 sizeof(rvg__pool_part) * (size_t)p->nthreads);
+        if (!p->tid || !p->parts) {
+            p->nthreads = 1; /* runs everything on the caller */
             return p;
         }
+        for (int i = 0; i < p->nthreads; i++)
+            atomic_init(&p->parts[i].next, 0), p->parts[i].end = 0;
         for (int i = 0; i < p->nthreads - 1; i++)
             if (pthread_create(&p->tid[i], NULL, worker, p) != 0) {
                 p->nthreads = i + 1; /* run with the threads we got */
@@ -200,6 +231,7 @@ void rvg__pool_free(rvg__pool *p) {
             pthread_join(p->tid[i], NULL);
     }
     free(p->tid);
+    free(p->parts);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -220,7 +252,7 @@ void rvg__pool_for_nt(rvg__pool *p, int64_t n, int64_t grain, int nt, rvg__task_
         return;
     }
     publish(p, fn, ctx, n, grain, nt, 0);
-    work(p, fn, ctx, n, grain, nt);
+    work(p, fn, ctx, grain, 0, nt);
     /* Only units already claimed are outstanding; yield so that a worker preempted on this
      * core can finish its unit. */
     p->phases++;
