@@ -1,5 +1,6 @@
-/* pool.c - the library's thread pool: a parallel-for whose units are claimed from an atomic
- * counter, so a thread the OS has descheduled holds up nobody. The training kernels share one
+/* pool.c - the library's thread pool: a parallel-for whose units are claimed from atomic
+ * counters (one part of the units per thread, which the others help with once their own are
+ * done), so a thread the OS has descheduled holds up nobody. The training kernels share one
  * process-wide pool (rvg__par_run, src/core/parallel.c); each inference engine owns one sized by
  * its --threads.
  *
@@ -9,8 +10,8 @@
  * development machine under load: RepVGG-A0 batch 1 took ~480 ms with libgomp's default spinning
  * and ~65 ms with OMP_WAIT_POLICY=passive, against ~40 ms for one thread; the training conv
  * benchmark was up to 15x slower with a team than with one thread. Here the caller works too,
- * units go to whichever thread asks first, and the end of a phase waits only for units that were
- * actually claimed. Workers spin briefly between phases (phases follow each other within
+ * a thread's part goes to whichever thread asks for it once its owner has not, and the end of a
+ * phase waits only for units that were actually claimed. Workers spin briefly between phases (phases follow each other within
  * microseconds), then sleep on a condition variable. Which thread runs a unit never changes what
  * the unit computes, so results do not depend on timing.
  *
