@@ -11,9 +11,9 @@
  * and ~65 ms with OMP_WAIT_POLICY=passive, against ~40 ms for one thread; the training conv
  * benchmark was up to 15x slower with a team than with one thread. Here the caller works too,
  * a thread's part goes to whichever thread asks for it once its owner has not, and the end of a
- * phase waits only for units that were actually claimed. Workers spin briefly between phases (phases follow each other within
- * microseconds), then sleep on a condition variable. Which thread runs a unit never changes what
- * the unit computes, so results do not depend on timing.
+ * phase waits only for units that were actually claimed. Workers spin briefly between phases
+ * (phases follow each other within microseconds), then sleep on a condition variable. Which
+ * thread runs a unit never changes what the unit computes, so results do not depend on timing.
  *
  * A call made while the pool is running another phase (from a task, or from a second thread) runs
  * its units on the calling thread alone.
@@ -58,7 +58,7 @@ struct rvg__pool {
     atomic_int busy;
     rvg__task_fn fn;
     void *ctx;
-    int64_t n, grain;
+    int64_t grain;
     rvg__pool_part *parts;        /* nthreads, one cache line each */
     atomic_int_fast64_t done;
     int stop;
@@ -172,7 +172,7 @@ static void publish(rvg__pool *p, rvg__task_fn fn, void *ctx, int64_t n, int64_t
     atomic_fetch_add(&p->gen, 1); /* odd: closed */
     while (atomic_load(&p->busy) != 0)
         CPU_RELAX();
-    p->fn = fn, p->ctx = ctx, p->n = n, p->grain = grain, p->active = active, p->stop = stop;
+    p->fn = fn, p->ctx = ctx, p->grain = grain, p->active = active, p->stop = stop;
     int64_t ng = (n + grain - 1) / grain; /* parts of whole grains, one per thread */
     for (int i = 0; i < active; i++) {
         int64_t b = i * ng / active * grain, e = (i + 1) * ng / active * grain;
