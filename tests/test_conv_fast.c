@@ -289,6 +289,54 @@ static void check_prepacked_gemm(void) {
     rvg_free(pack);
 }
 
+/* The AVX-512 6x32 kernels (two 16-column panels per call) against the AVX2 6x16 ones: the same
+ * FMAs in the same order, so bit-identical, on ragged M (edge panels of A), N around multiples of
+ * 16 and 32 and past one column block (NC 512), K around the KC 256 cache block, both op(A), both
+ * op(B), both beta, and the prepacked B. Skipped where the CPU has no AVX-512F. */
+static void check_wide_gemm(void) {
+    if (!rvg__conv_gemm_set_backend(RVG__GEMM_OWN_AVX2) || !rvg__conv_gemm_set_wide(1)) {
+        printf("-- wide (AVX-512) GEMM kernels: not in this build / CPU, skipped\n");
+        rvg__conv_gemm_set_backend(RVG__GEMM_AUTO);
+        return;
+    }
+    static const int64_t shapes[][3] = {/* M, N, K */
+                                        {1, 1, 1},     {6, 32, 4},    {5, 17, 3},  {7, 33, 257},
+                                        {13, 47, 256}, {12, 48, 255}, {64, 100, 9}, {19, 530, 300},
+                                        {6, 31, 520}};
+    float *pack = rvg_alloc(sizeof(float) * rvg__conv_sgemm_serial_pack_floats());
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        float *A = rvg_test_new_rand(M * K), *B = rvg_test_new_rand(K * N);
+        float *Bp = rvg_alloc(sizeof(float) * rvg__conv_gemm_prepack_b_floats(K, N));
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta = 0; beta < 2; beta++) {
+                    float *C[2], *D[2];
+                    C[0] = rvg_test_new_rand(M * N);
+                    C[1] = rvg_test_new_copy(C[0], M * N);
+                    D[0] = rvg_test_new_copy(C[0], M * N);
+                    D[1] = rvg_test_new_copy(C[0], M * N);
+                    const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                    for (int w = 0; w < 2; w++) {
+                        CHECK(rvg__conv_gemm_set_wide(w) == w);
+                        rvg__conv_sgemm_serial(ta, tb, M, N, K, A, lda, B, ldb, beta, C[w], N,
+                                               pack);
+                        rvg__conv_gemm_prepack_b(Bp, tb, B, ldb, K, N);
+                        rvg__conv_sgemm_serial_prepacked(ta, M, N, K, A, lda, Bp, N, 0, beta,
+                                                         D[w], N, pack);
+                    }
+                    CHECK(same_bits(C[1], C[0], M * N));
+                    CHECK(same_bits(D[1], D[0], M * N));
+                    CHECK(same_bits(D[1], C[1], M * N));
+                    free(C[0]), free(C[1]), free(D[0]), free(D[1]);
+                }
+        free(A), free(B), rvg_free(Bp);
+    }
+    rvg_free(pack);
+    rvg__conv_gemm_set_wide(1);
+    CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_AUTO));
+}
+
 static void run_all_cases(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
         run_case(&CASES[i]);
@@ -309,5 +357,6 @@ int main(int argc, char **argv) {
     run_all_cases();
     rvg__conv_winograd_set(was);
     check_force_ref();
+    check_wide_gemm();
     return rvg_test_finish();
 }

@@ -13,7 +13,8 @@
  * Tiny input planes (H*W <= R*S: the 2x2 layers of a 28x28 network) go to conv2d_unrolled.c, which
  * writes the whole convolution as one dense matrix instead.
  * The GEMM is either cblas_sgemm or the built-in packed GEMM here (BLIS loop order, 6x16 register
- * tile; AVX2+FMA micro-kernel in src/ops/x86/conv2d_gemm_avx2.c when the CPU has it, else plain C).
+ * tile; AVX2+FMA micro-kernel in src/ops/x86/conv2d_gemm_avx2.c when the CPU has it, else plain C;
+ * with AVX-512F, two 16-column panels per call to the 6x32 kernels of conv2d_gemm_avx512.c).
  *
  * Threads: a small claim-based worker pool (below; why not an OpenMP team is explained there) cuts
  * each GEMM's C into disjoint slabs of whole register tiles (each slab with its thread's own packed
@@ -86,9 +87,14 @@
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_threads = 1; /* threads the workspace is sized for, latched at first use */
 static int g_have_avx2 = 0;
+static int g_have_avx512 = 0;
+static int g_want_wide = 1; /* 32-column AVX-512 kernels where available (RVG_CONV_AVX512=0: off) */
 static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
 static rvg__gemm_kernel_fn g_kernel;
 static rvg__gemm_kernel_rows_fn g_kernel_rows, g_kernel_cols;
+/* Two 16-column panels per call (the AVX-512 6x32 kernels), or NULL: then one panel per call. */
+static rvg__gemm_kernel_fn g_kernel2;
+static rvg__gemm_kernel_rows_fn g_kernel2_rows, g_kernel2_cols;
 static int g_winograd = 1; /* stride-1 3x3 layers by Winograd (RVG_CONV_WINOGRAD=0: off) */
 
 static void kernel_c(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int64_t mr,
@@ -122,11 +128,20 @@ static rvg__gemm_backend default_backend(void) {
 
 static void apply_backend(rvg__gemm_backend b) {
     g_backend = b;
+    g_kernel2 = NULL;
+    g_kernel2_rows = g_kernel2_cols = NULL;
 #ifdef RVG_HAVE_SIMD
     if (b == RVG__GEMM_OWN_AVX2) {
         g_kernel = rvg__conv_gemm_kernel_avx2;
         g_kernel_rows = rvg__conv_gemm_kernel_rows_avx2;
         g_kernel_cols = rvg__conv_gemm_kernel_cols_avx2;
+        /* A0 step at 28x28 and 56x56, batch 128, 2 threads: see the AVX-512 file's banner and
+         * docs/training_kernels.md for what the wide kernels gave. */
+        if (g_have_avx512 && g_want_wide) {
+            g_kernel2 = rvg__conv_gemm_kernel2_avx512;
+            g_kernel2_rows = rvg__conv_gemm_kernel2_rows_avx512;
+            g_kernel2_cols = rvg__conv_gemm_kernel2_cols_avx512;
+        }
         return;
     }
 #endif
@@ -143,7 +158,10 @@ static void init_once(void) {
 #if defined(RVG_HAVE_SIMD) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     g_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    g_have_avx512 = g_have_avx2 && __builtin_cpu_supports("avx512f");
 #endif
+    const char *av = getenv("RVG_CONV_AVX512");
+    g_want_wide = !(av && strcmp(av, "0") == 0);
     apply_backend(default_backend());
     const char *wv = getenv("RVG_CONV_WINOGRAD");
     g_winograd = !(wv && strcmp(wv, "0") == 0);
@@ -174,6 +192,13 @@ int rvg__conv_gemm_set_backend(rvg__gemm_backend b) {
     return 0;
 }
 
+int rvg__conv_gemm_set_wide(int on) {
+    ensure_init();
+    g_want_wide = on != 0;
+    apply_backend(g_backend);
+    return g_kernel2 != NULL;
+}
+
 int rvg__conv_winograd_set(int on) {
     ensure_init();
     const int was = g_winograd;
@@ -201,7 +226,7 @@ rvg__gemm_backend rvg__conv_gemm_backend(void) {
 const char *rvg__conv_gemm_backend_name(void) {
     switch (rvg__conv_gemm_backend()) {
     case RVG__GEMM_OWN_C: return "own-c";
-    case RVG__GEMM_OWN_AVX2: return "own-avx2";
+    case RVG__GEMM_OWN_AVX2: return g_kernel2 ? "own-avx2+avx512" : "own-avx2";
     case RVG__GEMM_BLAS: return "blas";
     case RVG__GEMM_AUTO: break;
     }
@@ -401,6 +426,8 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
                         int64_t bpre_n, int64_t bpre_j0) {
     const rvg__gemm_kernel_fn kern = g_kernel;
     const rvg__gemm_kernel_rows_fn kern_in_place = ta ? g_kernel_cols : g_kernel_rows;
+    const rvg__gemm_kernel_fn kern2 = g_kernel2;
+    const rvg__gemm_kernel_rows_fn kern2_in_place = ta ? g_kernel2_cols : g_kernel2_rows;
     for (int64_t jc = 0; jc < N; jc += RVG__GEMM_NC) {
         const int64_t nc = N - jc < RVG__GEMM_NC ? N - jc : RVG__GEMM_NC;
         for (int64_t pc = 0; pc < K; pc += RVG__GEMM_KC) {
@@ -416,19 +443,29 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
                 const int64_t m_full = mc / RVG__GEMM_MR * RVG__GEMM_MR;
                 if (m_full < mc) /* the ragged last panel */
                     pack_a(apack + m_full * kc, ta, A, lda, i0 + ic + m_full, mc - m_full, pc, kc);
-                for (int64_t jr = 0; jr < nc; jr += RVG__GEMM_NR) {
-                    const int64_t nr = nc - jr < RVG__GEMM_NR ? nc - jr : RVG__GEMM_NR;
+                /* Two panels at a time where the wide kernels are in use and a second panel
+                 * (perhaps ragged) exists; the panels lie kc*NR floats apart either way. */
+                for (int64_t jr = 0, step; jr < nc; jr += step) {
+                    const int wide = kern2 && nc - jr > RVG__GEMM_NR;
+                    step = wide ? 2 * RVG__GEMM_NR : RVG__GEMM_NR;
+                    const int64_t nr = nc - jr < step ? nc - jr : step;
                     const float *bp = bblk + jr * kc;
                     float *cp = C + (i0 + ic) * ldc + j0 + jc + jr;
                     int64_t ir = 0;
                     for (; ir < m_full; ir += RVG__GEMM_MR) {
                         const int64_t row = i0 + ic + ir; /* first row of op(A) in the panel */
-                        kern_in_place(kc, ta ? A + pc * lda + row : A + row * lda + pc, lda, bp,
-                                      cp + ir * ldc, ldc, nr, b1);
+                        const float *ap = ta ? A + pc * lda + row : A + row * lda + pc;
+                        if (wide)
+                            kern2_in_place(kc, ap, lda, bp, cp + ir * ldc, ldc, nr, b1);
+                        else
+                            kern_in_place(kc, ap, lda, bp, cp + ir * ldc, ldc, nr, b1);
                     }
                     for (; ir < mc; ir += RVG__GEMM_MR) {
                         const int64_t mr = mc - ir < RVG__GEMM_MR ? mc - ir : RVG__GEMM_MR;
-                        kern(kc, apack + ir * kc, bp, cp + ir * ldc, ldc, mr, nr, b1);
+                        if (wide)
+                            kern2(kc, apack + ir * kc, bp, cp + ir * ldc, ldc, mr, nr, b1);
+                        else
+                            kern(kc, apack + ir * kc, bp, cp + ir * ldc, ldc, mr, nr, b1);
                     }
                 }
             }

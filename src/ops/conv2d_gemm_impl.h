@@ -50,7 +50,15 @@ void rvg__conv_gemm_pack_bt_avx2(float *dst, const float *src, int64_t ldb, int6
 /* Packs a full NR-column panel of a plain B: dst[k*NR + j] = src[k*ldb + j], k < kc; dst 32-byte
  * aligned. */
 void rvg__conv_gemm_pack_b_avx2(float *dst, const float *src, int64_t ldb, int64_t kc);
-
+/* The AVX-512 6x32 kernels (conv2d_gemm_avx512.c): the same contracts as the three kernels above
+ * with b two adjacent packed panels (the second kc*16 floats after the first) and nr <= 32;
+ * bit-identical to two calls of the AVX2 kernels. */
+void rvg__conv_gemm_kernel2_avx512(int64_t kc, const float *a, const float *b, float *c,
+                                   int64_t ldc, int64_t mr, int64_t nr, int beta_one);
+void rvg__conv_gemm_kernel2_rows_avx512(int64_t kc, const float *a, int64_t lda, const float *b,
+                                        float *c, int64_t ldc, int64_t nr, int beta_one);
+void rvg__conv_gemm_kernel2_cols_avx512(int64_t kc, const float *a, int64_t lda, const float *b,
+                                        float *c, int64_t ldc, int64_t nr, int beta_one);
 #endif
 
 /* Copies n floats; memcpy's call overhead dominates the 1..8-float rows of the late layers. */
@@ -94,7 +102,12 @@ typedef enum {
  * benches do). Returns 0 when the backend is not available in this build or on this CPU (nothing
  * changes then), 1 otherwise. */
 int rvg__conv_gemm_set_backend(rvg__gemm_backend b);
-/* The backend now in use (never AUTO) and its name ("own-avx2", ...). */
+/* Lets the AVX2 backend hand pairs of 16-column panels to the AVX-512 6x32 kernels (on = 1, the
+ * default where the CPU has AVX-512F unless RVG_CONV_AVX512=0) or not (on = 0). Not thread-safe,
+ * like set_backend. Returns whether they are in use now (0 without AVX-512F or under another
+ * backend). Results are bit-identical either way. */
+int rvg__conv_gemm_set_wide(int on);
+/* The backend now in use (never AUTO) and its name ("own-avx2", "own-avx2+avx512", ...). */
 rvg__gemm_backend rvg__conv_gemm_backend(void);
 const char *rvg__conv_gemm_backend_name(void);
 
