@@ -1,6 +1,7 @@
 /* gemm_backends.h - runs a conv test's cases once per GEMM backend of the training convolution
  * (plain C micro-kernel, AVX2 micro-kernel, AVX-512 wide kernels, OpenBLAS), skipping those this
- * build or CPU lacks, then restores the default choice. Shared by test_conv_fast.c and test_conv_fused.c.
+ * build or CPU lacks, then restores the default choice. Shared by test_conv_fast.c and
+ * test_conv_fused.c.
  */
 #ifndef RVG_TEST_GEMM_BACKENDS_H
 #define RVG_TEST_GEMM_BACKENDS_H

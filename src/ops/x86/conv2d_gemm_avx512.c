@@ -1,13 +1,14 @@
 /* conv2d_gemm_avx512.c - the AVX-512 6x32 sgemm micro-kernels of the training convolution.
  *
- * Does: one register tile C (6 x 32) (+)= A panel (6 x kc) * two adjacent packed B panels (kc x 16
- * each, the second kc*16 floats after the first), twelve zmm accumulators fed by two B loads and six
- * A broadcasts per k step. It is the AVX2 6x16 kernel (conv2d_gemm_avx2.c) at twice the width: the
- * packing layouts stay those of the 16-column panels, so gemm_serial hands this kernel two panels
- * where it has them and the AVX2 kernel the odd last one. Each C element still gets one FMA per k in
- * increasing k order with the same operands, so its value is bit-identical to the AVX2 kernel's
- * (tests/test_conv.c checks that on awkward shapes). Same three entry points as the AVX2 file: A
- * packed (6 floats per k), A read in place from a row-major matrix, or from its transpose.
+ * Does: one register tile C (6 x 32) (+)= A panel (6 x kc) * two adjacent packed B panels (kc x
+ * 16 each, the second kc*16 floats after the first), twelve zmm accumulators fed by two B loads
+ * and six A broadcasts per k step. It is the AVX2 6x16 kernel (conv2d_gemm_avx2.c) at twice the
+ * width: the packing layouts stay those of the 16-column panels, so gemm_serial hands this kernel
+ * two panels where it has them and the AVX2 kernel the odd last one. Each C element still gets one
+ * FMA per k in increasing k order with the same operands, so its value is bit-identical to the
+ * AVX2 kernel's (tests/test_conv_fast.c checks that on awkward shapes). Same three entry points as
+ * the AVX2 file: A packed (6 floats per k), A read in place from a row-major matrix, or from its
+ * transpose.
  * Edge tiles (fewer rows, or fewer than 32 valid columns: the second panel is zero-padded past the
  * matrix) are computed in full and only the valid corner is written.
  *
