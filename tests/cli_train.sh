@@ -90,6 +90,20 @@ check "paper200 run D resumes" "$TOOL" train --resume "$SCRATCH/d" --threads 1 -
 check "paper200 resumed == uninterrupted" \
     cmp "$SCRATCH/c/last.safetensors" "$SCRATCH/d/last.safetensors"
 
+# ---- a larger input size: crop at 28x28, resize to 40x40; eval reads the size from the weights --
+S40=(--arch "$ARCH" --limit-train 128 --limit-val 64 --epochs 1 --batch 32 --threads 1 --quiet
+     --size 40)
+check "--size 40 run trains" "$TOOL" train "${S40[@]}" --out "$SCRATCH/s40"
+if "$TOOL" eval --weights "$SCRATCH/s40/last.safetensors" --limit-val 64 --json \
+        > "$SCRATCH/s40.json" 2> "$SCRATCH/s40.err"; then
+    top1=$(sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p' "$SCRATCH/s40.json")
+    logtop1=$(tail -n 1 "$SCRATCH/s40/log.csv" | cut -d, -f6)
+    check "--size 40: eval top-1 $top1 matches the log's $logtop1" \
+        awk -v a="$top1" -v b="$logtop1" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'
+else
+    bad "eval of the --size 40 run: $(cat "$SCRATCH/s40.err")"
+fi
+
 # ---- bad input: non-zero exit, a message, no crash (status > 128 is a signal) --------------------
 expect_fail() { # expect_fail DESCRIPTION ARGS...
     local what=$1

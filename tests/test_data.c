@@ -539,6 +539,62 @@ static void test_augment_small(void) {
             all &= seen[y][x] > 0;
     CHECK(unmatched == 0 && all);
 
+    /* random crop at the native size, then resized to 2x (bilinear; what `train --size` does to a
+     * small set): each output is one of the 25 shifted images, resized, and all 25 occur */
+    {
+        const int64_t OH = 2 * H + 1, OW = 2 * W - 3; /* not an integer factor, either way */
+        float big[25][(2 * 12 + 1) * (2 * 10 - 3)], got[(2 * 12 + 1) * (2 * 10 - 3)];
+        uint8_t shifted[12 * 10];
+        int64_t xi[2 * (2 * 10 - 3)];
+        float xl[2 * (2 * 10 - 3)];
+        int seen2[25] = {0}, unmatched2 = 0;
+        aug_none(&a, OH, OW);
+        a.random_crop_pad = 2;
+        a.crop_h = H;
+        a.crop_w = W;
+        for (int64_t s = 0; s < 400; s++) {
+            int64_t i = s % 37;
+            for (int sh = 0; sh < 25; sh++) {
+                const int dy = sh / 5 - 2, dx = sh % 5 - 2;
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t x = 0; x < W; x++) {
+                        int64_t sy = y + dy, sx = x + dx;
+                        shifted[y * W + x] = (sy >= 0 && sy < H && sx >= 0 && sx < W)
+                                                 ? (uint8_t)idx_pixel(i, sy, sx)
+                                                 : 0;
+                    }
+                rvg__resize_bilinear(big[sh], OH, OW, shifted, W, 1, 0, 0, H, W, OH, OW, 0, 0, xi,
+                                     xl);
+            }
+            CHECK_OK(rvg_augment_sample(got, d, &a, i, 11, s));
+            int matches = 0;
+            for (int sh = 0; sh < 25; sh++) {
+                int m = 1;
+                for (int64_t p = 0; p < OH * OW && m; p++)
+                    m = fabsf(got[p] - big[sh][p] / 255.f) < 1e-6f;
+                if (m) {
+                    seen2[sh]++;
+                    matches++;
+                }
+            }
+            unmatched2 += matches != 1;
+        }
+        int all2 = 1;
+        for (int sh = 0; sh < 25; sh++)
+            all2 &= seen2[sh] > 0;
+        CHECK(unmatched2 == 0 && all2);
+        /* a window larger than the padded image, or half a window, is refused */
+        rvg_loader *l2 = NULL;
+        a.crop_h = H + 5;
+        CHECK_STATUS(rvg_loader_new(&l2, d, &a, 4, 1, 0, 1, 1, 0, 1), RVG_STATUS_BAD_ARGUMENT);
+        a.crop_h = H;
+        a.crop_w = 0;
+        CHECK_STATUS(rvg_loader_new(&l2, d, &a, 4, 1, 0, 1, 1, 0, 1), RVG_STATUS_BAD_ARGUMENT);
+        CHECK(l2 == NULL);
+        aug_none(&a, H, W); /* back to the plain random crop for the checks below */
+        a.random_crop_pad = 2;
+    }
+
     /* the same (seed, epoch, index) gives the same sample; another epoch usually not */
     a.hflip = 1;
     CHECK_OK(rvg_augment_sample(out, d, &a, 3, 5, 2));

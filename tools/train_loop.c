@@ -192,6 +192,12 @@ static void make_augment(rvg_augment *a, const train_config *c, const rvg_datase
     a->out_h = a->out_w = c->size;
     if (train) {
         a->random_crop_pad = a->random_resized_crop ? 0 : (int)c->crop_pad;
+        /* A fixed-size set trained at another --size: crop at the native size, then resize. */
+        const int64_t h = rvg_dataset_height(d), w = rvg_dataset_width(d);
+        if (a->random_crop_pad > 0 && h > 0 && (h != c->size || w != c->size)) {
+            a->crop_h = h;
+            a->crop_w = w;
+        }
         a->hflip = c->flip;
         a->autoaugment = c->autoaugment;
     }

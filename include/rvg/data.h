@@ -98,8 +98,11 @@ rvg_status rvg_dataset_stats(const rvg_dataset *d, int64_t max_samples, float *m
  *      else center_crop_eval  resize the shorter side to floor(max(out_h, out_w) / 0.875) (the
  *                           longer side keeps the aspect, truncated), bilinear, then a centre crop
  *                           (torchvision's rounding)
- *      else random_crop_pad > 0  zero-pad by that many pixels, crop (out_h, out_w) at a uniform
- *                           random offset (torchvision RandomCrop(padding=p))
+ *      else random_crop_pad > 0  zero-pad by that many pixels, crop (crop_h, crop_w) (0: the
+ *                           output size) at a uniform random offset (torchvision
+ *                           RandomCrop(padding=p)), then, when the crop is not of the output
+ *                           size, bilinear resize to (out_h, out_w) (torchvision Resize after
+ *                           the crop: small images trained at a larger input size)
  *      else                 bilinear resize to (out_h, out_w), a plain copy when sizes agree
  *   2. hflip: mirror with probability 1/2
  *   3. autoaugment: torchvision's AutoAugment(IMAGENET) on uint8 pixels, nearest, fill 0
@@ -108,6 +111,7 @@ rvg_status rvg_dataset_stats(const rvg_dataset *d, int64_t max_samples, float *m
 typedef struct {
     int64_t out_h, out_w; /* output size (small sets: native size; folder: 224) */
     int random_crop_pad;  /* zero padding for the random crop; 0 turns the crop off */
+    int64_t crop_h, crop_w; /* the random crop's window, resized to out_h x out_w; 0 = out size */
     int hflip;            /* random horizontal flip */
     int random_resized_crop;
     int center_crop_eval;

@@ -65,6 +65,12 @@ rvg_status rvg__augment_check(const rvg_dataset *d, const rvg_augment *a) {
     if (a->random_crop_pad < 0)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "augment: random_crop_pad %d < 0",
                          a->random_crop_pad);
+    if (a->crop_h < 0 || a->crop_w < 0 || a->crop_h > 8192 || a->crop_w > 8192 ||
+        (a->crop_h == 0) != (a->crop_w == 0))
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "augment: crop window %lldx%lld out of range",
+                         (long long)a->crop_h, (long long)a->crop_w);
+    const int64_t crop_h = a->crop_h ? a->crop_h : a->out_h;
+    const int64_t crop_w = a->crop_w ? a->crop_w : a->out_w;
     for (int64_t c = 0; c < d->c; c++)
         if (!(a->std[c] > 0.f) || !isfinite(a->mean[c]))
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
@@ -73,11 +79,11 @@ rvg_status rvg__augment_check(const rvg_dataset *d, const rvg_augment *a) {
     /* A random crop larger than the padded image is only known to fail for fixed-size sets;
      * folders are checked per image. */
     if (!a->random_resized_crop && !a->center_crop_eval && a->random_crop_pad > 0 && d->pixels &&
-        (a->out_h > d->h + 2 * a->random_crop_pad || a->out_w > d->w + 2 * a->random_crop_pad))
+        (crop_h > d->h + 2 * a->random_crop_pad || crop_w > d->w + 2 * a->random_crop_pad))
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "augment: random crop %lldx%lld is larger than the %lldx%lld image padded "
                          "by %d",
-                         (long long)a->out_h, (long long)a->out_w, (long long)d->h, (long long)d->w,
+                         (long long)crop_h, (long long)crop_w, (long long)d->h, (long long)d->w,
                          a->random_crop_pad);
     return RVG_OK;
 }
@@ -225,24 +231,43 @@ rvg_status rvg__augment_one(float *out, const rvg_dataset *d, const rvg_augment 
         int64_t left = (int64_t)rint((double)(nw - ow) / 2.0);
         rvg__resize_bilinear(g, oh, ow, src, w, c, 0, 0, h, w, nh, nw, top, left, s->xi, s->xl);
     } else if (a->random_crop_pad > 0) {
-        int64_t p = a->random_crop_pad;
-        if (oh > h + 2 * p || ow > w + 2 * p)
+        const int64_t p = a->random_crop_pad;
+        const int64_t kh = a->crop_h ? a->crop_h : oh, kw = a->crop_w ? a->crop_w : ow;
+        if (kh > h + 2 * p || kw > w + 2 * p)
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                              "augment: random crop %lldx%lld larger than sample %lld (%lldx%lld, "
                              "padding %lld)",
-                             (long long)oh, (long long)ow, (long long)i, (long long)h, (long long)w,
+                             (long long)kh, (long long)kw, (long long)i, (long long)h, (long long)w,
                              (long long)p);
         /* RandomCrop(padding=p).get_params on the padded image: top first, then left. */
-        int64_t top = rvg__crng_below(&r, h + 2 * p - oh + 1) - p;
-        int64_t left = rvg__crng_below(&r, w + 2 * p - ow + 1) - p;
-        for (int64_t y = 0; y < oh; y++) {
-            int64_t sy = y + top;
-            for (int64_t x = 0; x < ow; x++) {
-                int64_t sx = x + left;
-                int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
-                for (int64_t ch = 0; ch < c; ch++)
-                    g[(y * ow + x) * c + ch] = inside ? (float)src[(sy * w + sx) * c + ch] : 0.f;
+        int64_t top = rvg__crng_below(&r, h + 2 * p - kh + 1) - p;
+        int64_t left = rvg__crng_below(&r, w + 2 * p - kw + 1) - p;
+        if (kh == oh && kw == ow) {
+            for (int64_t y = 0; y < oh; y++) {
+                int64_t sy = y + top;
+                for (int64_t x = 0; x < ow; x++) {
+                    int64_t sx = x + left;
+                    int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
+                    for (int64_t ch = 0; ch < c; ch++)
+                        g[(y * ow + x) * c + ch] =
+                            inside ? (float)src[(sy * w + sx) * c + ch] : 0.f;
+                }
             }
+        } else {
+            /* the uint8 crop (zeros in the padding), then Resize((oh, ow)) of it; s->u8 is free
+             * until AutoAugment */
+            RVG_TRY(rvg__image_reserve(&s->u8, kh, kw, c));
+            uint8_t *k8 = s->u8.data;
+            for (int64_t y = 0; y < kh; y++) {
+                int64_t sy = y + top;
+                for (int64_t x = 0; x < kw; x++) {
+                    int64_t sx = x + left;
+                    int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
+                    for (int64_t ch = 0; ch < c; ch++)
+                        k8[(y * kw + x) * c + ch] = inside ? src[(sy * w + sx) * c + ch] : 0;
+                }
+            }
+            rvg__resize_bilinear(g, oh, ow, k8, kw, c, 0, 0, kh, kw, oh, ow, 0, 0, s->xi, s->xl);
         }
     } else if (oh == h && ow == w) {
         for (int64_t k = 0; k < oh * ow * c; k++)
