@@ -242,33 +242,24 @@ rvg_status rvg__augment_one(float *out, const rvg_dataset *d, const rvg_augment 
         /* RandomCrop(padding=p).get_params on the padded image: top first, then left. */
         int64_t top = rvg__crng_below(&r, h + 2 * p - kh + 1) - p;
         int64_t left = rvg__crng_below(&r, w + 2 * p - kw + 1) - p;
-        if (kh == oh && kw == ow) {
-            for (int64_t y = 0; y < oh; y++) {
-                int64_t sy = y + top;
-                for (int64_t x = 0; x < ow; x++) {
-                    int64_t sx = x + left;
-                    int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
-                    for (int64_t ch = 0; ch < c; ch++)
-                        g[(y * ow + x) * c + ch] =
-                            inside ? (float)src[(sy * w + sx) * c + ch] : 0.f;
-                }
+        /* the uint8 crop (zeros in the padding; s->u8 is free until AutoAugment), then, when it
+         * is not of the output size, Resize((oh, ow)) of it */
+        RVG_TRY(rvg__image_reserve(&s->u8, kh, kw, c));
+        uint8_t *k8 = s->u8.data;
+        for (int64_t y = 0; y < kh; y++) {
+            int64_t sy = y + top;
+            for (int64_t x = 0; x < kw; x++) {
+                int64_t sx = x + left;
+                int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
+                for (int64_t ch = 0; ch < c; ch++)
+                    k8[(y * kw + x) * c + ch] = inside ? src[(sy * w + sx) * c + ch] : 0;
             }
-        } else {
-            /* the uint8 crop (zeros in the padding), then Resize((oh, ow)) of it; s->u8 is free
-             * until AutoAugment */
-            RVG_TRY(rvg__image_reserve(&s->u8, kh, kw, c));
-            uint8_t *k8 = s->u8.data;
-            for (int64_t y = 0; y < kh; y++) {
-                int64_t sy = y + top;
-                for (int64_t x = 0; x < kw; x++) {
-                    int64_t sx = x + left;
-                    int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
-                    for (int64_t ch = 0; ch < c; ch++)
-                        k8[(y * kw + x) * c + ch] = inside ? src[(sy * w + sx) * c + ch] : 0;
-                }
-            }
-            rvg__resize_bilinear(g, oh, ow, k8, kw, c, 0, 0, kh, kw, oh, ow, 0, 0, s->xi, s->xl);
         }
+        if (kh == oh && kw == ow)
+            for (int64_t k = 0; k < oh * ow * c; k++)
+                g[k] = (float)k8[k];
+        else
+            rvg__resize_bilinear(g, oh, ow, k8, kw, c, 0, 0, kh, kw, oh, ow, 0, 0, s->xi, s->xl);
     } else if (oh == h && ow == w) {
         for (int64_t k = 0; k < oh * ow * c; k++)
             g[k] = (float)src[k];

@@ -1,7 +1,8 @@
 /* conv2d_gemm_avx2.c - the AVX2+FMA 6x16 sgemm micro-kernels of the training convolution.
  *
  * Does: one register tile C (6 x 16) (+)= A panel (6 x kc) * packed B panel (kc x 16), twelve ymm
- * accumulators fed by two B loads and six A broadcasts per k step (the BLIS Haswell/Zen shape: Zen
+ * accumulators fed by two B loads and six A broadcasts per k step (the body, shared with the
+ * AVX-512 kernels, is conv2d_gemm_body.h) (the BLIS Haswell/Zen shape: Zen
  * 3 retires two 8-wide FMAs per cycle at 4 cycles latency, so 12 independent chains keep both pipes
  * busy; measured ~80 GFLOP/s of thread CPU time on one core with the panels in L1). Three entry
  * points share one body: A packed (k-major, 6 floats per k), A read in place from a row-major
@@ -21,120 +22,31 @@
 
 #include "ops/conv2d_gemm_impl.h"
 
-/* a(i, k) = a[i*rs + k*cs]; b packed (kc, 16), 32-byte aligned. Inlined into each entry point so
- * rs and cs are compile-time constants where they can be. */
-static inline __attribute__((always_inline)) void
-kernel_body(int64_t kc, const float *a, int64_t rs, int64_t cs, const float *b, float *c,
-            int64_t ldc, int64_t mr, int64_t nr, int beta_one) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs, *a3 = a + 3 * rs, *a4 = a + 4 * rs;
-    const float *a5 = a + 5 * rs;
-    /* C is touched once per k block, after the loop; start fetching it now (it is often a large
-     * gradient far out of cache, and with a short k block the misses would otherwise stall). */
-    for (int64_t i = 0; i < mr; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
-    }
-
-/* One k step: two B vectors, six A broadcasts, twelve FMAs. */
-#define RVG__STEP(o)                                                                               \
-    do {                                                                                           \
-        const __m256 b0 = _mm256_load_ps(b + (o)*RVG__GEMM_NR);                                    \
-        const __m256 b1 = _mm256_load_ps(b + (o)*RVG__GEMM_NR + 8);                                \
-        __m256 av = _mm256_broadcast_ss(a0 + (o)*cs);                                              \
-        c00 = _mm256_fmadd_ps(av, b0, c00);                                                        \
-        c01 = _mm256_fmadd_ps(av, b1, c01);                                                        \
-        av = _mm256_broadcast_ss(a1 + (o)*cs);                                                     \
-        c10 = _mm256_fmadd_ps(av, b0, c10);                                                        \
-        c11 = _mm256_fmadd_ps(av, b1, c11);                                                        \
-        av = _mm256_broadcast_ss(a2 + (o)*cs);                                                     \
-        c20 = _mm256_fmadd_ps(av, b0, c20);                                                        \
-        c21 = _mm256_fmadd_ps(av, b1, c21);                                                        \
-        av = _mm256_broadcast_ss(a3 + (o)*cs);                                                     \
-        c30 = _mm256_fmadd_ps(av, b0, c30);                                                        \
-        c31 = _mm256_fmadd_ps(av, b1, c31);                                                        \
-        av = _mm256_broadcast_ss(a4 + (o)*cs);                                                     \
-        c40 = _mm256_fmadd_ps(av, b0, c40);                                                        \
-        c41 = _mm256_fmadd_ps(av, b1, c41);                                                        \
-        av = _mm256_broadcast_ss(a5 + (o)*cs);                                                     \
-        c50 = _mm256_fmadd_ps(av, b0, c50);                                                        \
-        c51 = _mm256_fmadd_ps(av, b1, c51);                                                        \
-    } while (0)
-
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        RVG__STEP(0);
-        RVG__STEP(1);
-        RVG__STEP(2);
-        RVG__STEP(3);
-        a0 += 4 * cs, a1 += 4 * cs, a2 += 4 * cs, a3 += 4 * cs, a4 += 4 * cs, a5 += 4 * cs;
-        b += 4 * RVG__GEMM_NR;
-    }
-    for (; k < kc; k++) {
-        RVG__STEP(0);
-        a0 += cs, a1 += cs, a2 += cs, a3 += cs, a4 += cs, a5 += cs;
-        b += RVG__GEMM_NR;
-    }
-#undef RVG__STEP
-
-    if (mr == RVG__GEMM_MR && nr == RVG__GEMM_NR) {
-#define RVG__STORE(i, v0, v1)                                                                      \
-    do {                                                                                           \
-        float *ci = c + (i)*ldc;                                                                   \
-        if (beta_one) {                                                                            \
-            _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), v0));                          \
-            _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), v1));                  \
-        } else {                                                                                   \
-            _mm256_storeu_ps(ci, v0);                                                              \
-            _mm256_storeu_ps(ci + 8, v1);                                                          \
-        }                                                                                          \
-    } while (0)
-        RVG__STORE(0, c00, c01);
-        RVG__STORE(1, c10, c11);
-        RVG__STORE(2, c20, c21);
-        RVG__STORE(3, c30, c31);
-        RVG__STORE(4, c40, c41);
-        RVG__STORE(5, c50, c51);
-#undef RVG__STORE
-        return;
-    }
-    /* Edge tile: spill and copy the valid corner (the same sums as the full-tile path). */
-    float t[RVG__GEMM_MR][RVG__GEMM_NR];
-    _mm256_storeu_ps(&t[0][0], c00), _mm256_storeu_ps(&t[0][8], c01);
-    _mm256_storeu_ps(&t[1][0], c10), _mm256_storeu_ps(&t[1][8], c11);
-    _mm256_storeu_ps(&t[2][0], c20), _mm256_storeu_ps(&t[2][8], c21);
-    _mm256_storeu_ps(&t[3][0], c30), _mm256_storeu_ps(&t[3][8], c31);
-    _mm256_storeu_ps(&t[4][0], c40), _mm256_storeu_ps(&t[4][8], c41);
-    _mm256_storeu_ps(&t[5][0], c50), _mm256_storeu_ps(&t[5][8], c51);
-    for (int64_t i = 0; i < mr; i++) {
-        float *ci = c + i * ldc;
-        if (beta_one)
-            for (int64_t j = 0; j < nr; j++)
-                ci[j] += t[i][j];
-        else
-            for (int64_t j = 0; j < nr; j++)
-                ci[j] = t[i][j];
-    }
-}
+/* One 16-column panel per call: two 8-float halves of each panel row (conv2d_gemm_body.h). */
+#define GB_V __m256
+#define GB_W 8
+#define GB_ZERO() _mm256_setzero_ps()
+#define GB_LOADU(p) _mm256_loadu_ps(p)
+#define GB_SET1(x) _mm256_set1_ps(x)
+#define GB_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define GB_ADD(a, b) _mm256_add_ps(a, b)
+#define GB_STOREU(p, v) _mm256_storeu_ps(p, v)
+#define GB_B1_OFFSET(kc) 8
+#include "ops/x86/conv2d_gemm_body.h"
 
 void rvg__conv_gemm_kernel_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
                                 int64_t mr, int64_t nr, int beta_one) {
-    kernel_body(kc, a, 1, RVG__GEMM_MR, b, c, ldc, mr, nr, beta_one);
+    gemm_body(kc, a, 1, RVG__GEMM_MR, b, c, ldc, mr, nr, beta_one);
 }
 
 void rvg__conv_gemm_kernel_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
                                      float *c, int64_t ldc, int64_t nr, int beta_one) {
-    kernel_body(kc, a, lda, 1, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
+    gemm_body(kc, a, lda, 1, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
 }
 
 void rvg__conv_gemm_kernel_cols_avx2(int64_t kc, const float *a, int64_t lda, const float *b,
                                      float *c, int64_t ldc, int64_t nr, int beta_one) {
-    kernel_body(kc, a, 1, lda, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
+    gemm_body(kc, a, 1, lda, b, c, ldc, RVG__GEMM_MR, nr, beta_one);
 }
 
 /* 8x8 transpose of r0..r7 in place (unpack, shuffle, then swap 128-bit halves). */
