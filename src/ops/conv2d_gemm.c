@@ -516,7 +516,8 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
      * packs what it needs itself (a transposed A or any B is then packed once per slab, which
      * costs less than a shared pack that every thread would have to wait for). */
     const int split_n = N >= M;
-    const int64_t unit = split_n ? RVG__GEMM_NR : RVG__GEMM_MR;
+    /* column slabs of whole panel pairs where the wide kernels take two panels per call */
+    const int64_t unit = split_n ? (g_kernel2 ? 2 * RVG__GEMM_NR : RVG__GEMM_NR) : RVG__GEMM_MR;
     const int64_t tiles = ((split_n ? N : M) + unit - 1) / unit;
     if (T > tiles)
         T = (int)tiles;
