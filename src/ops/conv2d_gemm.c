@@ -87,7 +87,9 @@
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_threads = 1; /* threads the workspace is sized for, latched at first use */
 static int g_have_avx2 = 0;
+#ifdef RVG_HAVE_SIMD
 static int g_have_avx512 = 0;
+#endif
 static int g_want_wide = 1; /* 32-column AVX-512 kernels where available (RVG_CONV_AVX512=0: off) */
 static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
 static rvg__gemm_kernel_fn g_kernel;
