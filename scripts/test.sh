@@ -5,9 +5,9 @@
 # generated on the fly by tests/ref/gen_*.py.
 # An MPI build (-DRVG_MPI=ON) then runs the data-parallel tests (tests/cli_mpi.sh, which the
 # default build skips) when MPI is installed (Debian libopenmpi-dev, openmpi-bin).
-# On a CPU without AVX-512 the Release test_infer then runs once more on an emulated one
-# (tests/avx512_emu/run.sh, Bochs; about 5 minutes), so the AVX-512 inference kernels execute
-# there too; where the CPU has AVX-512F, every suite already ran them natively and the emulated
+# On a CPU without AVX-512 the Release test_infer and `test_conv_fast --wide-only` then run once
+# more on an emulated one (tests/avx512_emu/run.sh, Bochs; about 5 minutes), so the AVX-512
+# inference and training GEMM kernels execute there too; where the CPU has AVX-512F, every suite already ran them natively and the emulated
 # run is skipped (RVG_AVX512_EMU=1 runs it anyway).
 # Usage: scripts/test.sh [fast]   ("fast" skips the portable and sanitizer builds, the emulated
 # AVX-512 run and the fuzzers)
@@ -35,8 +35,9 @@ if [ "${1:-}" != fast ]; then
     if grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ "${RVG_AVX512_EMU:-0}" != 1 ]; then
         echo "== emulated AVX-512 run skipped: this CPU has AVX-512F, the suites ran it natively"
     else
-        echo "== AVX-512 inference kernels on an emulated Skylake-X (Bochs)"
-        bash tests/avx512_emu/run.sh build-test/test_infer build-test/avx512-emu
+        echo "== AVX-512 inference and training GEMM kernels on an emulated Skylake-X (Bochs)"
+        bash tests/avx512_emu/run.sh build-test/test_infer build-test/avx512-emu \
+            build-test/test_conv_fast
     fi
     # The build for CPUs without AVX2 (or other compilers' targets): plain-C micro-kernels and
     # transforms everywhere, so the whole-network PyTorch tests run on the portable twins too.

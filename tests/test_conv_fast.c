@@ -14,7 +14,9 @@
  * Does not: compare with PyTorch (test_torch_ops does, through the _ref) or time anything
  * (bench/bench_conv.c does).
  *
- * argv[1] (the source directory) is not needed.
+ * argv[1] (the source directory) is not needed. `test_conv_fast --wide-only` checks only the
+ * AVX-512 GEMM kernels against the AVX2 ones, and fails where they cannot run (tests/avx512_emu
+ * runs it on an emulated AVX-512 CPU).
  */
 #include <math.h>
 #include <stdint.h>
@@ -293,9 +295,10 @@ static void check_prepacked_gemm(void) {
  * FMAs in the same order, so bit-identical, on ragged M (edge panels of A), N around multiples of
  * 16 and 32 and past one column block (NC 512), K around the KC 256 cache block, both op(A), both
  * op(B), both beta, and the prepacked B. Skipped where the CPU has no AVX-512F. */
-static void check_wide_gemm(void) {
+static void check_wide_gemm(int required) {
     if (!rvg__conv_gemm_set_backend(RVG__GEMM_OWN_AVX2) || !rvg__conv_gemm_set_wide(1)) {
         printf("-- wide (AVX-512) GEMM kernels: not in this build / CPU, skipped\n");
+        CHECK(!required);
         rvg__conv_gemm_set_backend(RVG__GEMM_AUTO);
         return;
     }
@@ -335,6 +338,8 @@ static void check_wide_gemm(void) {
     rvg_free(pack);
     rvg__conv_gemm_set_wide(1);
     CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_AUTO));
+    printf("-- wide (AVX-512) GEMM kernels: bitwise against AVX2 on %d shapes\n",
+           (int)(sizeof shapes / sizeof shapes[0]));
 }
 
 static void run_all_cases(void) {
@@ -345,7 +350,12 @@ static void run_all_cases(void) {
 
 int main(int argc, char **argv) {
     rvg_test_seed(0x9E3779B97F4A7C15ull);
-    (void)argc, (void)argv;
+    /* --wide-only: just the AVX-512 GEMM kernels, which must be there (the emulated AVX-512 run
+     * of tests/avx512_emu, where the whole test would take too long) */
+    if (argc > 1 && strcmp(argv[1], "--wide-only") == 0) {
+        check_wide_gemm(1);
+        return rvg_test_finish();
+    }
     if (rvg_ops_using_ref())
         printf("note: RVG_FORCE_REF is set; forcing the fast path for this test\n");
     rvg_ops_force_ref(0);
@@ -357,6 +367,6 @@ int main(int argc, char **argv) {
     run_all_cases();
     rvg__conv_winograd_set(was);
     check_force_ref();
-    check_wide_gemm();
+    check_wide_gemm(0);
     return rvg_test_finish();
 }

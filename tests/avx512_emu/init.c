@@ -1,7 +1,8 @@
 /* init.c - PID 1 of the emulated machine in tests/avx512_emu/run.sh: reports what the CPU offers,
- * runs /test_infer, reports its exit status, and powers the machine off.
+ * runs /test_infer and, when the initramfs has it, /test_conv_fast --wide-only, reports each exit
+ * status, and powers the machine off.
  *
- * Linked statically; nothing else is in the initramfs but test_infer and its libraries. The
+ * Linked statically; nothing else is in the initramfs but the tests and their libraries. The
  * "avx512emu:" lines are what run.sh parses from the serial console.
  */
 #include <stdio.h>
@@ -20,20 +21,24 @@ int main(void) {
     printf("avx512emu: cpu avx2 %d fma %d avx512f %d\n", !!__builtin_cpu_supports("avx2"),
            !!__builtin_cpu_supports("fma"), !!__builtin_cpu_supports("avx512f"));
     fflush(stdout);
-    int status = 255;
-    pid_t pid = fork();
-    if (pid == 0) {
-        char *argv[] = {"/test_infer", ".", NULL};
-        char *envp[] = {"PATH=/", NULL};
-        execve("/test_infer", argv, envp);
-        perror("execve /test_infer");
-        _exit(127);
+    char *tests[][3] = {{"/test_infer", ".", NULL}, {"/test_conv_fast", "--wide-only", NULL}};
+    for (int t = 0; t < 2; t++) {
+        if (access(tests[t][0], X_OK) != 0)
+            continue;
+        int status = 255;
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *envp[] = {"PATH=/", NULL};
+            execve(tests[t][0], tests[t], envp);
+            perror("execve");
+            _exit(127);
+        }
+        int st = 0;
+        if (pid > 0 && waitpid(pid, &st, 0) == pid)
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        printf("avx512emu: %s exit status %d\n", tests[t][0] + 1, status);
+        fflush(stdout);
     }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid)
-        status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    printf("avx512emu: test_infer exit status %d\n", status);
-    fflush(stdout);
     /* the serial console drains slowly under emulation: power off only once it is empty */
     tcdrain(STDOUT_FILENO);
     sleep(1);

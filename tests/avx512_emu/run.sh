@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# run.sh - runs test_infer on an emulated AVX-512 CPU, so that the AVX-512 inference kernels
-# (src/infer/kern_avx512.c) execute and are checked against the reference even where no machine
-# with AVX-512 is at hand (this project's has none).
+# run.sh - runs test_infer (and, if given, `test_conv_fast --wide-only`) on an emulated AVX-512
+# CPU, so that the AVX-512 inference kernels (src/infer/kern_avx512.c) and training GEMM kernels
+# (src/ops/x86/conv2d_gemm_avx512.c) execute and are checked even where no machine with AVX-512 is
+# at hand.
 #
 # Bochs (Debian's bochs, which implements AVX-512 in software) emulates a Skylake-X; GRUB boots
 # Debian's cloud kernel with an initramfs holding only init.c (PID 1), test_infer and its shared
@@ -10,12 +11,14 @@
 # for bit with the AVX2-built twin) and exits 0. Takes about 6 minutes (~70 million emulated
 # instructions per second).
 #
-# Usage: tests/avx512_emu/run.sh TEST_INFER WORK_DIR
+# Usage: tests/avx512_emu/run.sh TEST_INFER WORK_DIR [TEST_CONV_FAST]
 # Needs (.ci/packages.txt): bochs bochs-term bochsbios grub-pc-bin grub-common xorriso mtools cpio;
 # downloads the kernel package with apt-get download into WORK_DIR once.
 set -euo pipefail
 bin=$(realpath "$1")
 dir=$2
+conv=""
+[ -n "${3:-}" ] && conv=$(realpath "$3")
 here=$(cd "$(dirname "$0")" && pwd)
 for t in bochs grub-mkrescue xorriso cpio script gzip apt-get dpkg-deb; do
     command -v "$t" >/dev/null || { echo "FAILED: avx512_emu needs $t (.ci/packages.txt)"; exit 1; }
@@ -34,11 +37,13 @@ if ! ls kernel/boot/vmlinuz-* >/dev/null 2>&1; then
     dpkg-deb -x dl/*.deb kernel
 fi
 
-# initramfs: init, test_infer and the libraries ldd names (with the dynamic loader)
+# initramfs: init, the tests and the libraries ldd names (with the dynamic loader)
 rm -rf root iso && mkdir -p root iso/boot/grub
 gcc -O2 -static "$here/init.c" -o root/init
 cp "$bin" root/test_infer
-for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+[ -n "$conv" ] && cp "$conv" root/test_conv_fast
+for lib in $( (ldd "$bin"; [ -n "$conv" ] && ldd "$conv") |
+        awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
     mkdir -p "root$(dirname "$lib")"
     cp -L "$lib" "root$lib"
 done
@@ -93,8 +98,12 @@ n512=$(grep -a -c '^  ok .*/avx512 ' "$serial" || true)
 if grep -a -q '^avx512emu: cpu avx2 1 fma 1 avx512f 1' "$serial" &&
     grep -a -q '^avx512emu: test_infer exit status 0' "$serial" &&
     grep -a -q ' passed, 0 failed' "$serial" && ! grep -a -q 'FAILED' "$serial" &&
-    [ "$n512" -ge 100 ]; then
-    echo "avx512_emu: passed ($n512 checks of the avx512 kernel set on the emulated CPU)"
+    [ "$n512" -ge 100 ] &&
+    { [ -z "$conv" ] || { grep -a -q '^avx512emu: test_conv_fast exit status 0' "$serial" &&
+        grep -a -q 'wide (AVX-512) GEMM kernels: bitwise against AVX2' "$serial"; }; }; then
+    extra=""
+    [ -n "$conv" ] && extra="; the AVX-512 training GEMM kernels bitwise equal to AVX2"
+    echo "avx512_emu: passed ($n512 checks of the avx512 kernel set on the emulated CPU$extra)"
 else
     echo "FAILED: avx512_emu ($n512 avx512 checks; serial console in $dir/$serial)"
     exit 1
