@@ -109,10 +109,10 @@ rvg_status rvg_dataset_stats(const rvg_dataset *d, int64_t max_samples, float *m
  *   4. x = (v/255 - mean[c]) / std[c], stored (C, out_h, out_w)
  * Bilinear is torch's interpolate(mode='bilinear', align_corners=False, antialias=False). */
 typedef struct {
-    int64_t out_h, out_w; /* output size (small sets: native size; folder: 224) */
-    int random_crop_pad;  /* zero padding for the random crop; 0 turns the crop off */
+    int64_t out_h, out_w;   /* output size (small sets: native size; folder: 224) */
+    int random_crop_pad;    /* zero padding for the random crop; 0 turns the crop off */
     int64_t crop_h, crop_w; /* the random crop's window, resized to out_h x out_w; 0 = out size */
-    int hflip;            /* random horizontal flip */
+    int hflip;              /* random horizontal flip */
     int random_resized_crop;
     int center_crop_eval;
     int autoaugment;

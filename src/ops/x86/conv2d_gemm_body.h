@@ -37,7 +37,7 @@ gemm_body(int64_t kc, const float *a, int64_t rs, int64_t cs, const float *b, fl
 /* One k step: two B vectors, six A broadcasts, twelve FMAs. */
 #define GB_STEP(o)                                                                                 \
     do {                                                                                           \
-        const GB_V v0 = GB_LOADU(b + (o)*RVG__GEMM_NR), v1 = GB_LOADU(b1 + (o)*RVG__GEMM_NR);     \
+        const GB_V v0 = GB_LOADU(b + (o)*RVG__GEMM_NR), v1 = GB_LOADU(b1 + (o)*RVG__GEMM_NR);      \
         GB_V av = GB_SET1(a0[(o)*cs]);                                                             \
         c00 = GB_FMA(av, v0, c00), c01 = GB_FMA(av, v1, c01);                                      \
         av = GB_SET1(a1[(o)*cs]);                                                                  \
