@@ -7,8 +7,8 @@
 # default build skips) when MPI is installed (Debian libopenmpi-dev, openmpi-bin).
 # On a CPU without AVX-512 the Release test_infer and `test_conv_fast --wide-only` then run once
 # more on an emulated one (tests/avx512_emu/run.sh, Bochs; about 5 minutes), so the AVX-512
-# inference and training GEMM kernels execute there too; where the CPU has AVX-512F, every suite already ran them natively and the emulated
-# run is skipped (RVG_AVX512_EMU=1 runs it anyway).
+# inference and training GEMM kernels execute there too; where the CPU has AVX-512F, every suite
+# already ran them natively and the emulated run is skipped (RVG_AVX512_EMU=1 runs it anyway).
 # Usage: scripts/test.sh [fast]   ("fast" skips the portable and sanitizer builds, the emulated
 # AVX-512 run and the fuzzers)
 set -euo pipefail

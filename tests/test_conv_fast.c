@@ -312,19 +312,19 @@ static void check_wide_gemm(int required) {
         float *A = rvg_test_new_rand(M * K), *B = rvg_test_new_rand(K * N);
         float *Bp = rvg_alloc(sizeof(float) * rvg__conv_gemm_prepack_b_floats(K, N));
         for (int ta = 0; ta < 2; ta++)
-            for (int tb = 0; tb < 2; tb++)
+            for (int tb = 0; tb < 2; tb++) {
+                const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                rvg__conv_gemm_prepack_b(Bp, tb, B, ldb, K, N); /* the same panels either way */
                 for (int beta = 0; beta < 2; beta++) {
                     float *C[2], *D[2];
                     C[0] = rvg_test_new_rand(M * N);
                     C[1] = rvg_test_new_copy(C[0], M * N);
                     D[0] = rvg_test_new_copy(C[0], M * N);
                     D[1] = rvg_test_new_copy(C[0], M * N);
-                    const int64_t lda = ta ? M : K, ldb = tb ? K : N;
                     for (int w = 0; w < 2; w++) {
                         CHECK(rvg__conv_gemm_set_wide(w) == w);
                         rvg__conv_sgemm_serial(ta, tb, M, N, K, A, lda, B, ldb, beta, C[w], N,
                                                pack);
-                        rvg__conv_gemm_prepack_b(Bp, tb, B, ldb, K, N);
                         rvg__conv_sgemm_serial_prepacked(ta, M, N, K, A, lda, Bp, N, 0, beta,
                                                          D[w], N, pack);
                     }
@@ -333,6 +333,7 @@ static void check_wide_gemm(int required) {
                     CHECK(same_bits(D[1], C[1], M * N));
                     free(C[0]), free(C[1]), free(D[0]), free(D[1]);
                 }
+            }
         free(A), free(B), rvg_free(Bp);
     }
     rvg_free(pack);

@@ -55,6 +55,12 @@ void rvg_augment_imagenet_norm(rvg_augment *a) {
     }
 }
 
+/* The random crop's window: crop_h x crop_w, or the output size where they are 0. */
+static void crop_window(const rvg_augment *a, int64_t *kh, int64_t *kw) {
+    *kh = a->crop_h ? a->crop_h : a->out_h;
+    *kw = a->crop_w ? a->crop_w : a->out_w;
+}
+
 rvg_status rvg__augment_check(const rvg_dataset *d, const rvg_augment *a) {
     if (a->out_h < 1 || a->out_w < 1 || a->out_h > 8192 || a->out_w > 8192)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "augment: output size %lldx%lld out of range",
@@ -69,8 +75,8 @@ rvg_status rvg__augment_check(const rvg_dataset *d, const rvg_augment *a) {
         (a->crop_h == 0) != (a->crop_w == 0))
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "augment: crop window %lldx%lld out of range",
                          (long long)a->crop_h, (long long)a->crop_w);
-    const int64_t crop_h = a->crop_h ? a->crop_h : a->out_h;
-    const int64_t crop_w = a->crop_w ? a->crop_w : a->out_w;
+    int64_t crop_h, crop_w;
+    crop_window(a, &crop_h, &crop_w);
     for (int64_t c = 0; c < d->c; c++)
         if (!(a->std[c] > 0.f) || !isfinite(a->mean[c]))
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
@@ -232,7 +238,8 @@ rvg_status rvg__augment_one(float *out, const rvg_dataset *d, const rvg_augment 
         rvg__resize_bilinear(g, oh, ow, src, w, c, 0, 0, h, w, nh, nw, top, left, s->xi, s->xl);
     } else if (a->random_crop_pad > 0) {
         const int64_t p = a->random_crop_pad;
-        const int64_t kh = a->crop_h ? a->crop_h : oh, kw = a->crop_w ? a->crop_w : ow;
+        int64_t kh, kw;
+        crop_window(a, &kh, &kw);
         if (kh > h + 2 * p || kw > w + 2 * p)
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                              "augment: random crop %lldx%lld larger than sample %lld (%lldx%lld, "
