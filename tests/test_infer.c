@@ -72,6 +72,32 @@ typedef struct {
     int64_t C, K, H, W, stride, G, se, N;
 } layer_case;
 
+/* A Winograd layer with few tiles runs fused (one phase, each thread transforming the whole
+ * input itself, engine.c task_wino_fused) by default; three phases over all threads (unfused) and
+ * the fused path on 3 threads (units split unevenly) must give its output `got` bit for bit. */
+static void check_unfused(const char *what, const rvg_infer_layer *L, const layer_case *t,
+                          const rvg_engine_opts *o, const float *got, const float *x, int64_t ny,
+                          const float *fcw) {
+    float fcb = 0.f, *y = malloc(sizeof(float) * (size_t)ny);
+    for (int v = 0; v < 2; v++) {
+        rvg_engine_opts ov = *o;
+        ov.unfused = v == 0;
+        rvg_engine *e = NULL;
+        CHECK_OK(rvg_engine_new_opts(&e, L, 1, fcw, &fcb, 1, t->C, t->H, t->W, t->N + 1,
+                                     v == 0 ? 0 : 3, &ov));
+        if (!e)
+            continue;
+        memset(y, 0, sizeof(float) * (size_t)ny);
+        CHECK_OK(rvg__engine_features(e, y, x, t->N));
+        if (memcmp(y, got, sizeof(float) * (size_t)ny)) {
+            printf("FAILED %s: %s differs\n", what, v == 0 ? "unfused" : "fused on 3 threads");
+            CHECK(0);
+        }
+        rvg_engine_free(e);
+    }
+    free(y);
+}
+
 static void test_layer(const layer_case *t) {
     rvg_infer_layer L = make_layer(t->C, t->K, t->stride, t->G, t->se);
     int64_t P = (t->H - 1) / t->stride + 1, Q = (t->W - 1) / t->stride + 1;
@@ -115,6 +141,8 @@ static void test_layer(const layer_case *t) {
                 printf("FAILED %s: differs from avx512-twin\n", what);
                 CHECK(0);
             }
+            if (a != RVG_INFER_ALGO_DIRECT)
+                check_unfused(what, &L, t, &o, got, x, ny, fcw);
             rvg_engine_free(e);
         }
     free(x), free(want), free(got), free(fcw), free(twin);

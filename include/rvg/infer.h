@@ -66,9 +66,10 @@ typedef enum {
  * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=portable|avx2|avx512|avx512-twin
  * selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C kernels even
  * when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at run time off
- * or on (default: on below 32 tiles); RVG_POOL_SPIN sets how long idle workers spin.
- * Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with rvg_last_error() naming the layer)
- * for inconsistent layers, RVG_STATUS_NO_MEMORY. *out is NULL on failure. */
+ * or on (default: on below 32 tiles); RVG_INFER_FUSE=0 sets opts.unfused; RVG_POOL_SPIN sets how
+ * long idle workers spin. Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with
+ * rvg_last_error() naming the layer) for inconsistent layers, RVG_STATUS_NO_MEMORY. *out is NULL on
+ * failure. */
 rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64_t n_layers,
                           const float *fc_w, const float *fc_b, int64_t classes, int64_t in_ch,
                           int64_t H, int64_t W, int64_t max_batch, int threads);
@@ -103,6 +104,11 @@ typedef struct {
                              image by image while the image is in cache; the rest run on the
                              whole batch. Only speed depends on it. */
     rvg_infer_isa isa;    /* AUTO: the fastest the CPU supports */
+    int unfused;          /* 1: run the Winograd layers that transform their weights on the fly
+                             (small batches) as three phases, each split over all threads,
+                             instead of one phase per layer in which each thread transforms the
+                             whole input itself. Same results bit for bit; only speed differs
+                             (for tests and benchmarks; RVG_INFER_FUSE=0 does the same). */
 } rvg_engine_opts;
 
 /* rvg_engine_new with options (opts may be NULL). The environment variables above override it. */

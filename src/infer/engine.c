@@ -73,6 +73,11 @@ struct rvg_engine {
     float *wtmp;             /* per thread: one row of on-the-fly Winograd weights (2 blocks) */
     int64_t wtmp_floats;     /* per thread */
     int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
+    int fuse;                /* on-the-fly layers run as one phase (task_wino_fused) */
+    float *Vt;               /* fused layers: per thread, the whole V (n*n, CB, T, 8) */
+    int64_t vt_floats;       /* per thread */
+    int64_t *vstamp;         /* per thread (STAMP_PAD apart): layer run whose V it holds */
+    int64_t layer_runs;      /* layers run so far: a fresh stamp for each */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
     float *ux, *uy;          /* unrolled layers: (max_batch, C*H*W), (max_batch, K*P*Q) */
     float *upack;            /* unrolled layers: per thread, GEMM packing buffers */
@@ -206,6 +211,10 @@ static int wino_m(rvg_infer_algo a) {
  * (n^2/9 times the raw bytes) from memory; then transforming on the fly is cheaper. At batch 1
  * this covers A0/B0's 14x14 (9 tiles with F(5x5)) and 28x28 (25 tiles with F(6x6)) layers. */
 enum { WINO_OTF_T = 32 };
+
+/* The fused path's per-thread stamps (rvg_engine.vstamp) lie this many int64 apart, one cache
+ * line, so that threads do not share one. */
+enum { STAMP_PAD = 8 };
 
 /* Whether a Winograd layer transforms its weights on the fly at batch N. Fewer tiles at a smaller
  * batch, so a layer that does at max_batch does at every batch, and its pre-transformed weights
@@ -417,6 +426,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->threads = rvg__pool_threads(e->pool);
     e->nl = n_layers, e->in_ch = in_ch, e->H = H, e->W = W, e->max_batch = max_batch;
     e->otf = env_is("RVG_INFER_OTF", "0") ? 0 : env_is("RVG_INFER_OTF", "1") ? 1 : -1;
+    e->fuse = !o.unfused && !env_is("RVG_INFER_FUSE", "0");
     e->classes = classes, e->k_last = k_last;
     e->L = calloc((size_t)n_layers, sizeof(layer_plan));
     if (!e->L)
@@ -424,7 +434,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
 
     /* Shapes and algorithms first: a layer's input geometry depends on its own algorithm. */
     int64_t h = H, w = W;
-    size_t act = 0, vfl = 0, mfl = 0, kmax = 0, hmax = 0, uxf = 0, uyf = 0;
+    size_t act = 0, vfl = 0, mfl = 0, vtf = 0, kmax = 0, hmax = 0, uxf = 0, uyf = 0;
     for (int64_t i = 0; i < n_layers; i++) {
         layer_plan *p = &e->L[i];
         const rvg_infer_layer *L = &layers[i];
@@ -440,8 +450,14 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             size_t T = (size_t)(max_batch * p->th * p->tw), nn = (size_t)((p->m + 2) * (p->m + 2));
             const size_t vf = nn * (T * (size_t)p->CB * 8 + WINO_PLANE_PAD);
             const size_t mf = nn * (T * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);
-            vfl = vf > vfl ? vf : vfl;
+            if (!(e->fuse && wino_otf(e, p, max_batch))) /* some batch runs unfused */
+                vfl = vf > vfl ? vf : vfl;
             mfl = mf > mfl ? mf : mfl;
+            int64_t nf = max_batch; /* the largest batch that runs fused (wino_otf is monotone) */
+            while (nf > 0 && !(e->fuse && wino_otf(e, p, nf)))
+                nf--;
+            size_t vt = nn * ((size_t)(nf * p->th * p->tw * p->CB * 8) + WINO_PLANE_PAD);
+            vtf = nf > 0 && vt > vtf ? vt : vtf;
         }
         p->unrolled =
             o.isa != RVG_INFER_ISA_PORTABLE && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
@@ -480,6 +496,14 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
     if (!e->wtmp)
         goto oom;
+    if (vtf) {
+        e->vt_floats = (int64_t)(vtf + 15) / 16 * 16;
+        e->Vt = ealloc(e, sizeof(float) * (size_t)(e->vt_floats * e->threads));
+        e->vstamp = ealloc(e, sizeof(int64_t) * (size_t)(STAMP_PAD * e->threads));
+        if (!e->Vt || !e->vstamp)
+            goto oom;
+        memset(e->vstamp, 0, sizeof(int64_t) * (size_t)(STAMP_PAD * e->threads));
+    }
     /* The leading layers whose one-image input is large (early, wide-map, small-weight layers)
      * form the image-by-image segment; see run_net. */
     size_t img = 0;
@@ -550,6 +574,7 @@ void rvg_engine_free(rvg_engine *e) {
     rvg_free(e->img[0]), rvg_free(e->img[1]);
     rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
     rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
+    rvg_free(e->Vt), rvg_free(e->vstamp);
     free(e->prof);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
     rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);
@@ -589,6 +614,7 @@ typedef struct {
     float *y;       /* layer output */
     int64_t N;
     int64_t nz;     /* leading units of a phase that zero the output border (see zero_units) */
+    int64_t seq;    /* this layer run's stamp (rvg_engine.layer_runs; see task_wino_fused) */
     float *aux;     /* feat / logits */
 } task;
 
@@ -862,40 +888,114 @@ static int64_t otf_step(const rvg_engine *e) { return e->kern->gemm32 ? 2 : 1; }
  * smaller raw weights) and runs their GEMMs over all tiles. At batch 1 a layer's raw weights come
  * from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next), and the first
  * row of each block waited for them; so each unit also prefetches 1/n of the next block's raw
- * weights, a slice before each GEMM. */
+ * weights, a slice before each GEMM. otf_row is one unit, reading V (the shared one, or a
+ * thread's own in the fused path) and writing blocks [kb0, kb1) of M. */
+static void otf_row(const task *t, const wgeom *g, const float *V, float *U, int64_t kb0,
+                    int64_t kb1, int i) {
+    const layer_plan *p = t->p;
+    const rvg_engine *en = t->e;
+    const rvg__infer_kernels *k = en->kern;
+    int n = g->m + 2;
+    int64_t step = otf_step(en);
+    int pair = wino_pair(en, p, kb0);
+    for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
+        k->wino_wrow(U + (kb - kb0) * n * WROW_STRIDE(p->nc[kb0]), p->wraw + 9 * p->woff[kb],
+                     p->nc[kb], n, i);
+    const float *nx = kb1 < p->KB16 ? p->wraw + 9 * p->woff[kb1] : p->wraw;
+    int64_t nl = 0; /* lines of 16 floats of the next unit's blocks */
+    for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
+        nl += 9 * p->nc[kb];
+    int64_t us = n * WROW_STRIDE(p->nc[kb0]);
+    for (int j = 0; j < n; j++) {
+        int64_t xi = i * n + j;
+        prefetch_lines(nx, xi * nl / (n * n), (xi + 1) * nl / (n * n));
+        for (int64_t kb = kb0; kb < kb1; kb += pair ? 2 : 1) {
+            float *M = en->M + xi * g->ms + 2 * kb * g->bs;
+            const float *Vx = V + xi * g->vs + (p->c0[kb] / 8) * g->bs;
+            const float *Uk = U + (kb - kb0) * us + j * WROW_STRIDE(p->nc[kb]);
+            if (pair)
+                k->gemm32(M, g->bs, Vx, g->bs, p->c0[kb] % 8, Uk, us, p->nc[kb], g->T);
+            else
+                k->gemm16(M, g->bs, Vx, g->bs, p->c0[kb] % 8, Uk, p->nc[kb], g->T);
+        }
+    }
+}
+
 static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const rvg_engine *en = t->e;
+    wgeom g = wino_geom(t->p, t->N);
+    int n = g.m + 2;
+    int64_t step = otf_step(en);
+    float *U = en->wtmp + rvg__pool_tid_in(en->pool) * en->wtmp_floats;
+    for (int64_t u = b; u < e; u++) {
+        int64_t kb0 = u / n * step, kb1 = kb0 + step < t->p->KB16 ? kb0 + step : t->p->KB16;
+        otf_row(t, &g, en->V, U, kb0, kb1, (int)(u % n));
+    }
+}
+
+/* The on-the-fly layers (few tiles: A0/B0's 28x28 and 14x14 maps at batch 1) as one phase. Split
+ * into three phases, each over all threads, every GEMM unit read V (all channels of a point)
+ * written by both cores, and the output transform M written by the other: on the Zen 5 machine a
+ * line the other core has just written reads at ~37 GB/s against ~100 from the reader's own L2,
+ * and A0's stage 3 ran only 1.4x faster on 2 threads than on 1. Here units are output blocks
+ * (16 or 32 channels, all n rows of points): a thread first transforms the whole input into its
+ * own V (the input transform is ~7% of such a layer; doing it once per thread costs less than
+ * sharing it), then for each unit it claims runs the weight transform and GEMMs and the output
+ * transform of those blocks, whose M it wrote itself. Only the layer's input (the previous
+ * layer's output, written by both) crosses cores. The same kernels on the same values as the
+ * three phases, so the same results bit for bit. */
+static void task_wino_fused(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
     const rvg_engine *en = t->e;
     const rvg__infer_kernels *k = en->kern;
     wgeom g = wino_geom(p, t->N);
-    int n = g.m + 2;
+    int n = g.m + 2, tid = rvg__pool_tid_in(en->pool);
     int64_t step = otf_step(en);
-    float *U = en->wtmp + rvg__pool_tid() * en->wtmp_floats;
-    for (int64_t u = b; u < e; u++) {
-        int64_t kb0 = u / n * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
-        int i = (int)(u % n);
-        int pair = wino_pair(en, p, kb0);
-        for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
-            k->wino_wrow(U + (kb - kb0) * n * WROW_STRIDE(p->nc[kb0]), p->wraw + 9 * p->woff[kb],
-                         p->nc[kb], n, i);
-        const float *nx = kb1 < p->KB16 ? p->wraw + 9 * p->woff[kb1] : p->wraw;
-        int64_t nl = 0; /* lines of 16 floats of the next unit's blocks */
-        for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
-            nl += 9 * p->nc[kb];
-        int64_t us = n * WROW_STRIDE(p->nc[kb0]);
-        for (int j = 0; j < n; j++) {
-            int64_t xi = i * n + j;
-            prefetch_lines(nx, xi * nl / (n * n), (xi + 1) * nl / (n * n));
-            for (int64_t kb = kb0; kb < kb1; kb += pair ? 2 : 1) {
-                float *M = en->M + xi * g.ms + 2 * kb * g.bs;
-                const float *V = en->V + xi * g.vs + (p->c0[kb] / 8) * g.bs;
-                const float *Uk = U + (kb - kb0) * us + j * WROW_STRIDE(p->nc[kb]);
-                if (pair)
-                    k->gemm32(M, g.bs, V, g.bs, p->c0[kb] % 8, Uk, us, p->nc[kb], g.T);
-                else
-                    k->gemm16(M, g.bs, V, g.bs, p->c0[kb] % 8, Uk, p->nc[kb], g.T);
+    double *prof = en->prof && tid == 0 ? en->prof + 4 * (p - en->L) : NULL;
+    double t0 = prof ? now_ms() : 0; /* the caller's own share of the phases */
+    float *V = en->Vt + tid * en->vt_floats;
+    if (en->vstamp[tid * STAMP_PAD] != t->seq) { /* this thread's first unit of the layer run */
+        int64_t xcs = p->Hp * p->Wp * 8;
+        for (int64_t cb = 0; cb < p->CB; cb++)
+            for (int64_t tt = 0; tt < g.T; tt++) {
+                int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
+                k->wino_in[g.f](V + cb * g.bs + tt * 8, g.vs, g.bs,
+                                t->x + (img * p->CB + cb) * xcs + (ty * g.m * p->Wp + tx * g.m) * 8,
+                                p->Wp, xcs, 1);
             }
+        en->vstamp[tid * STAMP_PAD] = t->seq;
+    }
+    if (prof) {
+        double t1 = now_ms();
+        prof[1] += t1 - t0, t0 = t1;
+    }
+    float *U = en->wtmp + tid * en->wtmp_floats;
+    int64_t ycs = p->Hpo * p->Wpo * 8;
+    int relu = p->se_hidden == 0;
+    for (int64_t u = b; u < e; u++) {
+        int64_t kb0 = u * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
+        for (int i = 0; i < n; i++)
+            otf_row(t, &g, V, U, kb0, kb1, i);
+        double tg = prof ? now_ms() : 0;
+        int64_t b8end = 2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8;
+        for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
+            for (int64_t img = 0; img < t->N; img++)
+                zero_border(t->y, img * p->KB8 + b8, p->P, p->Q, p->Hpo, p->Wpo);
+        for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
+            for (int64_t tt = 0; tt < g.T; tt++) {
+                int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
+                int mh = (int)(p->P - ty * g.m < g.m ? p->P - ty * g.m : g.m);
+                int mw = (int)(p->Q - tx * g.m < g.m ? p->Q - tx * g.m : g.m);
+                k->wino_out[g.f](t->y + (img * p->KB8 + b8) * ycs +
+                                     ((ty * g.m + 1) * p->Wpo + tx * g.m + 1) * 8,
+                                 p->Wpo, ycs, en->M + b8 * g.bs + tt * 8, g.ms, g.bs,
+                                 p->bias + b8 * 8, 1, mh, mw, relu);
+            }
+        if (prof) {
+            double to = now_ms();
+            prof[2] += tg - t0, prof[3] += to - tg, t0 = to;
         }
     }
 }
@@ -907,6 +1007,11 @@ static void run_wino(task *t) {
     const layer_plan *p = t->p;
     wgeom g = wino_geom(p, t->N);
     double *prof = t->e->prof ? t->e->prof + 4 * (p - t->e->L) : NULL; /* phases 1..3 */
+    if (t->e->fuse && wino_otf(t->e, p, t->N)) { /* (profile: the caller's share, above) */
+        rvg__pool_for(t->e->pool, (p->KB16 + otf_step(t->e) - 1) / otf_step(t->e), 1,
+                      task_wino_fused, t);
+        return;
+    }
     double t0 = prof ? now_ms() : 0;
     t->nz = t->N * p->KB8;
     rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
@@ -1115,6 +1220,7 @@ static rvg_status run_net(rvg_engine *e, float *logits, float *feat, const float
             t.p = &e->L[i], t.x = e->img[i & 1];
             t.y = i + 1 < seg ? e->img[(i + 1) & 1]
                               : e->act[seg & 1] + n * l->KB8 * l->Hpo * l->Wpo * 8;
+            t.seq = ++e->layer_runs;
             run_layer(&t);
         }
     }
@@ -1125,6 +1231,7 @@ static rvg_status run_net(rvg_engine *e, float *logits, float *feat, const float
     }
     for (int64_t i = seg; i < e->nl; i++) {
         t.p = &e->L[i], t.x = e->act[i & 1], t.y = e->act[(i + 1) & 1];
+        t.seq = ++e->layer_runs;
         run_layer(&t);
     }
     e->prof_runs += e->prof != NULL;
