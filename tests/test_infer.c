@@ -72,9 +72,10 @@ typedef struct {
     int64_t C, K, H, W, stride, G, se, N;
 } layer_case;
 
-/* A Winograd layer with few tiles runs fused (one phase, each thread transforming the whole
- * input itself, engine.c task_wino_fused) by default; three phases over all threads (unfused) and
- * the fused path on 3 threads (units split unevenly) must give its output `got` bit for bit. */
+/* A Winograd layer on one image or with few tiles runs as one phase by default, split into bands
+ * of tiles or into output blocks (engine.c wino_mode_at); three phases over all threads
+ * (unfused) and the default on 3 threads (bands and blocks split unevenly) must give its output
+ * `got` bit for bit. */
 static void check_unfused(const char *what, const rvg_infer_layer *L, const layer_case *t,
                           const rvg_engine_opts *o, const float *got, const float *x, int64_t ny,
                           const float *fcw) {

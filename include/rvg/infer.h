@@ -104,11 +104,12 @@ typedef struct {
                              image by image while the image is in cache; the rest run on the
                              whole batch. Only speed depends on it. */
     rvg_infer_isa isa;    /* AUTO: the fastest the CPU supports */
-    int unfused;          /* 1: run the Winograd layers that transform their weights on the fly
-                             (small batches) as three phases, each split over all threads,
-                             instead of one phase per layer in which each thread transforms the
-                             whole input itself. Same results bit for bit; only speed differs
-                             (for tests and benchmarks; RVG_INFER_FUSE=0 does the same). */
+    int unfused;          /* 1: every Winograd layer runs as three phases (input transform,
+                             GEMMs, output transform), each split over all threads. By default
+                             a layer on one image, or with few tiles, runs as one phase, split
+                             into bands of tiles or into output blocks, each thread with its own
+                             scratch. Same results bit for bit; only speed differs (for tests
+                             and benchmarks; RVG_INFER_FUSE=0 does the same). */
 } rvg_engine_opts;
 
 /* rvg_engine_new with options (opts may be NULL). The environment variables above override it. */

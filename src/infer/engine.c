@@ -73,9 +73,9 @@ struct rvg_engine {
     float *wtmp;             /* per thread: one row of on-the-fly Winograd weights (2 blocks) */
     int64_t wtmp_floats;     /* per thread */
     int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
-    int fuse;                /* on-the-fly layers run as one phase (task_wino_fused) */
-    float *Vt;               /* fused layers: per thread, the whole V (n*n, CB, T, 8) */
-    int64_t vt_floats;       /* per thread */
+    int fuse;                /* 0: every Winograd layer runs as three phases (wino_mode_at) */
+    float *Vt, *Mt;          /* one-phase Winograd modes: per thread, its own V and M */
+    int64_t vt_floats, mt_floats; /* per thread */
     int64_t *vstamp;         /* per thread (STAMP_PAD apart): layer run whose V it holds */
     int64_t layer_runs;      /* layers run so far: a fresh stamp for each */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
@@ -212,15 +212,46 @@ static int wino_m(rvg_infer_algo a) {
  * this covers A0/B0's 14x14 (9 tiles with F(5x5)) and 28x28 (25 tiles with F(6x6)) layers. */
 enum { WINO_OTF_T = 32 };
 
-/* The fused path's per-thread stamps (rvg_engine.vstamp) lie this many int64 apart, one cache
- * line, so that threads do not share one. */
-enum { STAMP_PAD = 8 };
-
 /* Whether a Winograd layer transforms its weights on the fly at batch N. Fewer tiles at a smaller
  * batch, so a layer that does at max_batch does at every batch, and its pre-transformed weights
  * are never needed (nor kept: A0's stage 3 would hold 94 MB of them at batch 1). */
 static int wino_otf(const rvg_engine *e, const layer_plan *p, int64_t N) {
     return e->otf >= 0 ? e->otf : N * p->th * p->tw < WINO_OTF_T;
+}
+
+/* WINO_BLOCKS' per-thread stamps (rvg_engine.vstamp) lie this many int64 apart, one cache line,
+ * so that threads do not share one. */
+enum { STAMP_PAD = 8 };
+
+/* How a Winograd layer runs at batch N (run_wino):
+ * - WINO_PHASES: three phases, input transform, GEMMs, output transform, each a parallel-for
+ *   over all threads (units: (block, tile); (point, tile chunk) or, on the fly, (block, row of
+ *   points); (block, tile)). Whole batches with pre-transformed weights: the point-split GEMMs
+ *   share out the streaming of the weights (A0's stage 3 at batch 8: 94 MB).
+ * - WINO_BLOCKS (on the fly, more than one image or few tiles; A0's 14x14 layers at batch 1):
+ *   one phase whose units are output blocks; each thread transforms the whole input itself.
+ * - WINO_BANDS (one image with at least WINO_BAND_MIN tiles per thread; A0's 56x56 and 28x28
+ *   layers at batch 1, also in the image-by-image layers of a batch): one phase, one band of
+ *   tiles per thread.
+ * The one-phase modes keep each thread's V and M lines to itself (task_wino_blocks says why)
+ * and give the same results as the three phases, bit for bit: every output is the same FMAs in
+ * the same order, however the tiles and blocks are split. opts.unfused selects WINO_PHASES. */
+typedef enum { WINO_PHASES, WINO_BLOCKS, WINO_BANDS } wino_mode;
+
+enum { WINO_BAND_MIN = 12 }; /* one 12-tile AVX-512 register block per band at least */
+
+static wino_mode wino_mode_at(const rvg_engine *e, const layer_plan *p, int64_t N) {
+    if (!e->fuse)
+        return WINO_PHASES;
+    if (N == 1 && p->th * p->tw >= WINO_BAND_MIN * e->threads)
+        return WINO_BANDS;
+    return wino_otf(e, p, N) ? WINO_BLOCKS : WINO_PHASES;
+}
+
+/* Point stride of a thread's M in the one-phase modes: up to 4 blocks of 8 channels (a gemm32
+ * pair) of nt tiles; the plane padded as V's and M's are. */
+static int64_t fused_ms(int64_t nt) {
+    return 32 * nt + WINO_PLANE_PAD;
 }
 
 /* ---- tiny planes ------------------------------------------------------------------------------
@@ -434,7 +465,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
 
     /* Shapes and algorithms first: a layer's input geometry depends on its own algorithm. */
     int64_t h = H, w = W;
-    size_t act = 0, vfl = 0, mfl = 0, vtf = 0, kmax = 0, hmax = 0, uxf = 0, uyf = 0;
+    size_t act = 0, vfl = 0, mfl = 0, vtf = 0, mtf = 0, kmax = 0, hmax = 0, uxf = 0, uyf = 0;
     for (int64_t i = 0; i < n_layers; i++) {
         layer_plan *p = &e->L[i];
         const rvg_infer_layer *L = &layers[i];
@@ -447,17 +478,26 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             p->m = wino_m(p->algo);
             p->th = (p->P + p->m - 1) / p->m, p->tw = (p->Q + p->m - 1) / p->m;
             p->Hp = p->th * p->m + 2, p->Wp = p->tw * p->m + 2;
-            size_t T = (size_t)(max_batch * p->th * p->tw), nn = (size_t)((p->m + 2) * (p->m + 2));
-            const size_t vf = nn * (T * (size_t)p->CB * 8 + WINO_PLANE_PAD);
-            const size_t mf = nn * (T * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);
-            if (!(e->fuse && wino_otf(e, p, max_batch))) /* some batch runs unfused */
-                vfl = vf > vfl ? vf : vfl;
-            mfl = mf > mfl ? mf : mfl;
-            int64_t nf = max_batch; /* the largest batch that runs fused (wino_otf is monotone) */
-            while (nf > 0 && !(e->fuse && wino_otf(e, p, nf)))
-                nf--;
-            size_t vt = nn * ((size_t)(nf * p->th * p->tw * p->CB * 8) + WINO_PLANE_PAD);
-            vtf = nf > 0 && vt > vtf ? vt : vtf;
+            size_t nn = (size_t)((p->m + 2) * (p->m + 2));
+            /* scratch for the largest batch of each mode: shared V and M for WINO_PHASES, a V
+             * and an M per thread for the others (a band has at most ceil(T/threads) tiles) */
+            for (int64_t N = max_batch; N >= 1; N--) {
+                size_t T = (size_t)(N * p->th * p->tw), vt = T, mt = T;
+                wino_mode mode = wino_mode_at(e, p, N);
+                if (mode == WINO_PHASES) {
+                    size_t vf = nn * (T * (size_t)p->CB * 8 + WINO_PLANE_PAD);
+                    size_t mf = nn * (T * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);
+                    vfl = vf > vfl ? vf : vfl;
+                    mfl = mf > mfl ? mf : mfl;
+                    continue;
+                }
+                if (mode == WINO_BANDS)
+                    vt = mt = (T + (size_t)e->threads - 1) / (size_t)e->threads;
+                vt = nn * (vt * (size_t)p->CB * 8 + WINO_PLANE_PAD);
+                mt = nn * (size_t)fused_ms((int64_t)mt);
+                vtf = vt > vtf ? vt : vtf;
+                mtf = mt > mtf ? mt : mtf;
+            }
         }
         p->unrolled =
             o.isa != RVG_INFER_ISA_PORTABLE && p->algo == RVG_INFER_ALGO_DIRECT && unroll_ok(p);
@@ -496,11 +536,12 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
     if (!e->wtmp)
         goto oom;
-    if (vtf) {
-        e->vt_floats = (int64_t)(vtf + 15) / 16 * 16;
+    if (vtf) { /* each thread's part 64-byte aligned */
+        e->vt_floats = (int64_t)(vtf + 15) / 16 * 16, e->mt_floats = (int64_t)(mtf + 15) / 16 * 16;
         e->Vt = ealloc(e, sizeof(float) * (size_t)(e->vt_floats * e->threads));
+        e->Mt = ealloc(e, sizeof(float) * (size_t)(e->mt_floats * e->threads));
         e->vstamp = ealloc(e, sizeof(int64_t) * (size_t)(STAMP_PAD * e->threads));
-        if (!e->Vt || !e->vstamp)
+        if (!e->Vt || !e->Mt || !e->vstamp)
             goto oom;
         memset(e->vstamp, 0, sizeof(int64_t) * (size_t)(STAMP_PAD * e->threads));
     }
@@ -574,7 +615,7 @@ void rvg_engine_free(rvg_engine *e) {
     rvg_free(e->img[0]), rvg_free(e->img[1]);
     rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
     rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
-    rvg_free(e->Vt), rvg_free(e->vstamp);
+    rvg_free(e->Vt), rvg_free(e->Mt), rvg_free(e->vstamp);
     free(e->prof);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
     rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);
@@ -753,13 +794,29 @@ static void direct_blocks(const task *t, int64_t kb, int nkb, int64_t px0, int64
     }
 }
 
+/* Whether a direct layer's units go range-major, (pixel range, block) instead of (block, pixel
+ * range). The pool gives each thread a contiguous part of the units, so range-major splits the
+ * output by rows (each thread reads all the weights) and block-major by channels (each thread
+ * reads the whole input); the smaller of the two is what both threads read. Range-major also
+ * keeps a band of rows on one thread from layer to layer where the Winograd layers between run
+ * in bands (wino_mode_at), so that only the bands' edges cross cores: single images whose input
+ * is larger than the weights (A0/B0's stem and stages 1.0 and 2.0, also in the image-by-image
+ * layers of a batch). A0 at batch 1 on 2 threads (`bench_infer --profile`, 2 alternating runs):
+ * stem 0.33-0.34 -> 0.27 ms, stage1.0 0.50-0.53 -> 0.44-0.46, and the following 56x56 layer
+ * 0.33 -> 0.30 (its input now mostly from its own core). */
+static int direct_range_major(const layer_plan *p, int64_t N) {
+    return N == 1 && p->CB * p->Hp * p->Wp * 8 >= 9 * p->KB16 * 16 * p->C;
+}
+
 static void task_direct(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
     int64_t nr = direct_ranges(p, t->N), TP = t->N * p->P * p->Q;
     int64_t step = direct_step(t->e);
+    int64_t ng = (p->KB16 + step - 1) / step;
+    int rm = direct_range_major(p, t->N);
     for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
-        int64_t r = u % nr, kb = u / nr * step;
+        int64_t r = rm ? u / ng : u % nr, kb = (rm ? u % ng : u / nr) * step;
         /* ranges of DIRECT_PR pixels (8 full chunks of 6 with AVX2's direct_px, 4 of 12 with
          * AVX-512's), the last one taking the remainder */
         int64_t px0 = r * DIRECT_PR, px1 = r + 1 < nr ? px0 + DIRECT_PR : TP;
@@ -883,44 +940,61 @@ static void prefetch_lines(const float *w, int64_t q0, int64_t q1) {
 /* Output blocks per on-the-fly unit: 2 where the kernel set has gemm32 (see wino_pair). */
 static int64_t otf_step(const rvg_engine *e) { return e->kern->gemm32 ? 2 : 1; }
 
-/* On-the-fly variant for few tiles: units are (16- or 32-channel block, row i of points); each
- * transforms its weights for the n points of row i into thread-local scratch (from the 9/n^2
- * smaller raw weights) and runs their GEMMs over all tiles. At batch 1 a layer's raw weights come
- * from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next), and the first
- * row of each block waited for them; so each unit also prefetches 1/n of the next block's raw
- * weights, a slice before each GEMM. otf_row is one unit, reading V (the shared one, or a
- * thread's own in the fused path) and writing blocks [kb0, kb1) of M. */
-static void otf_row(const task *t, const wgeom *g, const float *V, float *U, int64_t kb0,
-                    int64_t kb1, int i) {
+/* Output blocks per unit of WINO_BLOCKS: pairs, unless single blocks share out better between
+ * the threads: A0's 96-channel layers as 3 pairs would run 2 + 1 on 2 threads, as 6 single
+ * blocks they run 3 + 3. */
+static int64_t blocks_step(const rvg_engine *e, const layer_plan *p) {
+    int64_t nt = e->threads, pairs = (p->KB16 + 1) / 2;
+    if (otf_step(e) == 1 || (pairs + nt - 1) / nt * 2 > (p->KB16 + nt - 1) / nt)
+        return 1;
+    return 2;
+}
+
+/* The GEMMs of output blocks [kb0, kb1) (one 16-channel block or a gemm32 pair) over nt tiles,
+ * for the points xi of row i (row >= 0: on the fly, from the raw weights, transformed here into
+ * the thread's U) or for all points (row < 0: from the pre-transformed weights). V and M point at
+ * the first tile of point 0, channel block 0 (V) and 8-channel block 2*kb0 (M); vs, ms are their
+ * point strides, vbs, mbs their block strides. On the fly, the row's weights are prefetched a
+ * slice per GEMM: at batch 1 a layer's raw weights come from DRAM (A0's weights, 33 MB, do not
+ * stay in L3 from one image to the next), and the first row of each block waited for them; so
+ * each row also prefetches 1/n of the next blocks' raw weights. */
+static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
+                       float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
+                       int row, int64_t nt) {
     const layer_plan *p = t->p;
     const rvg_engine *en = t->e;
     const rvg__infer_kernels *k = en->kern;
     int n = g->m + 2;
-    int64_t step = otf_step(en);
-    int pair = wino_pair(en, p, kb0);
-    for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
-        k->wino_wrow(U + (kb - kb0) * n * WROW_STRIDE(p->nc[kb0]), p->wraw + 9 * p->woff[kb],
-                     p->nc[kb], n, i);
+    int64_t step = kb1 - kb0;
+    int pair = step == 2 && wino_pair(en, p, kb0);
+    int64_t us = n * WROW_STRIDE(p->nc[kb0]), nl = 0; /* nl: lines of the next blocks */
     const float *nx = kb1 < p->KB16 ? p->wraw + 9 * p->woff[kb1] : p->wraw;
-    int64_t nl = 0; /* lines of 16 floats of the next unit's blocks */
-    for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
-        nl += 9 * p->nc[kb];
-    int64_t us = n * WROW_STRIDE(p->nc[kb0]);
-    for (int j = 0; j < n; j++) {
-        int64_t xi = i * n + j;
-        prefetch_lines(nx, xi * nl / (n * n), (xi + 1) * nl / (n * n));
+    if (row >= 0) {
+        for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
+            k->wino_wrow(U + (kb - kb0) * us, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
+        for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
+            nl += 9 * p->nc[kb];
+    }
+    for (int64_t xi = row >= 0 ? row * n : 0; xi < (row >= 0 ? row * n + n : g->nn); xi++) {
+        if (row >= 0)
+            prefetch_lines(nx, xi * nl / g->nn, (xi + 1) * nl / g->nn);
         for (int64_t kb = kb0; kb < kb1; kb += pair ? 2 : 1) {
-            float *M = en->M + xi * g->ms + 2 * kb * g->bs;
-            const float *Vx = V + xi * g->vs + (p->c0[kb] / 8) * g->bs;
-            const float *Uk = U + (kb - kb0) * us + j * WROW_STRIDE(p->nc[kb]);
+            float *Mx = M + xi * ms + 2 * (kb - kb0) * mbs;
+            const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
+            const float *Uk = row >= 0 ? U + (kb - kb0) * us + (xi % n) * WROW_STRIDE(p->nc[kb])
+                                       : p->w + xi * p->wtot + p->woff[kb];
+            int64_t ustep = row >= 0 ? us : p->woff[kb + pair] - p->woff[kb];
             if (pair)
-                k->gemm32(M, g->bs, Vx, g->bs, p->c0[kb] % 8, Uk, us, p->nc[kb], g->T);
+                k->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, ustep, p->nc[kb], nt);
             else
-                k->gemm16(M, g->bs, Vx, g->bs, p->c0[kb] % 8, Uk, p->nc[kb], g->T);
+                k->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
         }
     }
 }
 
+/* Three-phase on-the-fly GEMMs: units are (16- or 32-channel block, row i of points); each
+ * transforms its weights for the n points of row i into thread-local scratch (from the 9/n^2
+ * smaller raw weights) and runs their GEMMs over all tiles. */
 static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const rvg_engine *en = t->e;
@@ -930,73 +1004,126 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
     float *U = en->wtmp + rvg__pool_tid_in(en->pool) * en->wtmp_floats;
     for (int64_t u = b; u < e; u++) {
         int64_t kb0 = u / n * step, kb1 = kb0 + step < t->p->KB16 ? kb0 + step : t->p->KB16;
-        otf_row(t, &g, en->V, U, kb0, kb1, (int)(u % n));
+        wino_gemms(t, &g, en->V, g.vs, g.bs, en->M + 2 * kb0 * g.bs, g.ms, g.bs, U, kb0, kb1,
+                   (int)(u % n), g.T);
     }
 }
 
-/* The on-the-fly layers (few tiles: A0/B0's 28x28 and 14x14 maps at batch 1) as one phase. Split
- * into three phases, each over all threads, every GEMM unit read V (all channels of a point)
- * written by both cores, and the output transform M written by the other: on the Zen 5 machine a
- * line the other core has just written reads at ~37 GB/s against ~100 from the reader's own L2,
- * and A0's stage 3 ran only 1.4x faster on 2 threads than on 1. Here units are output blocks
- * (16 or 32 channels, all n rows of points): a thread first transforms the whole input into its
- * own V (the input transform is ~7% of such a layer; doing it once per thread costs less than
- * sharing it), then for each unit it claims runs the weight transform and GEMMs and the output
- * transform of those blocks, whose M it wrote itself. Only the layer's input (the previous
- * layer's output, written by both) crosses cores. The same kernels on the same values as the
- * three phases, so the same results bit for bit. */
-static void task_wino_fused(void *ctx, int64_t b, int64_t e) {
+/* Input transform of all channel blocks of tiles [tt0, tt1) into V (tile tt0 first; point and
+ * block strides vs, vbs). */
+static void wino_in_tiles(const task *t, const wgeom *g, float *V, int64_t vs, int64_t vbs,
+                          int64_t tt0, int64_t tt1) {
+    const layer_plan *p = t->p;
+    int64_t xcs = p->Hp * p->Wp * 8;
+    for (int64_t cb = 0; cb < p->CB; cb++)
+        for (int64_t tt = tt0; tt < tt1; tt++) {
+            int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
+            t->e->kern->wino_in[g->f](V + cb * vbs + (tt - tt0) * 8, vs, vbs,
+                                      t->x + (img * p->CB + cb) * xcs +
+                                          (ty * g->m * p->Wp + tx * g->m) * 8,
+                                      p->Wp, xcs, 1);
+        }
+}
+
+/* Output transform (+ bias, ReLU) of 8-channel blocks [b0, b1) of tiles [tt0, tt1), from M
+ * (tile tt0 of block b0 first; point and block strides ms, mbs). */
+static void wino_out_tiles(const task *t, const wgeom *g, const float *M, int64_t ms, int64_t mbs,
+                           int64_t b0, int64_t b1, int64_t tt0, int64_t tt1) {
+    const layer_plan *p = t->p;
+    int64_t ycs = p->Hpo * p->Wpo * 8;
+    for (int64_t b8 = b0; b8 < b1; b8++)
+        for (int64_t tt = tt0; tt < tt1; tt++) {
+            int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
+            int mh = (int)(p->P - ty * g->m < g->m ? p->P - ty * g->m : g->m);
+            int mw = (int)(p->Q - tx * g->m < g->m ? p->Q - tx * g->m : g->m);
+            t->e->kern->wino_out[g->f](t->y + (img * p->KB8 + b8) * ycs +
+                                           ((ty * g->m + 1) * p->Wpo + tx * g->m + 1) * 8,
+                                       p->Wpo, ycs, M + (b8 - b0) * mbs + (tt - tt0) * 8, ms, mbs,
+                                       p->bias + b8 * 8, 1, mh, mw, p->se_hidden == 0);
+        }
+}
+
+/* WINO_BLOCKS (see wino_mode_at). Split into three phases, each over all threads, every GEMM
+ * unit read V (all channels of a point) that both cores wrote, and the output transform read M
+ * that the other core wrote; on the Zen 5 machine a line the other core has just written reads
+ * at ~37 GB/s against ~100 from the reader's own L2, and A0's stage 3 ran 1.4x faster on 2
+ * threads than on 1. Here a thread first transforms the whole input into its own V (the input
+ * transform is ~7% of such a layer: doing it once per thread costs less than sharing it), then
+ * for each unit (output block or pair) it claims runs the weight transform, the GEMMs into its
+ * own M and the output transform. Only the layer's input crosses cores. */
+static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
     const rvg_engine *en = t->e;
-    const rvg__infer_kernels *k = en->kern;
     wgeom g = wino_geom(p, t->N);
     int n = g.m + 2, tid = rvg__pool_tid_in(en->pool);
-    int64_t step = otf_step(en);
+    int64_t step = blocks_step(en, p);
     double *prof = en->prof && tid == 0 ? en->prof + 4 * (p - en->L) : NULL;
     double t0 = prof ? now_ms() : 0; /* the caller's own share of the phases */
-    float *V = en->Vt + tid * en->vt_floats;
+    float *V = en->Vt + tid * en->vt_floats, *M = en->Mt + tid * en->mt_floats;
+    float *U = en->wtmp + tid * en->wtmp_floats;
     if (en->vstamp[tid * STAMP_PAD] != t->seq) { /* this thread's first unit of the layer run */
-        int64_t xcs = p->Hp * p->Wp * 8;
-        for (int64_t cb = 0; cb < p->CB; cb++)
-            for (int64_t tt = 0; tt < g.T; tt++) {
-                int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
-                k->wino_in[g.f](V + cb * g.bs + tt * 8, g.vs, g.bs,
-                                t->x + (img * p->CB + cb) * xcs + (ty * g.m * p->Wp + tx * g.m) * 8,
-                                p->Wp, xcs, 1);
-            }
+        wino_in_tiles(t, &g, V, g.vs, g.bs, 0, g.T);
         en->vstamp[tid * STAMP_PAD] = t->seq;
     }
     if (prof) {
         double t1 = now_ms();
         prof[1] += t1 - t0, t0 = t1;
     }
-    float *U = en->wtmp + tid * en->wtmp_floats;
-    int64_t ycs = p->Hpo * p->Wpo * 8;
-    int relu = p->se_hidden == 0;
     for (int64_t u = b; u < e; u++) {
         int64_t kb0 = u * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
         for (int i = 0; i < n; i++)
-            otf_row(t, &g, V, U, kb0, kb1, i);
+            wino_gemms(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, i, g.T);
         double tg = prof ? now_ms() : 0;
         int64_t b8end = 2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8;
         for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
             for (int64_t img = 0; img < t->N; img++)
                 zero_border(t->y, img * p->KB8 + b8, p->P, p->Q, p->Hpo, p->Wpo);
-        for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
-            for (int64_t tt = 0; tt < g.T; tt++) {
-                int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
-                int mh = (int)(p->P - ty * g.m < g.m ? p->P - ty * g.m : g.m);
-                int mw = (int)(p->Q - tx * g.m < g.m ? p->Q - tx * g.m : g.m);
-                k->wino_out[g.f](t->y + (img * p->KB8 + b8) * ycs +
-                                     ((ty * g.m + 1) * p->Wpo + tx * g.m + 1) * 8,
-                                 p->Wpo, ycs, en->M + b8 * g.bs + tt * 8, g.ms, g.bs,
-                                 p->bias + b8 * 8, 1, mh, mw, relu);
-            }
+        wino_out_tiles(t, &g, M, fused_ms(g.T), g.T * 8, 2 * kb0, b8end, 0, g.T);
         if (prof) {
             double to = now_ms();
             prof[2] += tg - t0, prof[3] += to - tg, t0 = to;
         }
+    }
+}
+
+/* WINO_BANDS (see wino_mode_at): unit u of nu (one per thread) takes the tiles [T*u/nu,
+ * T*(u+1)/nu), a band of tile rows, and runs the input transform into its own V, then per output
+ * block or pair the GEMMs into its own M and the output transform, reading the weights whole
+ * (on the fly, transforming them itself). No V or M line is touched by two threads, and the
+ * layer's input crosses cores only where the previous layer split its output otherwise. */
+static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
+    const task *t = ctx;
+    const layer_plan *p = t->p;
+    const rvg_engine *en = t->e;
+    wgeom g = wino_geom(p, t->N);
+    int n = g.m + 2, tid = rvg__pool_tid_in(en->pool), otf = wino_otf(en, p, t->N);
+    int64_t nu = en->threads, nz = t->N * p->KB8, step = otf_step(en);
+    double *prof = en->prof && tid == 0 ? en->prof + 4 * (p - en->L) : NULL;
+    float *V = en->Vt + tid * en->vt_floats, *M = en->Mt + tid * en->mt_floats;
+    float *U = en->wtmp + tid * en->wtmp_floats;
+    for (int64_t u = b; u < e; u++) {
+        int64_t tt0 = g.T * u / nu, tt1 = g.T * (u + 1) / nu, nt = tt1 - tt0;
+        int64_t vbs = nt * 8, vs = nt * p->CB * 8 + WINO_PLANE_PAD;
+        double t0 = prof ? now_ms() : 0; /* the caller's own share of the phases */
+        for (int64_t z = nz * u / nu; z < nz * (u + 1) / nu; z++)
+            zero_border(t->y, z, p->P, p->Q, p->Hpo, p->Wpo);
+        wino_in_tiles(t, &g, V, vs, vbs, tt0, tt1);
+        double t1 = prof ? now_ms() : 0, tg = 0, to = 0;
+        for (int64_t kb0 = 0; kb0 < p->KB16; kb0 += step) {
+            int64_t kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
+            double ta = prof ? now_ms() : 0;
+            for (int i = 0; i < (otf ? n : 1); i++)
+                wino_gemms(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, otf ? i : -1,
+                           nt);
+            double tb = prof ? now_ms() : 0;
+            wino_out_tiles(t, &g, M, fused_ms(nt), nt * 8, 2 * kb0,
+                           2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8, tt0, tt1);
+            if (prof)
+                tg += tb - ta, to += now_ms() - tb;
+        }
+        if (prof)
+            prof[1] += t1 - t0, prof[2] += tg, prof[3] += to;
     }
 }
 
@@ -1005,25 +1132,30 @@ enum { WINO_GRAIN = 8 };
 
 static void run_wino(task *t) {
     const layer_plan *p = t->p;
+    const rvg_engine *e = t->e;
     wgeom g = wino_geom(p, t->N);
-    double *prof = t->e->prof ? t->e->prof + 4 * (p - t->e->L) : NULL; /* phases 1..3 */
-    if (t->e->fuse && wino_otf(t->e, p, t->N)) { /* (profile: the caller's share, above) */
-        rvg__pool_for(t->e->pool, (p->KB16 + otf_step(t->e) - 1) / otf_step(t->e), 1,
-                      task_wino_fused, t);
+    double *prof = e->prof ? e->prof + 4 * (p - e->L) : NULL; /* phases 1..3 */
+    wino_mode mode = wino_mode_at(e, p, t->N);
+    if (mode == WINO_BANDS) { /* (profile: the caller's share, above) */
+        rvg__pool_for(e->pool, e->threads, 1, task_wino_bands, t);
+        return;
+    }
+    if (mode == WINO_BLOCKS) {
+        int64_t step = blocks_step(e, p);
+        rvg__pool_for(e->pool, (p->KB16 + step - 1) / step, 1, task_wino_blocks, t);
         return;
     }
     double t0 = prof ? now_ms() : 0;
     t->nz = t->N * p->KB8;
-    rvg__pool_for(t->e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
+    rvg__pool_for(e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
     double t1 = prof ? now_ms() : 0;
-    if (wino_otf(t->e, p, t->N))
-        rvg__pool_for(t->e->pool,
-                      (p->KB16 + otf_step(t->e) - 1) / otf_step(t->e) * (g.m + 2), 1,
+    if (wino_otf(e, p, t->N))
+        rvg__pool_for(e->pool, (p->KB16 + otf_step(e) - 1) / otf_step(e) * (g.m + 2), 1,
                       task_wino_gemm_otf, t);
     else
-        rvg__pool_for(t->e->pool, g.nn * g.nch, 1, task_wino_gemm, t);
+        rvg__pool_for(e->pool, g.nn * g.nch, 1, task_wino_gemm, t);
     double t2 = prof ? now_ms() : 0;
-    rvg__pool_for(t->e->pool, p->KB8 * g.T, WINO_GRAIN, task_wino_out, t);
+    rvg__pool_for(e->pool, p->KB8 * g.T, WINO_GRAIN, task_wino_out, t);
     if (prof)
         prof[1] += t1 - t0, prof[2] += t2 - t1, prof[3] += now_ms() - t2;
 }
