@@ -230,9 +230,11 @@ enum { STAMP_PAD = 8 };
  *   share out the streaming of the weights (A0's stage 3 at batch 8: 94 MB).
  * - WINO_BLOCKS (on the fly, more than one image or few tiles; A0's 14x14 layers at batch 1):
  *   one phase whose units are output blocks; each thread transforms the whole input itself.
- * - WINO_BANDS (one image with at least WINO_BAND_MIN tiles per thread; A0's 56x56 and 28x28
- *   layers at batch 1, also in the image-by-image layers of a batch): one phase, one band of
- *   tiles per thread.
+ * - WINO_BANDS (one image with at least WINO_BAND_MIN tiles per thread, several threads; A0's
+ *   56x56 and 28x28 layers at batch 1, also in the image-by-image layers of a batch): one phase,
+ *   one band of tiles per thread. (On one thread a band is the whole layer, and the three
+ *   phases' loop order, all output blocks per chunk of tiles, reads V once: 0.37-0.40 against
+ *   0.42-0.43 ms for A0's stage1.1, `bench_infer --profile --threads 1`.)
  * The one-phase modes keep each thread's V and M lines to itself (task_wino_blocks says why)
  * and give the same results as the three phases, bit for bit: every output is the same FMAs in
  * the same order, however the tiles and blocks are split. opts.unfused selects WINO_PHASES. */
@@ -243,7 +245,7 @@ enum { WINO_BAND_MIN = 12 }; /* one 12-tile AVX-512 register block per band at l
 static wino_mode wino_mode_at(const rvg_engine *e, const layer_plan *p, int64_t N) {
     if (!e->fuse)
         return WINO_PHASES;
-    if (N == 1 && p->th * p->tw >= WINO_BAND_MIN * e->threads)
+    if (N == 1 && e->threads > 1 && p->th * p->tw >= WINO_BAND_MIN * e->threads)
         return WINO_BANDS;
     return wino_otf(e, p, N) ? WINO_BLOCKS : WINO_PHASES;
 }
