@@ -176,6 +176,8 @@ static int dump(const net *m, const char *model, const char *path) {
     return ok;
 }
 
+enum { WARMUP = 15 }; /* untimed runs before timing */
+
 static void time_config(const net *m, const char *model, int threads, int batch, int runs,
                         int json) {
     size_t nx = (size_t)(batch * m->in_ch * m->H * m->W);
@@ -189,7 +191,9 @@ static void time_config(const net *m, const char *model, int threads, int batch,
         exit(1);
     }
     double *t = malloc(sizeof(double) * (size_t)runs);
-    for (int i = 0; i < 3; i++) /* warm-up: page in buffers, spin up the thread team */
+    /* warm-up: page in buffers, spin up the thread team, and the engine's first 12 runs, which
+     * try two ways of running its Winograd layers (src/infer/engine.c wino_tune) */
+    for (int i = 0; i < WARMUP; i++)
         rvg_engine_run(e, logits, x, batch);
     for (int i = 0; i < runs; i++) {
         double t0 = now_ms();
@@ -233,7 +237,7 @@ static void profile_layers(const net *m, int threads, int batch, int runs) {
         fprintf(stderr, "bench_infer: %s\n", rvg_last_error());
         exit(1);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < WARMUP; i++)
         rvg_engine_run(e, logits, x, batch);
     rvg_engine_profile(e, 1); /* restart the timers after the warm-up */
     double t0 = now_ms();

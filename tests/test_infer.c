@@ -72,26 +72,28 @@ typedef struct {
     int64_t C, K, H, W, stride, G, se, N;
 } layer_case;
 
-/* A Winograd layer on one image or with few tiles runs as one phase by default, split into bands
- * of tiles or into output blocks (engine.c wino_mode_at); three phases over all threads
- * (unfused) and the default on 3 threads (bands and blocks split unevenly) must give its output
- * `got` bit for bit. */
+/* A Winograd layer on one image or with few tiles runs as one phase, split into bands of tiles
+ * or into output blocks (engine.c wino_mode_at), or as three phases over all threads; by default
+ * the first runs try both (the engine's first run, which gave `got`, takes three phases). Forced
+ * three phases, and one phase on the default threads and on 3 (bands and blocks split
+ * unevenly), must give `got` bit for bit. */
 static void check_unfused(const char *what, const rvg_infer_layer *L, const layer_case *t,
                           const rvg_engine_opts *o, const float *got, const float *x, int64_t ny,
                           const float *fcw) {
     float fcb = 0.f, *y = malloc(sizeof(float) * (size_t)ny);
-    for (int v = 0; v < 2; v++) {
+    static const char *const names[3] = {"three phases", "one phase", "one phase on 3 threads"};
+    for (int v = 0; v < 3; v++) {
         rvg_engine_opts ov = *o;
-        ov.unfused = v == 0;
+        ov.fuse = v == 0 ? -1 : 1;
         rvg_engine *e = NULL;
         CHECK_OK(rvg_engine_new_opts(&e, L, 1, fcw, &fcb, 1, t->C, t->H, t->W, t->N + 1,
-                                     v == 0 ? 0 : 3, &ov));
+                                     v == 2 ? 3 : 0, &ov));
         if (!e)
             continue;
         memset(y, 0, sizeof(float) * (size_t)ny);
         CHECK_OK(rvg__engine_features(e, y, x, t->N));
         if (memcmp(y, got, sizeof(float) * (size_t)ny)) {
-            printf("FAILED %s: %s differs\n", what, v == 0 ? "unfused" : "fused on 3 threads");
+            printf("FAILED %s: %s differs\n", what, names[v]);
             CHECK(0);
         }
         rvg_engine_free(e);
@@ -150,6 +152,28 @@ static void test_layer(const layer_case *t) {
     free_layer(&L);
 }
 
+/* The first runs of an engine alternate the one- and three-phase ways of its Winograd layers
+ * and then keep the faster (engine.c wino_tune): every run gives the logits `got` of the second
+ * run bit for bit, and after 20 runs no layer is still measuring. */
+static void check_tuning(const char *what, rvg_engine *e, const float *got, const float *x,
+                         int64_t N, int64_t n_layers, int64_t classes) {
+    float *y = malloc(sizeof(float) * (size_t)(N * classes));
+    for (int rep = 0; rep < 18; rep++) {
+        CHECK_OK(rvg_engine_run(e, y, x, N));
+        if (memcmp(y, got, sizeof(float) * (size_t)(N * classes))) {
+            printf("FAILED %s: run %d differs from run 2\n", what, rep + 3);
+            CHECK(0);
+            break;
+        }
+    }
+    for (int64_t i = 0; i < n_layers; i++)
+        if (rvg__engine_tuned(e, i, N) == -1) {
+            printf("FAILED %s: layer %lld still tuning after 20 runs\n", what, (long long)i);
+            CHECK(0);
+        }
+    free(y);
+}
+
 /* A network given as (K, stride, G, se) per layer, compared on logits. */
 typedef struct {
     int64_t K, stride, G, se;
@@ -191,6 +215,7 @@ static void test_net(const char *name, const net_layer *spec, int64_t n_layers, 
             CHECK_OK(rvg_engine_run(e, got, x, N));
         }
         rvg_test_close(what, got, want, N * classes, 1e-4f * scale, 0.f, dims, 2);
+        check_tuning(what, e, got, x, N, n_layers, classes);
         if (N > 1) { /* a smaller batch through the same engine gives the first rows */
             CHECK_OK(rvg_engine_run(e, got, x, 1));
             snprintf(what, sizeof what, "net %s %s/%s N1 of max %lld", name,

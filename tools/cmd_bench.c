@@ -37,7 +37,9 @@ static void help(void) {
            "  --batch B     images per run (default 1; 64 with --train)\n"
            "  --threads T   compute threads (default: all cores)\n"
            "  --runs R      timed runs (default 30; 20 with --train)\n"
-           "  --warmup N    untimed runs first (default 3)\n"
+           "  --warmup N    untimed runs first (default 15 for the deploy form, whose first 12\n"
+           "                runs try two ways of running its Winograd layers; 3 for the train\n"
+           "                form)\n"
            "  --profile     then R more runs with per-layer timers: each layer's mean time and,\n"
            "                for Winograd layers, its input transform / GEMMs / output transform\n"
            "                (deploy form only)\n"
@@ -90,7 +92,7 @@ int cmd_bench(int argc, char **argv) {
         {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *wpath = NULL, *arch_name = NULL, *form_name = NULL;
-    int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = 3;
+    int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = -1;
     int train = 0, json = 0, profile = 0, c, have_classes = 0, have_in_ch = 0;
     optind = 1;
     opterr = 0;
@@ -156,6 +158,8 @@ int cmd_bench(int argc, char **argv) {
         batch = train ? 64 : 1;
     if (!runs)
         runs = train ? 20 : 30;
+    if (warmup < 0) /* the deploy engine's tuning runs (src/infer/engine.c wino_tune) */
+        warmup = deploy ? 15 : 3;
 #ifdef RVG_HAVE_OPENMP
     if (threads)
         omp_set_num_threads((int)threads);

@@ -66,8 +66,8 @@ typedef enum {
  * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=portable|avx2|avx512|avx512-twin
  * selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C kernels even
  * when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at run time off
- * or on (default: on below 32 tiles); RVG_INFER_FUSE=0 sets opts.unfused; RVG_POOL_SPIN sets how
- * long idle workers spin. Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with
+ * or on (default: on below 32 tiles); RVG_INFER_FUSE=1|0 sets opts.fuse to 1 | -1; RVG_POOL_SPIN
+ * sets how long idle workers spin. Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with
  * rvg_last_error() naming the layer) for inconsistent layers, RVG_STATUS_NO_MEMORY. *out is NULL on
  * failure. */
 rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64_t n_layers,
@@ -104,12 +104,14 @@ typedef struct {
                              image by image while the image is in cache; the rest run on the
                              whole batch. Only speed depends on it. */
     rvg_infer_isa isa;    /* AUTO: the fastest the CPU supports */
-    int unfused;          /* 1: every Winograd layer runs as three phases (input transform,
-                             GEMMs, output transform), each split over all threads. By default
-                             a layer on one image, or with few tiles, runs as one phase, split
-                             into bands of tiles or into output blocks, each thread with its own
-                             scratch. Same results bit for bit; only speed differs (for tests
-                             and benchmarks; RVG_INFER_FUSE=0 does the same). */
+    int fuse;             /* How a Winograd layer on one image, or with few tiles, runs: as one
+                             phase split into bands of tiles or output blocks, each thread with
+                             its own scratch, or as three phases (input transform, GEMMs, output
+                             transform) each split over all threads. Which is faster depends on
+                             the layer and on what moving data between cores costs. 0 (auto):
+                             the first runs try both ways, alternately, and each layer then keeps
+                             the faster; 1: one phase; -1: three phases. The same results bit
+                             for bit in every case; only speed differs. */
 } rvg_engine_opts;
 
 /* rvg_engine_new with options (opts may be NULL). The environment variables above override it. */

@@ -73,7 +73,8 @@ struct rvg_engine {
     float *wtmp;             /* per thread: one row of on-the-fly Winograd weights (2 blocks) */
     int64_t wtmp_floats;     /* per thread */
     int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
-    int fuse;                /* 0: every Winograd layer runs as three phases (wino_mode_at) */
+    int fuse;                /* opts.fuse: 0 tuned (wino_tune), 1 one phase, -1 three phases */
+    struct wtune *tune;      /* fuse 0: per layer, for N == 1 and N > 1 (wino_tune) */
     float *Vt, *Mt;          /* one-phase Winograd modes: per thread, its own V and M */
     int64_t vt_floats, mt_floats; /* per thread */
     int64_t *vstamp;         /* per thread (STAMP_PAD apart): layer run whose V it holds */
@@ -237,13 +238,14 @@ enum { STAMP_PAD = 8 };
  *   0.42-0.43 ms for A0's stage1.1, `bench_infer --profile --threads 1`.)
  * The one-phase modes keep each thread's V and M lines to itself (task_wino_blocks says why)
  * and give the same results as the three phases, bit for bit: every output is the same FMAs in
- * the same order, however the tiles and blocks are split. opts.unfused selects WINO_PHASES. */
+ * the same order, however the tiles and blocks are split. Where a one-phase mode applies,
+ * opts.fuse decides between it and WINO_PHASES (by default wino_tune measures both). */
 typedef enum { WINO_PHASES, WINO_BLOCKS, WINO_BANDS } wino_mode;
 
 enum { WINO_BAND_MIN = 12 }; /* one 12-tile AVX-512 register block per band at least */
 
 static wino_mode wino_mode_at(const rvg_engine *e, const layer_plan *p, int64_t N) {
-    if (!e->fuse)
+    if (e->fuse < 0)
         return WINO_PHASES;
     if (N == 1 && e->threads > 1 && p->th * p->tw >= WINO_BAND_MIN * e->threads)
         return WINO_BANDS;
@@ -254,6 +256,39 @@ static wino_mode wino_mode_at(const rvg_engine *e, const layer_plan *p, int64_t 
  * pair) of nt tiles; the plane padded as V's and M's are. */
 static int64_t fused_ms(int64_t nt) {
     return 32 * nt + WINO_PLANE_PAD;
+}
+
+/* ---- tuning: one phase or three -----------------------------------------------------------
+ * Which is faster depends on the layer and on the machine: on the 2-core Zen 5 machine, at
+ * batch 1 on 2 threads, the one-phase modes took A0's 14x14 layers from 0.28 to 0.24 ms and its
+ * 28x28 layers from 0.25 to 0.20, but made B0's (twice the channels: more duplicated work, the
+ * same data to move between cores) 5-10% slower; and how much moving data between the cores
+ * costs changed from hour to hour on that shared machine. So with opts.fuse = 0 the first
+ * 2 * TUNE_SAMPLES runs of each layer (separately for N == 1 and N > 1) alternate the two ways
+ * and time the layer; then it keeps the one with the smaller median. Results do not depend on
+ * the choice. */
+enum { TUNE_SAMPLES = 6 };
+
+struct wtune {
+    double ms[2][TUNE_SAMPLES]; /* [0]: three phases, [1]: one phase */
+    int n[2];
+    int choice; /* -1 while measuring */
+};
+
+static double median_of(double *v, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort: n is TUNE_SAMPLES */
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double x = v[j];
+            v[j] = v[j - 1], v[j - 1] = x;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The tuning slot of layer p at batch N, or NULL where nothing is tuned. */
+static struct wtune *wino_tune(const rvg_engine *e, const layer_plan *p, int64_t N) {
+    if (e->fuse != 0 || !e->tune || wino_mode_at(e, p, N) == WINO_PHASES)
+        return NULL;
+    return &e->tune[2 * (p - e->L) + (N > 1)];
 }
 
 /* ---- tiny planes ------------------------------------------------------------------------------
@@ -459,7 +494,12 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->threads = rvg__pool_threads(e->pool);
     e->nl = n_layers, e->in_ch = in_ch, e->H = H, e->W = W, e->max_batch = max_batch;
     e->otf = env_is("RVG_INFER_OTF", "0") ? 0 : env_is("RVG_INFER_OTF", "1") ? 1 : -1;
-    e->fuse = !o.unfused && !env_is("RVG_INFER_FUSE", "0");
+    e->fuse = env_is("RVG_INFER_FUSE", "0") ? -1 : env_is("RVG_INFER_FUSE", "1") ? 1 : o.fuse;
+    if (e->fuse < -1 || e->fuse > 1) {
+        int f = e->fuse;
+        rvg_engine_free(e);
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: fuse %d not in -1..1", f);
+    }
     e->classes = classes, e->k_last = k_last;
     e->L = calloc((size_t)n_layers, sizeof(layer_plan));
     if (!e->L)
@@ -486,13 +526,14 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             for (int64_t N = max_batch; N >= 1; N--) {
                 size_t T = (size_t)(N * p->th * p->tw), vt = T, mt = T;
                 wino_mode mode = wino_mode_at(e, p, N);
-                if (mode == WINO_PHASES) {
+                if (mode == WINO_PHASES || e->fuse == 0) { /* fuse 0: tuning tries both */
                     size_t vf = nn * (T * (size_t)p->CB * 8 + WINO_PLANE_PAD);
                     size_t mf = nn * (T * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);
                     vfl = vf > vfl ? vf : vfl;
                     mfl = mf > mfl ? mf : mfl;
-                    continue;
                 }
+                if (mode == WINO_PHASES)
+                    continue;
                 if (mode == WINO_BANDS)
                     vt = mt = (T + (size_t)e->threads - 1) / (size_t)e->threads;
                 vt = nn * (vt * (size_t)p->CB * 8 + WINO_PLANE_PAD);
@@ -538,6 +579,13 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
     if (!e->wtmp)
         goto oom;
+    if (e->fuse == 0) {
+        e->tune = ealloc(e, sizeof(struct wtune) * (size_t)(2 * n_layers));
+        if (!e->tune)
+            goto oom;
+        for (int64_t i = 0; i < 2 * n_layers; i++)
+            e->tune[i] = (struct wtune){.choice = -1};
+    }
     if (vtf) { /* each thread's part 64-byte aligned */
         e->vt_floats = (int64_t)(vtf + 15) / 16 * 16, e->mt_floats = (int64_t)(mtf + 15) / 16 * 16;
         e->Vt = ealloc(e, sizeof(float) * (size_t)(e->vt_floats * e->threads));
@@ -617,7 +665,7 @@ void rvg_engine_free(rvg_engine *e) {
     rvg_free(e->img[0]), rvg_free(e->img[1]);
     rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
     rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
-    rvg_free(e->Vt), rvg_free(e->Mt), rvg_free(e->vstamp);
+    rvg_free(e->Vt), rvg_free(e->Mt), rvg_free(e->vstamp), rvg_free(e->tune);
     free(e->prof);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
     rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);
@@ -1132,21 +1180,37 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
 /* (block, tile) transform units per claim from the pool: one unit is ~100 instructions. */
 enum { WINO_GRAIN = 8 };
 
+static void run_phases(task *t, const wgeom *gp, double *prof);
+
 static void run_wino(task *t) {
     const layer_plan *p = t->p;
     const rvg_engine *e = t->e;
     wgeom g = wino_geom(p, t->N);
     double *prof = e->prof ? e->prof + 4 * (p - e->L) : NULL; /* phases 1..3 */
     wino_mode mode = wino_mode_at(e, p, t->N);
-    if (mode == WINO_BANDS) { /* (profile: the caller's share, above) */
+    struct wtune *tu = wino_tune(e, p, t->N);
+    int way = !tu ? 1 : tu->choice >= 0 ? tu->choice : (tu->n[0] + tu->n[1]) % 2;
+    double ts = tu && tu->choice < 0 ? now_ms() : 0;
+    if (mode == WINO_BANDS && way) { /* (profile: the caller's share, above) */
         rvg__pool_for(e->pool, e->threads, 1, task_wino_bands, t);
-        return;
-    }
-    if (mode == WINO_BLOCKS) {
+    } else if (mode == WINO_BLOCKS && way) {
         int64_t step = blocks_step(e, p);
         rvg__pool_for(e->pool, (p->KB16 + step - 1) / step, 1, task_wino_blocks, t);
-        return;
+    } else {
+        run_phases(t, &g, prof);
     }
+    if (tu && tu->choice < 0) {
+        tu->ms[way][tu->n[way]++] = now_ms() - ts;
+        if (tu->n[0] == TUNE_SAMPLES && tu->n[1] == TUNE_SAMPLES)
+            tu->choice = median_of(tu->ms[1], TUNE_SAMPLES) <= median_of(tu->ms[0], TUNE_SAMPLES);
+    }
+}
+
+/* WINO_PHASES. */
+static void run_phases(task *t, const wgeom *gp, double *prof) {
+    const layer_plan *p = t->p;
+    const rvg_engine *e = t->e;
+    wgeom g = *gp;
     double t0 = prof ? now_ms() : 0;
     t->nz = t->N * p->KB8;
     rvg__pool_for(e->pool, t->nz + p->CB * g.T, WINO_GRAIN, task_wino_in, t);
@@ -1403,6 +1467,14 @@ int64_t rvg_engine_profile_read(const rvg_engine *e, double *ms) {
     for (int64_t i = 0; i < 4 * e->nl; i++)
         ms[i] = e->prof && e->prof_runs ? e->prof[i] / (double)e->prof_runs : 0;
     return e->prof ? e->prof_runs : 0;
+}
+
+int rvg__engine_tuned(const rvg_engine *e, int64_t i, int64_t N) {
+    if (!e || i < 0 || i >= e->nl || e->L[i].algo == RVG_INFER_ALGO_DIRECT)
+        return -2;
+    /* the image-by-image layers run with N = 1 (run_net) */
+    const struct wtune *tu = wino_tune(e, &e->L[i], N > 1 && i < e->seg ? 1 : N);
+    return tu ? tu->choice : -2;
 }
 
 rvg_status rvg__engine_features(rvg_engine *e, float *y, const float *x, int64_t N) {

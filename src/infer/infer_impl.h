@@ -163,6 +163,10 @@ void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k);
  * and from the reference path (the classifier is not run; fc arguments are not needed). */
 #include "rvg/infer.h"
 rvg_status rvg__engine_features(rvg_engine *e, float *y, const float *x, int64_t N);
+/* For tests: how Winograd layer i runs at batch N after tuning (opts.fuse 0): 1 one phase,
+ * 0 three phases, -1 still measuring; -2 where nothing is tuned (not Winograd, no one-phase
+ * mode applies, or fuse forced). */
+int rvg__engine_tuned(const rvg_engine *e, int64_t i, int64_t N);
 rvg_status rvg__infer_ref_features(const rvg_infer_layer *layers, int64_t n_layers, float *y,
                                    const float *x, int64_t N, int64_t in_ch, int64_t H, int64_t W);
 #endif
