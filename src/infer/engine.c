@@ -705,7 +705,7 @@ typedef struct {
     float *y;       /* layer output */
     int64_t N;
     int64_t nz;     /* leading units of a phase that zero the output border (see zero_units) */
-    int64_t seq;    /* this layer run's stamp (rvg_engine.layer_runs; see task_wino_fused) */
+    int64_t seq;    /* this layer run's stamp (rvg_engine.layer_runs; see task_wino_blocks) */
     float *aux;     /* feat / logits */
 } task;
 
@@ -1018,8 +1018,9 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int64_t step = kb1 - kb0;
     int pair = step == 2 && wino_pair(en, p, kb0);
     int64_t us = n * WROW_STRIDE(p->nc[kb0]), nl = 0; /* nl: lines of the next blocks */
-    const float *nx = kb1 < p->KB16 ? p->wraw + 9 * p->woff[kb1] : p->wraw;
+    const float *nx = p->wraw; /* the next blocks' raw weights (NULL if never on the fly) */
     if (row >= 0) {
+        nx += kb1 < p->KB16 ? 9 * p->woff[kb1] : 0;
         for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
             k->wino_wrow(U + (kb - kb0) * us, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
         for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
