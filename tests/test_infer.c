@@ -77,7 +77,7 @@ typedef struct {
  * the first runs try both (the engine's first run, which gave `got`, takes three phases). Forced
  * three phases, and one phase on the default threads and on 3 (bands and blocks split
  * unevenly), must give `got` bit for bit. */
-static void check_unfused(const char *what, const rvg_infer_layer *L, const layer_case *t,
+static void check_modes(const char *what, const rvg_infer_layer *L, const layer_case *t,
                           const rvg_engine_opts *o, const float *got, const float *x, int64_t ny,
                           const float *fcw) {
     float fcb = 0.f, *y = malloc(sizeof(float) * (size_t)ny);
@@ -145,7 +145,7 @@ static void test_layer(const layer_case *t) {
                 CHECK(0);
             }
             if (a != RVG_INFER_ALGO_DIRECT)
-                check_unfused(what, &L, t, &o, got, x, ny, fcw);
+                check_modes(what, &L, t, &o, got, x, ny, fcw);
             rvg_engine_free(e);
         }
     free(x), free(want), free(got), free(fcw), free(twin);
