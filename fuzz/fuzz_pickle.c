@@ -104,14 +104,17 @@ static uint8_t *build_zip(const uint8_t *pkl, size_t len, const storages *acc, s
         if (acc->st[i]->numel > MAX_STORAGE_BYTES / (int64_t)esize)
             continue; /* left out: the loader reports it missing */
         size_t nbytes = (size_t)acc->st[i]->numel * esize;
-        uint8_t *raw = malloc(nbytes ? nbytes : 1);
-        if (!raw)
+        /* An empty storage gets no buffer: libzip does not take ownership of one for a
+         * zero-length source, and the 1-byte malloc handed over here leaked (LeakSanitizer,
+         * fuzz run of 2026-12-02, a storage of 0 elements). */
+        uint8_t *raw = nbytes ? malloc(nbytes) : NULL;
+        if (nbytes && !raw)
             continue;
         for (size_t b = 0; b < nbytes; b++)
             raw[b] = (uint8_t)(b * 37u + (unsigned)i);
         char name[300];
         snprintf(name, sizeof name, "archive/data/%s", acc->st[i]->key);
-        zip_source_t *rs = zip_source_buffer(za, raw, nbytes, 1); /* takes raw */
+        zip_source_t *rs = zip_source_buffer(za, raw, nbytes, raw != NULL); /* takes raw */
         if (!rs) {
             free(raw);
             continue;
