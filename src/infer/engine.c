@@ -909,18 +909,38 @@ static wgeom wino_geom(const layer_plan *p, int64_t N) {
  * transforms run block-major over units (block, tile), so the n^2 write (read) streams of
  * consecutive units advance through consecutive 32-byte slots: tile-major order left ~900
  * half-written cache lines in flight per tile and cost a third of the layer at batch 8. */
+/* Input transform of channel block cb of tile tt into V, which points at the tile's slot (point
+ * and block strides vs, vbs). */
+static inline void wino_in_tile(const task *t, const wgeom *g, float *V, int64_t vs, int64_t vbs,
+                                int64_t cb, int64_t tt) {
+    const layer_plan *p = t->p;
+    int64_t xcs = p->Hp * p->Wp * 8;
+    int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
+    t->e->kern->wino_in[g->f](V, vs, vbs,
+                              t->x + (img * p->CB + cb) * xcs + (ty * g->m * p->Wp + tx * g->m) * 8,
+                              p->Wp, xcs, 1);
+}
+
+/* Output transform (+ bias, ReLU) of 8-channel block b8 of tile tt from M, which points at the
+ * block's and tile's slot (point and block strides ms, mbs). */
+static inline void wino_out_tile(const task *t, const wgeom *g, const float *M, int64_t ms,
+                                 int64_t mbs, int64_t b8, int64_t tt) {
+    const layer_plan *p = t->p;
+    int64_t ycs = p->Hpo * p->Wpo * 8;
+    int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
+    int mh = (int)(p->P - ty * g->m < g->m ? p->P - ty * g->m : g->m);
+    int mw = (int)(p->Q - tx * g->m < g->m ? p->Q - tx * g->m : g->m);
+    t->e->kern->wino_out[g->f](
+        t->y + (img * p->KB8 + b8) * ycs + ((ty * g->m + 1) * p->Wpo + tx * g->m + 1) * 8, p->Wpo,
+        ycs, M, ms, mbs, p->bias + b8 * 8, 1, mh, mw, p->se_hidden == 0);
+}
+
 static void task_wino_in(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
-    const layer_plan *p = t->p;
-    wgeom g = wino_geom(p, t->N);
-    int64_t xcs = p->Hp * p->Wp * 8;
+    wgeom g = wino_geom(t->p, t->N);
     for (int64_t u = zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
         int64_t cb = u / g.T, tt = u % g.T;
-        int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
-        t->e->kern->wino_in[g.f](t->e->V + cb * g.bs + tt * 8, g.vs, g.bs,
-                                 t->x + (img * p->CB + cb) * xcs +
-                                     (ty * g.m * p->Wp + tx * g.m) * 8,
-                                 p->Wp, xcs, 1);
+        wino_in_tile(t, &g, t->e->V + cb * g.bs + tt * 8, g.vs, g.bs, cb, tt);
     }
 }
 
@@ -961,19 +981,10 @@ static void task_wino_gemm(void *ctx, int64_t b, int64_t e) {
 
 static void task_wino_out(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
-    const layer_plan *p = t->p;
-    wgeom g = wino_geom(p, t->N);
-    int64_t ycs = p->Hpo * p->Wpo * 8;
-    int relu = p->se_hidden == 0;
+    wgeom g = wino_geom(t->p, t->N);
     for (int64_t u = b; u < e; u++) {
         int64_t kb = u / g.T, tt = u % g.T;
-        int64_t img = tt / g.tpi, ty = (tt % g.tpi) / p->tw, tx = tt % p->tw;
-        int mh = (int)(p->P - ty * g.m < g.m ? p->P - ty * g.m : g.m);
-        int mw = (int)(p->Q - tx * g.m < g.m ? p->Q - tx * g.m : g.m);
-        t->e->kern->wino_out[g.f](
-            t->y + (img * p->KB8 + kb) * ycs + ((ty * g.m + 1) * p->Wpo + tx * g.m + 1) * 8,
-            p->Wpo, ycs, t->e->M + kb * g.bs + tt * 8, g.ms, g.bs, p->bias + kb * 8, 1, mh, mw,
-            relu);
+        wino_out_tile(t, &g, t->e->M + kb * g.bs + tt * 8, g.ms, g.bs, kb, tt);
     }
 }
 
@@ -1064,34 +1075,18 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
  * block strides vs, vbs). */
 static void wino_in_tiles(const task *t, const wgeom *g, float *V, int64_t vs, int64_t vbs,
                           int64_t tt0, int64_t tt1) {
-    const layer_plan *p = t->p;
-    int64_t xcs = p->Hp * p->Wp * 8;
-    for (int64_t cb = 0; cb < p->CB; cb++)
-        for (int64_t tt = tt0; tt < tt1; tt++) {
-            int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
-            t->e->kern->wino_in[g->f](V + cb * vbs + (tt - tt0) * 8, vs, vbs,
-                                      t->x + (img * p->CB + cb) * xcs +
-                                          (ty * g->m * p->Wp + tx * g->m) * 8,
-                                      p->Wp, xcs, 1);
-        }
+    for (int64_t cb = 0; cb < t->p->CB; cb++)
+        for (int64_t tt = tt0; tt < tt1; tt++)
+            wino_in_tile(t, g, V + cb * vbs + (tt - tt0) * 8, vs, vbs, cb, tt);
 }
 
 /* Output transform (+ bias, ReLU) of 8-channel blocks [b0, b1) of tiles [tt0, tt1), from M
  * (tile tt0 of block b0 first; point and block strides ms, mbs). */
 static void wino_out_tiles(const task *t, const wgeom *g, const float *M, int64_t ms, int64_t mbs,
                            int64_t b0, int64_t b1, int64_t tt0, int64_t tt1) {
-    const layer_plan *p = t->p;
-    int64_t ycs = p->Hpo * p->Wpo * 8;
     for (int64_t b8 = b0; b8 < b1; b8++)
-        for (int64_t tt = tt0; tt < tt1; tt++) {
-            int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
-            int mh = (int)(p->P - ty * g->m < g->m ? p->P - ty * g->m : g->m);
-            int mw = (int)(p->Q - tx * g->m < g->m ? p->Q - tx * g->m : g->m);
-            t->e->kern->wino_out[g->f](t->y + (img * p->KB8 + b8) * ycs +
-                                           ((ty * g->m + 1) * p->Wpo + tx * g->m + 1) * 8,
-                                       p->Wpo, ycs, M + (b8 - b0) * mbs + (tt - tt0) * 8, ms, mbs,
-                                       p->bias + b8 * 8, 1, mh, mw, p->se_hidden == 0);
-        }
+        for (int64_t tt = tt0; tt < tt1; tt++)
+            wino_out_tile(t, g, M + (b8 - b0) * mbs + (tt - tt0) * 8, ms, mbs, b8, tt);
 }
 
 /* WINO_BLOCKS (see wino_mode_at). Split into three phases, each over all threads, every GEMM
