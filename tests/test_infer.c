@@ -267,6 +267,12 @@ static void test_bad_arguments(void) {
     o = (rvg_engine_opts){.isa = (rvg_infer_isa)(RVG_INFER_ISA_AVX512_TWIN + 1)};
     CHECK_STATUS(rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o),
                  RVG_STATUS_BAD_ARGUMENT);
+    if (!getenv("RVG_INFER_FUSE")) { /* (the environment overrides opts.fuse) */
+        o = (rvg_engine_opts){.fuse = 2};
+        CHECK_STATUS(rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o),
+                     RVG_STATUS_BAD_ARGUMENT);
+        CHECK(bad == NULL);
+    }
     for (int is = 0; is < N_ISAS; is++) { /* a set the CPU lacks is an error, not a fallback */
         o = (rvg_engine_opts){.isa = isas[is]};
         rvg_status st = rvg_engine_new_opts(&bad, &L, 1, fc_w, fc_b, 4, 3, 9, 9, 1, 1, &o);
