@@ -2,7 +2,8 @@
 # cli_train.sh - end-to-end test of `repvgg train`, `repvgg eval` and `repvgg plot` on a slice of
 # Fashion-MNIST with a tiny custom architecture: outputs exist and parse, eval agrees with the
 # training log, a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one
-# (plain recipe and paper200 with mixup), and bad input fails cleanly with a message.
+# (plain recipe and paper200 with mixup), --init starts from another run's weights, and bad input
+# fails cleanly with a message.
 #
 # Usage: cli_train.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) without the data set.
 set -u
@@ -104,6 +105,30 @@ else
     bad "eval of the --size 40 run: $(cat "$SCRATCH/s40.err")"
 fi
 
+# ---- fine-tuning: --init starts from run A's weights ------------------------------------------
+# With a learning rate of 1e-12 the weights do not move, so the first epoch validates what the
+# run started from: near run A's final top-1 with --init, chance (~10%) without.
+TINY=(--epochs 1 --lr 1e-12)
+check "--init run trains" "$TOOL" train "${COMMON[@]}" "${TINY[@]}" --init "$A/last.safetensors" \
+    --out "$SCRATCH/i"
+check "fresh run with the same lr trains" "$TOOL" train "${COMMON[@]}" "${TINY[@]}" \
+    --out "$SCRATCH/f"
+a1=$(tail -n 1 "$A/log.csv" | cut -d, -f6)
+i1=$(tail -n 1 "$SCRATCH/i/log.csv" | cut -d, -f6)
+f1=$(tail -n 1 "$SCRATCH/f/log.csv" | cut -d, -f6)
+check "--init run validates at $i1, near run A's $a1" \
+    awk -v i="$i1" -v a="$a1" 'BEGIN { exit !(i > a - 0.05) }'
+check "a fresh run validates at $f1, far below run A's $a1" \
+    awk -v f="$f1" -v a="$a1" 'BEGIN { exit !(f < a - 0.25) }'
+# from the checkpoint file (its momentum buffers are not taken), with the report line
+LOUD=("${COMMON[@]:0:${#COMMON[@]}-1}") # without --quiet, the last of COMMON
+"$TOOL" train "${LOUD[@]}" "${TINY[@]}" --init "$A/last.ckpt.safetensors" --out "$SCRATCH/i2" \
+    > "$SCRATCH/i2.out" 2>&1
+check "--init prints what it took" grep -q "^init: .* tensors from $A/last.ckpt.safetensors" \
+    "$SCRATCH/i2.out"
+check "--init from the checkpoint == from the weights" \
+    cmp "$SCRATCH/i/last.safetensors" "$SCRATCH/i2/last.safetensors"
+
 # ---- bad input: non-zero exit, a message, no crash (status > 128 is a signal) --------------------
 expect_fail() { # expect_fail DESCRIPTION ARGS...
     local what=$1
@@ -132,6 +157,14 @@ expect_fail "--warmup-epochs >= --epochs" \
     train --arch "$ARCH" --epochs 2 --warmup-epochs 2 --out "$SCRATCH/e7"
 expect_fail "--mixup negative" train --arch "$ARCH" --epochs 1 --mixup -1 --out "$SCRATCH/e8"
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
+"$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
+expect_fail "--init of a missing file" train "${COMMON[@]}" --init "$SCRATCH/none" --out "$SCRATCH/e10"
+expect_fail "--init of deploy-form weights" \
+    train "${COMMON[@]}" --init "$SCRATCH/deploy.safetensors" --out "$SCRATCH/e11"
+expect_fail "--init of another architecture" train "${COMMON[@]}" \
+    --arch custom:blocks=1,1,1,1:width=0.5,0.25,0.25,0.25 --init "$A/last.safetensors" \
+    --out "$SCRATCH/e12"
+expect_fail "--init with --resume" train --resume "$B" --init "$A/last.safetensors"
 expect_fail "eval without --weights" eval --data fashion-mnist
 expect_fail "eval of a missing file" eval --weights "$SCRATCH/none.safetensors"
 expect_fail "plot of a dir without log" plot "$SCRATCH/empty"

@@ -57,6 +57,12 @@ static void help(void) {
         "  --autoaugment, --no-autoaugment, --flip, --no-flip, --crop-pad P\n"
         "  --norm N             computed (default: mean/std of the training set), imagenet, none\n"
         "  --quiet              print only the per-epoch summaries\n"
+        "  --init W             start from the train-form weights W (safetensors or .pth,\n"
+        "                       official or timm names) of the same architecture, instead of\n"
+        "                       a random initialisation (fine-tuning); a classifier with\n"
+        "                       another class count is initialised afresh, a stem with\n"
+        "                       other input channels adapted (RGB -> grey: summed). Published\n"
+        "                       ImageNet weights expect --norm imagenet\n"
         "  --resume DIR         continue the run in DIR from last.ckpt.safetensors\n");
     if (rvg_dist_available())
         printf("\nData parallel (this build has MPI): mpirun -np N repvgg train ... trains one\n"
@@ -100,6 +106,7 @@ enum {
     O_STOP,
     O_SYNCBN,
     O_DIE,
+    O_INIT,
     O_HELP,
     O_END
 };
@@ -169,6 +176,7 @@ static int train_command(int argc, char **argv) {
         {"stop-after-steps", required_argument, 0, O_STOP}, /* hidden: for the resume test */
         {"sync-bn", no_argument, 0, O_SYNCBN},
         {"die-at-step", required_argument, 0, O_DIE}, /* hidden: for the MPI death test */
+        {"init", required_argument, 0, O_INIT},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     static const char *const cmd = "train";
@@ -304,6 +312,12 @@ static int train_command(int argc, char **argv) {
         case O_DIE:
             if (!cli_parse_int(optarg, 1, INT64_MAX, &c.die_at_step))
                 return cli_usage_error(cmd, "--die-at-step must be a positive integer");
+            break;
+        case O_INIT:
+            if (!*optarg || strlen(optarg) >= sizeof c.init)
+                return cli_usage_error(cmd, "--init must be a non-empty path under %zu bytes",
+                                       sizeof c.init);
+            strcpy(c.init, optarg);
             break;
         case O_HELP: help(); return 0;
         default: return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);

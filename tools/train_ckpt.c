@@ -28,6 +28,7 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddStringToObject(o, "arch", c->arch);
     cJSON_AddStringToObject(o, "data", c->data);
     cJSON_AddStringToObject(o, "recipe", c->recipe);
+    cJSON_AddStringToObject(o, "init", c->init);
     cJSON_AddNumberToObject(o, "in_ch", (double)c->in_ch);
     cJSON_AddNumberToObject(o, "classes", (double)c->classes);
     cJSON_AddNumberToObject(o, "size", (double)c->size);
@@ -139,6 +140,9 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
         c->workers = (int)v;
     if (ok && !get_bool(o, "sync_bn", &c->sync_bn))
         c->sync_bn = 0; /* checkpoints from before data-parallel training */
+    if (ok && !get_str(o, "init", c->init, sizeof c->init))
+        c->init[0] = 0; /* checkpoints from before --init (provenance only: a resume does not
+                           read it) */
     cJSON_Delete(o);
     ok = ok && c->epochs >= 1 && c->batch >= 1 && c->size >= 1 && c->classes >= 1;
     return ok ? RVG_OK

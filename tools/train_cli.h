@@ -21,6 +21,7 @@ typedef struct {
     char arch[512];  /* canonical arch string (rvg_arch_format) */
     char data[1024]; /* data set spec, as rvg_dataset_open takes */
     char recipe[16]; /* "paper120" or "paper200" */
+    char init[1024]; /* weights the run started from (--init), "" = a fresh initialisation */
     int64_t in_ch, classes, size;
     int64_t epochs, batch;
     double lr; /* base learning rate (batch 256 -> 0.1) */

@@ -31,6 +31,7 @@
 
 #include "png_chart.h"
 #include "rvg/dist.h"
+#include "rvg/io.h"
 #include "rvg/ops.h"
 #include "rvg/train.h"
 #include "train_cli.h"
@@ -127,6 +128,34 @@ static void ctx_free(run_ctx *r) {
 static int fail(rvg_status st, const char *what) {
     fprintf(stderr, "repvgg train: %s: %s: %s\n", what, rvg_status_str(st), rvg_last_error());
     return 1;
+}
+
+/* --init: the fresh model's weights from c->init (a checkpoint's momentum is not taken). */
+static int init_from_file(rvg_model *m, const train_config *c) {
+    rvg_dict *d = NULL;
+    rvg_init_report rep;
+    rvg_status st = rvg_weights_load_dict(&d, c->init);
+    if (st == RVG_OK)
+        st = train_strip_momentum(d, NULL);
+    if (st == RVG_OK)
+        st = rvg_model_init_from(m, d, &rep);
+    rvg_dict_free(d);
+    if (st != RVG_OK) {
+        fprintf(stderr, "repvgg train: --init %s: %s: %s\n", c->init, rvg_status_str(st),
+                rvg_last_error());
+        return 1;
+    }
+    if (!c->quiet) {
+        printf("init: %lld tensors from %s", (long long)rep.copied, c->init);
+        if (rep.head_reset)
+            printf("; classifier initialised afresh (%lld -> %lld classes)",
+                   (long long)rep.src_classes, (long long)c->classes);
+        if (rep.stem_adapted)
+            printf("; stem adapted from %lld to %lld input channels", (long long)rep.src_in_ch,
+                   (long long)c->in_ch);
+        printf("\n");
+    }
+    return 0;
 }
 
 /* Fills the fields a fresh run infers from the data (0 / -1 mean "not given") and checks the
@@ -288,6 +317,10 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
             goto done;
         }
         rvg_model_init(r.m, c->seed);
+        /* rank 0's model is the one broadcast below, so only rank 0 reads --init */
+        if (c->init[0] && rank == 0 && (rc = init_from_file(r.m, c)) != 0)
+            goto done;
+        rc = 1;
         s->epoch = s->iter = s->best_epoch = 0;
         s->best_top1 = -1.0;
         s->rng = c->seed ^ 0x6D69787570ull; /* "mixup": its own stream, apart from the init's */

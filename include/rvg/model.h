@@ -143,6 +143,25 @@ rvg_status rvg_arch_infer(rvg_arch *a, rvg_form *form, const rvg_dict *d);
 rvg_status rvg_model_save(const rvg_model *m, const char *path);
 rvg_status rvg_model_load(rvg_model **out, const char *path);
 
+/* What rvg_model_init_from did. */
+typedef struct {
+    int64_t copied;      /* tensors taken from the source (the adapted stem kernels included) */
+    int head_reset;      /* the classifier kept the model's values: the source has src_classes */
+    int stem_adapted;    /* the stem's kernels were adapted from src_in_ch input channels */
+    int64_t src_classes; /* the source's class count and input channels */
+    int64_t src_in_ch;
+} rvg_init_report;
+
+/* Fine-tuning: overwrites train-form model m with the train-form weights in d (official names,
+ * as rvg_weights_load_dict gives them) of the same network, BN statistics included. Two
+ * differences are bridged: a classifier with another class count keeps m's values (call
+ * rvg_model_init first), and stem kernels with other input channels are adapted as timm adapts
+ * pretrained weights (1 channel: the sum over the source's S channels; C channels: channel c
+ * takes source channel c mod S, times S/C). Any other difference (a missing, extra or
+ * differently shaped tensor, deploy-form weights) is an error, and m is left unchanged. rep
+ * (may be NULL) says what was done. */
+rvg_status rvg_model_init_from(rvg_model *m, const rvg_dict *d, rvg_init_report *rep);
+
 /* ---- forward / backward ------------------------------------------------------------------------ */
 
 /* Activation and scratch memory for batches of up to N images of C x H x W, planned once.
