@@ -128,6 +128,11 @@ check "--init prints what it took" grep -q "^init: .* tensors from $A/last.ckpt.
     "$SCRATCH/i2.out"
 check "--init from the checkpoint == from the weights" \
     cmp "$SCRATCH/i/last.safetensors" "$SCRATCH/i2/last.safetensors"
+check "--init without --arch trains the weights' network" "$TOOL" train --init \
+    "$A/last.safetensors" --limit-train 128 --limit-val 64 --epochs 1 --batch 64 --threads 1 \
+    --quiet --out "$SCRATCH/i3"
+check "... whose architecture is recorded" \
+    bash -c "head -c 4096 '$SCRATCH/i3/last.safetensors' | grep -a -q -F '\"$ARCH\"'"
 
 # ---- bad input: non-zero exit, a message, no crash (status > 128 is a signal) --------------------
 expect_fail() { # expect_fail DESCRIPTION ARGS...

@@ -20,18 +20,20 @@
 
 #include "cli.h"
 #include "rvg/dist.h"
+#include "rvg/io.h"
 #include "rvg/model.h"
 #include "train_cli.h"
 
 static void help(void) {
     printf(
-        "usage: repvgg train --arch NAME --epochs N --out DIR [options]\n"
+        "usage: repvgg train (--arch NAME | --init W) --epochs N --out DIR [options]\n"
         "       repvgg train --resume DIR [--threads T] [--workers W] [--quiet]\n\n"
         "Trains the train-form (multi-branch) network with the paper's recipe, validates\n"
         "after every epoch and writes to DIR: last/best.safetensors (weights),\n"
         "last/best.ckpt.safetensors (weights + momentum + state, for --resume), log.csv\n"
         "and curves.png.\n\n"
-        "  --arch NAME          A0 ... D2se or custom:blocks=..:width=.. (see 'repvgg info')\n"
+        "  --arch NAME          A0 ... D2se or custom:blocks=..:width=.. (see 'repvgg info');\n"
+        "                       with --init, the weights' architecture by default\n"
         "  --data SPEC          fashion-mnist[:DIR] (default), idx:DIR, cifar10:DIR,\n"
         "                       cifar100:DIR, folder:DIR\n"
         "  --epochs N           epochs (1..100000)\n"
@@ -372,8 +374,27 @@ static int train_command(int argc, char **argv) {
         return train_run(&c, resume, m, &s, stop_after);
     }
 
+    char init_arch[512];
+    if (!arch_name && c.init[0]) { /* the network of the --init weights */
+        rvg_dict *d = NULL;
+        rvg_arch ia;
+        rvg_form form;
+        rvg_status ist = rvg_weights_load_dict(&d, c.init);
+        if (ist == RVG_OK)
+            ist = train_strip_momentum(d, NULL);
+        if (ist == RVG_OK)
+            ist = rvg_arch_infer(&ia, &form, d);
+        rvg_dict_free(d);
+        if (ist != RVG_OK) {
+            fprintf(stderr, "repvgg train: --init %s: %s: %s\n", c.init, rvg_status_str(ist),
+                    rvg_last_error());
+            return 1;
+        }
+        rvg_arch_format(&ia, init_arch, sizeof init_arch);
+        arch_name = init_arch;
+    }
     if (!arch_name)
-        return cli_usage_error(cmd, "--arch is required (or --resume DIR)");
+        return cli_usage_error(cmd, "--arch is required (or --init W, or --resume DIR)");
     if (!c.epochs)
         return cli_usage_error(cmd, "--epochs is required");
     if (!out)
