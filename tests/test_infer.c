@@ -374,6 +374,9 @@ int main(int argc, char **argv) {
         /* A0's stage-3 shape (F(5x5)'s case, 9 tiles, on the fly) and 5x5 tiles with ragged
          * edges in both directions over 36+ tiles (pre-transformed) */
         {192, 40, 14, 14, 1, 1, 0, 1}, {24, 24, 10, 11, 1, 1, 0, 4}, {7, 9, 5, 6, 1, 1, 0, 2},
+        /* 36 tiles of 4 images with 4.2 MB of F(5x5) weights: bands of tiles that cross images,
+         * transforming on the fly (wino_otf), on several threads */
+        {192, 112, 14, 14, 1, 1, 0, 4},
     };
     printf("single layers vs reference\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -213,11 +213,31 @@ static int wino_m(rvg_infer_algo a) {
  * this covers A0/B0's 14x14 (9 tiles with F(5x5)) and 28x28 (25 tiles with F(6x6)) layers. */
 enum { WINO_OTF_T = 32 };
 
-/* Whether a Winograd layer transforms its weights on the fly at batch N. Fewer tiles at a smaller
- * batch, so a layer that does at max_batch does at every batch, and its pre-transformed weights
- * are never needed (nor kept: A0's stage 3 would hold 94 MB of them at batch 1). */
+/* Above this many bytes of pre-transformed weights a layer split into bands on several threads
+ * transforms on the fly at any batch: in bands each thread reads all of a layer's weights, and
+ * A0's stage 3 at batch 8 (7.2 MB per layer, 94 MB in all, streamed from memory on every run)
+ * took 1.30 ms per layer that way against 1.01 ms transforming on the fly (see wino_mode_at). */
+enum { WINO_OTF_BYTES = 4 << 20 };
+
+enum { WINO_BAND_MIN = 12 }; /* one 12-tile AVX-512 register block per band at least */
+
+/* Whether layer p at batch N has the tiles to run as bands, one per thread (WINO_BANDS, below;
+ * whether it does also depends on opts.fuse and the tuning, which must not change the weights it
+ * uses: all ways of running a layer give the same bits). */
+static int wino_banded(const rvg_engine *e, const layer_plan *p, int64_t N) {
+    int64_t T = N * p->th * p->tw;
+    return e->threads > 1 && T >= WINO_BAND_MIN * e->threads && (N == 1 || T >= WINO_OTF_T);
+}
+
+/* Whether a Winograd layer transforms its weights on the fly at batch N: with few tiles, or in
+ * bands with large weights. A layer keeps its pre-transformed weights only if some batch up to
+ * max_batch runs without (A0's stage 3 would hold 94 MB of them). */
 static int wino_otf(const rvg_engine *e, const layer_plan *p, int64_t N) {
-    return e->otf >= 0 ? e->otf : N * p->th * p->tw < WINO_OTF_T;
+    if (e->otf >= 0)
+        return e->otf;
+    int64_t nn = (int64_t)(p->m + 2) * (p->m + 2);
+    int64_t bytes = nn * p->KB16 * 16 * (p->C / p->G) * (int64_t)sizeof(float);
+    return N * p->th * p->tw < WINO_OTF_T || (wino_banded(e, p, N) && bytes > WINO_OTF_BYTES);
 }
 
 /* WINO_BLOCKS' per-thread stamps (rvg_engine.vstamp) lie this many int64 apart, one cache line,
@@ -231,23 +251,23 @@ enum { STAMP_PAD = 8 };
  *   share out the streaming of the weights (A0's stage 3 at batch 8: 94 MB).
  * - WINO_BLOCKS (on the fly, more than one image or few tiles; A0's 14x14 layers at batch 1):
  *   one phase whose units are output blocks; each thread transforms the whole input itself.
- * - WINO_BANDS (one image with at least WINO_BAND_MIN tiles per thread, several threads; A0's
- *   56x56 and 28x28 layers at batch 1, also in the image-by-image layers of a batch): one phase,
- *   one band of tiles per thread. (On one thread a band is the whole layer, and the three
- *   phases' loop order, all output blocks per chunk of tiles, reads V once: 0.37-0.40 against
- *   0.42-0.43 ms for A0's stage1.1, `bench_infer --profile --threads 1`.)
- * The one-phase modes keep each thread's V and M lines to itself (task_wino_blocks says why)
- * and give the same results as the three phases, bit for bit: every output is the same FMAs in
- * the same order, however the tiles and blocks are split. Where a one-phase mode applies,
+ * - WINO_BANDS (several threads with at least WINO_BAND_MIN tiles each, of one image or, at
+ *   N > 1, at least WINO_OTF_T tiles in all; A0's 56x56 and 28x28 layers at batch 1, also in the
+ *   image-by-image layers of a batch, and its 14x14 layers at batch 8): one phase, one band of
+ *   tiles per thread, which may cross images. With pre-transformed weights a band runs point
+ *   by point, all output blocks of a point while its V rows stay in L1, so V is read once. (On one
+ * thread a band is the whole layer, and the three phases' loop order, all output blocks per chunk
+ * of tiles, reads V once: 0.37-0.40 against 0.42-0.43 ms for A0's stage1.1, `bench_infer --profile
+ * --threads 1`.) The one-phase modes keep each thread's V and M lines to itself (task_wino_blocks
+ * says why) and give the same results as the three phases, bit for bit: every output is the same
+ * FMAs in the same order, however the tiles and blocks are split. Where a one-phase mode applies,
  * opts.fuse decides between it and WINO_PHASES (by default wino_tune measures both). */
 typedef enum { WINO_PHASES, WINO_BLOCKS, WINO_BANDS } wino_mode;
-
-enum { WINO_BAND_MIN = 12 }; /* one 12-tile AVX-512 register block per band at least */
 
 static wino_mode wino_mode_at(const rvg_engine *e, const layer_plan *p, int64_t N) {
     if (e->fuse < 0)
         return WINO_PHASES;
-    if (N == 1 && e->threads > 1 && p->th * p->tw >= WINO_BAND_MIN * e->threads)
+    if (wino_banded(e, p, N))
         return WINO_BANDS;
     return wino_otf(e, p, N) ? WINO_BLOCKS : WINO_PHASES;
 }
@@ -537,7 +557,10 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
                 if (mode == WINO_BANDS)
                     vt = mt = (T + (size_t)e->threads - 1) / (size_t)e->threads;
                 vt = nn * (vt * (size_t)p->CB * 8 + WINO_PLANE_PAD);
-                mt = nn * (size_t)fused_ms((int64_t)mt);
+                if (mode == WINO_BANDS && !wino_otf(e, p, N)) /* all blocks at once */
+                    mt = nn * (mt * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);
+                else
+                    mt = nn * (size_t)fused_ms((int64_t)mt);
                 vtf = vt > vtf ? vt : vtf;
                 mtf = mt > mtf ? mt : mtf;
             }
@@ -1136,8 +1159,10 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
 /* WINO_BANDS (see wino_mode_at): unit u of nu (one per thread) takes the tiles [T*u/nu,
  * T*(u+1)/nu), a band of tile rows, and runs the input transform into its own V, then per output
  * block or pair the GEMMs into its own M and the output transform, reading the weights whole
- * (on the fly, transforming them itself). No V or M line is touched by two threads, and the
- * layer's input crosses cores only where the previous layer split its output otherwise. */
+ * (on the fly, transforming them itself); with pre-transformed weights, all blocks' GEMMs point
+ * by point into an M of all blocks, then the output transform. No V or M line is touched by two
+ * threads, and the layer's input crosses cores only where the previous layer split its output
+ * otherwise. */
 static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
@@ -1156,6 +1181,28 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
             zero_border(t->y, z, p->P, p->Q, p->Hpo, p->Wpo);
         wino_in_tiles(t, &g, V, vs, vbs, tt0, tt1);
         double t1 = prof ? now_ms() : 0, tg = 0, to = 0;
+        if (!otf) { /* pre-transformed weights: point-major, see above */
+            int64_t ms = nt * p->KB16 * 16 + WINO_PLANE_PAD, mbs = nt * 8;
+            for (int64_t xi = 0; xi < g.nn; xi++)
+                for (int64_t kb = 0; kb < p->KB16;) {
+                    float *Mx = M + xi * ms + 2 * kb * mbs;
+                    const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
+                    const float *Uk = p->w + xi * p->wtot + p->woff[kb];
+                    if (wino_pair(en, p, kb)) {
+                        en->kern->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk,
+                                         p->woff[kb + 1] - p->woff[kb], p->nc[kb], nt);
+                        kb += 2;
+                    } else {
+                        en->kern->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
+                        kb += 1;
+                    }
+                }
+            double tb = prof ? now_ms() : 0;
+            wino_out_tiles(t, &g, M, ms, nt * 8, 0, p->KB8, tt0, tt1);
+            if (prof)
+                prof[1] += t1 - t0, prof[2] += tb - t1, prof[3] += now_ms() - tb;
+            continue;
+        }
         for (int64_t kb0 = 0; kb0 < p->KB16; kb0 += step) {
             int64_t kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
             double ta = prof ? now_ms() : 0;
