@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # cli_mpi.sh - data-parallel training under mpirun (MPI builds only): 2 ranks with --sync-bn at
 # half the batch each end with the weights of 1 rank at the full batch, only rank 0 writes and
-# prints, a resume may change the number of ranks, a bad global batch is refused, and a rank that
-# dies ends the whole job with a non-zero status instead of leaving the others waiting.
+# prints, a run started with --init starts every rank from the weights, a resume may change the
+# number of ranks, a bad global batch is refused, and a rank that dies ends the whole job with a
+# non-zero status instead of leaving the others waiting.
 #
 # Usage: cli_mpi.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) when TOOL was built without MPI
 # (its `train --help` does not offer --sync-bn), when mpirun or the data set is missing.
@@ -100,6 +101,17 @@ check "2 ranks x 32 == 1 rank x 64 (sync-BN)" \
 check "only rank 0 prints the epoch summaries" test "$(grep -c '^epoch ' "$SCRATCH/two.out")" -eq 2
 check "the run reports its ranks" grep -q "data parallel over 2 ranks" "$SCRATCH/two.err"
 check "log.csv has 2 epochs" test "$(tail -n +2 "$SCRATCH/two/log.csv" | wc -l)" -eq 2
+
+# ---- --init: rank 0 reads the weights, every rank starts from them ------------------------------
+mpi 1 train "${COMMON[@]}" --sync-bn --init "$SCRATCH/one/last.safetensors" --quiet \
+    --out "$SCRATCH/i1" > /dev/null 2>&1
+mpi 2 train "${COMMON[@]}" --sync-bn --init "$SCRATCH/one/last.safetensors" --quiet \
+    --out "$SCRATCH/i2" > /dev/null 2> "$SCRATCH/i2.err"
+check "2 ranks train from --init (status $?)" test -s "$SCRATCH/i2/last.safetensors"
+check "2 ranks --init == 1 rank --init (sync-BN)" \
+    close "$SCRATCH/i1/last.safetensors" "$SCRATCH/i2/last.safetensors"
+check "--init changed where the run went" \
+    differ "$SCRATCH/one/last.safetensors" "$SCRATCH/i2/last.safetensors"
 
 # ---- per-rank BN (the default) runs, and really differs from the global-batch statistics -------
 mpi 2 train "${COMMON[@]}" --quiet --out "$SCRATCH/local" > /dev/null 2>&1
