@@ -75,33 +75,22 @@ static void check_copied(rvg_model *m, rvg_model *src, rvg_model *keep, int head
     CHECK(n1 == n2 && memcmp(c1, c2, (size_t)n1 * sizeof *c1) == 0);
 }
 
-static void test_same_network(void) {
-    rvg_model *src = make(ARCH, 3, 10, 1), *m = make(ARCH, 3, 10, 2);
-    rvg_dict *d = dict_of(src);
-    CHECK(src && m && d);
-    if (!src || !m || !d)
-        return;
-    rvg_init_report rep;
-    CHECK_OK(rvg_model_init_from(m, d, &rep));
-    check_copied(m, src, NULL, 0, 0);
-    CHECK(rep.copied == rvg_model_param_count(m) && !rep.head_reset && !rep.stem_adapted);
-    CHECK(rep.src_classes == 10 && rep.src_in_ch == 3);
-    rvg_dict_free(d);
-    rvg_model_free(src);
-    rvg_model_free(m);
-}
-
-static void test_other_classes(void) {
-    rvg_model *src = make(ARCH, 3, 1000, 1), *m = make(ARCH, 3, 7, 2), *keep = make(ARCH, 3, 7, 2);
+/* A source with src_classes classes into a model with classes: the same network, or another
+ * classifier, which must keep the model's own values (those of keep, made alike). */
+static void test_copy(int64_t src_classes, int64_t classes) {
+    rvg_model *src = make(ARCH, 3, src_classes, 1), *m = make(ARCH, 3, classes, 2);
+    rvg_model *keep = make(ARCH, 3, classes, 2);
     rvg_dict *d = dict_of(src);
     CHECK(src && m && keep && d);
-    if (!src || !m || !keep || !d)
-        return;
-    rvg_init_report rep;
-    CHECK_OK(rvg_model_init_from(m, d, &rep));
-    check_copied(m, src, keep, 1, 0);
-    CHECK(rep.head_reset && rep.src_classes == 1000 && !rep.stem_adapted);
-    CHECK(rep.copied == rvg_model_param_count(m) - 2);
+    if (src && m && keep && d) {
+        int head = src_classes != classes;
+        rvg_init_report rep;
+        CHECK_OK(rvg_model_init_from(m, d, &rep));
+        check_copied(m, src, keep, head, 0);
+        CHECK(rep.head_reset == head && !rep.stem_adapted);
+        CHECK(rep.copied == rvg_model_param_count(m) - (head ? 2 : 0));
+        CHECK(rep.src_classes == src_classes && rep.src_in_ch == 3);
+    }
     rvg_dict_free(d);
     rvg_model_free(src);
     rvg_model_free(m);
@@ -225,8 +214,8 @@ static void test_refused(void) {
 }
 
 int main(void) {
-    test_same_network();
-    test_other_classes();
+    test_copy(10, 10);
+    test_copy(1000, 7);
     test_other_channels(1);
     test_other_channels(2);
     test_other_channels(4);
