@@ -2,8 +2,9 @@
  * deploy conversion, training-mode logits, loss, every parameter gradient, BN running statistics
  * after a step, and every parameter after several SGD steps (momentum, weight decay with the
  * official exclusions, warm-up + cosine schedule; Nesterov, mixup targets and custom L2 in the
- * custom case). The architecture is inferred from the tensor shapes (the bundles carry no
- * metadata), which tests that path too.
+ * custom case), and the weights' moving average over those steps (rvg_ema_update; small case). The
+ * architecture is inferred from the tensor shapes (the bundles carry no metadata), which tests that
+ * path too.
  *
  * The reference runs in float64, so every difference below is float32 rounding on our side.
  * Tolerances (one table, each with its reason):
@@ -201,12 +202,15 @@ static void run_case(const char *dir, const char *name) {
     cfg.nesterov = (int)meta_int(b, "nesterov");
     cfg.custom_l2 = (int)meta_int(b, "custom_l2");
 
+    const float ema_decay = meta_float(b, "ema");
     rvg_dict *init = sub_dict(b, "init.");
-    rvg_model *m = NULL, *d = NULL;
+    rvg_model *m = NULL, *d = NULL, *ema = NULL;
     rvg_plan *p = NULL, *pd = NULL;
     CHECK_OK(rvg_model_from_dict(&m, init));
+    if (ema_decay > 0) /* the average starts as a copy of the initial model */
+        CHECK_OK(rvg_model_from_dict(&ema, init));
     rvg_dict_free(init);
-    if (!m)
+    if (!m || (ema_decay > 0 && !ema))
         goto done;
     CHECK(rvg_model_arch(m)->in_ch == in_ch && rvg_model_arch(m)->classes == classes);
     const float *x = rvg_dict_get(b, "x")->data, *target = rvg_dict_get(b, "target")->data;
@@ -274,6 +278,8 @@ static void run_case(const char *dir, const char *name) {
             CHECK(bad == 0);
         }
         rvg_sgd_step(m, &cfg, lr);
+        if (ema)
+            CHECK_OK(rvg_ema_update(ema, m, rvg_ema_decay_at(ema_decay, it)));
     }
     rvg_free(dlogits);
     printf("  %s %lld training forwards: %lld ReLU outputs within rounding of 0 set to PyTorch's "
@@ -311,7 +317,32 @@ static void run_case(const char *dir, const char *name) {
         CHECK(t && w && *(const int64_t *)t->data == *(const int64_t *)w->data);
         rvg_dict_free(fd);
     }
+    if (ema) {
+        int bad = 0, count = 0;
+        for (int64_t i = 0; i < rvg_model_param_count(ema); i++) {
+            const rvg_param *q = rvg_model_param_c(ema, i);
+            snprintf(label, sizeof label, "ema.%s", q->name);
+            count++;
+            bad += !check_tensor(b, label, q->data, q->numel, q->grad ? T_PARAM : T_RUNNING, 0.f);
+        }
+        printf("  %s %d moving averages of parameters and buffers (decay %g) compared, %d off\n",
+               bad ? "BAD " : "ok  ", count, (double)ema_decay, bad);
+        CHECK(bad == 0);
+        rvg_dict *fd = NULL;
+        CHECK_OK(rvg_model_to_dict(ema, &fd));
+        const rvg_tensor *t =
+            fd ? rvg_dict_get(fd, "stage0.rbr_dense.bn.num_batches_tracked") : NULL;
+        const rvg_tensor *w = rvg_dict_get(b, "ema.stage0.rbr_dense.bn.num_batches_tracked");
+        CHECK(t && w && *(const int64_t *)t->data == *(const int64_t *)w->data);
+        rvg_dict_free(fd);
+        /* the models must be two of the same network, the decay in [0, 1) */
+        CHECK(rvg_ema_update(ema, m, 1.0f) == RVG_STATUS_BAD_ARGUMENT);
+        CHECK(rvg_ema_update(ema, ema, 0.5f) == RVG_STATUS_BAD_ARGUMENT);
+        if (d)
+            CHECK(rvg_ema_update(ema, d, 0.5f) == RVG_STATUS_BAD_SHAPE);
+    }
 done:
+    rvg_model_free(ema);
     rvg_plan_free(p);
     rvg_plan_free(pd);
     rvg_model_free(m);

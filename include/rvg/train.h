@@ -1,4 +1,5 @@
-/* train.h - the optimiser and learning-rate schedule of the paper's recipe (SPEC §5).
+/* train.h - the optimiser and learning-rate schedule of the paper's recipe (SPEC §5), and an
+ * exponential moving average of the weights.
  *
  * SGD matches torch.optim.SGD (dampening 0, optional Nesterov) step for step:
  *   g = grad + wd * p (when p decays);  buf = momentum * buf + g;
@@ -46,6 +47,18 @@ void rvg_sgd_step(rvg_model *m, const rvg_sgd_config *c, float lr);
  *   it < warmup:  base * (it + 1) / warmup
  *   else:         0.5 * base * (1 + cos(pi * (it - warmup) / (total - warmup))) */
 float rvg_lr_at(float base, int64_t it, int64_t warmup, int64_t total);
+
+/* Exponential moving average of the weights (timm's model EMA). Update t (0-based) uses the decay
+ *   d = min(decay, (1 + t) / (10 + t))
+ * (TensorFlow's ExponentialMovingAverage with num_updates), so an average started from freshly
+ * initialised weights forgets them within the first updates. */
+float rvg_ema_decay_at(float decay, int64_t t);
+
+/* ema = d * ema + (1 - d) * m over every parameter and BN running statistic, in float32 as
+ * PyTorch computes it; BN batch counters are copied. d = 0 makes ema a copy of m. ema and m must
+ * be two models of the same architecture and form (RVG_STATUS_BAD_SHAPE otherwise); d in [0, 1)
+ * (RVG_STATUS_BAD_ARGUMENT). Runs on the library's threads. */
+rvg_status rvg_ema_update(rvg_model *ema, const rvg_model *m, float d);
 
 #ifdef __cplusplus
 }

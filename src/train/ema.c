@@ -1,0 +1,73 @@
+/* ema.c - an exponential moving average of a model's weights (timm's --model-ema), the weights a
+ * run validates and exports when `repvgg train --ema` is on.
+ *
+ * The average covers the parameters and the BN running statistics, as timm's ModelEmaV2 averages
+ * every floating-point entry of the state dict; the BN batch counters are copied. Each update is
+ * written in PyTorch's operation order, e * d + (1 - d) * m in float32 with d and 1 - d rounded
+ * from double (C11 mode compiles without FMA contraction), and it is elementwise, so splitting it
+ * over threads changes no bit.
+ */
+#include <string.h>
+
+#include "core/parallel_impl.h"
+#include "model/model_impl.h"
+#include "rvg/train.h"
+
+float rvg_ema_decay_at(float decay, int64_t t) {
+    if (t < 0)
+        t = 0;
+    const double warm = (1.0 + (double)t) / (10.0 + (double)t);
+    return warm < (double)decay ? (float)warm : decay;
+}
+
+typedef struct {
+    float *e;
+    const float *m;
+    float a, b; /* d and 1 - d */
+    int64_t n;
+} ema_job;
+
+#define EMA_CHUNK 16384
+
+static void ema_range(const ema_job *j, int64_t lo, int64_t hi) {
+    float *restrict e = j->e;
+    const float *restrict m = j->m;
+    const float a = j->a, b = j->b;
+    for (int64_t k = lo; k < hi; k++)
+        e[k] = e[k] * a + b * m[k];
+}
+
+static void ema_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const ema_job *j = ctx;
+    const int64_t lo = item * EMA_CHUNK, hi = lo + EMA_CHUNK < j->n ? lo + EMA_CHUNK : j->n;
+    ema_range(j, lo, hi);
+}
+
+static void ema_arena(float *e, const float *m, int64_t n, float d) {
+    ema_job j = {e, m, d, (float)(1.0 - (double)d), n};
+    const int nt = rvg__par_threads();
+    if (n > 2 * EMA_CHUNK && nt > 1)
+        rvg__par_run((n + EMA_CHUNK - 1) / EMA_CHUNK, nt, ema_item, &j);
+    else
+        ema_range(&j, 0, n);
+}
+
+rvg_status rvg_ema_update(rvg_model *ema, const rvg_model *m, float decay) {
+    if (!ema || !m || ema == m)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "ema: two distinct models are needed");
+    if (!(decay >= 0.0f && decay < 1.0f))
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "ema: decay %g is not in [0, 1)",
+                         (double)decay);
+    char a[512], b[512];
+    rvg_arch_format(&ema->arch, a, sizeof a);
+    rvg_arch_format(&m->arch, b, sizeof b);
+    if (ema->form != m->form || strcmp(a, b) != 0 || ema->n_params_arena != m->n_params_arena ||
+        ema->n_buffers_arena != m->n_buffers_arena || ema->n_bn != m->n_bn)
+        return rvg_error(RVG_STATUS_BAD_SHAPE, "ema: the average is of %s, the model is %s", a, b);
+    ema_arena(ema->params, m->params, m->n_params_arena, decay);
+    ema_arena(ema->buffers, m->buffers, m->n_buffers_arena, decay);
+    if (m->n_bn)
+        memcpy(ema->bn_counters, m->bn_counters, (size_t)m->n_bn * sizeof(int64_t));
+    return RVG_OK;
+}
