@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # cli_mpi.sh - data-parallel training under mpirun (MPI builds only): 2 ranks with --sync-bn at
 # half the batch each end with the weights of 1 rank at the full batch, only rank 0 writes and
-# prints, a run started with --init starts every rank from the weights, a resume may change the
-# number of ranks, a bad global batch is refused, and a rank that dies ends the whole job with a
-# non-zero status instead of leaving the others waiting.
+# prints, a run started with --init starts every rank from the weights, --ema averages on rank 0
+# as one process does, a resume may change the number of ranks, a bad global batch is refused,
+# and a rank that dies ends the whole job with a non-zero status instead of leaving the others
+# waiting.
 #
 # Usage: cli_mpi.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) when TOOL was built without MPI
 # (its `train --help` does not offer --sync-bn), when mpirun or the data set is missing.
@@ -112,6 +113,16 @@ check "2 ranks --init == 1 rank --init (sync-BN)" \
     close "$SCRATCH/i1/last.safetensors" "$SCRATCH/i2/last.safetensors"
 check "--init changed where the run went" \
     differ "$SCRATCH/one/last.safetensors" "$SCRATCH/i2/last.safetensors"
+
+# ---- --ema: rank 0 keeps the average; the same as one process's -----------------------------------
+mpi 1 train "${COMMON[@]}" --sync-bn --ema 0.9 --quiet --out "$SCRATCH/e1" > /dev/null 2>&1
+mpi 2 train "${COMMON[@]}" --sync-bn --ema 0.9 --quiet --out "$SCRATCH/e2" > /dev/null \
+    2> "$SCRATCH/e2.err"
+check "2 ranks train with --ema (status $?)" test -s "$SCRATCH/e2/last.ckpt.safetensors"
+check "2 ranks --ema == 1 rank --ema (sync-BN; weights, momentum, average)" \
+    close "$SCRATCH/e1/last.ckpt.safetensors" "$SCRATCH/e2/last.ckpt.safetensors"
+check "the --ema weights are the average, not the raw weights" \
+    differ "$SCRATCH/two/last.safetensors" "$SCRATCH/e2/last.safetensors"
 
 # ---- per-rank BN (the default) runs, and really differs from the global-batch statistics -------
 mpi 2 train "${COMMON[@]}" --quiet --out "$SCRATCH/local" > /dev/null 2>&1

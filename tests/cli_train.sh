@@ -2,8 +2,8 @@
 # cli_train.sh - end-to-end test of `repvgg train`, `repvgg eval` and `repvgg plot` on a slice of
 # Fashion-MNIST with a tiny custom architecture: outputs exist and parse, eval agrees with the
 # training log, a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one
-# (plain recipe and paper200 with mixup), --init starts from another run's weights, and bad input
-# fails cleanly with a message.
+# (plain recipe, paper200 with mixup, --ema), --ema validates and writes the weights' average,
+# --init starts from another run's weights, and bad input fails cleanly with a message.
 #
 # Usage: cli_train.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) without the data set.
 set -u
@@ -91,6 +91,28 @@ check "paper200 run D resumes" "$TOOL" train --resume "$SCRATCH/d" --threads 1 -
 check "paper200 resumed == uninterrupted" \
     cmp "$SCRATCH/c/last.safetensors" "$SCRATCH/d/last.safetensors"
 
+# ---- --ema: the average is validated and written as the weights, the checkpoint keeps the raw ----
+# weights (training is unaffected: run A's) and the average, and a resume is bit-identical
+EMA=("${COMMON[@]}" --ema 0.9)
+check "--ema run trains" "$TOOL" train "${EMA[@]}" --out "$SCRATCH/ema"
+"$TOOL" train "${EMA[@]}" --out "$SCRATCH/ema2" --stop-after-steps 12 2>/dev/null
+check "--ema run resumes" "$TOOL" train --resume "$SCRATCH/ema2" --threads 1 --quiet
+for f in last.safetensors best.safetensors last.ckpt.safetensors; do
+    check "--ema resumed $f == uninterrupted" cmp "$SCRATCH/ema/$f" "$SCRATCH/ema2/$f"
+done
+eval_loss() { # eval_loss WEIGHTS: the val loss of `repvgg eval --json`
+    "$TOOL" eval --weights "$1" --limit-val 256 --json | sed -n 's/.*"loss":\([0-9.e-]*\).*/\1/p'
+}
+same() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "" && d < 1e-5 && d > -1e-5) }'; }
+emalog=$(tail -n 1 "$SCRATCH/ema/log.csv" | cut -d, -f5)
+alog=$(tail -n 1 "$A/log.csv" | cut -d, -f5)
+e1=$(eval_loss "$SCRATCH/ema/last.safetensors")
+e2=$(eval_loss "$SCRATCH/ema/last.ckpt.safetensors")
+check "--ema: last.safetensors (val loss $e1) is what the log validated ($emalog)" same "$e1" "$emalog"
+check "--ema: the checkpoint's raw weights (val loss $e2) are run A's ($alog)" same "$e2" "$alog"
+check "--ema: the average ($emalog) is not the raw weights ($alog)" \
+    awk -v a="$emalog" -v b="$alog" 'BEGIN { d = a - b; exit !(d > 1e-3 || d < -1e-3) }'
+
 # ---- a larger input size: crop at 28x28, resize to 40x40; eval reads the size from the weights --
 S40=(--arch "$ARCH" --limit-train 128 --limit-val 64 --epochs 1 --batch 32 --threads 1 --quiet
      --size 40)
@@ -161,6 +183,8 @@ expect_fail "reusing a run directory without --resume" train "${COMMON[@]}" --ou
 expect_fail "--warmup-epochs >= --epochs" \
     train --arch "$ARCH" --epochs 2 --warmup-epochs 2 --out "$SCRATCH/e7"
 expect_fail "--mixup negative" train --arch "$ARCH" --epochs 1 --mixup -1 --out "$SCRATCH/e8"
+expect_fail "--ema 1" train --arch "$ARCH" --epochs 1 --ema 1 --out "$SCRATCH/e13"
+expect_fail "--ema with --resume" train --resume "$B" --ema 0.99
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
 expect_fail "--init of a missing file" train "${COMMON[@]}" --init "$SCRATCH/none" --out "$SCRATCH/e10"

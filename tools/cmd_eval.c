@@ -161,8 +161,7 @@ int cmd_eval(int argc, char **argv) {
     int rc = 1;
     rvg_status st;
     if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
-        (st = train_strip_momentum(d, NULL)) != RVG_OK ||
-        (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
+        (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
         rc = cli_fail("eval", st, wpath);
         goto done;
     }

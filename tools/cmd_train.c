@@ -58,6 +58,9 @@ static void help(void) {
         "  --mixup ALPHA        mixup with lambda ~ Beta(ALPHA, ALPHA); 0 = off\n"
         "  --autoaugment, --no-autoaugment, --flip, --no-flip, --crop-pad P\n"
         "  --norm N             computed (default: mean/std of the training set), imagenet, none\n"
+        "  --ema DECAY          keep a moving average of the weights (e.g. 0.9998; 0 = off,\n"
+        "                       the default): validated, chosen for best and written to\n"
+        "                       last/best.safetensors instead of the raw weights\n"
         "  --quiet              print only the per-epoch summaries\n"
         "  --init W             start from the train-form weights W (safetensors or .pth,\n"
         "                       official or timm names) of the same architecture, instead of\n"
@@ -109,6 +112,7 @@ enum {
     O_SYNCBN,
     O_DIE,
     O_INIT,
+    O_EMA,
     O_HELP,
     O_END
 };
@@ -179,6 +183,7 @@ static int train_command(int argc, char **argv) {
         {"sync-bn", no_argument, 0, O_SYNCBN},
         {"die-at-step", required_argument, 0, O_DIE}, /* hidden: for the MPI death test */
         {"init", required_argument, 0, O_INIT},
+        {"ema", required_argument, 0, O_EMA},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     static const char *const cmd = "train";
@@ -321,6 +326,10 @@ static int train_command(int argc, char **argv) {
                                        sizeof c.init);
             strcpy(c.init, optarg);
             break;
+        case O_EMA:
+            if (!cli_parse_float(optarg, 0.0, 0.9999999, &c.ema))
+                return cli_usage_error(cmd, "--ema must be a number in [0, 0.9999999] (0 = off)");
+            break;
         case O_HELP: help(); return 0;
         default: return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -355,8 +364,8 @@ static int train_command(int argc, char **argv) {
         }
         int threads = c.threads, workers = c.workers, quiet = c.quiet;
         int64_t die_at = c.die_at_step;
-        rvg_model *m = NULL;
-        rvg_status st = train_ckpt_load(&m, &c, &s, resume);
+        rvg_model *m = NULL, *ema = NULL;
+        rvg_status st = train_ckpt_load(&m, &ema, &c, &s, resume);
         if (st != RVG_OK)
             return cli_fail(cmd, st, "--resume");
         if (given[O_THREADS - 256] || !c.threads)
@@ -367,11 +376,12 @@ static int train_command(int argc, char **argv) {
         c.die_at_step = die_at;
         if (s.epoch >= c.epochs) {
             rvg_model_free(m);
+            rvg_model_free(ema);
             fprintf(stderr, "repvgg train: the run in %s already finished its %lld epochs\n",
                     resume, (long long)c.epochs);
             return 1;
         }
-        return train_run(&c, resume, m, &s, stop_after);
+        return train_run(&c, resume, m, ema, &s, stop_after);
     }
 
     char init_arch[512];
@@ -381,7 +391,7 @@ static int train_command(int argc, char **argv) {
         rvg_form form;
         rvg_status ist = rvg_weights_load_dict(&d, c.init);
         if (ist == RVG_OK)
-            ist = train_strip_momentum(d, NULL);
+            ist = train_strip_state(d);
         if (ist == RVG_OK)
             ist = rvg_arch_infer(&ia, &form, d);
         rvg_dict_free(d);
@@ -452,7 +462,7 @@ static int train_command(int argc, char **argv) {
         fprintf(stderr, "repvgg train: cannot create %s: %s\n", out, strerror(errno));
         return 1;
     }
-    return train_run(&c, out, NULL, &s, stop_after);
+    return train_run(&c, out, NULL, NULL, &s, stop_after);
 }
 
 int cmd_train(int argc, char **argv) {

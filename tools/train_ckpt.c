@@ -3,9 +3,11 @@
  *
  * A checkpoint is one safetensors file: the model's tensors under their official names (BN running
  * statistics and num_batches_tracked included, via rvg_model_to_dict), the SGD momentum buffers as
- * `momentum.<param name>`, and in __metadata__ the epochs and steps done, the best top-1, the mixup
- * generator state and the full config. Beside it the plain weights file (what convert, predict and
- * eval take) carries repvgg.mean/std/size so evaluation normalises as training did.
+ * `momentum.<param name>`, with --ema the moving average's tensors as `ema.<name>`, and in
+ * __metadata__ the epochs and steps done, the best top-1, the mixup generator state and the full
+ * config. Beside it the plain weights file (what convert, predict and eval take) carries
+ * repvgg.mean/std/size so evaluation normalises as training did; with --ema it holds the average,
+ * the weights that were validated.
  * Not here: the training loop, or any partial-epoch state (a resume replays the epoch it was in).
  */
 #include <cjson/cJSON.h>
@@ -51,6 +53,7 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddNumberToObject(o, "crop_pad", (double)c->crop_pad);
     cJSON_AddStringToObject(o, "norm", c->norm);
     cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
+    cJSON_AddNumberToObject(o, "ema", c->ema);
     cJSON *mean = cJSON_AddArrayToObject(o, "mean"), *std = cJSON_AddArrayToObject(o, "std");
     for (int64_t i = 0; i < c->in_ch && i < 4; i++) {
         /* cJSON prints 17 significant digits when needed, so a float round-trips exactly */
@@ -140,6 +143,9 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
         c->workers = (int)v;
     if (ok && !get_bool(o, "sync_bn", &c->sync_bn))
         c->sync_bn = 0; /* checkpoints from before data-parallel training */
+    if (ok && !get_num(o, "ema", &c->ema))
+        c->ema = 0.0; /* checkpoints from before --ema */
+    ok = ok && c->ema >= 0.0 && c->ema < 1.0;
     if (ok && !get_str(o, "init", c->init, sizeof c->init))
         c->init[0] = 0; /* checkpoints from before --init (provenance only: a resume does not
                            read it) */
@@ -201,20 +207,26 @@ int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, i
 
 /* ---- checkpoint files ------------------------------------------------------------------------ */
 
-rvg_status train_strip_momentum(rvg_dict *d, rvg_dict *keep) {
+rvg_status train_strip_prefix(rvg_dict *d, const char *prefix, rvg_dict *keep) {
+    const size_t np = strlen(prefix);
     for (int64_t i = 0; i < rvg_dict_count(d);) {
         const rvg_tensor *t = rvg_dict_at(d, i);
-        if (strncmp(t->name, "momentum.", 9) != 0) {
+        if (strncmp(t->name, prefix, np) != 0) {
             i++;
             continue;
         }
         if (keep)
-            RVG_TRY(rvg_dict_add(keep, t->name, t->dtype, t->ndim, t->shape, t->data));
-        char name[128];
+            RVG_TRY(rvg_dict_add(keep, t->name + np, t->dtype, t->ndim, t->shape, t->data));
+        char name[160];
         snprintf(name, sizeof name, "%s", t->name);
         rvg_dict_remove(d, name);
     }
     return RVG_OK;
+}
+
+rvg_status train_strip_state(rvg_dict *d) {
+    RVG_TRY(train_strip_prefix(d, "momentum.", NULL));
+    return train_strip_prefix(d, "ema.", NULL);
 }
 
 static rvg_status set_meta_i64(rvg_dict *d, const char *k, int64_t v) {
@@ -223,20 +235,50 @@ static rvg_status set_meta_i64(rvg_dict *d, const char *k, int64_t v) {
     return rvg_dict_set_meta(d, k, buf);
 }
 
-static rvg_status save_files(const rvg_model *m, const train_config *c, const train_state *s,
-                             const char *dir, const char *stem) {
+/* Writes m's tensors to DIR/<stem>.safetensors as plain weights with the normalisation. */
+static rvg_status save_weights(const rvg_model *m, const train_config *c, const char *dir,
+                               const char *stem) {
     rvg_dict *d = NULL;
-    char *json = NULL;
-    char path[4200], buf[64];
+    char path[4200];
     rvg_status st = rvg_model_to_dict(m, &d);
-    if (st != RVG_OK)
-        return st;
-    /* Plain weights first, while the dict holds only model tensors. */
-    st = train_set_norm_meta(d, c->in_ch, c->mean, c->std, c->size);
+    if (st == RVG_OK)
+        st = train_set_norm_meta(d, c->in_ch, c->mean, c->std, c->size);
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, stem);
     if (st == RVG_OK)
         st = rvg_safetensors_save(d, path);
-    /* Then the checkpoint: the same dict plus momentum and state. */
+    rvg_dict_free(d);
+    return st;
+}
+
+/* Adds ema's tensors to d as ema.<name> (the BN counters too, int64). */
+static rvg_status add_ema(rvg_dict *d, const rvg_model *ema) {
+    rvg_dict *e = NULL;
+    rvg_status st = rvg_model_to_dict(ema, &e);
+    for (int64_t i = 0; st == RVG_OK && i < rvg_dict_count(e); i++) {
+        const rvg_tensor *t = rvg_dict_at(e, i);
+        char key[160];
+        snprintf(key, sizeof key, "ema.%s", t->name);
+        st = rvg_dict_add(d, key, t->dtype, t->ndim, t->shape, t->data);
+    }
+    rvg_dict_free(e);
+    return st;
+}
+
+static rvg_status save_files(const rvg_model *m, const rvg_model *ema, const train_config *c,
+                             const train_state *s, const char *dir, const char *stem) {
+    rvg_dict *d = NULL;
+    char *json = NULL;
+    char path[4200], buf[64];
+    /* Plain weights first: the average's when the run keeps one (it is what was validated). */
+    rvg_status st = save_weights(ema ? ema : m, c, dir, stem);
+    if (st != RVG_OK)
+        return st;
+    if ((st = rvg_model_to_dict(m, &d)) != RVG_OK)
+        return st;
+    /* Then the checkpoint: the raw weights plus momentum, the average and the state. */
+    st = train_set_norm_meta(d, c->in_ch, c->mean, c->std, c->size);
+    if (st == RVG_OK && ema)
+        st = add_ema(d, ema);
     rvg_model *mm = (rvg_model *)m; /* rvg_model_param is the only accessor; read-only here */
     for (int64_t i = 0; st == RVG_OK && i < rvg_model_param_count(m); i++) {
         const rvg_param *p = rvg_model_param(mm, i);
@@ -272,9 +314,9 @@ static rvg_status save_files(const rvg_model *m, const train_config *c, const tr
     return st;
 }
 
-rvg_status train_ckpt_save(const rvg_model *m, const train_config *c, const train_state *s,
-                           const char *dir, const char *stem) {
-    return save_files(m, c, s, dir, stem);
+rvg_status train_ckpt_save(const rvg_model *m, const rvg_model *ema, const train_config *c,
+                           const train_state *s, const char *dir, const char *stem) {
+    return save_files(m, ema, c, s, dir, stem);
 }
 
 static rvg_status meta_i64(const rvg_dict *d, const char *k, int64_t *v) {
@@ -289,12 +331,39 @@ static rvg_status meta_i64(const rvg_dict *d, const char *k, int64_t *v) {
     return RVG_OK;
 }
 
-rvg_status train_ckpt_load(rvg_model **out, train_config *c, train_state *s, const char *dir) {
-    *out = NULL;
+/* The run's moving average from the checkpoint's ema.* tensors (avg, prefix removed): a model of
+ * the same network when the config has --ema, nothing (and no such tensors) otherwise. */
+static rvg_status load_ema(rvg_model **ema, const rvg_dict *avg, const rvg_model *m,
+                           const train_config *c, const char *path) {
+    if (c->ema == 0.0)
+        return rvg_dict_count(avg) == 0
+                   ? RVG_OK
+                   : rvg_error(RVG_STATUS_BAD_FORMAT,
+                               "%s holds a moving average (ema.*) but its config has no --ema",
+                               path);
+    rvg_status st = rvg_model_from_dict(ema, avg);
+    if (st != RVG_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", rvg_last_error());
+        return rvg_error(st, "%s: the moving average (ema.*) of a run with --ema %g: %s", path,
+                         c->ema, why);
+    }
+    char a[512], b[512];
+    rvg_arch_format(rvg_model_arch(*ema), a, sizeof a);
+    rvg_arch_format(rvg_model_arch(m), b, sizeof b);
+    if (rvg_model_form(*ema) != RVG_FORM_TRAIN || strcmp(a, b) != 0)
+        return rvg_error(RVG_STATUS_BAD_FORMAT, "%s: the moving average is of %s, the model of %s",
+                         path, a, b);
+    return RVG_OK;
+}
+
+rvg_status train_ckpt_load(rvg_model **out, rvg_model **ema_out, train_config *c, train_state *s,
+                           const char *dir) {
+    *out = *ema_out = NULL;
     char path[4200];
     snprintf(path, sizeof path, "%s/last.ckpt.safetensors", dir);
-    rvg_dict *d = NULL, *mom = NULL;
-    rvg_model *m = NULL;
+    rvg_dict *d = NULL, *mom = NULL, *avg = NULL;
+    rvg_model *m = NULL, *ema = NULL;
     rvg_status st = rvg_safetensors_load(&d, path);
     if (st != RVG_OK)
         return st;
@@ -314,33 +383,37 @@ rvg_status train_ckpt_load(rvg_model **out, train_config *c, train_state *s, con
     char *end;
     s->best_top1 = strtod(best, &end);
     s->rng = strtoull(rng, &end, 16);
-    if (!(mom = rvg_dict_new())) {
+    if (!(mom = rvg_dict_new()) || !(avg = rvg_dict_new())) {
         st = rvg_error(RVG_STATUS_NO_MEMORY, "out of memory");
         goto done;
     }
-    if ((st = train_strip_momentum(d, mom)) != RVG_OK ||
+    if ((st = train_strip_prefix(d, "momentum.", mom)) != RVG_OK ||
+        (st = train_strip_prefix(d, "ema.", avg)) != RVG_OK ||
         (st = rvg_model_from_dict(&m, d)) != RVG_OK)
         goto done;
     if (rvg_model_form(m) != RVG_FORM_TRAIN) {
         st = rvg_error(RVG_STATUS_BAD_FORMAT, "%s holds a deploy-form model", path);
         goto done;
     }
+    if ((st = load_ema(&ema, avg, m, c, path)) != RVG_OK)
+        goto done;
     for (int64_t i = 0; i < rvg_model_param_count(m); i++) {
         rvg_param *p = rvg_model_param(m, i);
         if (!p->momentum)
             continue;
-        char key[96];
-        snprintf(key, sizeof key, "momentum.%s", p->name);
         float *buf = NULL;
-        if ((st = rvg_dict_get_f32(mom, key, p->ndim, p->shape, &buf)) != RVG_OK)
+        if ((st = rvg_dict_get_f32(mom, p->name, p->ndim, p->shape, &buf)) != RVG_OK)
             goto done;
         memcpy(p->momentum, buf, (size_t)p->numel * sizeof(float));
         rvg_free(buf);
     }
     *out = m;
-    m = NULL;
+    *ema_out = ema;
+    m = ema = NULL;
 done:
     rvg_model_free(m);
+    rvg_model_free(ema);
+    rvg_dict_free(avg);
     rvg_dict_free(mom);
     rvg_dict_free(d);
     return st;

@@ -40,6 +40,9 @@ typedef struct {
     /* data-parallel training (docs/distributed.md): batch above is the GLOBAL batch, split evenly
      * over the ranks; sync_bn computes BN statistics over the global batch */
     int sync_bn;
+    /* decay of the weights' moving average (rvg_ema_update), 0 = none; with one, the average is
+     * what is validated and written as the plain weights */
+    double ema;
     /* per invocation */
     int threads, workers, quiet;
     int64_t die_at_step; /* hidden test hook: rank 1 (or 0 alone) exits at this step, 0 = never */
@@ -62,17 +65,23 @@ typedef struct {
     uint64_t rng;       /* mixup generator state */
 } train_state;
 
-/* Writes DIR/<stem>.ckpt.safetensors (weights, BN statistics, momentum.<name> buffers, state and
- * config in the metadata) and DIR/<stem>.safetensors (plain weights with repvgg.mean/std/size),
- * both atomically. */
-rvg_status train_ckpt_save(const rvg_model *m, const train_config *c, const train_state *s,
-                           const char *dir, const char *stem);
+/* Writes DIR/<stem>.ckpt.safetensors (weights, BN statistics, momentum.<name> buffers, the moving
+ * average as ema.<name> when ema is not NULL, state and config in the metadata) and
+ * DIR/<stem>.safetensors (plain weights with repvgg.mean/std/size: ema's when there is one, else
+ * m's), both atomically. */
+rvg_status train_ckpt_save(const rvg_model *m, const rvg_model *ema, const train_config *c,
+                           const train_state *s, const char *dir, const char *stem);
 /* Reads DIR/last.ckpt.safetensors: builds a new model (*m, caller frees) with its momentum
- * buffers restored, and fills *c and *s. */
-rvg_status train_ckpt_load(rvg_model **m, train_config *c, train_state *s, const char *dir);
-/* Moves every tensor called momentum.* out of d (they are not model tensors), so that
- * rvg_model_from_dict accepts a checkpoint. If keep is not NULL the removed tensors go there. */
-rvg_status train_strip_momentum(rvg_dict *d, rvg_dict *keep);
+ * buffers restored, and its moving average (*ema, NULL when the run keeps none), and fills *c and
+ * *s. */
+rvg_status train_ckpt_load(rvg_model **m, rvg_model **ema, train_config *c, train_state *s,
+                           const char *dir);
+/* Moves every tensor whose name starts with prefix out of d; when keep is not NULL they go there,
+ * with the prefix removed. */
+rvg_status train_strip_prefix(rvg_dict *d, const char *prefix, rvg_dict *keep);
+/* Drops a checkpoint's optimiser and average tensors (momentum.*, ema.*), so that
+ * rvg_model_from_dict accepts a checkpoint as the raw weights it holds. */
+rvg_status train_strip_state(rvg_dict *d);
 /* Adds repvgg.mean, repvgg.std (comma-separated, C values) and repvgg.size to d's metadata. */
 rvg_status train_set_norm_meta(rvg_dict *d, int64_t C, const float *mean, const float *std,
                                int64_t size);
@@ -129,11 +138,12 @@ double now_seconds(void);
 
 /* Trains per *c into dir (which exists). resumed = NULL starts a fresh run (fields of *c left 0 or
  * -1 are inferred from the data, and *s is initialised); otherwise the run continues from the
- * model and state of a checkpoint, and train_run takes the model over (frees it).
+ * model, moving average (resumed_ema, NULL when c->ema is 0) and state of a checkpoint, and
+ * train_run takes both models over (frees them).
  * stop_after_steps > 0 leaves with status 3 after that many steps, writing nothing for the partial
  * epoch (a deterministic stand-in for a kill, for the resume test). Returns the exit status:
  * 0 done, 1 failure, 2 bad option (message printed), 3 stopped. */
-int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state *s,
-              int64_t stop_after_steps);
+int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *resumed_ema,
+              train_state *s, int64_t stop_after_steps);
 
 #endif

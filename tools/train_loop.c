@@ -2,6 +2,10 @@
  * recipe (warm-up + per-iteration cosine, label smoothing, mixup, custom L2), validation after
  * every epoch, checkpoints, the CSV log and the chart.
  *
+ * With --ema, rank 0 also keeps a moving average of the weights (rvg_ema_update after every
+ * step); it is what is validated, picked as best and written as the plain weights, and the
+ * checkpoint carries it for the resume.
+ *
  * Reproducibility: the loader's randomness depends only on (seed, epoch, sample index) and mixup
  * draws from a generator whose state is checkpointed at each epoch boundary, so a run resumed from
  * last.ckpt replays the interrupted epoch from its start and, with the same thread count, ends with
@@ -104,7 +108,9 @@ typedef struct {
     rvg_dataset *dtr, *dva;
     rvg_loader *ltr, *lva;
     rvg_model *m;
+    rvg_model *ema; /* the weights' moving average (--ema), rank 0 only; NULL without */
     rvg_plan *plan;
+    rvg_plan *plan_ema;          /* for validating ema */
     float *x, *target, *dlogits; /* (B, C, H, W), (B, K), (B, K) */
     int32_t *y;                  /* (B) */
     log_row *rows;
@@ -117,7 +123,9 @@ static void ctx_free(run_ctx *r) {
     rvg_dataset_free(r->dtr);
     rvg_dataset_free(r->dva);
     rvg_plan_free(r->plan);
+    rvg_plan_free(r->plan_ema);
     rvg_model_free(r->m);
+    rvg_model_free(r->ema);
     rvg_free(r->x);
     rvg_free(r->target);
     rvg_free(r->dlogits);
@@ -136,7 +144,7 @@ static int init_from_file(rvg_model *m, const train_config *c) {
     rvg_init_report rep;
     rvg_status st = rvg_weights_load_dict(&d, c->init);
     if (st == RVG_OK)
-        st = train_strip_momentum(d, NULL);
+        st = train_strip_state(d);
     if (st == RVG_OK)
         st = rvg_model_init_from(m, d, &rep);
     rvg_dict_free(d);
@@ -235,11 +243,11 @@ static void make_augment(rvg_augment *a, const train_config *c, const rvg_datase
 }
 
 static void print_summary(const train_config *c, const log_row *r, double ips, int best) {
-    printf("epoch %lld/%lld  train loss %.4f top1 %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
-           "%.1f s (%.1f img/s, data wait %.2f s)%s\n",
+    printf("epoch %lld/%lld  train loss %.4f top1 %.2f%%  %sval loss %.4f top1 %.2f%% top5 "
+           "%.2f%%  %.1f s (%.1f img/s, data wait %.2f s)%s\n",
            (long long)r->epoch, (long long)c->epochs, r->train_loss, 100.0 * r->train_top1,
-           r->val_loss, 100.0 * r->val_top1, 100.0 * r->val_top5, r->seconds, ips, r->data_wait_s,
-           best ? "  *best*" : "");
+           c->ema > 0 ? "ema " : "", r->val_loss, 100.0 * r->val_top1, 100.0 * r->val_top5,
+           r->seconds, ips, r->data_wait_s, best ? "  *best*" : "");
     fflush(stdout);
 }
 
@@ -278,11 +286,12 @@ static rvg_status average_grads(rvg_model *m, int world) {
     return RVG_OK;
 }
 
-int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state *s,
-              int64_t stop_after_steps) {
+int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *resumed_ema,
+              train_state *s, int64_t stop_after_steps) {
     run_ctx r;
     memset(&r, 0, sizeof r);
     r.m = resumed;
+    r.ema = resumed_ema;
     int fresh = resumed == NULL, rc = 1;
     const int rank = rvg_dist_rank(), world = rvg_dist_world();
     rvg_status st;
@@ -346,6 +355,16 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
     }
     if (c->sync_bn && world > 1)
         rvg_model_set_bn_sync(r.m, bn_allreduce, NULL);
+    if (rank != 0) { /* only rank 0 validates and writes, so only it keeps the average */
+        rvg_model_free(r.ema);
+        r.ema = NULL;
+    } else if (c->ema > 0 && !r.ema) { /* a fresh run's average starts as its initial model */
+        if ((st = rvg_model_new(&r.ema, rvg_model_arch(r.m), RVG_FORM_TRAIN)) != RVG_OK ||
+            (st = rvg_ema_update(r.ema, r.m, 0.0f)) != RVG_OK) {
+            rc = fail(st, "setting up the moving average");
+            goto done;
+        }
+    }
     /* B: this rank's share of the global batch; every per-step buffer is sized by it */
     const int64_t B = c->batch / world, C = c->in_ch, H = c->size, W = c->size, K = c->classes;
     if ((st = rvg_model_check_input(r.m, C, H, W)) != RVG_OK) {
@@ -373,7 +392,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
         fprintf(stderr, "repvgg train: the validation set is empty\n");
         goto done;
     }
-    if ((st = rvg_plan_new(&r.plan, r.m, B, H, W)) != RVG_OK) {
+    if ((st = rvg_plan_new(&r.plan, r.m, B, H, W)) != RVG_OK ||
+        (r.ema && (st = rvg_plan_new(&r.plan_ema, r.ema, B, H, W)) != RVG_OK)) {
         rc = fail(st, "planning activations");
         goto done;
     }
@@ -426,6 +446,11 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
                     "repvgg train: data parallel over %d ranks, %lld images per rank and step, "
                     "%s BatchNorm\n",
                     world, (long long)B, c->sync_bn ? "synchronised" : "per-rank");
+        if (r.ema)
+            fprintf(stderr,
+                    "repvgg train: moving average of the weights, decay %g: it is validated and "
+                    "written as the weights\n",
+                    c->ema);
         if (!fresh)
             fprintf(stderr, "repvgg train: resuming after epoch %lld of %lld\n",
                     (long long)s->epoch, (long long)c->epochs);
@@ -495,6 +520,11 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
             if (step == 0)
                 lr_first = lr;
             rvg_sgd_step(r.m, &sgd, lr);
+            if (r.ema && (st = rvg_ema_update(
+                              r.ema, r.m, rvg_ema_decay_at((float)c->ema, s->iter))) != RVG_OK) {
+                rc = fail(st, "updating the moving average");
+                goto done;
+            }
             s->iter++;
             step++;
             steps_here++;
@@ -542,7 +572,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
             }
         }
         eval_result ev;
-        if ((st = train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev, NULL)) != RVG_OK) {
+        if ((st = r.ema ? train_evaluate(r.ema, r.plan_ema, r.lva, r.x, r.y, K, &ev, NULL)
+                        : train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev, NULL)) != RVG_OK) {
             rc = fail(st, "validation");
             goto done;
         }
@@ -563,8 +594,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, train_state 
             s->best_epoch = epoch + 1;
         }
         s->epoch = epoch + 1;
-        if ((st = train_ckpt_save(r.m, c, s, dir, "last")) != RVG_OK ||
-            (best && (st = train_ckpt_save(r.m, c, s, dir, "best")) != RVG_OK)) {
+        if ((st = train_ckpt_save(r.m, r.ema, c, s, dir, "last")) != RVG_OK ||
+            (best && (st = train_ckpt_save(r.m, r.ema, c, s, dir, "best")) != RVG_OK)) {
             rc = fail(st, "writing a checkpoint");
             goto done;
         }
