@@ -192,7 +192,7 @@ static void time_config(const net *m, const char *model, int threads, int batch,
     }
     double *t = malloc(sizeof(double) * (size_t)runs);
     /* warm-up: page in buffers, spin up the thread team, and the engine's first 12 runs, which
-     * try two ways of running its Winograd layers (src/infer/engine.c wino_tune) */
+     * try two ways of running its Winograd layers (src/infer/engine_wino.c, wino_tune) */
     for (int i = 0; i < WARMUP; i++)
         rvg_engine_run(e, logits, x, batch);
     for (int i = 0; i < runs; i++) {

@@ -73,7 +73,7 @@ typedef struct {
 } layer_case;
 
 /* A Winograd layer on one image or with few tiles runs as one phase, split into bands of tiles
- * or into output blocks (engine.c wino_mode_at), or as three phases over all threads; by default
+ * or into output blocks (engine_wino.c, rvg__wino_mode_at), or as three phases over all threads; by default
  * the first runs try both (the engine's first run, which gave `got`, takes three phases). Forced
  * three phases, and one phase on the default threads and on 3 (bands and blocks split
  * unevenly), must give `got` bit for bit. */
@@ -153,7 +153,7 @@ static void test_layer(const layer_case *t) {
 }
 
 /* The first runs of an engine alternate the one- and three-phase ways of its Winograd layers
- * and then keep the faster (engine.c wino_tune): every run gives the logits `got` of the second
+ * and then keep the faster (engine_wino.c, wino_tune): every run gives the logits `got` of the second
  * run bit for bit, and after 20 runs no layer is still measuring. */
 static void check_tuning(const char *what, rvg_engine *e, const float *got, const float *x,
                          int64_t N, int64_t n_layers, int64_t classes) {

@@ -158,7 +158,7 @@ int cmd_bench(int argc, char **argv) {
         batch = train ? 64 : 1;
     if (!runs)
         runs = train ? 20 : 30;
-    if (warmup < 0) /* the deploy engine's tuning runs (src/infer/engine.c wino_tune) */
+    if (warmup < 0) /* the deploy engine's tuning runs (src/infer/engine_wino.c, wino_tune) */
         warmup = deploy ? 15 : 3;
 #ifdef RVG_HAVE_OPENMP
     if (threads)

@@ -1,4 +1,5 @@
-/* infer_impl.h - internals of the inference engine shared by engine.c and the kernel files.
+/* infer_impl.h - internals of the inference engine shared by its files (engine*.c, engine_impl.h)
+ * and the kernel files.
  *
  * Activation layout ("padded pack8"): (N, CB, Hp, Wp, 8) floats, CB = ceil(C/8), the image
  * interior (H, W) at offset (1, 1) and zeros everywhere else (the conv's pad-1 border, Winograd
@@ -6,7 +7,7 @@
  * Winograd transforms and the conv epilogues work on whole vectors, and the zero border removes
  * every bounds check from the inner loops.
  *
- * Kernels here cannot fail and never allocate; engine.c validates shapes, owns all memory and
+ * Kernels here cannot fail and never allocate; the engine validates shapes, owns all memory and
  * splits work between threads. Each kernel set (portable C, AVX2+FMA) fills one table; the
  * AVX-512 micro-kernels replace two entries of the AVX2 table (rvg__infer_wide_*).
  */
@@ -52,8 +53,8 @@ static const float rvg__wino_g6[8][3] = {{1, 0, 0},
 #define WROW_STRIDE(nc) ((nc) * 16 + 16)
 
 /* What a direct-conv kernel call prefetches while it runs (a hint; results do not depend on it):
- * - weights: for each tap t < 9 the `lines` 64-byte lines from p + t * tap_stride (engine.c points
- *   it at a slice of the next weight block);
+ * - weights: for each tap t < 9 the `lines` 64-byte lines from p + t * tap_stride (engine_direct.c
+ *   points it at a slice of the next weight block);
  * - input: the next chunk's nq pixels, given like the call's own ib (offsets from x), fetched in
  *   each channel block at the first tap of each kernel row.
  * The kernel spreads them over its tap loop. The weight lines, issued as one burst before the
@@ -142,7 +143,7 @@ typedef struct {
                      int first, int relu, const rvg__prefetch_hint *pf);
     int direct_px; /* the most pixels one direct16 or direct32 call takes: its register block */
     /* One row i of points of the Winograd weight transform U = G g G^T for 16 output channels,
-     * computed on the fly (small batches, see engine.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
+     * computed on the fly (small batches, see engine_wino.c): U[j*WROW_STRIDE(nc) + c*16 + l] =
      * (G g G^T)[i][j] for j < n (n = m + 2 of F(mxm)), from g[(c*9 + r*3 + s)*16 + l]. */
     void (*wino_wrow)(float *U, const float *g, int64_t nc, int n, int i);
     /* out[j] = b[j] + sum_k w[j*K + k] * in[k], j < J: the classifier, one image. */
