@@ -335,6 +335,16 @@ static void run_case(const char *dir, const char *name) {
         const rvg_tensor *w = rvg_dict_get(b, "ema.stage0.rbr_dense.bn.num_batches_tracked");
         CHECK(t && w && *(const int64_t *)t->data == *(const int64_t *)w->data);
         rvg_dict_free(fd);
+        /* a swap exchanges the two models' state, a second one puts it back */
+        const rvg_param *qm = rvg_model_param_c(m, 0), *qe = rvg_model_param_c(ema, 0);
+        const float m0 = qm->data[0], e0 = qe->data[0];
+        CHECK(m0 != e0);
+        CHECK_OK(rvg_ema_swap(ema, m));
+        CHECK(qm->data[0] == e0 && qe->data[0] == m0);
+        CHECK_OK(rvg_ema_swap(ema, m));
+        CHECK(qm->data[0] == m0 && qe->data[0] == e0);
+        if (d)
+            CHECK(rvg_ema_swap(ema, d) == RVG_STATUS_BAD_SHAPE);
         /* the models must be two of the same network, the decay in [0, 1) */
         CHECK(rvg_ema_update(ema, m, 1.0f) == RVG_STATUS_BAD_ARGUMENT);
         CHECK(rvg_ema_update(ema, ema, 0.5f) == RVG_STATUS_BAD_ARGUMENT);

@@ -110,7 +110,6 @@ typedef struct {
     rvg_model *m;
     rvg_model *ema; /* the weights' moving average (--ema), rank 0 only; NULL without */
     rvg_plan *plan;
-    rvg_plan *plan_ema;          /* for validating ema */
     float *x, *target, *dlogits; /* (B, C, H, W), (B, K), (B, K) */
     int32_t *y;                  /* (B) */
     log_row *rows;
@@ -123,7 +122,6 @@ static void ctx_free(run_ctx *r) {
     rvg_dataset_free(r->dtr);
     rvg_dataset_free(r->dva);
     rvg_plan_free(r->plan);
-    rvg_plan_free(r->plan_ema);
     rvg_model_free(r->m);
     rvg_model_free(r->ema);
     rvg_free(r->x);
@@ -392,8 +390,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
         fprintf(stderr, "repvgg train: the validation set is empty\n");
         goto done;
     }
-    if ((st = rvg_plan_new(&r.plan, r.m, B, H, W)) != RVG_OK ||
-        (r.ema && (st = rvg_plan_new(&r.plan_ema, r.ema, B, H, W)) != RVG_OK)) {
+    if ((st = rvg_plan_new(&r.plan, r.m, B, H, W)) != RVG_OK) {
         rc = fail(st, "planning activations");
         goto done;
     }
@@ -572,8 +569,10 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             }
         }
         eval_result ev;
-        if ((st = r.ema ? train_evaluate(r.ema, r.plan_ema, r.lva, r.x, r.y, K, &ev, NULL)
-                        : train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev, NULL)) != RVG_OK) {
+        /* with --ema the average is validated, swapped into the model for it (rvg_ema_swap) */
+        if ((r.ema && (st = rvg_ema_swap(r.ema, r.m)) != RVG_OK) ||
+            (st = train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev, NULL)) != RVG_OK ||
+            (r.ema && (st = rvg_ema_swap(r.ema, r.m)) != RVG_OK)) {
             rc = fail(st, "validation");
             goto done;
         }

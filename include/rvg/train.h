@@ -60,6 +60,11 @@ float rvg_ema_decay_at(float decay, int64_t t);
  * (RVG_STATUS_BAD_ARGUMENT). Runs on the library's threads. */
 rvg_status rvg_ema_update(rvg_model *ema, const rvg_model *m, float d);
 
+/* Exchanges the parameters, BN statistics and counters of ema and m (same network and form), so
+ * that the average can be evaluated through m's plan, without a second one; a second call puts
+ * both back. m's gradients and momentum stay where they are. */
+rvg_status rvg_ema_swap(rvg_model *ema, rvg_model *m);
+
 #ifdef __cplusplus
 }
 #endif
