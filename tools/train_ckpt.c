@@ -341,6 +341,10 @@ static rvg_status load_ema(rvg_model **ema, const rvg_dict *avg, const rvg_model
                    : rvg_error(RVG_STATUS_BAD_FORMAT,
                                "%s holds a moving average (ema.*) but its config has no --ema",
                                path);
+    if (rvg_dict_count(avg) == 0)
+        return rvg_error(RVG_STATUS_BAD_FORMAT,
+                         "%s holds no moving average (ema.*) though its config has --ema %g", path,
+                         c->ema);
     rvg_status st = rvg_model_from_dict(ema, avg);
     if (st != RVG_OK) {
         char why[256];
