@@ -153,8 +153,8 @@ static void test_layer(const layer_case *t) {
 }
 
 /* The first runs of an engine alternate the one- and three-phase ways of its Winograd layers
- * and then keep the faster (engine_wino.c, wino_tune): every run gives the logits `got` of the second
- * run bit for bit, and after 20 runs no layer is still measuring. */
+ * and then keep the faster (engine_wino.c, wino_tune): every run gives the logits `got` of the
+ * second run bit for bit, and after 20 runs no layer is still measuring. */
 static void check_tuning(const char *what, rvg_engine *e, const float *got, const float *x,
                          int64_t N, int64_t n_layers, int64_t classes) {
     float *y = malloc(sizeof(float) * (size_t)(N * classes));
@@ -293,6 +293,49 @@ static void test_bad_arguments(void) {
     free_layer(&L);
 }
 
+/* The image-by-image segment (engine.c, SEG_MIN_BYTES and SEG_MAX_WEIGHT_RATIO): with seg_bytes 1
+ * every layer's input is large enough, and the segment ends before the first layer whose weights
+ * outweigh its one-image input by more than 1.5 times, or before the last layer. The network is
+ * 3 -> K1 -> K2 -> 8 channels at 16x16; a partial segment also runs against the reference. */
+static void test_segment(void) {
+    static const struct {
+        int64_t K1, K2, seg;
+    } cases[] = {
+        {16, 16, 2},  /* light weights: all but the last layer */
+        {16, 512, 1}, /* 16 -> 512: 73728 weights against 5184 input floats (16 ch, 18x18) */
+        {512, 16, 0}, /* 3 -> 512: 13824 weights against 2592 (8 lanes, 18x18) */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t N = 2, K = 8, H = 16, W = 16;
+        rvg_infer_layer L[3] = {make_layer(3, cases[c].K1, 1, 1, 0),
+                                make_layer(cases[c].K1, cases[c].K2, 1, 1, 0),
+                                make_layer(cases[c].K2, 8, 1, 1, 0)};
+        float *fc_w = rand_array(K * 8, 0.3f), *fc_b = rand_array(K, 0.1f);
+        float *x = rand_array(N * 3 * H * W, 1.f);
+        float want[2 * 8], got[2 * 8];
+        rvg_engine_opts o = {.seg_bytes = 1};
+        rvg_engine *e = NULL;
+        CHECK_OK(rvg_engine_new_opts(&e, L, 3, fc_w, fc_b, K, 3, H, W, N, 2, &o));
+        if (e) {
+            int64_t seg = rvg_engine_image_layers(e);
+            if (seg != cases[c].seg)
+                printf("FAILED segment of 3 -> %lld -> %lld -> 8: %lld layers, expected %lld\n",
+                       (long long)cases[c].K1, (long long)cases[c].K2, (long long)seg,
+                       (long long)cases[c].seg);
+            CHECK(seg == cases[c].seg);
+            CHECK_OK(rvg_engine_run_ref(L, 3, fc_w, fc_b, K, want, x, N, 3, H, W));
+            CHECK_OK(rvg_engine_run(e, got, x, N));
+            int64_t dims[2] = {N, K};
+            rvg_test_close("net with a partial segment", got, want, N * K,
+                           1e-4f * rvg_test_max_abs(want, N * K), 0.f, dims, 2);
+            rvg_engine_free(e);
+        }
+        for (int i = 0; i < 3; i++)
+            free_layer(&L[i]);
+        free(fc_w), free(fc_b), free(x);
+    }
+}
+
 /* A Winograd layer that transforms its weights on the fly at every batch up to max_batch does not
  * keep the pre-transformed ones (49/9 times the raw weights for F(5x5)); one that does not at
  * max_batch keeps both, since smaller batches still transform on the fly. Both give the same
@@ -422,6 +465,7 @@ int main(int argc, char **argv) {
     printf("bad arguments\n");
     test_bad_arguments();
     test_memory();
+    test_segment();
     test_profile();
     return rvg_test_finish();
 }

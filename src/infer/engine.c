@@ -29,9 +29,17 @@
 #include "rvg/tensor.h"
 
 /* A layer whose one-image input is at least this big runs image by image at batch > 1, while the
- * image is hot in cache (engine_run.c, run_net). 256 KB: A0/B0 stages 0-2 and the first layer of
- * stage 3. */
+ * image is hot in cache (engine_run.c, run_net); 256 KB: A0/B0 stages 0-2 and their first layer
+ * of stage 3 ... */
 #define SEG_MIN_BYTES (256u << 10)
+/* ... unless its weights outweigh that input by more than this: then each image would transform
+ * (or stream) the layer's weights once more, and with so few tiles per image the Winograd GEMMs
+ * run part-empty. B0's 256-channel stage 3 (2.4 MB of weights per layer against 296 KB of input
+ * per image) ran image by image until 2026-12-03: batch 8 on 2 threads 86.6 -> 65.8 ms without,
+ * 1.10x / 1.16x / 1.34x faster at batch 2 / 4 / 16, 1.13-1.22x at batch 8 on 1 thread; A0, whose
+ * segment this leaves as it was but for stage3.0 (663 KB of weights, 345 KB of input), within
+ * 1% (`bench_infer --model M --runs 10 --threads T --batch N --json`, alternating). */
+#define SEG_MAX_WEIGHT_RATIO 1.5
 
 static void *ealloc(rvg_engine *e, size_t nbytes) {
     e->bytes += nbytes;
@@ -444,14 +452,16 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
             goto oom;
         memset(e->vstamp, 0, sizeof(int64_t) * (size_t)(STAMP_PAD * e->threads));
     }
-    /* The leading layers whose one-image input is large (early, wide-map, small-weight layers)
-     * form the image-by-image segment; see run_net. */
+    /* The leading layers whose one-image input is large and whose weights are not much larger
+     * (early, wide-map, small-weight layers) form the image-by-image segment; see run_net. */
     size_t img = 0;
     while (e->seg < n_layers - 1) {
         const layer_plan *p = &e->L[e->seg];
         size_t a_in = (size_t)(p->CB * p->Hp * p->Wp * 8);
         size_t a_out = (size_t)(p->KB8 * p->Hpo * p->Wpo * 8);
-        if (a_in * sizeof(float) < (o.seg_bytes > 0 ? (size_t)o.seg_bytes : SEG_MIN_BYTES))
+        double weights = (double)(p->C / p->G * p->K * 9);
+        if (a_in * sizeof(float) < (o.seg_bytes > 0 ? (size_t)o.seg_bytes : SEG_MIN_BYTES) ||
+            weights > SEG_MAX_WEIGHT_RATIO * (double)a_in)
             break;
         img = a_in > img ? a_in : img;
         img = a_out > img ? a_out : img;
