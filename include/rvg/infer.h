@@ -99,7 +99,7 @@ const char *rvg_infer_isa_name(rvg_infer_isa isa);
 typedef struct {
     rvg_infer_algo algo;  /* AUTO picks per layer; DIRECT/WINO4/5/6 force every stride-1 layer */
     int portable;         /* 1: as isa = RVG_INFER_ISA_PORTABLE */
-    int64_t seg_bytes;    /* 0: 256 KiB. At N > 1 the leading layers whose one-image input
+    int64_t seg_bytes;    /* 0: 640 KiB. At N > 1 the leading layers whose one-image input
                              (padded, channels rounded to 8) has at least this many bytes, and
                              whose weights are at most 1.5 times that input, run image by image
                              while the image is in cache; the rest run on the whole batch. Only

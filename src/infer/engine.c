@@ -29,16 +29,22 @@
 #include "rvg/tensor.h"
 
 /* A layer whose one-image input is at least this big runs image by image at batch > 1, while the
- * image is hot in cache (engine_run.c, run_net); 256 KB: A0/B0 stages 0-2 and their first layer
- * of stage 3 ... */
-#define SEG_MIN_BYTES (256u << 10)
+ * image is hot in cache (engine_run.c, run_net): A0's stem, stage1.0 and 1.1, B0's stem, stage 1
+ * and stage2.0 ... A layer with less input gains more from the whole batch (its weights read
+ * once): 640 KiB against the earlier 256 KiB, which also took in A0's stages 2.x and B0's
+ * stages 2.1-2.5, made batch 8 on 2 threads 4-5% faster (A0 33.5-33.7 -> 31.9-32.1 ms, B0
+ * 64.6-65.2 -> 62.5-63.0; a sweep of 0.26-2 MB, two rounds, 2026-12-03), batch 16 3-9%, batch 2
+ * and 4 and 1 thread at batch 8 0-3% (`bench_infer --model M --runs 8 --threads T --batch N
+ * --json`, alternating) ... */
+#define SEG_MIN_BYTES (640u << 10)
 /* ... unless its weights outweigh that input by more than this: then each image would transform
  * (or stream) the layer's weights once more, and with so few tiles per image the Winograd GEMMs
  * run part-empty. B0's 256-channel stage 3 (2.4 MB of weights per layer against 296 KB of input
- * per image) ran image by image until 2026-12-03: batch 8 on 2 threads 86.6 -> 65.8 ms without,
- * 1.10x / 1.16x / 1.34x faster at batch 2 / 4 / 16, 1.13-1.22x at batch 8 on 1 thread; A0, whose
- * segment this leaves as it was but for stage3.0 (663 KB of weights, 345 KB of input), within
- * 1% (`bench_infer --model M --runs 10 --threads T --batch N --json`, alternating). */
+ * per image) ran image by image until 2026-12-03 (with the 256 KiB threshold): batch 8 on 2
+ * threads 86.6 -> 65.8 ms without, 1.10x / 1.16x / 1.34x faster at batch 2 / 4 / 16, 1.13-1.22x
+ * at batch 8 on 1 thread; A0, whose segment this left as it was but for stage3.0 (663 KB of
+ * weights, 345 KB of input), within 1% (`bench_infer --model M --runs 10 --threads T --batch N
+ * --json`, alternating). */
 #define SEG_MAX_WEIGHT_RATIO 1.5
 
 static void *ealloc(rvg_engine *e, size_t nbytes) {
