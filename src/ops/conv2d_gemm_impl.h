@@ -1,8 +1,9 @@
 /* conv2d_gemm_impl.h - internal interface of the im2col + GEMM training convolution.
  *
- * Shared between src/ops/conv2d_gemm.c (conv driver, GEMM driver, plain-C micro-kernel),
- * src/ops/x86/conv2d_gemm_avx2.c (the AVX2+FMA micro-kernel), src/ops/dispatch.c, and the conv test
- * and bench (which force each GEMM backend in turn). Not a public header: nothing here is stable.
+ * Shared between src/ops/gemm.c (the GEMM driver, its backend and thread count, the plain-C
+ * micro-kernel), src/ops/conv2d_gemm.c (the convolution driver), src/ops/x86/conv2d_gemm_avx2.c
+ * and conv2d_gemm_avx512.c (the SIMD micro-kernels), src/ops/dispatch.c, and the conv test and
+ * bench (which force each GEMM backend in turn). Not a public header: nothing here is stable.
  */
 #ifndef RVG_OPS_CONV2D_GEMM_IMPL_H
 #define RVG_OPS_CONV2D_GEMM_IMPL_H
@@ -22,6 +23,14 @@
 #define RVG__GEMM_KC 256
 #define RVG__GEMM_MC 144
 #define RVG__GEMM_NC 512
+/* Floats of one thread's packing buffers (an A block and a B block); a workspace holds one set
+ * per thread, rvg__conv_threads_max() of them. */
+#define RVG__GEMM_PACK_FLOATS                                                                      \
+    ((int64_t)RVG__GEMM_MC * RVG__GEMM_KC + (int64_t)RVG__GEMM_KC * RVG__GEMM_NC)
+/* A memory-bound loop (or the row slabs of a GEMM) is cut into this many pieces per thread, so a
+ * thread that starts late (the machine is shared) finds less left to do rather than holding the
+ * others up. */
+#define RVG__PIECES_PER_THREAD 4
 
 /* C (mr x nr, row stride ldc) = (beta_one ? C : 0) + A_panel * B_panel, where a is a packed A panel
  * (kc steps of MR floats, rows past mr zero) and b a packed B panel (kc steps of NR floats, columns
@@ -110,6 +119,13 @@ int rvg__conv_gemm_set_wide(int on);
 /* The backend now in use (never AUTO) and its name ("own-avx2", "own-avx2+avx512", ...). */
 rvg__gemm_backend rvg__conv_gemm_backend(void);
 const char *rvg__conv_gemm_backend_name(void);
+
+/* Threads the workspaces are sized for (OpenMP's max threads, latched at first use); threads a
+ * parallel region may use now (never more; 1 inside an OpenMP parallel region); threads for a
+ * memory-bound loop over `elems` floats (1 when it is small or under the BLAS backend). */
+int rvg__conv_threads_max(void);
+int rvg__conv_threads_now(void);
+int rvg__conv_loop_threads(int64_t elems);
 
 /* Row-major C (M x N, ldc) = (beta_one ? C : 0) + op(A) op(B), op(A) (M x K), op(B) (K x N);
  * ta/tb non-zero means A/B is stored transposed (A is then K x M with row stride lda). `pack` is
