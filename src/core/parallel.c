@@ -1,5 +1,6 @@
-/* parallel.c - rvg__par_run: the training kernels' parallel loop over items, on one process-wide
- * thread pool (src/core/pool.c, which says why not OpenMP teams).
+/* parallel.c - rvg__par_run: the training kernels' parallel loop over items (and rvg__par_chunks,
+ * an elementwise loop cut into chunks, on top of it), on one process-wide thread pool
+ * (src/core/pool.c, which says why not OpenMP teams).
  *
  * The pool is created at first use with as many threads as OpenMP would use then
  * (OMP_NUM_THREADS, omp_set_num_threads); later calls may use fewer (the count is read at every
@@ -57,6 +58,30 @@ void rvg__par_run(int64_t n, int nt, rvg__par_fn fn, void *ctx) {
     }
     item_job j = {fn, ctx};
     rvg__pool_for_nt(g_pool, n, 1, nt, run_items, &j);
+}
+
+typedef struct {
+    rvg__range_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+} chunk_job;
+
+static void run_chunk(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const chunk_job *j = ctx;
+    const int64_t lo = item * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+    j->fn(j->ctx, lo, hi);
+}
+
+void rvg__par_chunks(int64_t n, int64_t chunk, rvg__range_fn fn, void *ctx) {
+    const int nt = rvg__par_threads();
+    if (n <= 2 * chunk || nt <= 1) {
+        if (n > 0)
+            fn(ctx, 0, n);
+        return;
+    }
+    chunk_job j = {fn, ctx, n, chunk};
+    rvg__par_run((n + chunk - 1) / chunk, nt, run_chunk, &j);
 }
 
 void rvg__par_stats(int64_t *phases, double *wait_ms) { rvg__pool_stats(g_pool, phases, wait_ms); }

@@ -13,6 +13,12 @@ typedef void (*rvg__par_fn)(void *ctx, int64_t item, int tid);
  * or concurrent call runs its items on the caller alone. */
 void rvg__par_run(int64_t n, int nt, rvg__par_fn fn, void *ctx);
 
+/* An elementwise loop: runs fn(ctx, lo, hi) over [0, n) in pieces of `chunk` elements (the last
+ * shorter) on up to rvg__par_threads() threads, or once over all of it on the caller when n <=
+ * 2 * chunk or one thread is to be used. For loops whose results do not depend on the split. */
+typedef void (*rvg__range_fn)(void *ctx, int64_t lo, int64_t hi);
+void rvg__par_chunks(int64_t n, int64_t chunk, rvg__range_fn fn, void *ctx);
+
 /* Threads a loop may use now: OpenMP's count (OMP_NUM_THREADS, omp_set_num_threads), 1 without
  * OpenMP or inside an OpenMP region. */
 int rvg__par_threads(void);

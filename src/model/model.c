@@ -363,19 +363,15 @@ int64_t *rvg_model_bn_counters(rvg_model *m, int64_t *n) {
  * input size); the pool's threads share it in chunks. */
 #define ZERO_CHUNK 65536
 
-static void zero_item(void *ctx, int64_t item, int tid) {
-    (void)tid;
+static void zero_range(void *ctx, int64_t lo, int64_t hi) {
     const rvg_model *m = ctx;
-    const int64_t lo = item * ZERO_CHUNK, n = m->n_params_arena;
-    const int64_t len = lo + ZERO_CHUNK < n ? ZERO_CHUNK : n - lo;
-    memset(m->grads + lo, 0, (size_t)len * sizeof(float));
+    memset(m->grads + lo, 0, (size_t)(hi - lo) * sizeof(float));
 }
 
 void rvg_model_zero_grad(rvg_model *m) {
     if (!m->grads)
         return;
-    const int64_t items = (m->n_params_arena + ZERO_CHUNK - 1) / ZERO_CHUNK;
-    rvg__par_run(items, items > 2 ? rvg__par_threads() : 1, zero_item, m);
+    rvg__par_chunks(m->n_params_arena, ZERO_CHUNK, zero_range, m);
 }
 
 rvg_status rvg_model_check_input(const rvg_model *m, int64_t C, int64_t H, int64_t W) {

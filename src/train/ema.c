@@ -25,12 +25,12 @@ typedef struct {
     float *e;
     const float *m;
     float a, b; /* d and 1 - d */
-    int64_t n;
 } ema_job;
 
 #define EMA_CHUNK 16384
 
-static void ema_range(const ema_job *j, int64_t lo, int64_t hi) {
+static void ema_range(void *ctx, int64_t lo, int64_t hi) {
+    const ema_job *j = ctx;
     float *restrict e = j->e;
     const float *restrict m = j->m;
     const float a = j->a, b = j->b;
@@ -38,20 +38,9 @@ static void ema_range(const ema_job *j, int64_t lo, int64_t hi) {
         e[k] = e[k] * a + b * m[k];
 }
 
-static void ema_item(void *ctx, int64_t item, int tid) {
-    (void)tid;
-    const ema_job *j = ctx;
-    const int64_t lo = item * EMA_CHUNK, hi = lo + EMA_CHUNK < j->n ? lo + EMA_CHUNK : j->n;
-    ema_range(j, lo, hi);
-}
-
 static void ema_arena(float *e, const float *m, int64_t n, float d) {
-    ema_job j = {e, m, d, (float)(1.0 - (double)d), n};
-    const int nt = rvg__par_threads();
-    if (n > 2 * EMA_CHUNK && nt > 1)
-        rvg__par_run((n + EMA_CHUNK - 1) / EMA_CHUNK, nt, ema_item, &j);
-    else
-        ema_range(&j, 0, n);
+    ema_job j = {e, m, d, (float)(1.0 - (double)d)};
+    rvg__par_chunks(n, EMA_CHUNK, ema_range, &j);
 }
 
 /* Whether ema and m are two models of the same network and form (same arena layouts). */

@@ -45,7 +45,6 @@ typedef struct {
     float *w, *g, *buf;
     float mom, wd, lr;
     int decay, nesterov;
-    int64_t n;
 } sgd_job;
 
 #define SGD_CHUNK 16384
@@ -66,7 +65,8 @@ static RVG__ALWAYS_INLINE void sgd_loop(const sgd_job *j, int64_t lo, int64_t hi
     }
 }
 
-static void sgd_range(const sgd_job *j, int64_t lo, int64_t hi) {
+static void sgd_range(void *ctx, int64_t lo, int64_t hi) {
+    const sgd_job *j = ctx;
     const int mom_on = j->mom != 0.0f;
     if (!mom_on)
         j->decay ? sgd_loop(j, lo, hi, 1, 0, 0) : sgd_loop(j, lo, hi, 0, 0, 0);
@@ -76,26 +76,21 @@ static void sgd_range(const sgd_job *j, int64_t lo, int64_t hi) {
         j->decay ? sgd_loop(j, lo, hi, 1, 1, 0) : sgd_loop(j, lo, hi, 0, 1, 0);
 }
 
-static void sgd_item(void *ctx, int64_t item, int tid) {
-    (void)tid;
-    const sgd_job *j = ctx;
-    const int64_t lo = item * SGD_CHUNK, hi = lo + SGD_CHUNK < j->n ? lo + SGD_CHUNK : j->n;
-    sgd_range(j, lo, hi);
-}
-
 void rvg_sgd_step(rvg_model *m, const rvg_sgd_config *c, float lr) {
-    const int nt = rvg__par_threads();
     for (int64_t i = 0; i < m->n_views; i++) {
         rvg_param *p = &m->views[i];
         if (!p->grad)
             continue;
-        sgd_job j = {p->data, p->grad, p->momentum, c->momentum, c->weight_decay, lr,
-                     c->weight_decay != 0.0f && rvg_sgd_decays(p, c), c->nesterov, p->numel};
+        sgd_job j = {p->data,
+                     p->grad,
+                     p->momentum,
+                     c->momentum,
+                     c->weight_decay,
+                     lr,
+                     c->weight_decay != 0.0f && rvg_sgd_decays(p, c),
+                     c->nesterov};
         /* elementwise, so the split changes nothing in the result; small tensors stay serial */
-        if (p->numel > 2 * SGD_CHUNK && nt > 1)
-            rvg__par_run((p->numel + SGD_CHUNK - 1) / SGD_CHUNK, nt, sgd_item, &j);
-        else
-            sgd_range(&j, 0, p->numel);
+        rvg__par_chunks(p->numel, SGD_CHUNK, sgd_range, &j);
     }
 }
 
