@@ -12,8 +12,11 @@
 #     from the same pixels with torch (shorter side 256, bilinear interpolate without antialias,
 #     centre crop 224, ImageNet mean/std), within 1e-4 x max|logit|;
 #   - the .npy path (--input X.npy --output Y.npy) still works;
+#   - the preprocessing `repvgg train` records in the weights (repvgg.mean/std/size/eval): a
+#     1-channel model gets the luma of the image and a 3-channel one the recorded transform, each
+#     equal to torch's preprocessing of the same pixels; --center-crop overrides the record;
 #   - bad input fails with a message and exit 1 (missing, corrupt JPEG, not an image, 1-channel
-#     model, labels of the wrong length) or 2 (usage).
+#     model without a record, labels of the wrong length) or 2 (usage).
 set -u
 tool=$1 dir=$2 py=${3:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -147,6 +150,71 @@ else
     bad "predict on x_ref.npy"
 fi
 
+# ---- the preprocessing `repvgg train` records (repvgg.mean/std/size/eval) -----------------------
+# A 1-channel model sees the luma of the image, resized whole to the recorded size; a 3-channel
+# one recorded with "resize" gets the plain resize, its own mean/std and size.
+"$py" "$here/ref/random_model.py" "$dir/gray_meta.safetensors" --blocks 1,1,1,1 \
+    --width 0.25,0.25,0.25,0.25 --classes 10 --in-ch 1 --seed 5 --meta repvgg.mean=0.3 \
+    --meta repvgg.std=0.4 --meta repvgg.size=28 --meta repvgg.eval=resize \
+    && "$py" "$here/ref/random_model.py" "$dir/rgb_meta.safetensors" --blocks 1,1,1,1 \
+        --width 0.25,0.25,0.25,0.25 --classes 10 --seed 6 --meta repvgg.mean=0.5,0.4,0.3 \
+        --meta repvgg.std=0.2,0.25,0.3 --meta repvgg.size=36 --meta repvgg.eval=resize \
+    && ok "python wrote a 1- and a 3-channel model with a preprocessing record" \
+    || bad "random_model.py --meta"
+"$py" - "$dir" <<'EOF' && ok "python prepared the recorded preprocessing with torch" \
+    || bad "python reference (recorded preprocessing)"
+import sys
+import numpy as np
+import torch
+import torch.nn.functional as F
+d = sys.argv[1]
+grey, rgb = [], []
+for name in ("rgb", "gray"):
+    px = np.load("%s/pixels_%s.npy" % (d, name)).astype(np.float64)
+    if px.shape[2] == 1:
+        px = np.repeat(px, 3, axis=2)
+    # luma (ITU-R BT.601; a grey image is exactly itself), then the whole image resized
+    lum = px[..., 0] * 0.299 + px[..., 1] * 0.587 + px[..., 2] * 0.114
+    if name == "gray":
+        lum = px[..., 0]
+    t = torch.from_numpy(lum).float()[None, None]
+    r = F.interpolate(t, size=(28, 28), mode="bilinear", align_corners=False, antialias=False)[0]
+    grey.append((r / 255.0 - 0.3) / 0.4)
+    c = torch.from_numpy(px).permute(2, 0, 1).float()[None]
+    r = F.interpolate(c, size=(36, 36), mode="bilinear", align_corners=False, antialias=False)[0]
+    mean = torch.tensor([0.5, 0.4, 0.3])[:, None, None]
+    std = torch.tensor([0.2, 0.25, 0.3])[:, None, None]
+    rgb.append((r / 255.0 - mean) / std)
+np.save("%s/x_grey.npy" % d, torch.stack(grey).numpy().astype(np.float32))
+np.save("%s/x_rgb36.npy" % d, torch.stack(rgb).numpy().astype(np.float32))
+EOF
+same_logits() { # what, weights, reference .npy
+    local msg=""
+    "$tool" predict --weights "$2" --input "$3" --output "$dir/l_ref.npy" >/dev/null \
+        && "$tool" predict --weights "$2" --input "$dir/rgb.png" "$dir/gray.png" \
+            --output "$dir/l_png.npy" >/dev/null \
+        && msg=$("$py" - "$dir" <<'EOF'
+import sys
+import numpy as np
+d = sys.argv[1]
+a, b = np.load(d + "/l_png.npy"), np.load(d + "/l_ref.npy")
+err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
+print("max|diff| %.3g, max|logit| %.3g" % (err, scale))
+sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
+EOF
+    ) && ok "$1: PNG logits == torch-preprocessed logits ($msg)" || bad "$1: ${msg:-predict failed}"
+}
+same_logits "1-channel model, recorded mean/std/size 28, resize" "$dir/gray_meta.safetensors" \
+    "$dir/x_grey.npy"
+same_logits "3-channel model, recorded mean/std/size 36, resize" "$dir/rgb_meta.safetensors" \
+    "$dir/x_rgb36.npy"
+# --center-crop overrides the record (other logits than the resize's just above)
+"$tool" predict --weights "$dir/rgb_meta.safetensors" --input "$dir/rgb.png" --center-crop \
+    --output "$dir/l_crop.npy" >/dev/null \
+    && "$py" -c "import numpy as np, sys; a = np.load(sys.argv[1]); b = np.load(sys.argv[2]);
+sys.exit(0 if np.abs(a[0] - b[0]).max() > 1e-3 else 1)" "$dir/l_crop.npy" "$dir/l_png.npy" \
+    && ok "--center-crop overrides the recorded resize" || bad "--center-crop"
+
 # ---- bad input ---------------------------------------------------------------------------------
 fails() { # expected exit, what, grep pattern for stderr, args...
     local want=$1 what=$2 pat=$3
@@ -165,8 +233,10 @@ fails 1 "missing image" "missing.png" --weights "$m" --input "$dir/rgb.png" "$di
 fails 1 "corrupt JPEG" "corrupt.jpg" --weights "$m" --input "$dir/corrupt.jpg"
 fails 1 "text file named .png" "not a .npy array, a JPEG or a PNG" --weights "$m" \
     --input "$dir/text.png"
-fails 1 "1-channel model" "3 channels" --weights "$dir/gray_model.safetensors" \
-    --input "$dir/rgb.png"
+fails 1 "1-channel model without a preprocessing record" "no input normalisation" \
+    --weights "$dir/gray_model.safetensors" --input "$dir/rgb.png"
+fails 2 "--resize with --center-crop" "exclude" --weights "$m" --input "$dir/rgb.png" --resize \
+    --center-crop
 fails 1 "labels of the wrong length" "names" --weights "$m" --input "$dir/rgb.png" \
     --labels "$labels1000"
 fails 1 "missing labels file" "labels" --weights "$m" --input "$dir/rgb.png" \

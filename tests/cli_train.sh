@@ -3,7 +3,8 @@
 # Fashion-MNIST with a tiny custom architecture: outputs exist and parse, eval agrees with the
 # training log, a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one
 # (plain recipe, paper200 with mixup, --ema), --ema validates and writes the weights' average,
-# --init starts from another run's weights, and bad input fails cleanly with a message.
+# --init starts from another run's weights, the preprocessing record lets `repvgg predict` on
+# PNG files agree with eval, and bad input fails cleanly with a message.
 #
 # Usage: cli_train.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) without the data set.
 set -u
@@ -227,6 +228,31 @@ expect_fail "--ema 1" train --arch "$ARCH" --epochs 1 --ema 1 --out "$SCRATCH/e1
 expect_fail "--ema with --resume" train --resume "$B" --ema 0.99
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
+# The preprocessing record travels with the weights through convert, and `repvgg predict` on
+# PNG files of test images (grey, 28x28) gives the classes `repvgg eval` gives the same images.
+for f in "$A/last.safetensors" "$SCRATCH/deploy.safetensors"; do
+    check "$f records repvgg.eval resize" grep -q '"repvgg.eval":"resize"' "$f"
+done
+if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
+    "$3" - "$DATA" "$SCRATCH" "$(dirname "$0")/ref" << 'PYEOF'
+import gzip, os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from write_images import png
+data, out = sys.argv[1:3]
+path = data + "/t10k-images-idx3-ubyte"
+raw = gzip.open(path + ".gz").read() if os.path.exists(path + ".gz") else open(path, "rb").read()
+x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+for i in range(8):
+    png("%s/test%d.png" % (out, i), x[i])
+PYEOF
+    "$TOOL" eval --weights "$SCRATCH/deploy.safetensors" --limit-val 8 \
+        --predictions "$SCRATCH/eval8.txt" > /dev/null
+    "$TOOL" predict --weights "$SCRATCH/deploy.safetensors" --topk 1 \
+        --input "$SCRATCH"/test[0-7].png | awk 'NR % 2 == 0 { print $1 }' > "$SCRATCH/pred8.txt"
+    check "predict on 8 test images as PNG == eval's classes" \
+        cmp -s "$SCRATCH/eval8.txt" "$SCRATCH/pred8.txt"
+fi
 expect_fail "--init of a missing file" train "${COMMON[@]}" --init "$SCRATCH/none" --out "$SCRATCH/e10"
 expect_fail "--init of deploy-form weights" \
     train "${COMMON[@]}" --init "$SCRATCH/deploy.safetensors" --out "$SCRATCH/e11"

@@ -4,9 +4,13 @@
  * Either form runs (the train form with BN in inference mode). Images go through the model in
  * chunks of --batch so memory stays bounded for many images or large arrays.
  *
- * Image files get the ImageNet evaluation transform of torchvision's recipes (the loader's own
- * code, via rvg_image_load): shorter side to 256 (bilinear), centre crop 224, ImageNet mean and
- * std. Grey images are expanded to RGB by the decoder, so a model must take 3 input channels.
+ * Image files get the preprocessing that evaluation used in training (the loader's own code, via
+ * rvg_image_load), as `repvgg train` records it in the weights' metadata (repvgg.mean, .std, .size,
+ * .eval): for folder data the ImageNet evaluation transform (shorter side to S/0.875, bilinear,
+ * centre crop S), for the small-image sets (Fashion-MNIST, CIFAR) a bilinear resize of the whole
+ * image to S x S; then the recorded mean and std. Weights without that record (published ImageNet
+ * checkpoints) get the ImageNet transform at 224 with ImageNet's mean and std, for 3 input
+ * channels only. A 1-channel model sees the luma of the image (rvg_image_load).
  * Class names: --labels FILE, else for a 1000-class model data/imagenet_classes.txt, looked for
  * beside the executable (../data, ./data: the build directory sits in the source tree), in the
  * current directory, and in the source tree's data/ (RVG_DATA_DIR, set by CMake); without names
@@ -24,24 +28,33 @@
 #include "rvg/data.h"
 #include "rvg/io.h"
 #include "rvg/model.h"
+#include "train_cli.h"
 
 #define MAX_INPUTS 4096
 
 static void help(void) {
     printf(
         "usage: repvgg predict --weights W --input IMG [IMG...] [--topk K] [--labels FILE]\n"
-        "                      [--size S] [--batch B] [--output Y.npy]\n"
+        "                      [--size S] [--resize | --center-crop] [--batch B]\n"
+        "                      [--output Y.npy]\n"
         "       repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n\n"
-        "Runs the model in W (either form; safetensors or .pth).\n\n"
-        "Images (JPEG or PNG): each is resized (shorter side S/0.875, bilinear), centre-cropped\n"
-        "to S x S and normalised with the ImageNet mean and std; for each image the K most\n"
-        "likely classes are printed as 'index  probability  label' (softmax probabilities).\n"
+        "Runs the model in W (either form; safetensors, a training checkpoint or .pth).\n\n"
+        "Images (JPEG or PNG) are preprocessed as training evaluated, from what `repvgg train`\n"
+        "records in W: a bilinear resize to S x S for the small-image sets (Fashion-MNIST,\n"
+        "CIFAR), or for folders the ImageNet transform (shorter side S/0.875, centre crop S);\n"
+        "then the recorded mean and std, in grey (luma) for a 1-channel model. Weights without\n"
+        "the record (published ImageNet ones) get the ImageNet transform at 224 with ImageNet's\n"
+        "mean and std. For each image the K most likely classes are printed as\n"
+        "'index  probability  label' (softmax probabilities).\n"
         "NumPy: X is a float32 array (N, C, H, W), already preprocessed; the float32 logits\n"
         "(N, classes) are written to Y.\n\n"
         "  --topk K       classes printed per image (default 5; at most the class count)\n"
         "  --labels FILE  class names, one per line in index order (default for 1000 classes:\n"
         "                 data/imagenet_classes.txt)\n"
-        "  --size S       crop size for images (default 224)\n"
+        "  --size S       input size for images (default: the recorded one, else 224)\n"
+        "  --resize, --center-crop\n"
+        "                 shape images by a plain resize to S x S, or by the ImageNet transform,\n"
+        "                 whatever W records\n"
         "  --batch B      images per forward pass (default 32)\n"
         "  --output Y     also write the logits (N, classes) as float32 .npy\n");
 }
@@ -236,18 +249,55 @@ static void print_topk(const char *path, const float *logit, int64_t K, int64_t 
     }
 }
 
-static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int64_t batch,
-                          int64_t topk, const char *labels_path, int64_t size, const char *out) {
-    const rvg_arch *arch = rvg_model_arch(m);
-    int64_t K = arch->classes;
-    if (arch->in_ch != 3) {
+/* The image transform for a model of in_ch channels from the weights' metadata d (wpath names
+ * them in messages), --size (0: not given) and --resize / --center-crop (shape: 0 / 1, -1: not
+ * given). Returns 0, or 1 after a message. */
+static int image_transform(rvg_augment *aug, const rvg_dict *d, const char *wpath, int64_t in_ch,
+                           int64_t size, int shape) {
+    memset(aug, 0, sizeof *aug);
+    if (in_ch != 1 && in_ch != 3) {
         fprintf(stderr,
-                "repvgg predict: the model takes %lld input channel%s, but images are decoded as "
-                "RGB (3 channels); give a preprocessed .npy array instead\n",
-                (long long)arch->in_ch, arch->in_ch == 1 ? "" : "s");
+                "repvgg predict: the model takes %lld input channels; images decode to 3 (RGB) "
+                "or 1 (grey); give a preprocessed .npy array instead\n",
+                (long long)in_ch);
         return 1;
     }
-    rvg_status st = rvg_model_check_input(m, 3, size, size);
+    int64_t msize = 224;
+    int have = train_get_norm_meta(d, in_ch, aug->mean, aug->std, &msize);
+    const char *ev = rvg_dict_meta(d, "repvgg.eval");
+    if (have < 0 || (ev && strcmp(ev, "resize") != 0 && strcmp(ev, "center-crop") != 0)) {
+        fprintf(stderr, "repvgg predict: %s: malformed repvgg.mean/std/size/eval metadata\n",
+                wpath);
+        return 1;
+    }
+    if (have == 0) {
+        if (in_ch != 3) {
+            fprintf(stderr,
+                    "repvgg predict: %s records no input normalisation (repvgg.mean/std, written "
+                    "by repvgg train) for its 1-channel input; give a preprocessed .npy array "
+                    "instead\n",
+                    wpath);
+            return 1;
+        }
+        rvg_augment_imagenet_norm(aug);
+    }
+    for (int64_t c = 0; c < in_ch; c++)
+        if (!(aug->std[c] > 0)) {
+            fprintf(stderr, "repvgg predict: %s: a recorded std is not positive\n", wpath);
+            return 1;
+        }
+    aug->out_h = aug->out_w = size ? size : msize;
+    /* recorded weights without repvgg.eval predate it: the centre crop, as before */
+    aug->center_crop_eval = shape >= 0 ? shape : !(ev && strcmp(ev, "resize") == 0);
+    return 0;
+}
+
+static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int64_t batch,
+                          int64_t topk, const char *labels_path, const rvg_augment *aug,
+                          const char *out) {
+    const rvg_arch *arch = rvg_model_arch(m);
+    const int64_t K = arch->classes, C = arch->in_ch, size = aug->out_h;
+    rvg_status st = rvg_model_check_input(m, C, size, size);
     if (st != RVG_OK)
         return cli_fail("predict", st, "--size");
     labels names;
@@ -272,15 +322,10 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
     }
     if (topk > K)
         topk = K;
-    rvg_augment aug;
-    memset(&aug, 0, sizeof aug);
-    aug.out_h = aug.out_w = size;
-    aug.center_crop_eval = 1;
-    rvg_augment_imagenet_norm(&aug);
 
-    int64_t b = N < batch ? N : batch, img = 3 * size * size;
+    int64_t b = N < batch ? N : batch, img = C * size * size;
     rvg_plan *p = NULL;
-    float *x = rvg_alloc((size_t)(b * img) * sizeof(float));            /* (b, 3, size, size) */
+    float *x = rvg_alloc((size_t)(b * img) * sizeof(float));            /* (b, C, size, size) */
     float *y = out ? rvg_alloc((size_t)(N * K) * sizeof(float)) : NULL; /* (N, K) */
     double *prob = malloc((size_t)K * sizeof *prob);
     int64_t *order = malloc((size_t)K * sizeof *order);
@@ -296,7 +341,7 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
     for (int64_t i = 0; i < N; i += b) {
         int64_t n = N - i < b ? N - i : b;
         for (int64_t j = 0; j < n; j++)
-            if ((st = rvg_image_load(x + j * img, paths[i + j], &aug)) != RVG_OK) {
+            if ((st = rvg_image_load(x + j * img, paths[i + j], C, aug)) != RVG_OK) {
                 rc = cli_fail("predict", st, paths[i + j]);
                 goto done;
             }
@@ -336,12 +381,14 @@ int cmd_predict(int argc, char **argv) {
                                          {"topk", required_argument, 0, 'k'},
                                          {"labels", required_argument, 0, 'l'},
                                          {"size", required_argument, 0, 's'},
+                                         {"resize", no_argument, 0, 'r'},
+                                         {"center-crop", no_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *wpath = NULL, *out = NULL, *labels_path = NULL;
     static const char *inputs[MAX_INPUTS];
-    int64_t n_in = 0, batch = 32, topk = 5, size = 224;
-    int c;
+    int64_t n_in = 0, batch = 32, topk = 5, size = 0;
+    int c, shape = -1;
     optind = 1;
     opterr = 0;
     /* "-": operands come back in order as option 1, so `--input a.jpg b.jpg --input c.png`
@@ -369,6 +416,12 @@ int cmd_predict(int argc, char **argv) {
             if (!cli_parse_int(optarg, 1, 8192, &size))
                 return cli_usage_error("predict", "--size must be an integer in 1..8192");
             break;
+        case 'r':
+        case 'c':
+            if (shape >= 0 && shape != (c == 'c'))
+                return cli_usage_error("predict", "--resize and --center-crop exclude each other");
+            shape = c == 'c';
+            break;
         case 'h': help(); return 0;
         default:
             return cli_usage_error("predict", "unknown or incomplete option '%s'",
@@ -389,12 +442,22 @@ int cmd_predict(int argc, char **argv) {
     }
     if (npy && (n_in != 1 || !out))
         return cli_usage_error("predict", "a .npy input must be the only input and needs --output");
+    rvg_dict *d = NULL;
     rvg_model *m = NULL;
-    rvg_status st = rvg_model_load(&m, wpath);
-    if (st != RVG_OK)
-        return cli_fail("predict", st, "loading weights");
-    int rc = npy ? predict_npy(m, inputs[0], out, batch)
-                 : predict_images(m, inputs, n_in, batch, topk, labels_path, size, out);
+    rvg_status st;
+    int rc = 1;
+    /* a checkpoint (*.ckpt.safetensors) works too, as its raw weights */
+    if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
+        (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
+        rc = cli_fail("predict", st, wpath);
+    } else if (npy) {
+        rc = predict_npy(m, inputs[0], out, batch);
+    } else {
+        rvg_augment aug;
+        if (image_transform(&aug, d, wpath, rvg_model_arch(m)->in_ch, size, shape) == 0)
+            rc = predict_images(m, inputs, n_in, batch, topk, labels_path, &aug, out);
+    }
     rvg_model_free(m);
+    rvg_dict_free(d);
     return rc;
 }

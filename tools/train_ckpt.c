@@ -6,8 +6,8 @@
  * `momentum.<param name>`, with --ema the moving average's tensors as `ema.<name>`, and in
  * __metadata__ the epochs and steps done, the best top-1, the mixup generator state and the full
  * config. Beside it the plain weights file (what convert, predict and eval take) carries
- * repvgg.mean/std/size so evaluation normalises as training did; with --ema it holds the average,
- * the weights that were validated.
+ * repvgg.mean/std/size/eval so that evaluation and prediction preprocess as training did; with
+ * --ema it holds the average, the weights that were validated.
  * Not here: the training loop, or any partial-epoch state (a resume replays the epoch it was in).
  */
 #include <cjson/cJSON.h>
@@ -164,15 +164,17 @@ static void join_floats(char *buf, size_t n, const float *v, int64_t C) {
         used += (size_t)snprintf(buf + used, n - used, "%s%.9g", i ? "," : "", (double)v[i]);
 }
 
-rvg_status train_set_norm_meta(rvg_dict *d, int64_t C, const float *mean, const float *std,
-                               int64_t size) {
+rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c) {
     char buf[128];
-    join_floats(buf, sizeof buf, mean, C);
+    join_floats(buf, sizeof buf, c->mean, c->in_ch);
     RVG_TRY(rvg_dict_set_meta(d, "repvgg.mean", buf));
-    join_floats(buf, sizeof buf, std, C);
+    join_floats(buf, sizeof buf, c->std, c->in_ch);
     RVG_TRY(rvg_dict_set_meta(d, "repvgg.std", buf));
-    snprintf(buf, sizeof buf, "%lld", (long long)size);
-    return rvg_dict_set_meta(d, "repvgg.size", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)c->size);
+    RVG_TRY(rvg_dict_set_meta(d, "repvgg.size", buf));
+    /* rvg_augment_defaults: folders evaluate with the centre crop, the other sets resized */
+    const int folder = strncmp(c->data, "folder:", 7) == 0;
+    return rvg_dict_set_meta(d, "repvgg.eval", folder ? "center-crop" : "resize");
 }
 
 static int parse_floats(const char *s, float *v, int64_t C) {
@@ -242,7 +244,7 @@ static rvg_status save_weights(const rvg_model *m, const train_config *c, const 
     char path[4200];
     rvg_status st = rvg_model_to_dict(m, &d);
     if (st == RVG_OK)
-        st = train_set_norm_meta(d, c->in_ch, c->mean, c->std, c->size);
+        st = train_set_norm_meta(d, c);
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, stem);
     if (st == RVG_OK)
         st = rvg_safetensors_save(d, path);
@@ -276,7 +278,7 @@ static rvg_status save_files(const rvg_model *m, const rvg_model *ema, const tra
     if ((st = rvg_model_to_dict(m, &d)) != RVG_OK)
         return st;
     /* Then the checkpoint: the raw weights plus momentum, the average and the state. */
-    st = train_set_norm_meta(d, c->in_ch, c->mean, c->std, c->size);
+    st = train_set_norm_meta(d, c);
     if (st == RVG_OK && ema)
         st = add_ema(d, ema);
     rvg_model *mm = (rvg_model *)m; /* rvg_model_param is the only accessor; read-only here */

@@ -82,9 +82,11 @@ rvg_status train_strip_prefix(rvg_dict *d, const char *prefix, rvg_dict *keep);
 /* Drops a checkpoint's optimiser and average tensors (momentum.*, ema.*), so that
  * rvg_model_from_dict accepts a checkpoint as the raw weights it holds. */
 rvg_status train_strip_state(rvg_dict *d);
-/* Adds repvgg.mean, repvgg.std (comma-separated, C values) and repvgg.size to d's metadata. */
-rvg_status train_set_norm_meta(rvg_dict *d, int64_t C, const float *mean, const float *std,
-                               int64_t size);
+/* Adds c's input preprocessing to d's metadata: repvgg.mean, repvgg.std (comma-separated, in_ch
+ * values), repvgg.size and repvgg.eval, how evaluation shapes an image ("center-crop" for
+ * folder data, the ImageNet transform; "resize" for the small-image sets), which `repvgg predict`
+ * repeats on image files. */
+rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c);
 /* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
  */
 int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);

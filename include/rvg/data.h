@@ -140,11 +140,14 @@ rvg_status rvg_augment_sample(float *out, const rvg_dataset *d, const rvg_augmen
  * applies the deterministic part of *a, as the loader would to a folder sample: center_crop_eval
  * (the ImageNet evaluation transform: shorter side to floor(224 / 0.875) = 256, centre crop 224,
  * with out_h = out_w = 224) or else a plain bilinear resize, then (v/255 - mean) / std. Writes out
- * (3, out_h, out_w). For single images (`repvgg predict IMG`); a data set goes through the loader.
+ * (channels, out_h, out_w): channels 3 gives RGB; channels 1 gives the luma of the resized RGB
+ * pixels, 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the weights of PIL's convert("L") and
+ * torchvision's Grayscale), exactly the image itself where R = G = B, normalised with mean[0] and
+ * std[0]. For single images (`repvgg predict IMG`); a data set goes through the loader.
  * Errors: RVG_STATUS_IO / RVG_STATUS_BAD_FORMAT naming the file (missing, not JPEG/PNG, corrupt),
- * RVG_STATUS_BAD_ARGUMENT when *a asks for a random step (crop, flip, AutoAugment) or is invalid,
- * RVG_STATUS_NO_MEMORY. */
-rvg_status rvg_image_load(float *out, const char *path, const rvg_augment *a);
+ * RVG_STATUS_BAD_ARGUMENT when *a asks for a random step (crop, flip, AutoAugment) or is invalid
+ * or channels is not 1 or 3, RVG_STATUS_NO_MEMORY. */
+rvg_status rvg_image_load(float *out, const char *path, int64_t channels, const rvg_augment *a);
 
 typedef struct rvg_loader rvg_loader;
 

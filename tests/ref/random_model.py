@@ -3,13 +3,14 @@ state_dict names, for the CLI tests (tests/cli_onnx.sh, tests/cli_predict.sh).
 
     /usr/bin/python3 random_model.py OUT.safetensors --blocks 1,2,1,1 --width 0.25,0.25,0.25,0.5
         [--groups 2@2,4] [--se] [--in-ch 3] [--classes 10] [--seed 0]
-        [--input X.npy N C H W ...]
+        [--input X.npy N C H W ...] [--meta KEY=VALUE ...]
 
 The network is gen_model.py's RepVGG (the official module structure), imported rather than copied.
 BN statistics are drawn away from 1/0 as in gen_model.py, so the train form and its conversion
 differ from a plain convolution in every branch. --input writes a float32 standard-normal array of
-the given shape as .npy (repeatable). No metadata is written: the loader must infer the
-architecture from the names and shapes, as it does for real checkpoints. Exits 77 without torch.
+the given shape as .npy (repeatable). No metadata is written but what --meta gives (the
+preprocessing record of `repvgg train`: repvgg.mean, ...): the loader must infer the architecture
+from the names and shapes, as it does for real checkpoints. Exits 77 without torch.
 """
 import argparse
 import os
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--input", nargs=5, action="append", default=[],
                     metavar=("PATH", "N", "C", "H", "W"))
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
     blocks = [int(v) for v in a.blocks.split(",")]
     width = [float(v) for v in a.width.split(",")]
@@ -51,7 +53,7 @@ def main():
                 mod.running_mean.uniform_(-0.2, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
                 mod.num_batches_tracked.fill_(3)
-    bundle.save(a.out, model.state_dict())
+    bundle.save(a.out, model.state_dict(), dict(kv.split("=", 1) for kv in a.meta))
     import numpy as np
     for path, n, c, h, w in a.input:
         x = torch.randn(int(n), int(c), int(h), int(w))
