@@ -131,24 +131,23 @@ for name in ("rgb", "gray"):
     xs.append((c - mean) / std)
 np.save("%s/x_ref.npy" % d, torch.stack(xs).numpy().astype(np.float32))
 EOF
-if "$tool" predict --weights "$dir/m10.safetensors" --input "$dir/x_ref.npy" \
-    --output "$dir/logits_ref.npy" >/dev/null; then
-    ok "the .npy path (--input X.npy --output Y.npy) still works"
-    "$tool" predict --weights "$dir/m10.safetensors" --input "$dir/rgb.png" "$dir/gray.png" \
-        --output "$dir/logits_png.npy" >/dev/null
-    msg=$("$py" - "$dir" <<'EOF'
+same_logits() { # what, weights, reference .npy
+    local msg=""
+    "$tool" predict --weights "$2" --input "$3" --output "$dir/l_ref.npy" >/dev/null \
+        && "$tool" predict --weights "$2" --input "$dir/rgb.png" "$dir/gray.png" \
+            --output "$dir/l_png.npy" >/dev/null \
+        && msg=$("$py" - "$dir" <<'EOF'
 import sys
 import numpy as np
 d = sys.argv[1]
-a, b = np.load(d + "/logits_png.npy"), np.load(d + "/logits_ref.npy")
+a, b = np.load(d + "/l_png.npy"), np.load(d + "/l_ref.npy")
 err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
 print("max|diff| %.3g, max|logit| %.3g" % (err, scale))
 sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
 EOF
-    ) && ok "PNG logits == torch-preprocessed logits ($msg)" || bad "PNG vs torch: $msg"
-else
-    bad "predict on x_ref.npy"
-fi
+    ) && ok "$1: PNG logits == torch-preprocessed logits ($msg)" || bad "$1: ${msg:-predict failed}"
+}
+same_logits "ImageNet transform (no record)" "$dir/m10.safetensors" "$dir/x_ref.npy"
 
 # ---- the preprocessing `repvgg train` records (repvgg.mean/std/size/eval) -----------------------
 # A 1-channel model sees the luma of the image, resized whole to the recorded size; a 3-channel
@@ -188,22 +187,6 @@ for name in ("rgb", "gray"):
 np.save("%s/x_grey.npy" % d, torch.stack(grey).numpy().astype(np.float32))
 np.save("%s/x_rgb36.npy" % d, torch.stack(rgb).numpy().astype(np.float32))
 EOF
-same_logits() { # what, weights, reference .npy
-    local msg=""
-    "$tool" predict --weights "$2" --input "$3" --output "$dir/l_ref.npy" >/dev/null \
-        && "$tool" predict --weights "$2" --input "$dir/rgb.png" "$dir/gray.png" \
-            --output "$dir/l_png.npy" >/dev/null \
-        && msg=$("$py" - "$dir" <<'EOF'
-import sys
-import numpy as np
-d = sys.argv[1]
-a, b = np.load(d + "/l_png.npy"), np.load(d + "/l_ref.npy")
-err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
-print("max|diff| %.3g, max|logit| %.3g" % (err, scale))
-sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
-EOF
-    ) && ok "$1: PNG logits == torch-preprocessed logits ($msg)" || bad "$1: ${msg:-predict failed}"
-}
 same_logits "1-channel model, recorded mean/std/size 28, resize" "$dir/gray_meta.safetensors" \
     "$dir/x_grey.npy"
 same_logits "3-channel model, recorded mean/std/size 36, resize" "$dir/rgb_meta.safetensors" \
