@@ -252,6 +252,15 @@ PYEOF
         --input "$SCRATCH"/test[0-7].png | awk 'NR % 2 == 0 { print $1 }' > "$SCRATCH/pred8.txt"
     check "predict on 8 test images as PNG == eval's classes" \
         cmp -s "$SCRATCH/eval8.txt" "$SCRATCH/pred8.txt"
+    # and names them with the data set's class names that training recorded
+    "$TOOL" predict --weights "$SCRATCH/deploy.safetensors" --topk 10 \
+        --input "$SCRATCH/test0.png" > "$SCRATCH/pred_names.txt"
+    fm="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
+    check "predict prints the recorded Fashion-MNIST class names" awk -v names="$fm" 'BEGIN {
+        split(names, n, ",") }
+        NR > 1 { name = $3; for (i = 4; i <= NF; i++) name = name " " $i
+                 if (name != n[$1 + 1]) bad = 1; rows++ }
+        END { exit bad || rows != 10 }' "$SCRATCH/pred_names.txt"
 fi
 expect_fail "--init of a missing file" train "${COMMON[@]}" --init "$SCRATCH/none" --out "$SCRATCH/e10"
 expect_fail "--init of deploy-form weights" \

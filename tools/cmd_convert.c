@@ -64,8 +64,8 @@ int cmd_convert(int argc, char **argv) {
     }
     /* The input preprocessing a trainer recorded travels with the weights (eval reads it). */
     st = rvg_model_to_dict(d, &dst);
-    static const char *const carried[] = {"repvgg.mean", "repvgg.std", "repvgg.size",
-                                          "repvgg.eval"};
+    static const char *const carried[] = {"repvgg.mean", "repvgg.std", "repvgg.size", "repvgg.eval",
+                                          "repvgg.labels"};
     for (size_t i = 0; st == RVG_OK && i < sizeof carried / sizeof carried[0]; i++) {
         const char *v = rvg_dict_meta(src, carried[i]);
         if (v)

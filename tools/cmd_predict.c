@@ -16,6 +16,7 @@
  * current directory, and in the source tree's data/ (RVG_DATA_DIR, set by CMake); without names
  * only indices are printed.
  */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,7 +50,8 @@ static void help(void) {
         "NumPy: X is a float32 array (N, C, H, W), already preprocessed; the float32 logits\n"
         "(N, classes) are written to Y.\n\n"
         "  --topk K       classes printed per image (default 5; at most the class count)\n"
-        "  --labels FILE  class names, one per line in index order (default for 1000 classes:\n"
+        "  --labels FILE  class names, one per line in index order (default: the data set's\n"
+        "                 names that `repvgg train` records in W, else for 1000 classes\n"
         "                 data/imagenet_classes.txt)\n"
         "  --size S       input size for images (default: the recorded one, else 224)\n"
         "  --resize, --center-crop\n"
@@ -184,6 +186,39 @@ static rvg_status labels_read(labels *l, const char *path) {
     return RVG_OK;
 }
 
+/* The names `repvgg train` records (repvgg.labels: a JSON array of K strings); 1 if there are K
+ * of them. */
+static int labels_from_json(labels *l, const char *json, int64_t K) {
+    memset(l, 0, sizeof *l);
+    cJSON *a = json ? cJSON_Parse(json) : NULL;
+    size_t total = 0;
+    int ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == K;
+    for (int64_t k = 0; ok && k < K; k++) {
+        const cJSON *s = cJSON_GetArrayItem(a, (int)k);
+        ok = cJSON_IsString(s);
+        total += ok ? strlen(s->valuestring) + 1 : 0;
+    }
+    if (ok) {
+        l->text = rvg_alloc(total ? total : 1);
+        l->names = malloc((size_t)K * sizeof *l->names);
+        ok = l->text && l->names;
+    }
+    char *p = l->text;
+    for (int64_t k = 0; ok && k < K; k++) {
+        const char *s = cJSON_GetArrayItem(a, (int)k)->valuestring;
+        size_t n = strlen(s) + 1;
+        memcpy(p, s, n);
+        l->names[k] = p;
+        p += n;
+    }
+    cJSON_Delete(a);
+    if (!ok)
+        labels_free(l);
+    else
+        l->count = K;
+    return ok;
+}
+
 /* data/imagenet_classes.txt beside the executable, in the current directory, or in the source
  * tree the tool was built from; 1 if found. */
 static int find_default_labels(char *out, size_t n) {
@@ -293,8 +328,8 @@ static int image_transform(rvg_augment *aug, const rvg_dict *d, const char *wpat
 }
 
 static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int64_t batch,
-                          int64_t topk, const char *labels_path, const rvg_augment *aug,
-                          const char *out) {
+                          int64_t topk, const char *labels_path, const char *labels_json,
+                          const rvg_augment *aug, const char *out) {
     const rvg_arch *arch = rvg_model_arch(m);
     const int64_t K = arch->classes, C = arch->in_ch, size = aug->out_h;
     rvg_status st = rvg_model_check_input(m, C, size, size);
@@ -311,6 +346,8 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
             labels_free(&names);
             return 1;
         }
+    } else if (labels_from_json(&names, labels_json, K)) {
+        /* the data set's class names, recorded by `repvgg train` */
     } else if (K == 1000) {
         char def[4200];
         if (find_default_labels(def, sizeof def) && labels_read(&names, def) == RVG_OK &&
@@ -455,7 +492,8 @@ int cmd_predict(int argc, char **argv) {
     } else {
         rvg_augment aug;
         if (image_transform(&aug, d, wpath, rvg_model_arch(m)->in_ch, size, shape) == 0)
-            rc = predict_images(m, inputs, n_in, batch, topk, labels_path, &aug, out);
+            rc = predict_images(m, inputs, n_in, batch, topk, labels_path,
+                                rvg_dict_meta(d, "repvgg.labels"), &aug, out);
     }
     rvg_model_free(m);
     rvg_dict_free(d);

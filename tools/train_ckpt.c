@@ -164,7 +164,28 @@ static void join_floats(char *buf, size_t n, const float *v, int64_t C) {
         used += (size_t)snprintf(buf + used, n - used, "%s%.9g", i ? "," : "", (double)v[i]);
 }
 
-rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c) {
+/* repvgg.labels: the class names of d as a JSON array (cJSON escapes them). */
+static rvg_status set_labels_meta(rvg_dict *dict, const rvg_dataset *d, int64_t K) {
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t k = 0; a && k < K; k++) {
+        const char *nm = rvg_dataset_class_name(d, k);
+        cJSON *s = cJSON_CreateString(nm ? nm : "");
+        if (!s || !cJSON_AddItemToArray(a, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(a);
+            a = NULL;
+        }
+    }
+    char *json = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    if (!json)
+        return rvg_error(RVG_STATUS_NO_MEMORY, "checkpoint: out of memory");
+    rvg_status st = rvg_dict_set_meta(dict, "repvgg.labels", json);
+    cJSON_free(json);
+    return st;
+}
+
+rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dataset *names) {
     char buf[128];
     join_floats(buf, sizeof buf, c->mean, c->in_ch);
     RVG_TRY(rvg_dict_set_meta(d, "repvgg.mean", buf));
@@ -174,7 +195,8 @@ rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c) {
     RVG_TRY(rvg_dict_set_meta(d, "repvgg.size", buf));
     /* rvg_augment_defaults: folders evaluate with the centre crop, the other sets resized */
     const int folder = strncmp(c->data, "folder:", 7) == 0;
-    return rvg_dict_set_meta(d, "repvgg.eval", folder ? "center-crop" : "resize");
+    RVG_TRY(rvg_dict_set_meta(d, "repvgg.eval", folder ? "center-crop" : "resize"));
+    return names ? set_labels_meta(d, names, c->classes) : RVG_OK;
 }
 
 static int parse_floats(const char *s, float *v, int64_t C) {
@@ -238,13 +260,13 @@ static rvg_status set_meta_i64(rvg_dict *d, const char *k, int64_t v) {
 }
 
 /* Writes m's tensors to DIR/<stem>.safetensors as plain weights with the normalisation. */
-static rvg_status save_weights(const rvg_model *m, const train_config *c, const char *dir,
-                               const char *stem) {
+static rvg_status save_weights(const rvg_model *m, const train_config *c, const rvg_dataset *names,
+                               const char *dir, const char *stem) {
     rvg_dict *d = NULL;
     char path[4200];
     rvg_status st = rvg_model_to_dict(m, &d);
     if (st == RVG_OK)
-        st = train_set_norm_meta(d, c);
+        st = train_set_norm_meta(d, c, names);
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, stem);
     if (st == RVG_OK)
         st = rvg_safetensors_save(d, path);
@@ -267,18 +289,19 @@ static rvg_status add_ema(rvg_dict *d, const rvg_model *ema) {
 }
 
 static rvg_status save_files(const rvg_model *m, const rvg_model *ema, const train_config *c,
-                             const train_state *s, const char *dir, const char *stem) {
+                             const rvg_dataset *names, const train_state *s, const char *dir,
+                             const char *stem) {
     rvg_dict *d = NULL;
     char *json = NULL;
     char path[4200], buf[64];
     /* Plain weights first: the average's when the run keeps one (it is what was validated). */
-    rvg_status st = save_weights(ema ? ema : m, c, dir, stem);
+    rvg_status st = save_weights(ema ? ema : m, c, names, dir, stem);
     if (st != RVG_OK)
         return st;
     if ((st = rvg_model_to_dict(m, &d)) != RVG_OK)
         return st;
     /* Then the checkpoint: the raw weights plus momentum, the average and the state. */
-    st = train_set_norm_meta(d, c);
+    st = train_set_norm_meta(d, c, names);
     if (st == RVG_OK && ema)
         st = add_ema(d, ema);
     rvg_model *mm = (rvg_model *)m; /* rvg_model_param is the only accessor; read-only here */
@@ -317,8 +340,9 @@ static rvg_status save_files(const rvg_model *m, const rvg_model *ema, const tra
 }
 
 rvg_status train_ckpt_save(const rvg_model *m, const rvg_model *ema, const train_config *c,
-                           const train_state *s, const char *dir, const char *stem) {
-    return save_files(m, ema, c, s, dir, stem);
+                           const rvg_dataset *names, const train_state *s, const char *dir,
+                           const char *stem) {
+    return save_files(m, ema, c, names, s, dir, stem);
 }
 
 static rvg_status meta_i64(const rvg_dict *d, const char *k, int64_t *v) {

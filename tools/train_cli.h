@@ -67,10 +67,12 @@ typedef struct {
 
 /* Writes DIR/<stem>.ckpt.safetensors (weights, BN statistics, momentum.<name> buffers, the moving
  * average as ema.<name> when ema is not NULL, state and config in the metadata) and
- * DIR/<stem>.safetensors (plain weights with repvgg.mean/std/size: ema's when there is one, else
- * m's), both atomically. */
+ * DIR/<stem>.safetensors (plain weights with the preprocessing and class names of
+ * train_set_norm_meta: ema's when there is one, else m's), both atomically. names: the data set
+ * whose class names are recorded (NULL: none). */
 rvg_status train_ckpt_save(const rvg_model *m, const rvg_model *ema, const train_config *c,
-                           const train_state *s, const char *dir, const char *stem);
+                           const rvg_dataset *names, const train_state *s, const char *dir,
+                           const char *stem);
 /* Reads DIR/last.ckpt.safetensors: builds a new model (*m, caller frees) with its momentum
  * buffers restored, and its moving average (*ema, NULL when the run keeps none), and fills *c and
  * *s. */
@@ -85,8 +87,9 @@ rvg_status train_strip_state(rvg_dict *d);
 /* Adds c's input preprocessing to d's metadata: repvgg.mean, repvgg.std (comma-separated, in_ch
  * values), repvgg.size and repvgg.eval, how evaluation shapes an image ("center-crop" for
  * folder data, the ImageNet transform; "resize" for the small-image sets), which `repvgg predict`
- * repeats on image files. */
-rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c);
+ * repeats on image files; and, when names is not NULL, repvgg.labels, the JSON array of its
+ * class names, which predict prints. */
+rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dataset *names);
 /* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
  */
 int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);

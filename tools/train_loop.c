@@ -593,8 +593,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             s->best_epoch = epoch + 1;
         }
         s->epoch = epoch + 1;
-        if ((st = train_ckpt_save(r.m, r.ema, c, s, dir, "last")) != RVG_OK ||
-            (best && (st = train_ckpt_save(r.m, r.ema, c, s, dir, "best")) != RVG_OK)) {
+        if ((st = train_ckpt_save(r.m, r.ema, c, r.dtr, s, dir, "last")) != RVG_OK ||
+            (best && (st = train_ckpt_save(r.m, r.ema, c, r.dtr, s, dir, "best")) != RVG_OK)) {
             rc = fail(st, "writing a checkpoint");
             goto done;
         }
