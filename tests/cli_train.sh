@@ -27,6 +27,8 @@ check() { # check DESCRIPTION COMMAND...
     shift
     if "$@"; then ok; else bad "$what"; fi
 }
+# same A B: two numbers within 1e-5
+same() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "" && d < 1e-5 && d > -1e-5) }'; }
 
 ARCH=custom:blocks=1,1,1,1:width=0.25,0.25,0.25,0.25
 COMMON=(--arch "$ARCH" --data fashion-mnist --limit-train 512 --limit-val 256 --epochs 3
@@ -57,7 +59,7 @@ if "$TOOL" eval --weights "$A/last.safetensors" --data fashion-mnist --limit-val
     top1=$(sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p' "$SCRATCH/eval.json")
     logtop1=$(tail -n 1 "$A/log.csv" | cut -d, -f6)
     check "eval top-1 $top1 matches the log's $logtop1" \
-        awk -v a="$top1" -v b="$logtop1" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'
+        same "$top1" "$logtop1"
     if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
         check "eval --json is valid JSON" "$3" -c "import json, sys
 d = json.load(open(sys.argv[1]))
@@ -104,7 +106,6 @@ done
 eval_loss() { # eval_loss WEIGHTS: the val loss of `repvgg eval --json`
     "$TOOL" eval --weights "$1" --limit-val 256 --json | sed -n 's/.*"loss":\([0-9.e-]*\).*/\1/p'
 }
-same() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "" && d < 1e-5 && d > -1e-5) }'; }
 emalog=$(tail -n 1 "$SCRATCH/ema/log.csv" | cut -d, -f5)
 alog=$(tail -n 1 "$A/log.csv" | cut -d, -f5)
 e1=$(eval_loss "$SCRATCH/ema/last.safetensors")
@@ -163,7 +164,7 @@ if "$TOOL" eval --weights "$SCRATCH/s40/last.safetensors" --limit-val 64 --json 
     top1=$(sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p' "$SCRATCH/s40.json")
     logtop1=$(tail -n 1 "$SCRATCH/s40/log.csv" | cut -d, -f6)
     check "--size 40: eval top-1 $top1 matches the log's $logtop1" \
-        awk -v a="$top1" -v b="$logtop1" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'
+        same "$top1" "$logtop1"
 else
     bad "eval of the --size 40 run: $(cat "$SCRATCH/s40.err")"
 fi
