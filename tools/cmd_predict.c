@@ -11,7 +11,8 @@
  * image to S x S; then the recorded mean and std. Weights without that record (published ImageNet
  * checkpoints) get the ImageNet transform at 224 with ImageNet's mean and std, for 3 input
  * channels only. A 1-channel model sees the luma of the image (rvg_image_load).
- * Class names: --labels FILE, else for a 1000-class model data/imagenet_classes.txt, looked for
+ * Class names: --labels FILE, else the data set's names that `repvgg train` records
+ * (repvgg.labels), else for a 1000-class model data/imagenet_classes.txt, looked for
  * beside the executable (../data, ./data: the build directory sits in the source tree), in the
  * current directory, and in the source tree's data/ (RVG_DATA_DIR, set by CMake); without names
  * only indices are printed.
