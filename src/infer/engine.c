@@ -494,10 +494,15 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->se_m = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
     e->se_h = ealloc(e, sizeof(float) * (size_t)max_batch * (hmax ? hmax : 1));
     e->pooled = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
+    for (int i = 0; i < 2; i++) {
+        e->owner[i] = ealloc(e, sizeof(int64_t) * (kmax / 8 + 1));
+        if (e->owner[i])
+            memset(e->owner[i], 0, sizeof(int64_t) * (kmax / 8 + 1));
+    }
     e->fc_w = ealloc(e, sizeof(float) * (size_t)(classes * k_last));
     e->fc_b = ealloc(e, sizeof(float) * (size_t)classes);
     if (!e->act[0] || !e->act[1] || (vfl && !e->V) || (mfl && !e->M) || !e->se_m || !e->se_h ||
-        !e->pooled || !e->fc_w || !e->fc_b)
+        !e->pooled || !e->owner[0] || !e->owner[1] || !e->fc_w || !e->fc_b)
         goto oom;
     memcpy(e->fc_w, fc_w, sizeof(float) * (size_t)(classes * k_last));
     memcpy(e->fc_b, fc_b, sizeof(float) * (size_t)classes);
@@ -531,6 +536,7 @@ void rvg_engine_free(rvg_engine *e) {
     rvg_free(e->act[0]), rvg_free(e->act[1]), rvg_free(e->V), rvg_free(e->M);
     rvg_free(e->se_m), rvg_free(e->se_h), rvg_free(e->pooled), rvg_free(e->wtmp);
     rvg_free(e->Vt), rvg_free(e->Mt), rvg_free(e->vstamp), rvg_free(e->tune);
+    rvg_free(e->owner[0]), rvg_free(e->owner[1]);
     free(e->prof);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
     rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);

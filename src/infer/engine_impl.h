@@ -72,6 +72,8 @@ struct rvg_engine {
     float *Vt, *Mt;          /* one-phase Winograd modes: per thread, its own V and M */
     int64_t vt_floats, mt_floats; /* per thread */
     int64_t *vstamp;         /* per thread (STAMP_PAD apart): layer run whose V it holds */
+    int64_t *owner[2];       /* per 8-channel output block (kmax/8): (layer run << 8) | the
+                                thread that wrote it in WINO_BLOCKS; [run & 1] (engine_wino.c) */
     int64_t layer_runs;      /* layers run so far: a fresh stamp for each */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
     float *ux, *uy;          /* unrolled layers: (max_batch, C*H*W), (max_batch, K*P*Q) */
