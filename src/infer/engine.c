@@ -496,8 +496,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->pooled = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
     for (int i = 0; i < 2; i++) {
         e->owner[i] = ealloc(e, sizeof(int64_t) * (kmax / 8 + 1));
-        if (e->owner[i])
-            memset(e->owner[i], 0, sizeof(int64_t) * (kmax / 8 + 1));
+        if (e->owner[i]) /* -1: no layer run wrote the block */
+            memset(e->owner[i], 0xff, sizeof(int64_t) * (kmax / 8 + 1));
     }
     e->fc_w = ealloc(e, sizeof(float) * (size_t)(classes * k_last));
     e->fc_b = ealloc(e, sizeof(float) * (size_t)classes);

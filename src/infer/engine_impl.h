@@ -72,8 +72,9 @@ struct rvg_engine {
     float *Vt, *Mt;          /* one-phase Winograd modes: per thread, its own V and M */
     int64_t vt_floats, mt_floats; /* per thread */
     int64_t *vstamp;         /* per thread (STAMP_PAD apart): layer run whose V it holds */
-    int64_t *owner[2];       /* per 8-channel output block (kmax/8): (layer run << 8) | the
-                                thread that wrote it in WINO_BLOCKS; [run & 1] (engine_wino.c) */
+    int64_t *owner[2];       /* per 8-channel output block (kmax/8): OWNER(layer run, thread
+                                that wrote it in WINO_BLOCKS), -1 before any; [run & 1]
+                                (engine_wino.c) */
     int64_t layer_runs;      /* layers run so far: a fresh stamp for each */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
     float *ux, *uy;          /* unrolled layers: (max_batch, C*H*W), (max_batch, K*P*Q) */
@@ -102,6 +103,11 @@ enum { WINO_OTF_T = 32 };
 enum { WINO_OTF_BYTES = 4 << 20 };
 
 enum { WINO_BAND_MIN = 12 }; /* one 12-tile AVX-512 register block per band at least */
+
+/* rvg_engine.owner entries: the layer run in the high bits, the thread in the low 16. */
+#define OWNER(seq, tid) ((seq) << 16 | (int64_t)(tid))
+#define OWNER_SEQ(o) ((o) >> 16)
+#define OWNER_TID(o) ((int)((o)&0xffff))
 
 /* WINO_BLOCKS' per-thread stamps (rvg_engine.vstamp) lie this many int64 apart, one cache line,
  * so that threads do not share one. */

@@ -298,12 +298,12 @@ static void wino_in_local_first(const task *t, const wgeom *g, float *V, int tid
     const int64_t *own = t->e->owner[(t->seq - 1) & 1];
     int64_t CB = p->CB, xcs = p->Hp * p->Wp * 8, lines = xcs / 16, n_remote = 0;
     for (int64_t cb = 0; cb < CB; cb++)
-        n_remote += own[cb] >> 8 == t->seq - 1 && (own[cb] & 255) != tid;
+        n_remote += OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
     int64_t n_local = CB - n_remote, done = 0, total = n_remote * lines * t->N, issued = 0;
     int64_t rb = 0, rl = 0; /* the remote block being prefetched, and its next line */
     for (int pass = 0; pass < 2; pass++)
         for (int64_t cb = 0; cb < CB; cb++) {
-            int remote = own[cb] >> 8 == t->seq - 1 && (own[cb] & 255) != tid;
+            int remote = OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
             if (remote != pass)
                 continue;
             for (int64_t tt = 0; tt < g->T; tt++)
@@ -313,7 +313,7 @@ static void wino_in_local_first(const task *t, const wgeom *g, float *V, int tid
             /* after local block `done` of n_local, the remote lines up to a proportional share */
             int64_t want = total * ++done / n_local;
             for (; issued < want; issued++) {
-                while (!(own[rb] >> 8 == t->seq - 1 && (own[rb] & 255) != tid))
+                while (!(OWNER_SEQ(own[rb]) == t->seq - 1 && OWNER_TID(own[rb]) != tid))
                     rb++;
                 int64_t img = rl / lines, q = rl % lines;
 #if defined(__GNUC__)
@@ -365,7 +365,7 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
                 rvg__zero_border(t->y, img * p->KB8 + b8, p->P, p->Q, p->Hpo, p->Wpo);
         wino_out_tiles(t, &g, M, fused_ms(g.T), g.T * 8, 2 * kb0, b8end, 0, g.T);
         for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
-            en->owner[t->seq & 1][b8] = t->seq << 8 | tid;
+            en->owner[t->seq & 1][b8] = OWNER(t->seq, tid);
         if (prof) {
             double to = now_ms();
             prof[2] += tg - t0, prof[3] += to - tg, t0 = to;
