@@ -368,6 +368,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     /* Shapes and algorithms first: a layer's input geometry depends on its own algorithm. */
     int64_t h = H, w = W;
     size_t act = 0, vfl = 0, mfl = 0, vtf = 0, mtf = 0, kmax = 0, hmax = 0, uxf = 0, uyf = 0;
+    size_t bmax = 0; /* 8-channel blocks of any layer's input or output (rvg_engine.owner) */
     for (int64_t i = 0; i < n_layers; i++) {
         layer_plan *p = &e->L[i];
         const rvg_infer_layer *L = &layers[i];
@@ -416,6 +417,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         p->se_hidden = L->se_hidden;
         if ((size_t)p->KB8 * 8 > kmax)
             kmax = (size_t)p->KB8 * 8;
+        if ((size_t)(p->CB > p->KB8 ? p->CB : p->KB8) > bmax)
+            bmax = (size_t)(p->CB > p->KB8 ? p->CB : p->KB8);
         if ((size_t)p->se_hidden > hmax)
             hmax = (size_t)p->se_hidden;
         h = p->P, w = p->Q;
@@ -495,9 +498,9 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->se_h = ealloc(e, sizeof(float) * (size_t)max_batch * (hmax ? hmax : 1));
     e->pooled = ealloc(e, sizeof(float) * (size_t)max_batch * kmax);
     for (int i = 0; i < 2; i++) {
-        e->owner[i] = ealloc(e, sizeof(int64_t) * (kmax / 8 + 1));
+        e->owner[i] = ealloc(e, sizeof(int64_t) * bmax);
         if (e->owner[i]) /* -1: no layer run wrote the block */
-            memset(e->owner[i], 0xff, sizeof(int64_t) * (kmax / 8 + 1));
+            memset(e->owner[i], 0xff, sizeof(int64_t) * bmax);
     }
     e->fc_w = ealloc(e, sizeof(float) * (size_t)(classes * k_last));
     e->fc_b = ealloc(e, sizeof(float) * (size_t)classes);

@@ -72,8 +72,8 @@ struct rvg_engine {
     float *Vt, *Mt;          /* one-phase Winograd modes: per thread, its own V and M */
     int64_t vt_floats, mt_floats; /* per thread */
     int64_t *vstamp;         /* per thread (STAMP_PAD apart): layer run whose V it holds */
-    int64_t *owner[2];       /* per 8-channel output block (kmax/8): OWNER(layer run, thread
-                                that wrote it in WINO_BLOCKS), -1 before any; [run & 1]
+    int64_t *owner[2];       /* per 8-channel block of a layer's input or output: OWNER(run,
+                                thread that wrote it in WINO_BLOCKS), -1 before any; [run & 1]
                                 (engine_wino.c) */
     int64_t layer_runs;      /* layers run so far: a fresh stamp for each */
     float *pooled;           /* (max_batch, KB8*8 of the last layer) */
