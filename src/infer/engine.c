@@ -417,8 +417,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         p->se_hidden = L->se_hidden;
         if ((size_t)p->KB8 * 8 > kmax)
             kmax = (size_t)p->KB8 * 8;
-        if ((size_t)(p->CB > p->KB8 ? p->CB : p->KB8) > bmax)
-            bmax = (size_t)(p->CB > p->KB8 ? p->CB : p->KB8);
+        size_t blocks = (size_t)(p->CB > p->KB8 ? p->CB : p->KB8);
+        bmax = blocks > bmax ? blocks : bmax;
         if ((size_t)p->se_hidden > hmax)
             hmax = (size_t)p->se_hidden;
         h = p->P, w = p->Q;

@@ -293,18 +293,23 @@ static void wino_out_tiles(const task *t, const wgeom *g, const float *M, int64_
  * layer was not WINO_BLOCKS the owners are unknown and the order is plain; the order never
  * changes V. A0 and B0 at batch 1 on 2 threads, 6 alternating rounds of `bench_infer --json`:
  * 1.001-1.021x and 1.001-1.022x faster (median ~1.01). */
+/* Whether input block cb of layer run t was written by another thread than tid in the run
+ * before (own: that run's owner array). */
+static inline int block_remote(const int64_t *own, int64_t cb, const task *t, int tid) {
+    return OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
+}
+
 static void wino_in_local_first(const task *t, const wgeom *g, float *V, int tid) {
     const layer_plan *p = t->p;
     const int64_t *own = t->e->owner[(t->seq - 1) & 1];
     int64_t CB = p->CB, xcs = p->Hp * p->Wp * 8, lines = xcs / 16, n_remote = 0;
     for (int64_t cb = 0; cb < CB; cb++)
-        n_remote += OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
+        n_remote += block_remote(own, cb, t, tid);
     int64_t n_local = CB - n_remote, done = 0, total = n_remote * lines * t->N, issued = 0;
     int64_t rb = 0, rl = 0; /* the remote block being prefetched, and its next line */
     for (int pass = 0; pass < 2; pass++)
         for (int64_t cb = 0; cb < CB; cb++) {
-            int remote = OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
-            if (remote != pass)
+            if (block_remote(own, cb, t, tid) != pass)
                 continue;
             for (int64_t tt = 0; tt < g->T; tt++)
                 wino_in_tile(t, g, V + cb * g->bs + tt * 8, g->vs, g->bs, cb, tt);
@@ -313,7 +318,7 @@ static void wino_in_local_first(const task *t, const wgeom *g, float *V, int tid
             /* after local block `done` of n_local, the remote lines up to a proportional share */
             int64_t want = total * ++done / n_local;
             for (; issued < want; issued++) {
-                while (!(OWNER_SEQ(own[rb]) == t->seq - 1 && OWNER_TID(own[rb]) != tid))
+                while (!block_remote(own, rb, t, tid))
                     rb++;
                 int64_t img = rl / lines, q = rl % lines;
 #if defined(__GNUC__)
