@@ -2,9 +2,9 @@
 # cli_train.sh - end-to-end test of `repvgg train`, `repvgg eval` and `repvgg plot` on a slice of
 # Fashion-MNIST with a tiny custom architecture: outputs exist and parse, eval agrees with the
 # training log, a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one
-# (plain recipe, paper200 with mixup, --ema), --ema validates and writes the weights' average,
-# --init starts from another run's weights, the preprocessing record lets `repvgg predict` on
-# PNG files agree with eval, and bad input fails cleanly with a message.
+# (plain recipe, paper200 with mixup, --ema, --erase), --ema validates and writes the weights'
+# average, --init starts from another run's weights, the preprocessing record lets `repvgg
+# predict` on PNG files agree with eval, and bad input fails cleanly with a message.
 #
 # Usage: cli_train.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) without the data set.
 set -u
@@ -114,6 +114,17 @@ check "--ema: last.safetensors (val loss $e1) is what the log validated ($emalog
 check "--ema: the checkpoint's raw weights (val loss $e2) are run A's ($alog)" same "$e2" "$alog"
 check "--ema: the average ($emalog) is not the raw weights ($alog)" \
     awk -v a="$emalog" -v b="$alog" 'BEGIN { d = a - b; exit !(d > 1e-3 || d < -1e-3) }'
+# ---- --erase: random erasing changes the run, is recorded, and a resume is still bit-identical ---
+ERASE=("${COMMON[@]}" --erase 0.5 --erase-fill zero)
+check "--erase run trains" "$TOOL" train "${ERASE[@]}" --out "$SCRATCH/er"
+"$TOOL" train "${ERASE[@]}" --out "$SCRATCH/er2" --stop-after-steps 12 2>/dev/null
+check "--erase run resumes" "$TOOL" train --resume "$SCRATCH/er2" --threads 1 --quiet
+check "--erase resumed == uninterrupted" \
+    cmp "$SCRATCH/er/last.safetensors" "$SCRATCH/er2/last.safetensors"
+check "--erase changes the training" \
+    bash -c "! cmp -s '$A/last.safetensors' '$SCRATCH/er/last.safetensors'"
+check "--erase is in the checkpoint's config" \
+    grep -q 'erase\\":0.5,\\"erase_zero\\":true' "$SCRATCH/er/last.ckpt.safetensors"
 # a checkpoint whose average is missing, of the wrong shape, or not in its config: a message and
 # exit 1 on --resume, never a run without it (safetensors rewritten with the standard library)
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
@@ -227,6 +238,10 @@ expect_fail "--warmup-epochs >= --epochs" \
 expect_fail "--mixup negative" train --arch "$ARCH" --epochs 1 --mixup -1 --out "$SCRATCH/e8"
 expect_fail "--ema 1" train --arch "$ARCH" --epochs 1 --ema 1 --out "$SCRATCH/e13"
 expect_fail "--ema with --resume" train --resume "$B" --ema 0.99
+expect_fail "--erase 1.5" train --arch "$ARCH" --epochs 1 --erase 1.5 --out "$SCRATCH/e14"
+expect_fail "--erase-fill bogus" train --arch "$ARCH" --epochs 1 --erase-fill grey \
+    --out "$SCRATCH/e15"
+expect_fail "--erase with --resume" train --resume "$B" --erase 0.5
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
 # The preprocessing record travels with the weights through convert, and `repvgg predict` on

@@ -638,6 +638,169 @@ static void test_augment_small(void) {
     rvg_dataset_free(d);
 }
 
+/* Random erasing: zero fill with mean -1 (every kept value is >= 1, so the erased ones are
+ * exactly the zeros), checked for shape, bounds, frequency and determinism; then the noise fill's
+ * moments and a 3-channel set's box shared by all channels. */
+static void erased_box(const float *out, int64_t H, int64_t W, int64_t *n0, int64_t *y0,
+                       int64_t *x0, int64_t *y1, int64_t *x1) {
+    *n0 = 0;
+    *y0 = *x0 = INT64_MAX;
+    *y1 = *x1 = -1;
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t x = 0; x < W; x++)
+            if (out[y * W + x] == 0.f) {
+                (*n0)++;
+                *y0 = y < *y0 ? y : *y0;
+                *x0 = x < *x0 ? x : *x0;
+                *y1 = y > *y1 ? y : *y1;
+                *x1 = x > *x1 ? x : *x1;
+            }
+}
+
+static void test_random_erasing(void) {
+    printf("random erasing\n");
+    char spec[1100];
+    snprintf(spec, sizeof spec, "idx:%s/idx", g_tmp);
+    rvg_dataset *d = NULL;
+    CHECK_OK(rvg_dataset_open(&d, spec, RVG_SPLIT_TRAIN, 0));
+    if (!d)
+        return;
+    const int64_t H = 12, W = 10;
+    float out[12 * 10], again[12 * 10];
+    rvg_augment a;
+    aug_none(&a, H, W);
+    a.mean[0] = -1.f;
+    a.erase_prob = 0.5f;
+    int erased = 0, bad_box = 0, bad_rest = 0, bad_size = 0, differ = 0;
+    int64_t min_area = H * W, max_area = 0;
+    for (int64_t s = 0; s < 400; s++) {
+        int64_t i = s % 37;
+        CHECK_OK(rvg_augment_sample(out, d, &a, i, 5, s));
+        int64_t n0, y0, x0, y1, x1;
+        erased_box(out, H, W, &n0, &y0, &x0, &y1, &x1);
+        if (n0) {
+            erased++;
+            int64_t bh = y1 - y0 + 1, bw = x1 - x0 + 1;
+            bad_box += n0 != bh * bw; /* the zeros fill their bounding box */
+            bad_size += bh >= H || bw >= W;
+            min_area = n0 < min_area ? n0 : min_area;
+            max_area = n0 > max_area ? n0 : max_area;
+        }
+        for (int64_t y = 0; y < H; y++)
+            for (int64_t x = 0; x < W; x++) {
+                float v = out[y * W + x];
+                bad_rest += v != 0.f && v != (float)idx_pixel(i, y, x) / 255.f + 1.f;
+            }
+        CHECK_OK(rvg_augment_sample(again, d, &a, i, 5, s));
+        differ += memcmp(out, again, sizeof out) != 0;
+    }
+    /* 120 pixels: areas 2.4 .. 40 before rounding each side, so 2 .. ~48 after */
+    printf("  p = 0.5: %d of 400 erased, box areas %lld..%lld\n", erased, (long long)min_area,
+           (long long)max_area);
+    CHECK(erased > 160 && erased < 240 && bad_box == 0 && bad_rest == 0 && bad_size == 0);
+    CHECK(min_area >= 1 && min_area <= 6 && max_area >= 25 && max_area <= 50);
+    CHECK(differ == 0);
+    /* p = 1 erases (nearly) always; p = 0 never */
+    a.erase_prob = 1.f;
+    erased = 0;
+    for (int64_t s = 0; s < 100; s++) {
+        CHECK_OK(rvg_augment_sample(out, d, &a, s % 37, 6, s));
+        int64_t n0, y0, x0, y1, x1;
+        erased_box(out, H, W, &n0, &y0, &x0, &y1, &x1);
+        erased += n0 > 0;
+    }
+    printf("  p = 1: %d of 100 erased\n", erased);
+    CHECK(erased >= 95);
+    a.erase_prob = 0.f;
+    erased = 0;
+    for (int64_t s = 0; s < 100; s++) {
+        CHECK_OK(rvg_augment_sample(out, d, &a, s % 37, 6, s));
+        int64_t n0, y0, x0, y1, x1;
+        erased_box(out, H, W, &n0, &y0, &x0, &y1, &x1);
+        erased += n0 > 0;
+    }
+    CHECK(erased == 0);
+    /* the box parameters on a large image: area 2-33% and aspect 0.3-3.3, up to rounding */
+    rvg__crng r;
+    rvg__crng_seed(&r, 3, 0, 9, 0);
+    int bad = 0, fits = 0;
+    for (int k = 0; k < 2000; k++) {
+        int64_t i, j, bh, bw;
+        if (!rvg__erase_params(&r, 200, 300, &i, &j, &bh, &bw))
+            continue;
+        fits++;
+        double area = (double)(bh * bw) / (200.0 * 300.0), asp = (double)bh / (double)bw;
+        bad += area < 0.018 || area > 0.34 || asp < 0.28 || asp > 3.6 || i < 0 || j < 0 ||
+               i + bh > 200 || j + bw > 300;
+    }
+    CHECK(fits > 1900 && bad == 0);
+    int64_t i, j, bh, bw;
+    CHECK(rvg__erase_params(&r, 1, 1, &i, &j, &bh, &bw) == 0); /* nothing fits strictly */
+    /* noise fill: N(0, 1) values inside the box */
+    aug_none(&a, H, W);
+    a.mean[0] = -1.f;
+    a.erase_prob = 1.f;
+    a.erase_noise = 1;
+    double sum = 0, sum2 = 0;
+    int64_t n = 0;
+    for (int64_t s = 0; s < 300; s++) {
+        int64_t ii = s % 37;
+        CHECK_OK(rvg_augment_sample(out, d, &a, ii, 8, s));
+        for (int64_t y = 0; y < H; y++)
+            for (int64_t x = 0; x < W; x++)
+                if (out[y * W + x] != (float)idx_pixel(ii, y, x) / 255.f + 1.f) {
+                    sum += out[y * W + x];
+                    sum2 += (double)out[y * W + x] * out[y * W + x];
+                    n++;
+                }
+    }
+    double mean = sum / (double)n, sd = sqrt(sum2 / (double)n - mean * mean);
+    printf("  noise: %lld values, mean %.3f, std %.3f\n", (long long)n, mean, sd);
+    CHECK(n > 2000 && fabs(mean) < 0.1 && sd > 0.9 && sd < 1.1);
+    /* out-of-range probabilities are refused */
+    a.erase_prob = 1.5f;
+    CHECK_STATUS(rvg_augment_sample(out, d, &a, 0, 1, 0), RVG_STATUS_BAD_ARGUMENT);
+    a.erase_prob = NAN;
+    CHECK_STATUS(rvg_augment_sample(out, d, &a, 0, 1, 0), RVG_STATUS_BAD_ARGUMENT);
+    rvg_dataset_free(d);
+
+    /* three channels: the same box in each (a CIFAR-10 directory of its own: test_cifar
+     * truncates files of its one) */
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/cifar_erase", g_tmp);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/cifar-10-batches-bin", dir);
+    mkdir(path, 0755);
+    for (int b = 1; b <= 6; b++) {
+        if (b <= 5)
+            snprintf(path, sizeof path, "%s/cifar-10-batches-bin/data_batch_%d.bin", dir, b);
+        else
+            snprintf(path, sizeof path, "%s/cifar-10-batches-bin/test_batch.bin", dir);
+        write_cifar(path, (b - 1) * 3, 3, 0, 0, 0);
+    }
+    snprintf(spec, sizeof spec, "cifar10:%s", dir);
+    CHECK_OK(rvg_dataset_open(&d, spec, RVG_SPLIT_TRAIN, 0));
+    if (!d)
+        return;
+    float *rgb = malloc(3 * 32 * 32 * sizeof *rgb);
+    aug_none(&a, 32, 32);
+    for (int c = 0; c < 3; c++)
+        a.mean[c] = -1.f;
+    a.erase_prob = 1.f;
+    int same = 1, any = 0;
+    for (int64_t s = 0; s < 20; s++) {
+        CHECK_OK(rvg_augment_sample(rgb, d, &a, s % 15, 2, s));
+        for (int64_t p = 0; p < 32 * 32; p++) {
+            int z = rgb[p] == 0.f;
+            any |= z;
+            same &= (rgb[1024 + p] == 0.f) == z && (rgb[2048 + p] == 0.f) == z;
+        }
+    }
+    CHECK(any && same);
+    free(rgb);
+    rvg_dataset_free(d);
+}
+
 static void test_augment_folder(void) {
     printf("augment (folder images)\n");
     char spec[1100];
@@ -1148,6 +1311,7 @@ int main(int argc, char **argv) {
     test_cifar();
     test_folder();
     test_augment_small();
+    test_random_erasing();
     test_augment_folder();
     test_autoaugment_ops();
     test_loader();

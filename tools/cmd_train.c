@@ -57,6 +57,10 @@ static void help(void) {
         "  --label-smoothing E  in [0, 1)\n"
         "  --mixup ALPHA        mixup with lambda ~ Beta(ALPHA, ALPHA); 0 = off\n"
         "  --autoaugment, --no-autoaugment, --flip, --no-flip, --crop-pad P\n"
+        "  --erase P            random erasing: with probability P one box of 2-33%% of the\n"
+        "                       image (aspect 0.3-3.3) is overwritten after normalisation\n"
+        "                       (default 0 = off)\n"
+        "  --erase-fill F       what the box holds: noise (N(0,1), the default) or zero\n"
         "  --norm N             computed (default: mean/std of the training set), imagenet, none\n"
         "  --ema DECAY          keep a moving average of the weights (e.g. 0.9998; 0 = off,\n"
         "                       the default): validated, chosen for best and written to\n"
@@ -113,6 +117,8 @@ enum {
     O_DIE,
     O_INIT,
     O_EMA,
+    O_ERASE,
+    O_ERASEFILL,
     O_HELP,
     O_END
 };
@@ -184,6 +190,8 @@ static int train_command(int argc, char **argv) {
         {"die-at-step", required_argument, 0, O_DIE}, /* hidden: for the MPI death test */
         {"init", required_argument, 0, O_INIT},
         {"ema", required_argument, 0, O_EMA},
+        {"erase", required_argument, 0, O_ERASE},
+        {"erase-fill", required_argument, 0, O_ERASEFILL},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     static const char *const cmd = "train";
@@ -329,6 +337,15 @@ static int train_command(int argc, char **argv) {
         case O_EMA:
             if (!cli_parse_float(optarg, 0.0, 0.9999999, &c.ema))
                 return cli_usage_error(cmd, "--ema must be a number in [0, 0.9999999] (0 = off)");
+            break;
+        case O_ERASE:
+            if (!cli_parse_float(optarg, 0.0, 1.0, &c.erase))
+                return cli_usage_error(cmd, "--erase must be a probability in [0, 1] (0 = off)");
+            break;
+        case O_ERASEFILL:
+            if (strcmp(optarg, "noise") != 0 && strcmp(optarg, "zero") != 0)
+                return cli_usage_error(cmd, "--erase-fill must be noise or zero, not '%s'", optarg);
+            c.erase_zero = strcmp(optarg, "zero") == 0;
             break;
         case O_HELP: help(); return 0;
         default: return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);

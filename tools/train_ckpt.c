@@ -51,6 +51,8 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddBoolToObject(o, "autoaugment", c->autoaugment);
     cJSON_AddBoolToObject(o, "flip", c->flip);
     cJSON_AddNumberToObject(o, "crop_pad", (double)c->crop_pad);
+    cJSON_AddNumberToObject(o, "erase", c->erase);
+    cJSON_AddBoolToObject(o, "erase_zero", c->erase_zero);
     cJSON_AddStringToObject(o, "norm", c->norm);
     cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
     cJSON_AddNumberToObject(o, "ema", c->ema);
@@ -146,6 +148,11 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
     if (ok && !get_num(o, "ema", &c->ema))
         c->ema = 0.0; /* checkpoints from before --ema */
     ok = ok && c->ema >= 0.0 && c->ema < 1.0;
+    if (ok && !get_num(o, "erase", &c->erase))
+        c->erase = 0.0; /* checkpoints from before --erase */
+    if (ok && !get_bool(o, "erase_zero", &c->erase_zero))
+        c->erase_zero = 0;
+    ok = ok && c->erase >= 0.0 && c->erase <= 1.0;
     if (ok && !get_str(o, "init", c->init, sizeof c->init))
         c->init[0] = 0; /* checkpoints from before --init (provenance only: a resume does not
                            read it) */

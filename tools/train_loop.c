@@ -235,6 +235,8 @@ static void make_augment(rvg_augment *a, const train_config *c, const rvg_datase
         }
         a->hflip = c->flip;
         a->autoaugment = c->autoaugment;
+        a->erase_prob = (float)c->erase;
+        a->erase_noise = !c->erase_zero;
     }
     memcpy(a->mean, c->mean, sizeof a->mean);
     memcpy(a->std, c->std, sizeof a->std);

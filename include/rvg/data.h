@@ -107,6 +107,9 @@ rvg_status rvg_dataset_stats(const rvg_dataset *d, int64_t max_samples, float *m
  *   2. hflip: mirror with probability 1/2
  *   3. autoaugment: torchvision's AutoAugment(IMAGENET) on uint8 pixels, nearest, fill 0
  *   4. x = (v/255 - mean[c]) / std[c], stored (C, out_h, out_w)
+ *   5. erase_prob > 0: with that probability, torchvision's RandomErasing(scale (0.02, 1/3),
+ *      ratio (0.3, 3.3)) sets one box (all channels) to 0, or to N(0, 1) noise with erase_noise
+ *      (Zhong et al., "Random Erasing Data Augmentation", AAAI 2020)
  * Bilinear is torch's interpolate(mode='bilinear', align_corners=False, antialias=False). */
 typedef struct {
     int64_t out_h, out_w;   /* output size (small sets: native size; folder: 224) */
@@ -117,6 +120,8 @@ typedef struct {
     int center_crop_eval;
     int autoaugment;
     float mean[4], std[4]; /* per channel, on [0,1] pixels */
+    float erase_prob;      /* random erasing probability, 0 = off */
+    int erase_noise;       /* fill the erased box with N(0, 1) noise instead of zeros */
 } rvg_augment;
 
 /* Fills *a with the usual recipe for d: train = 1 gives, for sets of known size, native size with
@@ -124,7 +129,7 @@ typedef struct {
  * RandomResizedCrop 224 with flips; train = 0 gives native size (folders: centre crop 224). Flips
  * are only turned on where a mirror image keeps its class: Fashion-MNIST, CIFAR and folders, not
  * sets opened with "idx:" (digits). mean 0, std 1 (identity normalisation): set them from
- * rvg_dataset_stats or rvg_augment_imagenet_norm. AutoAugment stays off. */
+ * rvg_dataset_stats or rvg_augment_imagenet_norm. AutoAugment and erasing stay off. */
 void rvg_augment_defaults(rvg_augment *a, const rvg_dataset *d, int train);
 
 /* Sets mean/std to the ImageNet constants torchvision's recipes use (RGB: mean 0.485 0.456 0.406,
@@ -145,8 +150,8 @@ rvg_status rvg_augment_sample(float *out, const rvg_dataset *d, const rvg_augmen
  * torchvision's Grayscale), exactly the image itself where R = G = B, normalised with mean[0] and
  * std[0]. For single images (`repvgg predict IMG`); a data set goes through the loader.
  * Errors: RVG_STATUS_IO / RVG_STATUS_BAD_FORMAT naming the file (missing, not JPEG/PNG, corrupt),
- * RVG_STATUS_BAD_ARGUMENT when *a asks for a random step (crop, flip, AutoAugment) or is invalid
- * or channels is not 1 or 3, RVG_STATUS_NO_MEMORY. */
+ * RVG_STATUS_BAD_ARGUMENT when *a asks for a random step (crop, flip, AutoAugment, erasing) or is
+ * invalid or channels is not 1 or 3, RVG_STATUS_NO_MEMORY. */
 rvg_status rvg_image_load(float *out, const char *path, int64_t channels, const rvg_augment *a);
 
 typedef struct rvg_loader rvg_loader;

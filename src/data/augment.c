@@ -1,11 +1,12 @@
-/* augment.c - one sample's augmentation: geometry, flip, AutoAugment, normalisation.
+/* augment.c - one sample's augmentation: geometry, flip, AutoAugment, normalisation, erasing.
  *
  * The order and the parameter draws follow torchvision's recipes: RandomResizedCrop or RandomCrop
  * (padding) or Resize+CenterCrop, then RandomHorizontalFlip, then AutoAugment, then ToTensor and
- * Normalize. Bilinear resampling is torch's interpolate(align_corners=False, antialias=False), in
- * float, so the resized pixels are not rounded to uint8 unless AutoAugment (which works on uint8,
- * as on PIL images) runs. All randomness comes from the sample's own counter-based stream.
- * Not here: antialiased downscaling (PIL's default), colour jitter, RandAugment, mixup.
+ * Normalize, then RandomErasing. Bilinear resampling is torch's interpolate(align_corners=False,
+ * antialias=False), in float, so the resized pixels are not rounded to uint8 unless AutoAugment
+ * (which works on uint8, as on PIL images) runs. All randomness comes from the sample's own
+ * counter-based stream. Not here: antialiased downscaling (PIL's default), colour jitter,
+ * RandAugment, mixup.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -75,6 +76,9 @@ rvg_status rvg__augment_check(const rvg_dataset *d, const rvg_augment *a) {
         (a->crop_h == 0) != (a->crop_w == 0))
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "augment: crop window %lldx%lld out of range",
                          (long long)a->crop_h, (long long)a->crop_w);
+    if (!(a->erase_prob >= 0.f && a->erase_prob <= 1.f))
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "augment: erase probability %g not in [0, 1]",
+                         (double)a->erase_prob);
     int64_t crop_h, crop_w;
     crop_window(a, &crop_h, &crop_w);
     for (int64_t c = 0; c < d->c; c++)
@@ -181,6 +185,28 @@ void rvg__rrc_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j,
         *cw = w;
     *i = (h - *ch) / 2;
     *j = (w - *cw) / 2;
+}
+
+int rvg__erase_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j, int64_t *eh,
+                      int64_t *ew) {
+    const double smin = 0.02, smax = 1.0 / 3.0;
+    const double lr0 = log(0.3), lr1 = log(1.0 / 0.3);
+    double area = (double)h * (double)w;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = area * (smin + (smax - smin) * rvg__crng_uniform(r));
+        double aspect = exp(lr0 + (lr1 - lr0) * rvg__crng_uniform(r));
+        /* As torchvision: the height takes the aspect (RandomResizedCrop's width does). */
+        int64_t bh = (int64_t)rint(sqrt(target * aspect));
+        int64_t bw = (int64_t)rint(sqrt(target / aspect));
+        if (bh < 1 || bw < 1 || bh >= h || bw >= w)
+            continue;
+        *i = rvg__crng_below(r, h - bh + 1);
+        *j = rvg__crng_below(r, w - bw + 1);
+        *eh = bh;
+        *ew = bw;
+        return 1;
+    }
+    return 0;
 }
 
 static rvg_status reserve_f(float **p, size_t *cap, size_t n) {
@@ -306,6 +332,19 @@ rvg_status rvg__augment_one(float *out, const rvg_dataset *d, const rvg_augment 
         float *o = out + ch * oh * ow;
         for (int64_t p = 0; p < oh * ow; p++)
             o[p] = (g[p * c + ch] / 255.f - m) / sd;
+    }
+
+    /* 5. RandomErasing after Normalize, as torchvision places it: one box, the same in every
+     * channel, filled with zeros (the mean) or with a fresh N(0, 1) value per element. */
+    if (a->erase_prob > 0.f && rvg__crng_uniform(&r) < (double)a->erase_prob) {
+        int64_t ei, ej, eh, ew;
+        if (rvg__erase_params(&r, oh, ow, &ei, &ej, &eh, &ew))
+            for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t y = ei; y < ei + eh; y++) {
+                    float *o = out + (ch * oh + y) * ow;
+                    for (int64_t x = ej; x < ej + ew; x++)
+                        o[x] = a->erase_noise ? rvg__crng_normal(&r) : 0.f;
+                }
     }
     return RVG_OK;
 }

@@ -7,6 +7,8 @@
  * count and of thread timing. Not cryptographic, and not torch's generator: augmentation draws
  * are statistically like torchvision's, not the same numbers.
  */
+#include <math.h>
+
 #include "data/data_impl.h"
 
 static uint64_t mix64(uint64_t z) {
@@ -46,4 +48,11 @@ int64_t rvg__crng_below(rvg__crng *r, int64_t n) {
         x = rvg__crng_u64(r);
     } while (x < threshold);
     return (int64_t)(x % un);
+}
+
+float rvg__crng_normal(rvg__crng *r) {
+    /* 1 - u lies in (0, 1], so the logarithm is finite; one of the pair is used, which keeps
+     * the draw a pure function of the stream position. */
+    double u1 = 1.0 - rvg__crng_uniform(r), u2 = rvg__crng_uniform(r);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }

@@ -29,10 +29,11 @@ rvg_status rvg_image_load(float *out, const char *path, int64_t channels, const 
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "image: %s: images decode to 3 channels (RGB) or 1 (grey), not %lld", path,
                          (long long)channels);
-    if (a->random_resized_crop || a->hflip || a->autoaugment || a->random_crop_pad > 0)
+    if (a->random_resized_crop || a->hflip || a->autoaugment || a->random_crop_pad > 0 ||
+        a->erase_prob > 0.f)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "image: %s: the single-image transform must be deterministic (no random "
-                         "crop, flip or AutoAugment)",
+                         "crop, flip, AutoAugment or erasing)",
                          path);
     char *paths[1] = {(char *)path}; /* borrowed: the data set below is never freed */
     int32_t label = 0;
