@@ -301,7 +301,8 @@ static int image_transform(rvg_augment *aug, const rvg_dict *d, const char *wpat
     int64_t msize = 224;
     int have = train_get_norm_meta(d, in_ch, aug->mean, aug->std, &msize);
     const char *ev = rvg_dict_meta(d, "repvgg.eval");
-    if (have < 0 || (ev && strcmp(ev, "resize") != 0 && strcmp(ev, "center-crop") != 0)) {
+    if (have < 0 ||
+        (ev && strcmp(ev, TRAIN_EVAL_RESIZE) != 0 && strcmp(ev, TRAIN_EVAL_CENTER_CROP) != 0)) {
         fprintf(stderr, "repvgg predict: %s: malformed repvgg.mean/std/size/eval metadata\n",
                 wpath);
         return 1;
@@ -324,7 +325,7 @@ static int image_transform(rvg_augment *aug, const rvg_dict *d, const char *wpat
         }
     aug->out_h = aug->out_w = size ? size : msize;
     /* recorded weights without repvgg.eval predate it: the centre crop, as before */
-    aug->center_crop_eval = shape >= 0 ? shape : !(ev && strcmp(ev, "resize") == 0);
+    aug->center_crop_eval = shape >= 0 ? shape : !(ev && strcmp(ev, TRAIN_EVAL_RESIZE) == 0);
     return 0;
 }
 

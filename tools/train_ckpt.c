@@ -202,7 +202,8 @@ rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dat
     RVG_TRY(rvg_dict_set_meta(d, "repvgg.size", buf));
     /* rvg_augment_defaults: folders evaluate with the centre crop, the other sets resized */
     const int folder = strncmp(c->data, "folder:", 7) == 0;
-    RVG_TRY(rvg_dict_set_meta(d, "repvgg.eval", folder ? "center-crop" : "resize"));
+    RVG_TRY(
+        rvg_dict_set_meta(d, "repvgg.eval", folder ? TRAIN_EVAL_CENTER_CROP : TRAIN_EVAL_RESIZE));
     return names ? set_labels_meta(d, names, c->classes) : RVG_OK;
 }
 

@@ -92,6 +92,9 @@ rvg_status train_strip_state(rvg_dict *d);
  * repeats on image files; and, when names is not NULL, repvgg.labels, the JSON array of its
  * class names, which predict prints. */
 rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dataset *names);
+/* The two values of repvgg.eval, written here and read by `repvgg predict`. */
+#define TRAIN_EVAL_RESIZE "resize"
+#define TRAIN_EVAL_CENTER_CROP "center-crop"
 /* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
  */
 int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);
