@@ -460,12 +460,18 @@ static void aug_none(rvg_augment *a, int64_t h, int64_t w) {
         a->std[c] = 1.f;
 }
 
-static void test_augment_small(void) {
-    printf("augment (small images)\n");
+/* test_idx's 12x10 grey training set (idx_pixel values), or NULL after a failed check. */
+static rvg_dataset *open_test_idx(void) {
     char spec[1100];
     snprintf(spec, sizeof spec, "idx:%s/idx", g_tmp);
     rvg_dataset *d = NULL;
     CHECK_OK(rvg_dataset_open(&d, spec, RVG_SPLIT_TRAIN, 0));
+    return d;
+}
+
+static void test_augment_small(void) {
+    printf("augment (small images)\n");
+    rvg_dataset *d = open_test_idx();
     if (!d)
         return;
     const int64_t H = 12, W = 10;
@@ -659,10 +665,7 @@ static void erased_box(const float *out, int64_t H, int64_t W, int64_t *n0, int6
 
 static void test_random_erasing(void) {
     printf("random erasing\n");
-    char spec[1100];
-    snprintf(spec, sizeof spec, "idx:%s/idx", g_tmp);
-    rvg_dataset *d = NULL;
-    CHECK_OK(rvg_dataset_open(&d, spec, RVG_SPLIT_TRAIN, 0));
+    rvg_dataset *d = open_test_idx();
     if (!d)
         return;
     const int64_t H = 12, W = 10;
@@ -778,6 +781,7 @@ static void test_random_erasing(void) {
             snprintf(path, sizeof path, "%s/cifar-10-batches-bin/test_batch.bin", dir);
         write_cifar(path, (b - 1) * 3, 3, 0, 0, 0);
     }
+    char spec[1100];
     snprintf(spec, sizeof spec, "cifar10:%s", dir);
     CHECK_OK(rvg_dataset_open(&d, spec, RVG_SPLIT_TRAIN, 0));
     if (!d)

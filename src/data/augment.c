@@ -148,17 +148,24 @@ void rvg__resize_bilinear(float *out, int64_t oh, int64_t ow, const uint8_t *src
     }
 }
 
+/* The box both RandomResizedCrop and RandomErasing try: an area uniform in [smin, smax] of the
+ * image's, an aspect log-uniform in [rmin, rmax]; *along = round(sqrt(area * aspect)), the side
+ * the aspect lengthens, *across = round(sqrt(area / aspect)). */
+static void draw_box(rvg__crng *r, int64_t h, int64_t w, double smin, double smax, double rmin,
+                     double rmax, int64_t *along, int64_t *across) {
+    const double lr0 = log(rmin), lr1 = log(rmax);
+    double target = (double)h * (double)w * (smin + (smax - smin) * rvg__crng_uniform(r));
+    double aspect = exp(lr0 + (lr1 - lr0) * rvg__crng_uniform(r));
+    /* Python's round() is half-to-even, as rint() in the default rounding mode. */
+    *along = (int64_t)rint(sqrt(target * aspect));
+    *across = (int64_t)rint(sqrt(target / aspect));
+}
+
 void rvg__rrc_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j, int64_t *ch,
                      int64_t *cw) {
-    const double smin = 0.08, smax = 1.0;
-    const double lr0 = log(3.0 / 4.0), lr1 = log(4.0 / 3.0);
-    double area = (double)h * (double)w;
     for (int attempt = 0; attempt < 10; attempt++) {
-        double target = area * (smin + (smax - smin) * rvg__crng_uniform(r));
-        double aspect = exp(lr0 + (lr1 - lr0) * rvg__crng_uniform(r));
-        /* Python's round() is half-to-even, as rint() in the default rounding mode. */
-        int64_t cww = (int64_t)rint(sqrt(target * aspect));
-        int64_t chh = (int64_t)rint(sqrt(target / aspect));
+        int64_t cww, chh;
+        draw_box(r, h, w, 0.08, 1.0, 3.0 / 4.0, 4.0 / 3.0, &cww, &chh);
         if (cww > 0 && cww <= w && chh > 0 && chh <= h) {
             *i = rvg__crng_below(r, h - chh + 1);
             *j = rvg__crng_below(r, w - cww + 1);
@@ -189,15 +196,10 @@ void rvg__rrc_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j,
 
 int rvg__erase_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j, int64_t *eh,
                       int64_t *ew) {
-    const double smin = 0.02, smax = 1.0 / 3.0;
-    const double lr0 = log(0.3), lr1 = log(1.0 / 0.3);
-    double area = (double)h * (double)w;
     for (int attempt = 0; attempt < 10; attempt++) {
-        double target = area * (smin + (smax - smin) * rvg__crng_uniform(r));
-        double aspect = exp(lr0 + (lr1 - lr0) * rvg__crng_uniform(r));
         /* As torchvision: the height takes the aspect (RandomResizedCrop's width does). */
-        int64_t bh = (int64_t)rint(sqrt(target * aspect));
-        int64_t bw = (int64_t)rint(sqrt(target / aspect));
+        int64_t bh, bw;
+        draw_box(r, h, w, 0.02, 1.0 / 3.0, 0.3, 1.0 / 0.3, &bh, &bw);
         if (bh < 1 || bw < 1 || bh >= h || bw >= w)
             continue;
         *i = rvg__crng_below(r, h - bh + 1);
