@@ -28,6 +28,8 @@ uint64_t rvg__crng_u64(rvg__crng *r);
 double rvg__crng_uniform(rvg__crng *r);
 /* Uniform integer in [0, n), unbiased (rejection); n >= 1. */
 int64_t rvg__crng_below(rvg__crng *r, int64_t n);
+/* A standard normal draw (Box-Muller on two uniforms; the fill of erase_noise). */
+float rvg__crng_normal(rvg__crng *r);
 
 /* ---- images (image_decode.c) ----------------------------------------------------------------- */
 
@@ -109,15 +111,14 @@ void rvg__resize_bilinear(float *out, int64_t oh, int64_t ow, const uint8_t *src
 void rvg__rrc_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j, int64_t *ch,
                      int64_t *cw);
 
-/* torchvision's AutoAugment(AutoAugmentPolicy.IMAGENET) on img (h, w, c) in place; tmp has room
- * for the same size. c is 1 or 3. */
 /* torchvision RandomErasing.get_params for an h x w image with scale (0.02, 1/3) and ratio
  * (0.3, 3.3): up to 10 tries of area and log-uniform aspect, the box's height
  * round(sqrt(area * aspect)); returns 0 (erase nothing) when no try fits strictly inside. */
 int rvg__erase_params(rvg__crng *r, int64_t h, int64_t w, int64_t *i, int64_t *j, int64_t *eh,
                       int64_t *ew);
-/* A standard normal draw (Box-Muller on two uniforms; the fill of erase_noise). */
-float rvg__crng_normal(rvg__crng *r);
+
+/* torchvision's AutoAugment(AutoAugmentPolicy.IMAGENET) on img (h, w, c) in place; tmp has room
+ * for the same size. c is 1 or 3. */
 void rvg__autoaugment(uint8_t *img, uint8_t *tmp, int64_t h, int64_t w, int64_t c, rvg__crng *r);
 
 /* One AutoAugment operation, exposed so tests can check them one by one. op is the index in the
