@@ -285,6 +285,12 @@ static void wino_out_tiles(const task *t, const wgeom *g, const float *M, int64_
             wino_out_tile(t, g, M + (b8 - b0) * mbs + (tt - tt0) * 8, ms, mbs, b8, tt);
 }
 
+/* Whether input block cb of layer run t was written by another thread than tid in the run
+ * before (own: that run's owner array). */
+static inline int block_remote(const int64_t *own, int64_t cb, const task *t, int tid) {
+    return OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
+}
+
 /* The whole input transform of a WINO_BLOCKS layer into this thread's V, the channel blocks that
  * this thread wrote in the previous layer first (rvg_engine.owner): the other threads' blocks
  * come from their cores' caches, which took ~40% of the transform's time on 2 threads (0.041-0.045
@@ -293,12 +299,6 @@ static void wino_out_tiles(const task *t, const wgeom *g, const float *M, int64_
  * layer was not WINO_BLOCKS the owners are unknown and the order is plain; the order never
  * changes V. A0 and B0 at batch 1 on 2 threads, 6 alternating rounds of `bench_infer --json`:
  * 1.001-1.021x and 1.001-1.022x faster (median ~1.01). */
-/* Whether input block cb of layer run t was written by another thread than tid in the run
- * before (own: that run's owner array). */
-static inline int block_remote(const int64_t *own, int64_t cb, const task *t, int tid) {
-    return OWNER_SEQ(own[cb]) == t->seq - 1 && OWNER_TID(own[cb]) != tid;
-}
-
 static void wino_in_local_first(const task *t, const wgeom *g, float *V, int tid) {
     const layer_plan *p = t->p;
     const int64_t *own = t->e->owner[(t->seq - 1) & 1];
