@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "block_fused_impl.h"
+#include "core/compiler_impl.h"
 #include "core/parallel_impl.h"
 
 /* Below this many floats a pass runs on one thread: waking helpers costs more than it saves. */
@@ -38,13 +39,27 @@ static int threads_for(int64_t elems) { return elems < PAR_MIN_ELEMS ? 1 : rvg__
 #define MIN_ITEMS_PER_THREAD 4
 #define MAX_CB 64
 
-static int64_t chan_block(int64_t K, int64_t per_chan, int nt) {
+/* Small planes (HW <= SMALL_HW: A0's every layer at a 28x28 or 32x32 input). Summed plane by plane
+ * a 2x2 plane is four scalar additions and the per-plane overhead around them, and the 1x1 planes
+ * of the last stage are pure overhead: those passes took 2-3 ns per element. There, an item's
+ * run of cb*HW floats (cb channels of one image, contiguous) is instead processed as one vector:
+ * sums are kept per position (channel, q) over the images, in double, and each channel's HW
+ * position sums are added at the end; per-channel constants are expanded to the run once per
+ * item. A channel's sum is still fixed by the shape alone. SMALL_RUN bounds the run, so an item's
+ * per-position arrays (at most 4 double and 4 float rows) stay in L1 and on the stack. */
+#define SMALL_HW 16
+#define STATS_SMALL_HW 256
+#define SMALL_RUN 1024
+
+static int64_t chan_block(int64_t K, int64_t HW, int64_t per_chan, int nt) {
     int64_t cb = (BLOCK_ELEMS + per_chan - 1) / per_chan;
     int64_t most = K / ((int64_t)nt * MIN_ITEMS_PER_THREAD);
     if (cb > most)
         cb = most;
     if (cb > MAX_CB)
         cb = MAX_CB;
+    if (HW <= STATS_SMALL_HW && cb > SMALL_RUN / HW)
+        cb = SMALL_RUN / HW;
     return cb < 1 ? 1 : cb;
 }
 
@@ -76,6 +91,22 @@ static inline double plane_sum(const float *p, int64_t HW) {
     PLANE_LANES(STEP);
 #undef STEP
     return (l0 + l1) + (l2 + l3);
+}
+
+/* the same over HW per-position sums */
+static inline double plane_sum_d(const double *p, int64_t HW) {
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+#define STEP(r, i) l##r += p[i]
+    PLANE_LANES(STEP);
+#undef STEP
+    return (l0 + l1) + (l2 + l3);
+}
+
+/* a[q] = v[q / HW] for q < cb * HW: per-channel constants spread over a run of small planes */
+static inline void expand_f(float *restrict a, const float *restrict v, int64_t cb, int64_t HW) {
+    for (int64_t k = 0; k < cb; k++)
+        for (int64_t q = 0; q < HW; q++)
+            a[k * HW + q] = v[k];
 }
 
 /* sums over the plane of p and of p^2, added to *sum and *sq */
@@ -114,9 +145,33 @@ typedef struct {
     double *sum, *sq; /* (C) each, in the caller's scratch */
 } stats_job;
 
+/* sum_pass on small planes (see SMALL_HW): sums per position, then per channel */
+static void sum_pass_small(const stats_job *j, int64_t k0, int64_t cb) {
+    const int64_t HW = j->HW, L = cb * HW;
+    double s[SMALL_RUN], q[SMALL_RUN];
+    for (int64_t e = 0; e < L; e++)
+        s[e] = q[e] = 0.0;
+    for (int64_t i = 0; i < j->N; i++) {
+        const float *restrict p = j->x + (i * j->C + k0) * HW;
+        for (int64_t e = 0; e < L; e++) {
+            const double v = p[e];
+            s[e] += v;
+            q[e] += v * v;
+        }
+    }
+    for (int64_t k = 0; k < cb; k++) {
+        j->sum[k0 + k] = plane_sum_d(s + k * HW, HW);
+        j->sq[k0 + k] = plane_sum_d(q + k * HW, HW);
+    }
+}
+
 static void sum_pass(void *ctx, int64_t item, int tid) {
     const stats_job *j = ctx;
     const int64_t k0 = item * j->cb, cb = k0 + j->cb <= j->C ? j->cb : j->C - k0, HW = j->HW;
+    if (HW <= STATS_SMALL_HW) {
+        sum_pass_small(j, k0, cb);
+        return;
+    }
     double s[MAX_CB] = {0}, q[MAX_CB] = {0};
     for (int64_t i = 0; i < j->N; i++) {
         const float *p = j->x + (i * j->C + k0) * HW;
@@ -133,7 +188,7 @@ void rvg__bn_stats(float *mean, float *istd, float *running_mean, float *running
                    const float *x, int64_t N, int64_t C, int64_t HW, float momentum, float eps,
                    double *buf, const rvg__bn_sync *sync) {
     int nt = threads_for(N * C * HW);
-    int64_t cb = chan_block(C, N * HW, nt);
+    int64_t cb = chan_block(C, HW, N * HW, nt);
     stats_job j = {x, N, C, HW, cb, buf, buf + C};
     int64_t items = (C + cb - 1) / cb;
     rvg__par_run(items, nt, sum_pass, &j);
@@ -172,64 +227,116 @@ typedef struct {
     float *s, *out;
     const rvg__bn_term *t;
     int nt;
-    int64_t K, HW, planes_per_item, planes;
+    int64_t N, K, HW;
+    int64_t per; /* channels per item (small planes), else planes per item */
 } sum_job;
 
-/* d = b + sum_j a[j] * x_j over one plane, with nt a constant in each loop so it vectorizes */
-static void bn_sum_plane(float *restrict d, const float *const in[3], const float a[3], float b,
-                         int nt, int64_t HW) {
+/* d = b + sum_j a[j] * x_j over n values, with nt a constant in each loop so it vectorizes. a and
+ * b are per-value arrays (astride 1) or one constant each (astride 0); inlined, so that each
+ * caller's loop is compiled for its stride. */
+static RVG__ALWAYS_INLINE void bn_sum_run(float *restrict d, const float *const in[3], const float *const a[3],
+                       const float *b, int64_t astride, int nt, int64_t n) {
     const float *restrict x0 = in[0], *restrict x1 = in[1], *restrict x2 = in[2];
+    const float *restrict a0 = a[0], *restrict a1 = a[1], *restrict a2 = a[2];
     if (nt == 1)
-        for (int64_t p = 0; p < HW; p++)
-            d[p] = b + a[0] * x0[p];
+        for (int64_t p = 0; p < n; p++)
+            d[p] = b[p * astride] + a0[p * astride] * x0[p];
     else if (nt == 2)
-        for (int64_t p = 0; p < HW; p++) {
-            float v = b + a[0] * x0[p];
-            d[p] = v + a[1] * x1[p];
+        for (int64_t p = 0; p < n; p++) {
+            float v = b[p * astride] + a0[p * astride] * x0[p];
+            d[p] = v + a1[p * astride] * x1[p];
         }
     else
-        for (int64_t p = 0; p < HW; p++) {
-            float v = b + a[0] * x0[p];
-            v += a[1] * x1[p];
-            d[p] = v + a[2] * x2[p];
+        for (int64_t p = 0; p < n; p++) {
+            float v = b[p * astride] + a0[p * astride] * x0[p];
+            v += a1[p * astride] * x1[p];
+            d[p] = v + a2[p * astride] * x2[p];
         }
 }
 
-/* item = a run of planes_per_item consecutive (image, channel) planes */
-static void sum_item(void *ctx, int64_t item, int tid) {
+static void relu_run(float *o, const float *d, int64_t n) { /* o may be d */
+    for (int64_t p = 0; p < n; p++)
+        o[p] = d[p] > 0 ? d[p] : 0;
+}
+
+/* channel k's scale a_j = gamma_j * istd_j of every branch, and shift b = sum_j (beta_j - mean_j *
+ * a_j) */
+static inline float sum_coefs(const sum_job *j, int64_t k, float a[3]) {
+    float b = 0;
+    for (int q = 0; q < j->nt; q++) {
+        a[q] = j->t[q].gamma[k] * j->t[q].istd[k];
+        b += j->t[q].beta[k] - j->t[q].mean[k] * a[q];
+    }
+    return b;
+}
+
+/* item = a run of j->per consecutive (image, channel) planes */
+static void sum_item_planes(void *ctx, int64_t item, int tid) {
     const sum_job *j = ctx;
     const int64_t HW = j->HW;
-    int64_t p0 = item * j->planes_per_item, p1 = p0 + j->planes_per_item;
-    if (p1 > j->planes)
-        p1 = j->planes;
+    int64_t p0 = item * j->per, p1 = p0 + j->per;
+    if (p1 > j->N * j->K)
+        p1 = j->N * j->K;
     for (int64_t plane = p0; plane < p1; plane++) {
-        int64_t k = plane % j->K;
-        float a[3] = {0, 0, 0}, b = 0;
-        const float *in[3] = {NULL, NULL, NULL};
-        for (int q = 0; q < j->nt; q++) {
-            a[q] = j->t[q].gamma[k] * j->t[q].istd[k];
-            b += j->t[q].beta[k] - j->t[q].mean[k] * a[q];
+        float a[3] = {0, 0, 0};
+        const float b = sum_coefs(j, plane % j->K, a);
+        const float *in[3] = {NULL, NULL, NULL}, *ap[3] = {&a[0], &a[1], &a[2]};
+        for (int q = 0; q < j->nt; q++)
             in[q] = j->t[q].x + plane * HW;
-        }
         float *so = j->s ? j->s + plane * HW : NULL, *o = j->out ? j->out + plane * HW : NULL;
         float *d = so ? so : o;
-        bn_sum_plane(d, in, a, b, j->nt, HW);
+        bn_sum_run(d, in, ap, &b, 0, j->nt, HW);
         if (o)
-            for (int64_t p = 0; p < HW; p++)
-                o[p] = d[p] > 0 ? d[p] : 0;
+            relu_run(o, d, HW);
+    }
+}
+
+/* Small planes (see SMALL_HW): item = a block of j->per channels, image by image, each image's
+ * cb*HW floats as one loop with the constants spread over the run. (Made plane by plane, the
+ * constants cost more than the sum at the 1x1 planes of the last stage.) */
+static void sum_item_small(void *ctx, int64_t item, int tid) {
+    const sum_job *j = ctx;
+    const int64_t HW = j->HW, K = j->K, k0 = item * j->per, cb = k0 + j->per <= K ? j->per : K - k0;
+    const int64_t L = cb * HW;
+    float ae[3][SMALL_RUN], be[SMALL_RUN];
+    for (int64_t k = 0; k < cb; k++) {
+        float a[3] = {0, 0, 0};
+        const float b = sum_coefs(j, k0 + k, a);
+        for (int64_t q = 0; q < HW; q++) {
+            be[k * HW + q] = b;
+            for (int r = 0; r < j->nt; r++)
+                ae[r][k * HW + q] = a[r];
+        }
+    }
+    const float *ap[3] = {ae[0], ae[1], ae[2]};
+    for (int64_t i = 0; i < j->N; i++) {
+        const int64_t off = (i * K + k0) * HW;
+        float *so = j->s ? j->s + off : NULL, *o = j->out ? j->out + off : NULL;
+        float *d = so ? so : o;
+        const float *in[3] = {NULL, NULL, NULL};
+        for (int q = 0; q < j->nt; q++)
+            in[q] = j->t[q].x + off;
+        bn_sum_run(d, in, ap, be, 1, j->nt, L);
+        if (o)
+            relu_run(o, d, L);
     }
 }
 
 void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int nt, int64_t N,
                               int64_t K, int64_t HW) {
     int threads = threads_for(N * K * HW);
-    int64_t per = (BLOCK_ELEMS + HW - 1) / HW, most = N * K / ((int64_t)threads * MIN_ITEMS_PER_THREAD);
+    sum_job j = {s, out, t, nt, N, K, HW, 0};
+    if (HW <= SMALL_HW) {
+        j.per = chan_block(K, HW, N * HW, threads);
+        rvg__par_run((K + j.per - 1) / j.per, threads, sum_item_small, &j);
+        return;
+    }
+    int64_t per = (BLOCK_ELEMS + HW - 1) / HW;
+    const int64_t most = N * K / ((int64_t)threads * MIN_ITEMS_PER_THREAD);
     if (per > most)
         per = most;
-    if (per < 1)
-        per = 1;
-    sum_job j = {s, out, t, nt, K, HW, per, N * K};
-    rvg__par_run((N * K + per - 1) / per, threads, sum_item, &j);
+    j.per = per < 1 ? 1 : per;
+    rvg__par_run((N * K + j.per - 1) / j.per, threads, sum_item_planes, &j);
 }
 
 /* ---- backward ------------------------------------------------------------------------------
@@ -254,6 +361,17 @@ static void bwd_sums(void *ctx, int64_t item, int tid) {
     const int64_t N = J->N, K = J->K, HW = J->HW, k0 = item * J->cb;
     const int64_t cb = k0 + J->cb <= K ? J->cb : K - k0;
     double sum_ds[MAX_CB] = {0}, sum_dsx[3][MAX_CB] = {{0}};
+    const int small = HW <= SMALL_HW; /* sums per position (see SMALL_HW) */
+    const int64_t L = cb * HW;
+    double acc[4][SMALL_RUN]; /* sum of ds, then of ds * (x_j - mean_j), per position */
+    float me[3][SMALL_RUN];   /* mean_j spread over the run */
+    if (small)
+        for (int j = 0; j <= nt; j++) {
+            for (int64_t e = 0; e < L; e++)
+                acc[j][e] = 0.0;
+            if (j < nt)
+                expand_f(me[j], J->t[j].mean + k0, cb, HW);
+        }
     for (int64_t i = 0; i < N; i++) {
         const float *g = J->ds + (i * K + k0) * HW;
         if (J->ds_out) { /* the ReLU's backward, while these planes are read anyway */
@@ -265,6 +383,19 @@ static void bwd_sums(void *ctx, int64_t item, int tid) {
                 d[q] = out[q] > 0 ? v : 0.0f;
             }
         }
+        if (small) {
+            const float *restrict gr = g;
+            double *restrict a0 = acc[0];
+            for (int64_t e = 0; e < L; e++)
+                a0[e] += gr[e];
+            for (int j = 0; j < nt; j++) {
+                const float *restrict x = J->t[j].x + (i * K + k0) * HW, *restrict m = me[j];
+                double *restrict aj = acc[1 + j];
+                for (int64_t e = 0; e < L; e++)
+                    aj[e] += (double)gr[e] * (x[e] - m[e]);
+            }
+            continue;
+        }
         for (int64_t k = 0; k < cb; k++)
             sum_ds[k] += plane_sum(g + k * HW, HW);
         for (int j = 0; j < nt; j++) {
@@ -273,6 +404,12 @@ static void bwd_sums(void *ctx, int64_t item, int tid) {
                 sum_dsx[j][k] += plane_dot_centered(g + k * HW, x + k * HW, HW, mean[k]);
         }
     }
+    if (small)
+        for (int64_t k = 0; k < cb; k++) {
+            sum_ds[k] = plane_sum_d(acc[0] + k * HW, HW);
+            for (int j = 0; j < nt; j++)
+                sum_dsx[j][k] = plane_sum_d(acc[1 + j] + k * HW, HW);
+        }
     for (int64_t k = 0; k < cb; k++) {
         double *b = J->buf + (k0 + k) * (nt + 1);
         b[0] = sum_ds[k];
@@ -305,6 +442,20 @@ static void bwd_grads(void *ctx, int64_t item, int tid) {
             proj[k] = (float)(is * is * b[1 + j] / J->n);
         }
         const float *mean = J->t[j].mean + k0;
+        if (HW <= SMALL_HW) { /* one loop over the item's run per image (see SMALL_HW) */
+            const int64_t L = cb * HW;
+            float ce[SMALL_RUN], mde[SMALL_RUN], me[SMALL_RUN], pre[SMALL_RUN];
+            expand_f(ce, coef, cb, HW), expand_f(mde, mean_ds, cb, HW);
+            expand_f(me, mean, cb, HW), expand_f(pre, proj, cb, HW);
+            for (int64_t i = 0; i < N; i++) {
+                const float *restrict g = J->ds + (i * K + k0) * HW;
+                const float *restrict x = J->t[j].x + (i * K + k0) * HW;
+                float *restrict d = J->dz[j] + (i * K + k0) * HW;
+                for (int64_t e = 0; e < L; e++)
+                    d[e] = ce[e] * (g[e] - mde[e] - (x[e] - me[e]) * pre[e]);
+            }
+            continue;
+        }
         for (int64_t i = 0; i < N; i++) {
             const float *g = J->ds + (i * K + k0) * HW, *x = J->t[j].x + (i * K + k0) * HW;
             float *d = J->dz[j] + (i * K + k0) * HW;
@@ -324,7 +475,7 @@ static void bn_backward(float *const dz[3], float *const dgamma[3], float *const
                         const rvg__bn_term *t, int nt, int64_t N, int64_t K, int64_t HW,
                         double *buf, const rvg__bn_sync *sync) {
     int threads = threads_for(N * K * HW);
-    int64_t cb = chan_block(K, N * HW, threads), items = (K + cb - 1) / cb;
+    int64_t cb = chan_block(K, HW, N * HW, threads), items = (K + cb - 1) / cb;
     bwd_job j = {dz, dgamma, dbeta, ds, ds_out, dout, out, t, nt, N, K, HW, cb, buf,
                  (double)(N * HW)};
     rvg__par_run(items, threads, bwd_sums, &j);
