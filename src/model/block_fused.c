@@ -84,23 +84,18 @@ static int64_t chan_block(int64_t K, int64_t HW, int64_t per_chan, int nt) {
             step(2, q + 2);                                                                       \
     } while (0)
 
-/* sum over the plane of p */
-static inline double plane_sum(const float *p, int64_t HW) {
-    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
-#define STEP(r, i) l##r += p[i]
-    PLANE_LANES(STEP);
-#undef STEP
-    return (l0 + l1) + (l2 + l3);
-}
-
-/* the same over HW per-position sums */
-static inline double plane_sum_d(const double *p, int64_t HW) {
-    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
-#define STEP(r, i) l##r += p[i]
-    PLANE_LANES(STEP);
-#undef STEP
-    return (l0 + l1) + (l2 + l3);
-}
+/* plane_sum: sum over the plane of p; plane_sum_d: the same over HW per-position sums */
+#define DEFINE_PLANE_SUM(name, T)                                                                  \
+    static inline double name(const T *p, int64_t HW) {                                            \
+        double l0 = 0, l1 = 0, l2 = 0, l3 = 0;                                                     \
+        PLANE_LANES(PLANE_SUM_STEP);                                                               \
+        return (l0 + l1) + (l2 + l3);                                                              \
+    }
+#define PLANE_SUM_STEP(r, i) l##r += p[i]
+DEFINE_PLANE_SUM(plane_sum, float)
+DEFINE_PLANE_SUM(plane_sum_d, double)
+#undef PLANE_SUM_STEP
+#undef DEFINE_PLANE_SUM
 
 /* a[q] = v[q / HW] for q < cb * HW: per-channel constants spread over a run of small planes */
 static inline void expand_f(float *restrict a, const float *restrict v, int64_t cb, int64_t HW) {
