@@ -28,25 +28,28 @@
 static int threads_for(int64_t elems) { return elems < PAR_MIN_ELEMS ? 1 : rvg__par_threads(); }
 
 /* ---- work items ------------------------------------------------------------------------------
- * Every pass works on whole channels: an item is a block of consecutive channels, visited image by
- * image, so each step reads one contiguous run of cb*HW floats and the per-channel sums of the block
- * are independent dependency chains the CPU overlaps. (One channel per item, as first written,
- * read 16 bytes of every cache line at the 2x2 and 1x1 layers of a 28x28 network and paid one
- * atomic claim per 4 floats.) A block holds about BLOCK_ELEMS floats, and there are at least
- * MIN_ITEMS_PER_THREAD items per thread so a late thread finds little left. The order of every sum
- * is fixed by the channel alone, never by the block size or the thread count. */
+ * Every reduction works on whole channels: an item is a block of consecutive channels, visited
+ * image by image, so each step reads one contiguous run of cb*HW floats and the per-channel sums
+ * of the block are independent dependency chains the CPU overlaps. (One channel per item, as
+ * first written, read 16 bytes of every cache line at the 2x2 and 1x1 layers of a 28x28 network
+ * and paid one atomic claim per 4 floats.) A block holds about BLOCK_ELEMS floats, and there are
+ * at least MIN_ITEMS_PER_THREAD items per thread so a late thread finds little left. The order of
+ * every sum is fixed by the channel alone, never by the block size or the thread count. (The
+ * forward's elementwise sum + ReLU on large planes takes runs of whole planes instead.) */
 #define BLOCK_ELEMS 8192
 #define MIN_ITEMS_PER_THREAD 4
 #define MAX_CB 64
 
-/* Small planes (HW <= SMALL_HW: A0's every layer at a 28x28 or 32x32 input). Summed plane by plane
- * a 2x2 plane is four scalar additions and the per-plane overhead around them, and the 1x1 planes
- * of the last stage are pure overhead: those passes took 2-3 ns per element. There, an item's
- * run of cb*HW floats (cb channels of one image, contiguous) is instead processed as one vector:
- * sums are kept per position (channel, q) over the images, in double, and each channel's HW
- * position sums are added at the end; per-channel constants are expanded to the run once per
- * item. A channel's sum is still fixed by the shape alone. SMALL_RUN bounds the run, so an item's
- * per-position arrays (at most 4 double and 4 float rows) stay in L1 and on the stack. */
+/* Small planes (HW <= SMALL_HW, 4x4 and below: stages 2-4 of A0 at a 28x28 or 32x32 input; for
+ * the statistics HW <= STATS_SMALL_HW, 16x16, all of it). Summed plane by plane a 2x2 plane is
+ * four scalar additions inside per-plane overhead, and at the 1x1 planes of the last stage the
+ * overhead is all there is: those passes took 2-3 ns per element. There, an item's run of cb*HW
+ * floats (cb channels of one image, contiguous) is instead processed as one vector: sums are kept
+ * per position (channel, q) over the images, in double, and each channel's HW position sums are
+ * added at the end; per-channel constants are expanded to the run once per item. A channel's sum
+ * is still fixed by the shape alone. SMALL_RUN bounds the run, so an item's per-position arrays
+ * (at most 4 double and 4 float rows) stay in L1 and on the stack. Larger planes gained nothing
+ * from it (bench_bn: the 16x16 and 8x8 backward and sum+ReLU), and stay plane by plane. */
 #define SMALL_HW 16
 #define STATS_SMALL_HW 256
 #define SMALL_RUN 1024
@@ -229,8 +232,9 @@ typedef struct {
 /* d = b + sum_j a[j] * x_j over n values, with nt a constant in each loop so it vectorizes. a and
  * b are per-value arrays (astride 1) or one constant each (astride 0); inlined, so that each
  * caller's loop is compiled for its stride. */
-static RVG__ALWAYS_INLINE void bn_sum_run(float *restrict d, const float *const in[3], const float *const a[3],
-                       const float *b, int64_t astride, int nt, int64_t n) {
+static RVG__ALWAYS_INLINE void bn_sum_run(float *restrict d, const float *const in[3],
+                                          const float *const a[3], const float *b,
+                                          int64_t astride, int nt, int64_t n) {
     const float *restrict x0 = in[0], *restrict x1 = in[1], *restrict x2 = in[2];
     const float *restrict a0 = a[0], *restrict a1 = a[1], *restrict a2 = a[2];
     if (nt == 1)
