@@ -297,16 +297,16 @@ static void sum_item_small(void *ctx, int64_t item, int tid) {
     const sum_job *j = ctx;
     const int64_t HW = j->HW, K = j->K, k0 = item * j->per, cb = k0 + j->per <= K ? j->per : K - k0;
     const int64_t L = cb * HW;
-    float ae[3][SMALL_RUN], be[SMALL_RUN];
+    float a[3][MAX_CB], b[MAX_CB], ae[3][SMALL_RUN], be[SMALL_RUN];
     for (int64_t k = 0; k < cb; k++) {
-        float a[3] = {0, 0, 0};
-        const float b = sum_coefs(j, k0 + k, a);
-        for (int64_t q = 0; q < HW; q++) {
-            be[k * HW + q] = b;
-            for (int r = 0; r < j->nt; r++)
-                ae[r][k * HW + q] = a[r];
-        }
+        float ak[3] = {0, 0, 0};
+        b[k] = sum_coefs(j, k0 + k, ak);
+        for (int r = 0; r < j->nt; r++)
+            a[r][k] = ak[r];
     }
+    expand_f(be, b, cb, HW);
+    for (int r = 0; r < j->nt; r++)
+        expand_f(ae[r], a[r], cb, HW);
     const float *ap[3] = {ae[0], ae[1], ae[2]};
     for (int64_t i = 0; i < j->N; i++) {
         const int64_t off = (i * K + k0) * HW;
