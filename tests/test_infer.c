@@ -73,18 +73,20 @@ typedef struct {
 } layer_case;
 
 /* A Winograd layer on one image or with few tiles runs as one phase, split into bands of tiles
- * or into output blocks (engine_wino.c, rvg__wino_mode_at), or as three phases over all threads; by default
- * the first runs try both (the engine's first run, which gave `got`, takes three phases). Forced
- * three phases, and one phase on the default threads and on 3 (bands and blocks split
- * unevenly), must give `got` bit for bit. */
+ * or into output blocks (engine_wino.c, rvg__wino_mode_at), or as three phases over all threads; by
+ * default the first runs try both (the engine's first run, which gave `got`, takes three phases).
+ * Forced three phases, and one phase on the default threads, on 3 (bands and blocks split unevenly)
+ * and with bands in parts of 12 tiles (band_bytes 1), must give `got` bit for bit. */
 static void check_modes(const char *what, const rvg_infer_layer *L, const layer_case *t,
                           const rvg_engine_opts *o, const float *got, const float *x, int64_t ny,
                           const float *fcw) {
     float fcb = 0.f, *y = malloc(sizeof(float) * (size_t)ny);
-    static const char *const names[3] = {"three phases", "one phase", "one phase on 3 threads"};
-    for (int v = 0; v < 3; v++) {
+    static const char *const names[4] = {"three phases", "one phase", "one phase on 3 threads",
+                                         "one phase, bands in parts"};
+    for (int v = 0; v < 4; v++) {
         rvg_engine_opts ov = *o;
         ov.fuse = v == 0 ? -1 : 1;
+        ov.band_bytes = v == 3 ? 1 : ov.band_bytes;
         rvg_engine *e = NULL;
         CHECK_OK(rvg_engine_new_opts(&e, L, 1, fcw, &fcb, 1, t->C, t->H, t->W, t->N + 1,
                                      v == 2 ? 3 : 0, &ov));

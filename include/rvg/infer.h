@@ -113,6 +113,12 @@ typedef struct {
                              the first runs try both ways, alternately, and each layer then keeps
                              the faster; 1: one phase; -1: three phases. The same results bit
                              for bit in every case; only speed differs. */
+    int64_t band_bytes;   /* 0: half the L2 cache (1 MiB where the system does not say). A
+                             thread's band of tiles in a Winograd layer with pre-transformed
+                             weights runs in parts whose transformed input and output (V and M)
+                             fit in this many bytes, at least 12 tiles each, so that they stay
+                             in L2 between the transforms and the GEMMs. Only speed depends
+                             on it. */
 } rvg_engine_opts;
 
 /* rvg_engine_new with options (opts may be NULL). The environment variables above override it. */

@@ -52,6 +52,16 @@ static void *ealloc(rvg_engine *e, size_t nbytes) {
     return rvg_alloc(nbytes ? nbytes : 64);
 }
 
+/* opts.band_bytes' default: half the L2 cache, where V and M of a band's part then stay with room
+ * for the weights streaming past (sysconf knows the size on glibc; 1 MiB elsewhere). */
+static int64_t default_band_bytes(void) {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 >= (64L << 10))
+        return (int64_t)l2 / 2;
+#endif
+    return 1 << 20;
+}
 
 static int env_is(const char *name, const char *value) {
     const char *v = getenv(name);
@@ -355,6 +365,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->nl = n_layers, e->in_ch = in_ch, e->H = H, e->W = W, e->max_batch = max_batch;
     e->otf = env_is("RVG_INFER_OTF", "0") ? 0 : env_is("RVG_INFER_OTF", "1") ? 1 : -1;
     e->fuse = env_is("RVG_INFER_FUSE", "0") ? -1 : env_is("RVG_INFER_FUSE", "1") ? 1 : o.fuse;
+    e->band_bytes = o.band_bytes > 0 ? o.band_bytes : default_band_bytes();
     if (e->fuse < -1 || e->fuse > 1) {
         int f = e->fuse;
         rvg_engine_free(e);
@@ -397,6 +408,9 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
                     continue;
                 if (mode == WINO_BANDS)
                     vt = mt = (T + (size_t)e->threads - 1) / (size_t)e->threads;
+                if (mode == WINO_BANDS && !rvg__wino_otf(e, p, N) &&
+                    vt > (size_t)rvg__wino_part_tiles(e, p)) /* in parts */
+                    vt = mt = (size_t)rvg__wino_part_tiles(e, p);
                 vt = nn * (vt * (size_t)p->CB * 8 + WINO_PLANE_PAD);
                 if (mode == WINO_BANDS && !rvg__wino_otf(e, p, N)) /* all blocks at once */
                     mt = nn * (mt * (size_t)p->KB16 * 16 + WINO_PLANE_PAD);

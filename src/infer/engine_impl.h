@@ -68,6 +68,7 @@ struct rvg_engine {
     int64_t wtmp_floats;     /* per thread */
     int otf;                 /* -1 auto, 0 never, 1 always (RVG_INFER_OTF) */
     int fuse;                /* opts.fuse: 0 tuned (wino_tune), 1 one phase, -1 three phases */
+    int64_t band_bytes;      /* opts.band_bytes, resolved (rvg__wino_part_tiles) */
     struct wtune *tune;      /* fuse 0: per layer, for N == 1 and N > 1 (wino_tune) */
     float *Vt, *Mt;          /* one-phase Winograd modes: per thread, its own V and M */
     int64_t vt_floats, mt_floats; /* per thread */
@@ -147,6 +148,9 @@ static inline int64_t fused_ms(int64_t nt) {
 /* engine_wino.c: whether layer p transforms its weights on the fly at batch N, and how it runs. */
 int rvg__wino_otf(const rvg_engine *e, const layer_plan *p, int64_t N);
 wino_mode rvg__wino_mode_at(const rvg_engine *e, const layer_plan *p, int64_t N);
+/* The most tiles of one part of a WINO_BANDS band with pre-transformed weights (opts.band_bytes;
+ * a band of more tiles runs as several parts of equal size). */
+int64_t rvg__wino_part_tiles(const rvg_engine *e, const layer_plan *p);
 
 /* engine_run.c: zeroes everything of output block u (of N*KB8) outside the (P, Q) interior at
  * (1, 1); and units [0, t->nz) of a layer's first phase do that for the whole output (disjoint

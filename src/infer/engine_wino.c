@@ -378,13 +378,57 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
     }
 }
 
+int64_t rvg__wino_part_tiles(const rvg_engine *e, const layer_plan *p) {
+    int64_t nn = (int64_t)(p->m + 2) * (p->m + 2);
+    int64_t per_tile = nn * (p->CB * 8 + p->KB16 * 16) * (int64_t)sizeof(float); /* V and M */
+    int64_t n = e->band_bytes / per_tile;
+    return n > WINO_BAND_MIN ? n : WINO_BAND_MIN;
+}
+
+/* One part of a band with pre-transformed weights, tiles [tt0, tt1): the input transform into
+ * the thread's V, all blocks' GEMMs point by point into an M of all blocks (all output blocks
+ * of a point while its V rows stay in L1, so V is read once), then the output transform. */
+static void band_part(const task *t, const wgeom *g, float *V, float *M, int64_t tt0, int64_t tt1,
+                      double *prof) {
+    const layer_plan *p = t->p;
+    const rvg_engine *en = t->e;
+    int64_t nt = tt1 - tt0, vbs = nt * 8, vs = nt * p->CB * 8 + WINO_PLANE_PAD;
+    int64_t ms = nt * p->KB16 * 16 + WINO_PLANE_PAD, mbs = nt * 8;
+    double t0 = prof ? now_ms() : 0;
+    wino_in_tiles(t, g, V, vs, vbs, tt0, tt1);
+    double t1 = prof ? now_ms() : 0;
+    for (int64_t xi = 0; xi < g->nn; xi++)
+        for (int64_t kb = 0; kb < p->KB16;) {
+            float *Mx = M + xi * ms + 2 * kb * mbs;
+            const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
+            const float *Uk = p->w + xi * p->wtot + p->woff[kb];
+            if (wino_pair(en, p, kb)) {
+                en->kern->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->woff[kb + 1] - p->woff[kb],
+                                 p->nc[kb], nt);
+                kb += 2;
+            } else {
+                en->kern->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
+                kb += 1;
+            }
+        }
+    double t2 = prof ? now_ms() : 0;
+    wino_out_tiles(t, g, M, ms, nt * 8, 0, p->KB8, tt0, tt1);
+    if (prof)
+        prof[1] += t1 - t0, prof[2] += t2 - t1, prof[3] += now_ms() - t2;
+}
+
 /* WINO_BANDS (see rvg__wino_mode_at): unit u of nu (one per thread) takes the tiles [T*u/nu,
  * T*(u+1)/nu), a band of tile rows, and runs the input transform into its own V, then per output
  * block or pair the GEMMs into its own M and the output transform, reading the weights whole
- * (on the fly, transforming them itself); with pre-transformed weights, all blocks' GEMMs point
- * by point into an M of all blocks, then the output transform. No V or M line is touched by two
- * threads, and the layer's input crosses cores only where the previous layer split its output
- * otherwise. */
+ * (on the fly, transforming them itself). No V or M line is touched by two threads, and the
+ * layer's input crosses cores only where the previous layer split its output otherwise.
+ * With pre-transformed weights a band runs in parts of at most rvg__wino_part_tiles tiles
+ * (band_part), each reading the weights once more: whole, A0's 28x28 layers at batch 8 on 2
+ * threads had 100 tiles per band, whose V and M (2.5 MB each) went out to L3 and back, and the
+ * input transform took as long as the GEMMs. In parts (of 20 tiles: 1 MB, half the 2-core
+ * Xeon's L2) the three layers take 5.0 instead of 7.1 ms (`bench_infer --model a0 --runs 20
+ * --threads 2 --batch 8 --profile`, 2 alternating rounds); parts of 12-34 tiles gave 5.4-5.8 ms
+ * in a first sweep, and at batch 1 (12-50 tiles per band) they and stage1.1 stayed level. */
 static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
@@ -397,40 +441,25 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
     float *U = en->wtmp + tid * en->wtmp_floats;
     for (int64_t u = b; u < e; u++) {
         int64_t tt0 = g.T * u / nu, tt1 = g.T * (u + 1) / nu, nt = tt1 - tt0;
-        int64_t vbs = nt * 8, vs = nt * p->CB * 8 + WINO_PLANE_PAD;
         double t0 = prof ? now_ms() : 0; /* the caller's own share of the phases */
         for (int64_t z = nz * u / nu; z < nz * (u + 1) / nu; z++)
             rvg__zero_border(t->y, z, p->P, p->Q, p->Hpo, p->Wpo);
-        wino_in_tiles(t, &g, V, vs, vbs, tt0, tt1);
-        double t1 = prof ? now_ms() : 0, tg = 0, to = 0;
-        if (!otf) { /* pre-transformed weights: point-major, see above */
-            int64_t ms = nt * p->KB16 * 16 + WINO_PLANE_PAD, mbs = nt * 8;
-            for (int64_t xi = 0; xi < g.nn; xi++)
-                for (int64_t kb = 0; kb < p->KB16;) {
-                    float *Mx = M + xi * ms + 2 * kb * mbs;
-                    const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
-                    const float *Uk = p->w + xi * p->wtot + p->woff[kb];
-                    if (wino_pair(en, p, kb)) {
-                        en->kern->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk,
-                                         p->woff[kb + 1] - p->woff[kb], p->nc[kb], nt);
-                        kb += 2;
-                    } else {
-                        en->kern->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
-                        kb += 1;
-                    }
-                }
-            double tb = prof ? now_ms() : 0;
-            wino_out_tiles(t, &g, M, ms, nt * 8, 0, p->KB8, tt0, tt1);
+        if (!otf) {
+            int64_t np = (nt + rvg__wino_part_tiles(en, p) - 1) / rvg__wino_part_tiles(en, p);
             if (prof)
-                prof[1] += t1 - t0, prof[2] += tb - t1, prof[3] += now_ms() - tb;
+                prof[1] += now_ms() - t0;
+            for (int64_t q = 0; q < np; q++)
+                band_part(t, &g, V, M, tt0 + nt * q / np, tt0 + nt * (q + 1) / np, prof);
             continue;
         }
+        int64_t vbs = nt * 8, vs = nt * p->CB * 8 + WINO_PLANE_PAD;
+        wino_in_tiles(t, &g, V, vs, vbs, tt0, tt1);
+        double t1 = prof ? now_ms() : 0, tg = 0, to = 0;
         for (int64_t kb0 = 0; kb0 < p->KB16; kb0 += step) {
             int64_t kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
             double ta = prof ? now_ms() : 0;
-            for (int i = 0; i < (otf ? n : 1); i++)
-                wino_gemms(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, otf ? i : -1,
-                           nt);
+            for (int i = 0; i < n; i++)
+                wino_gemms(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, i, nt);
             double tb = prof ? now_ms() : 0;
             wino_out_tiles(t, &g, M, fused_ms(nt), nt * 8, 2 * kb0,
                            2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8, tt0, tt1);
