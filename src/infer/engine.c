@@ -452,8 +452,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         const layer_plan *p = &e->L[i];
         if (p->algo != RVG_INFER_ALGO_DIRECT)
             for (int64_t kb = 0; kb < p->KB16; kb++)
-                if (2 * (p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats) /* a pair */
-                    e->wtmp_floats = 2 * (p->m + 2) * WROW_STRIDE(p->nc[kb]);
+                if (3 * (p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats) /* a pair's */
+                    e->wtmp_floats = 3 * (p->m + 2) * WROW_STRIDE(p->nc[kb]); /* row, all Ts */
     }
     e->wtmp_floats = (e->wtmp_floats + 15) / 16 * 16; /* keep each thread's row 64-byte aligned */
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));

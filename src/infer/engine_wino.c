@@ -207,14 +207,42 @@ static int64_t blocks_step(const rvg_engine *e, const layer_plan *p) {
     return 2;
 }
 
+/* Row i of points of output block kb on the fly with the kernel set's gemm_otf, the points two
+ * at a time: T holds row i of G g (wino_trow's layout), M points at the block's rows of point 0
+ * (V, M, strides as wino_gemms'). Point j prefetches share s0 + j of units of the nl lines at
+ * nx (nl = 0: none). */
+static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
+                    float *M, int64_t ms, int64_t mbs, const float *T, int64_t kb, int i,
+                    int64_t nt, const float *nx, int64_t nl, int64_t s0, int64_t units) {
+    const layer_plan *p = t->p;
+    const int n = g->m + 2;
+    const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
+    const int64_t vo = (p->c0[kb] / 8) * vbs;
+    for (int j = 0; j < n; j += 2) {
+        const int np = j + 1 < n ? 2 : 1;
+        const int64_t xi = (int64_t)i * n + j;
+        float a[6] = {Gm[j][0], Gm[j][1], Gm[j][2], 0, 0, 0}; /* columns j, j + 1 of G^T */
+        if (np == 2)
+            a[3] = Gm[j + 1][0], a[4] = Gm[j + 1][1], a[5] = Gm[j + 1][2];
+        if (nl)
+            prefetch_lines(nx, (s0 + j) * nl / units, (s0 + j + np) * nl / units);
+        t->e->kern->gemm_otf(M + xi * ms, M + (xi + (np == 2)) * ms, mbs, V + xi * vs + vo,
+                             V + (xi + (np == 2)) * vs + vo, vbs, p->c0[kb] % 8, T, a, p->nc[kb],
+                             nt, np);
+    }
+}
+
 /* The GEMMs of output blocks [kb0, kb1) (one 16-channel block or a gemm32 pair) over nt tiles,
  * for the points xi of row i (row >= 0: on the fly, from the raw weights, transformed here into
  * the thread's U) or for all points (row < 0: from the pre-transformed weights). V and M point at
  * the first tile of point 0, channel block 0 (V) and 8-channel block 2*kb0 (M); vs, ms are their
- * point strides, vbs, mbs their block strides. On the fly, the row's weights are prefetched a
- * slice per GEMM: at batch 1 a layer's raw weights come from DRAM (A0's weights, 33 MB, do not
- * stay in L3 from one image to the next), and the first row of each block waited for them; so
- * each row also prefetches 1/n of the next blocks' raw weights. */
+ * point strides, vbs, mbs their block strides. On the fly, where the kernel set has gemm_otf
+ * and its registers hold the nt tiles, the row's G g goes to U (wino_trow) and the points' GEMMs
+ * finish the transform (otf_row); else U gets the row's whole transform (wino_wrow) for
+ * gemm16/gemm32. The row's weights are prefetched a slice per GEMM: at batch 1 a layer's raw
+ * weights come from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next),
+ * and the first row of each block waited for them; so each row also prefetches 1/n of the next
+ * blocks' raw weights. */
 static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
                        float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
                        int row, int64_t nt) {
@@ -226,6 +254,17 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int pair = step == 2 && wino_pair(en, p, kb0);
     int64_t us = n * WROW_STRIDE(p->nc[kb0]), nl = 0; /* nl: lines of the next blocks */
     const float *nx = p->wraw; /* the next blocks' raw weights (NULL if never on the fly) */
+    if (row >= 0 && k->gemm_otf && nt <= k->otf_nt) { /* the transform's second half in them */
+        nx += kb1 < p->KB16 ? 9 * p->woff[kb1] : 0;
+        for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
+            nl += 9 * p->nc[kb];
+        for (int64_t kb = kb0; kb < kb1; kb++) { /* the next blocks' lines: a share per point */
+            k->wino_trow(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
+            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt, nx,
+                    kb == kb0 ? nl : 0, (int64_t)row * n, g->nn);
+        }
+        return;
+    }
     if (row >= 0) {
         nx += kb1 < p->KB16 ? 9 * p->woff[kb1] : 0;
         for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
@@ -247,6 +286,39 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
             else
                 k->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
         }
+    }
+}
+
+/* On the fly with the kernel set's gemm_otf, all n rows of points of output blocks [kb0, kb1)
+ * (wino_gemms' arguments): per block, G g of every row from one pass over the raw weights
+ * (wino_tall), then each row's points two at a time, the second half of the transform inside the
+ * GEMM (gemm_otf). The raw weights of the next blocks are prefetched a share per point.
+ * What it replaced, wino_wrow per row then gemm32, stored the row's transformed weights (86 KB
+ * a block at A0's stage 3) to L2 for the GEMMs to read back, and read the raw weights from L2
+ * once per row: on the Xeon (`perf record` of `bench_infer --model a0 --threads 1 --batch 1`)
+ * wino_wrow took 21% of the run, more than gemm32's 17%. With gemm_otf per row and wino_trow
+ * (the raw weights still read per row) the total was the same; with wino_tall stage 3 took
+ * 6.86 / 7.06 against 7.65 / 7.60 ms (`--profile`, 1 thread, alternating with ce988b3), and
+ * whole runs at batch 1 on 2 threads (`--json`, 4 alternating rounds) A0 7.30-7.48 against
+ * 7.58-7.89 ms, B0 14.50-14.97 against 15.53-15.68. Only layers with at most otf_nt tiles per
+ * thread take it (A0's and B0's 14x14 layers at batch 1): with more, each group of tiles
+ * computed the weights again, and the 28x28 layers on 1 thread (25 tiles) got slower. */
+static void wino_gemms_fused(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
+                             float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
+                             int64_t nt) {
+    const layer_plan *p = t->p;
+    const int n = g->m + 2;
+    const int64_t step = kb1 - kb0;
+    int64_t nl = 0; /* lines of the next blocks */
+    const float *nx = p->wraw + (kb1 < p->KB16 ? 9 * p->woff[kb1] : 0);
+    for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
+        nl += 9 * p->nc[kb];
+    for (int64_t kb = kb0; kb < kb1; kb++) {
+        const int64_t ts = WROW_STRIDE(p->nc[kb]);
+        t->e->kern->wino_tall(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n);
+        for (int i = 0; i < n; i++)
+            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U + 3 * i * ts, kb, i, nt,
+                    nx, nl, (kb - kb0) * g->nn + (int64_t)i * n, g->nn * step);
     }
 }
 
@@ -361,8 +433,11 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
     }
     for (int64_t u = b; u < e; u++) {
         int64_t kb0 = u * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
-        for (int i = 0; i < n; i++)
-            wino_gemms(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, i, g.T);
+        if (en->kern->gemm_otf && g.T <= en->kern->otf_nt)
+            wino_gemms_fused(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, g.T);
+        else
+            for (int i = 0; i < n; i++)
+                wino_gemms(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, i, g.T);
         double tg = prof ? now_ms() : 0;
         int64_t b8end = 2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8;
         for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
@@ -458,8 +533,11 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
         for (int64_t kb0 = 0; kb0 < p->KB16; kb0 += step) {
             int64_t kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
             double ta = prof ? now_ms() : 0;
-            for (int i = 0; i < n; i++)
-                wino_gemms(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, i, nt);
+            if (en->kern->gemm_otf && nt <= en->kern->otf_nt)
+                wino_gemms_fused(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, nt);
+            else
+                for (int i = 0; i < n; i++)
+                    wino_gemms(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, i, nt);
             double tb = prof ? now_ms() : 0;
             wino_out_tiles(t, &g, M, fused_ms(nt), nt * 8, 2 * kb0,
                            2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8, tt0, tt1);

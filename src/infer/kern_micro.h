@@ -6,7 +6,8 @@
  * The GEMM and the direct conv produce 16 output channels for a block of tiles or pixels (gemm16,
  * direct16), or 32 (gemm32, direct32: two weight blocks, 12-wide sets only). Per reduction step
  * (one input channel, one tap) they load each block's 16 weights once and do one broadcast FMA
- * per block and tile or pixel, so the register block decides the speed:
+ * per block and tile or pixel, so the register block decides the speed (gemm_otf, below, is
+ * gemm16 with the weights computed from G g as it goes):
  *   KM_VEC  8: AVX2, a tile's 16 channels are two ymm accumulators; KM_NT = 6 tiles or pixels
  *              (12 accumulators of 16 registers; per step 2 weight loads, 6 broadcasts, 12 FMAs);
  *   KM_VEC 16: AVX-512F, one zmm accumulator per tile and block; KM_NT = 12. With one block, per
@@ -348,6 +349,139 @@ KM_INLINE void KM(wrow_n)(float *U, const float *g, int64_t nc, const int n, int
         }
     }
 }
+
+#if KM_NT == 12 /* the 12-wide sets: 2 x 10 accumulators need 32 registers */
+/* wino_trow (infer_impl.h): the t of wrow_n, stored. */
+static void KM(wino_trow)(float *T, const float *g, int64_t nc, int n, int i) {
+    const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
+    const km_v a0 = km_set1(Gm[i][0]), a1 = km_set1(Gm[i][1]), a2 = km_set1(Gm[i][2]);
+    const int64_t ts = WROW_STRIDE(nc);
+    for (int64_t c = 0; c < nc; c++) {
+        const float *gc = g + c * 144;
+#pragma GCC unroll 2
+        for (int h = 0; h < KM_H; h++)
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; s++) {
+                km_v v = km_mul(a0, km_load(gc + s * 16 + h * KM_VEC));
+                v = km_fma(a1, km_load(gc + (3 + s) * 16 + h * KM_VEC), v);
+                km_store(T + s * ts + c * 16 + h * KM_VEC,
+                         km_fma(a2, km_load(gc + (6 + s) * 16 + h * KM_VEC), v));
+            }
+    }
+}
+
+KM_INLINE void KM(tall_n)(float *T, const float *g, int64_t nc, const int n) {
+    const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
+    const int64_t ts = WROW_STRIDE(nc);
+    for (int64_t c = 0; c < nc; c++) {
+        const float *gc = g + c * 144;
+#pragma GCC unroll 2
+        for (int h = 0; h < KM_H; h++)
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; s++) {
+                km_v g0 = km_load(gc + s * 16 + h * KM_VEC);
+                km_v g1 = km_load(gc + (3 + s) * 16 + h * KM_VEC);
+                km_v g2 = km_load(gc + (6 + s) * 16 + h * KM_VEC);
+#pragma GCC unroll 8
+                for (int i = 0; i < n; i++) {
+                    km_v v = km_mul(km_set1(Gm[i][0]), g0);
+                    v = km_fma(km_set1(Gm[i][1]), g1, v);
+                    km_store(T + (3 * i + s) * ts + c * 16 + h * KM_VEC,
+                             km_fma(km_set1(Gm[i][2]), g2, v));
+                }
+            }
+    }
+}
+
+/* wino_tall (infer_impl.h): g is read once, not once per row (wino_trow's loads of g from L2
+ * were most of its time). */
+static void KM(wino_tall)(float *T, const float *g, int64_t nc, int n) {
+    if (n == 6)
+        KM(tall_n)(T, g, nc, 6);
+    else if (n == 7)
+        KM(tall_n)(T, g, nc, 7);
+    else
+        KM(tall_n)(T, g, nc, 8);
+}
+
+/* gemm_otf (infer_impl.h) for nt (1..KM_OTF_NT) tiles. Per channel: three loads of t, the
+ * weights of np points (3 operations each), then np*nt broadcast FMAs: with np = 2 and nt = 9,
+ * 24 vector operations per 18 FMAs of the GEMM, and nothing written but M. (wino_wrow first
+ * stored the n points' weights of all channels, 86 KB per block at A0's stage 3, to L2, and the
+ * GEMM read them back: the transform alone took as long as the GEMMs it fed.) */
+#define KM_OTF_NT 10 /* 2 x 10 accumulators, t, u and the coefficients fit 32 zmm */
+KM_INLINE void KM(otf_rows)(float *M0, float *M1, int64_t mbs, const float *V0, const float *V1,
+                            int64_t vbs, int64_t coff, const float *T, const float *cf, int64_t nc,
+                            const int nt, const int np) {
+    km_v acc[2][KM_OTF_NT][KM_H];
+#pragma GCC unroll 2
+    for (int q = 0; q < np; q++)
+#pragma GCC unroll 10
+        for (int j = 0; j < nt; j++)
+#pragma GCC unroll 2
+            for (int h = 0; h < KM_H; h++)
+                acc[q][j][h] = km_zero();
+    km_v co[2][3];
+#pragma GCC unroll 2
+    for (int q = 0; q < np; q++)
+#pragma GCC unroll 3
+        for (int s = 0; s < 3; s++)
+            co[q][s] = km_set1(cf[3 * q + s]);
+    const int64_t ts = WROW_STRIDE(nc);
+    const float *vb[2] = {V0, V1};
+    int64_t c = 0, l0 = coff;
+    while (c < nc) { /* one channel block at a time: lanes l0..7 */
+        int64_t n8 = 8 - l0 < nc - c ? 8 - l0 : nc - c;
+        const float *t = T + c * 16;
+#pragma GCC unroll 2
+        for (int64_t i = 0; i < n8; i++, t += 16) {
+#pragma GCC unroll 2
+            for (int h = 0; h < KM_H; h++) {
+                km_v t0 = km_load(t + h * KM_VEC), t1 = km_load(t + ts + h * KM_VEC);
+                km_v t2 = km_load(t + 2 * ts + h * KM_VEC);
+#pragma GCC unroll 2
+                for (int q = 0; q < np; q++) {
+                    km_v u = km_fma(t0, co[q][0], km_fma(t1, co[q][1], km_mul(t2, co[q][2])));
+                    const float *v = vb[q] + l0 + i;
+#pragma GCC unroll 10
+                    for (int j = 0; j < nt; j++)
+                        acc[q][j][h] = km_fma(km_bcast(v + j * 8), u, acc[q][j][h]);
+                }
+            }
+        }
+        c += n8, l0 = 0, vb[0] += vbs, vb[1] += vbs;
+    }
+    float *mp[2] = {M0, M1};
+#pragma GCC unroll 2
+    for (int q = 0; q < np; q++)
+#pragma GCC unroll 10
+        for (int j = 0; j < nt; j++)
+            km_put(mp[q] + j * 8, mp[q] + mbs + j * 8, acc[q][j]);
+}
+
+static void KM(gemm_otf)(float *M0, float *M1, int64_t mbs, const float *V0, const float *V1,
+                         int64_t vbs, int64_t coff, const float *T, const float *a, int64_t nc,
+                         int64_t nt, int np) {
+    int64_t ng = (nt + KM_OTF_NT - 1) / KM_OTF_NT;
+    for (int64_t g = 0; g < ng; g++) { /* balanced groups, as gemm_groups */
+        int64_t t0 = g * nt / ng, n = (g + 1) * nt / ng - t0;
+        float *m0 = M0 + t0 * 8, *m1 = M1 + t0 * 8;
+        const float *v0 = V0 + t0 * 8, *v1 = V1 + t0 * 8;
+        switch (n * 2 + (np == 2)) {
+#define KM_OTF_CASE(k)                                                                             \
+    case 2 * k: KM(otf_rows)(m0, m1, mbs, v0, v1, vbs, coff, T, a, nc, k, 1); break;               \
+    case 2 * k + 1: KM(otf_rows)(m0, m1, mbs, v0, v1, vbs, coff, T, a, nc, k, 2); break;
+            KM_OTF_CASE(10)
+            KM_OTF_CASE(9)
+            KM_OTF_CASE(8)
+            KM_OTF_CASE(7) KM_OTF_CASE(6) KM_OTF_CASE(5) KM_OTF_CASE(4) KM_OTF_CASE(3)
+                KM_OTF_CASE(2) KM_OTF_CASE(1)
+#undef KM_OTF_CASE
+                    default : break;
+        }
+    }
+}
+#endif
 
 static void KM(wino_wrow)(float *U, const float *g, int64_t nc, int n, int i) {
     if (n == 6)
