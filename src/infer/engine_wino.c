@@ -208,7 +208,7 @@ static int64_t blocks_step(const rvg_engine *e, const layer_plan *p) {
 }
 
 /* Row i of points of output block kb on the fly with the kernel set's gemm_otf, the points two
- * at a time: T holds row i of G g (wino_trow's layout), M points at the block's rows of point 0
+ * at a time: T holds row i of G g (wino_trows' layout), M points at the block's rows of point 0
  * (V, M, strides as wino_gemms'). Point j prefetches share s0 + j of units of the nl lines at
  * nx (nl = 0: none). */
 static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
@@ -237,7 +237,7 @@ static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, i
  * the thread's U) or for all points (row < 0: from the pre-transformed weights). V and M point at
  * the first tile of point 0, channel block 0 (V) and 8-channel block 2*kb0 (M); vs, ms are their
  * point strides, vbs, mbs their block strides. On the fly, where the kernel set has gemm_otf
- * and its registers hold the nt tiles, the row's G g goes to U (wino_trow) and the points' GEMMs
+ * and its registers hold the nt tiles, the row's G g goes to U (wino_trows) and the points' GEMMs
  * finish the transform (otf_row); else U gets the row's whole transform (wino_wrow) for
  * gemm16/gemm32. The row's weights are prefetched a slice per GEMM: at batch 1 a layer's raw
  * weights come from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next),
@@ -259,7 +259,7 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
         for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
             nl += 9 * p->nc[kb];
         for (int64_t kb = kb0; kb < kb1; kb++) { /* the next blocks' lines: a share per point */
-            k->wino_trow(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
+            k->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row, row + 1);
             otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt, nx,
                     kb == kb0 ? nl : 0, (int64_t)row * n, g->nn);
         }
@@ -291,13 +291,13 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
 
 /* On the fly with the kernel set's gemm_otf, all n rows of points of output blocks [kb0, kb1)
  * (wino_gemms' arguments): per block, G g of every row from one pass over the raw weights
- * (wino_tall), then each row's points two at a time, the second half of the transform inside the
+ * (wino_trows), then each row's points two at a time, the second half of the transform inside the
  * GEMM (gemm_otf). The raw weights of the next blocks are prefetched a share per point.
  * What it replaced, wino_wrow per row then gemm32, stored the row's transformed weights (86 KB
  * a block at A0's stage 3) to L2 for the GEMMs to read back, and read the raw weights from L2
  * once per row: on the Xeon (`perf record` of `bench_infer --model a0 --threads 1 --batch 1`)
- * wino_wrow took 21% of the run, more than gemm32's 17%. With gemm_otf per row and wino_trow
- * (the raw weights still read per row) the total was the same; with wino_tall stage 3 took
+ * wino_wrow took 21% of the run, more than gemm32's 17%. With gemm_otf and G g a row at a time
+ * (the raw weights still read per row) the total was the same; with all rows at once stage 3 took
  * 6.86 / 7.06 against 7.65 / 7.60 ms (`--profile`, 1 thread, alternating with ce988b3), and
  * whole runs at batch 1 on 2 threads (`--json`, 4 alternating rounds) A0 7.30-7.48 against
  * 7.58-7.89 ms, B0 14.50-14.97 against 15.53-15.68. Only layers with at most otf_nt tiles per
@@ -315,7 +315,7 @@ static void wino_gemms_fused(const task *t, const wgeom *g, const float *V, int6
         nl += 9 * p->nc[kb];
     for (int64_t kb = kb0; kb < kb1; kb++) {
         const int64_t ts = WROW_STRIDE(p->nc[kb]);
-        t->e->kern->wino_tall(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n);
+        t->e->kern->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, 0, n);
         for (int i = 0; i < n; i++)
             otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U + 3 * i * ts, kb, i, nt,
                     nx, nl, (kb - kb0) * g->nn + (int64_t)i * n, g->nn * step);

@@ -147,16 +147,14 @@ typedef struct {
      * (G g G^T)[i][j] for j < n (n = m + 2 of F(mxm)), from g[(c*9 + r*3 + s)*16 + l]. */
     void (*wino_wrow)(float *U, const float *g, int64_t nc, int n, int i);
     /* The on-the-fly transform in two halves, the second inside the GEMM (NULL in sets without
-     * it; then wino_wrow and gemm16/gemm32). wino_trow writes row i of G g for 16 output
-     * channels: T[s*WROW_STRIDE(nc) + c*16 + l] = t_s = G[i][0] g0s + G[i][1] g1s + G[i][2] g2s
-     * (as mul, fma, fma). gemm_otf runs np (1 or 2) points' GEMMs (gemm16's layout: point p's
-     * V at Vp, its M at Mp) with weights computed per channel from T:
-     * U_p(c, l) = fma(t0, a[3p], fma(t1, a[3p + 1], t2 * a[3p + 2])), a = point p's column of
-     * G^T. Each M element is one sum over c in increasing order, whatever nt, so the results do
-     * not depend on how tiles are grouped. */
-    void (*wino_trow)(float *T, const float *g, int64_t nc, int n, int i);
-    /* wino_trow for all n rows from one pass over g: row i at T + 3*i*WROW_STRIDE(nc). */
-    void (*wino_tall)(float *T, const float *g, int64_t nc, int n);
+     * it; then wino_wrow and gemm16/gemm32). wino_trows writes rows [i0, i1) of G g for 16
+     * output channels, row i at T + 3*(i - i0)*WROW_STRIDE(nc): T[s*WROW_STRIDE(nc) + c*16 + l]
+     * = t_s = G[i][0] g0s + G[i][1] g1s + G[i][2] g2s (as mul, fma, fma). gemm_otf runs np (1 or
+     * 2) points' GEMMs (gemm16's layout: point p's V at Vp, its M at Mp) with weights computed
+     * per channel from one row of T: U_p(c, l) = fma(t0, a[3p], fma(t1, a[3p + 1], t2 * a[3p +
+     * 2])), a = point p's column of G^T. Each M element is one sum over c in increasing order,
+     * whatever nt, so the results do not depend on how tiles are grouped. */
+    void (*wino_trows)(float *T, const float *g, int64_t nc, int n, int i0, int i1);
     void (*gemm_otf)(float *M0, float *M1, int64_t mbs, const float *V0, const float *V1,
                      int64_t vbs, int64_t coff, const float *T, const float *a, int64_t nc,
                      int64_t nt, int np);

@@ -21,9 +21,8 @@ void rvg__infer_wide_avx512(rvg__infer_kernels *k) {
     k->direct16 = direct16_avx512;
     k->direct32 = direct32_avx512;
     k->wino_wrow = wino_wrow_avx512;
-    k->wino_trow = wino_trow_avx512;
+    k->wino_trows = wino_trows_avx512;
     k->gemm_otf = gemm_otf_avx512;
-    k->wino_tall = wino_tall_avx512;
     k->otf_nt = KM_OTF_NT;
     k->direct_px = KM_NT;
 }

@@ -18,9 +18,8 @@ void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k) {
     k->direct16 = direct16_avx512_twin;
     k->direct32 = direct32_avx512_twin;
     k->wino_wrow = wino_wrow_avx512_twin;
-    k->wino_trow = wino_trow_avx512_twin;
+    k->wino_trows = wino_trows_avx512_twin;
     k->gemm_otf = gemm_otf_avx512_twin;
-    k->wino_tall = wino_tall_avx512_twin;
     k->otf_nt = KM_OTF_NT;
     k->direct_px = KM_NT;
 }

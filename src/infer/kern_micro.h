@@ -351,26 +351,9 @@ KM_INLINE void KM(wrow_n)(float *U, const float *g, int64_t nc, const int n, int
 }
 
 #if KM_NT == 12 /* the 12-wide sets: 2 x 10 accumulators need 32 registers */
-/* wino_trow (infer_impl.h): the t of wrow_n, stored. */
-static void KM(wino_trow)(float *T, const float *g, int64_t nc, int n, int i) {
-    const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
-    const km_v a0 = km_set1(Gm[i][0]), a1 = km_set1(Gm[i][1]), a2 = km_set1(Gm[i][2]);
-    const int64_t ts = WROW_STRIDE(nc);
-    for (int64_t c = 0; c < nc; c++) {
-        const float *gc = g + c * 144;
-#pragma GCC unroll 2
-        for (int h = 0; h < KM_H; h++)
-#pragma GCC unroll 3
-            for (int s = 0; s < 3; s++) {
-                km_v v = km_mul(a0, km_load(gc + s * 16 + h * KM_VEC));
-                v = km_fma(a1, km_load(gc + (3 + s) * 16 + h * KM_VEC), v);
-                km_store(T + s * ts + c * 16 + h * KM_VEC,
-                         km_fma(a2, km_load(gc + (6 + s) * 16 + h * KM_VEC), v));
-            }
-    }
-}
-
-KM_INLINE void KM(tall_n)(float *T, const float *g, int64_t nc, const int n) {
+/* wino_trows (infer_impl.h): the t of wrow_n, stored, for a range of rows from one pass over g
+ * (read once per row, g's loads from L2 were most of the time). */
+static void KM(wino_trows)(float *T, const float *g, int64_t nc, int n, int i0, int i1) {
     const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
     const int64_t ts = WROW_STRIDE(nc);
     for (int64_t c = 0; c < nc; c++) {
@@ -382,26 +365,14 @@ KM_INLINE void KM(tall_n)(float *T, const float *g, int64_t nc, const int n) {
                 km_v g0 = km_load(gc + s * 16 + h * KM_VEC);
                 km_v g1 = km_load(gc + (3 + s) * 16 + h * KM_VEC);
                 km_v g2 = km_load(gc + (6 + s) * 16 + h * KM_VEC);
-#pragma GCC unroll 8
-                for (int i = 0; i < n; i++) {
+                for (int i = i0; i < i1; i++) {
                     km_v v = km_mul(km_set1(Gm[i][0]), g0);
                     v = km_fma(km_set1(Gm[i][1]), g1, v);
-                    km_store(T + (3 * i + s) * ts + c * 16 + h * KM_VEC,
+                    km_store(T + (3 * (i - i0) + s) * ts + c * 16 + h * KM_VEC,
                              km_fma(km_set1(Gm[i][2]), g2, v));
                 }
             }
     }
-}
-
-/* wino_tall (infer_impl.h): g is read once, not once per row (wino_trow's loads of g from L2
- * were most of its time). */
-static void KM(wino_tall)(float *T, const float *g, int64_t nc, int n) {
-    if (n == 6)
-        KM(tall_n)(T, g, nc, 6);
-    else if (n == 7)
-        KM(tall_n)(T, g, nc, 7);
-    else
-        KM(tall_n)(T, g, nc, 8);
 }
 
 /* gemm_otf (infer_impl.h) for nt (1..KM_OTF_NT) tiles. Per channel: three loads of t, the
