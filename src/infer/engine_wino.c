@@ -209,11 +209,10 @@ static int64_t blocks_step(const rvg_engine *e, const layer_plan *p) {
 
 /* Row i of points of output block kb on the fly with the kernel set's gemm_otf, the points two
  * at a time: T holds row i of G g (wino_trows' layout), M points at the block's rows of point 0
- * (V, M, strides as wino_gemms'). Point j prefetches share s0 + j of units of the nl lines at
- * nx (nl = 0: none). */
+ * (V, M, strides as wino_gemms'). */
 static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
                     float *M, int64_t ms, int64_t mbs, const float *T, int64_t kb, int i,
-                    int64_t nt, const float *nx, int64_t nl, int64_t s0, int64_t units) {
+                    int64_t nt) {
     const layer_plan *p = t->p;
     const int n = g->m + 2;
     const float(*Gm)[3] = n == 6 ? rvg__wino_g4 : n == 7 ? rvg__wino_g5 : rvg__wino_g6;
@@ -224,8 +223,6 @@ static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, i
         float a[6] = {Gm[j][0], Gm[j][1], Gm[j][2], 0, 0, 0}; /* columns j, j + 1 of G^T */
         if (np == 2)
             a[3] = Gm[j + 1][0], a[4] = Gm[j + 1][1], a[5] = Gm[j + 1][2];
-        if (nl)
-            prefetch_lines(nx, (s0 + j) * nl / units, (s0 + j + np) * nl / units);
         t->e->kern->gemm_otf(M + xi * ms, M + (xi + (np == 2)) * ms, mbs, V + xi * vs + vo,
                              V + (xi + (np == 2)) * vs + vo, vbs, p->c0[kb] % 8, T, a, p->nc[kb],
                              nt, np);
@@ -255,13 +252,9 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int64_t us = n * WROW_STRIDE(p->nc[kb0]), nl = 0; /* nl: lines of the next blocks */
     const float *nx = p->wraw; /* the next blocks' raw weights (NULL if never on the fly) */
     if (row >= 0 && k->gemm_otf && nt <= k->otf_nt) { /* the transform's second half in them */
-        nx += kb1 < p->KB16 ? 9 * p->woff[kb1] : 0;
-        for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
-            nl += 9 * p->nc[kb];
-        for (int64_t kb = kb0; kb < kb1; kb++) { /* the next blocks' lines: a share per point */
+        for (int64_t kb = kb0; kb < kb1; kb++) {
             k->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row, row + 1);
-            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt, nx,
-                    kb == kb0 ? nl : 0, (int64_t)row * n, g->nn);
+            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt);
         }
         return;
     }
@@ -292,7 +285,11 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
 /* On the fly with the kernel set's gemm_otf, all n rows of points of output blocks [kb0, kb1)
  * (wino_gemms' arguments): per block, G g of every row from one pass over the raw weights
  * (wino_trows), then each row's points two at a time, the second half of the transform inside the
- * GEMM (gemm_otf). The raw weights of the next blocks are prefetched a share per point.
+ * GEMM (gemm_otf). Nothing is prefetched: one sequential pass over a block's raw weights is what
+ * the hardware prefetcher follows, and software prefetches of the next blocks (a share per point,
+ * as wino_gemms does) made A0 at batch 1 3% slower (`bench_infer --model a0 --runs 40 --batch 1
+ * --json`, 4 alternating rounds: 6.72-7.12 against 6.52-6.77 ms on 2 threads, 12.94-13.36
+ * against 12.09-13.19 on 1).
  * What it replaced, wino_wrow per row then gemm32, stored the row's transformed weights (86 KB
  * a block at A0's stage 3) to L2 for the GEMMs to read back, and read the raw weights from L2
  * once per row: on the Xeon (`perf record` of `bench_infer --model a0 --threads 1 --batch 1`)
@@ -308,17 +305,11 @@ static void wino_gemms_fused(const task *t, const wgeom *g, const float *V, int6
                              int64_t nt) {
     const layer_plan *p = t->p;
     const int n = g->m + 2;
-    const int64_t step = kb1 - kb0;
-    int64_t nl = 0; /* lines of the next blocks */
-    const float *nx = p->wraw + (kb1 < p->KB16 ? 9 * p->woff[kb1] : 0);
-    for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
-        nl += 9 * p->nc[kb];
     for (int64_t kb = kb0; kb < kb1; kb++) {
         const int64_t ts = WROW_STRIDE(p->nc[kb]);
         t->e->kern->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, 0, n);
         for (int i = 0; i < n; i++)
-            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U + 3 * i * ts, kb, i, nt,
-                    nx, nl, (kb - kb0) * g->nn + (int64_t)i * n, g->nn * step);
+            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U + 3 * i * ts, kb, i, nt);
     }
 }
 
