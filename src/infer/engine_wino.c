@@ -184,16 +184,6 @@ static void task_wino_out(void *ctx, int64_t b, int64_t e) {
     }
 }
 
-/* Prefetches the 64-byte lines [q0, q1) of w toward L2 (engine_direct.c says why). */
-static void prefetch_lines(const float *w, int64_t q0, int64_t q1) {
-#if defined(__GNUC__)
-    for (int64_t q = q0; q < q1; q++)
-        __builtin_prefetch(w + q * 16, 0, 1);
-#else
-    (void)w, (void)q0, (void)q1;
-#endif
-}
-
 /* Output blocks per on-the-fly unit: 2 where the kernel set has gemm32 (see wino_pair). */
 static int64_t otf_step(const rvg_engine *e) { return e->kern->gemm32 ? 2 : 1; }
 
@@ -236,10 +226,11 @@ static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, i
  * point strides, vbs, mbs their block strides. On the fly, where the kernel set has gemm_otf
  * and its registers hold the nt tiles, the row's G g goes to U (wino_trows) and the points' GEMMs
  * finish the transform (otf_row); else U gets the row's whole transform (wino_wrow) for
- * gemm16/gemm32. The row's weights are prefetched a slice per GEMM: at batch 1 a layer's raw
- * weights come from DRAM (A0's weights, 33 MB, do not stay in L3 from one image to the next),
- * and the first row of each block waited for them; so each row also prefetches 1/n of the next
- * blocks' raw weights. */
+ * gemm16/gemm32. Nothing is prefetched in software: each row used to prefetch 1/n of
+ * the next blocks' raw weights (on the Zen 5 machine the first row of each block had waited for
+ * them), but on the Xeon of 2026-12-03 that made the engine 2-4% slower at batch 8 (A0 46.5-50.4
+ * against 45.6-49.9 ms, B0 94.7-102.1 against 93.8-97.4; `bench_infer --json`, 3 alternating
+ * rounds), and level at batch 1; its L2 streamer follows the one linear pass per block. */
 static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
                        float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
                        int row, int64_t nt) {
@@ -249,8 +240,7 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int n = g->m + 2;
     int64_t step = kb1 - kb0;
     int pair = step == 2 && wino_pair(en, p, kb0);
-    int64_t us = n * WROW_STRIDE(p->nc[kb0]), nl = 0; /* nl: lines of the next blocks */
-    const float *nx = p->wraw; /* the next blocks' raw weights (NULL if never on the fly) */
+    int64_t us = n * WROW_STRIDE(p->nc[kb0]);
     if (row >= 0 && k->gemm_otf && nt <= k->otf_nt) { /* the transform's second half in them */
         for (int64_t kb = kb0; kb < kb1; kb++) {
             k->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row, row + 1);
@@ -258,16 +248,10 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
         }
         return;
     }
-    if (row >= 0) {
-        nx += kb1 < p->KB16 ? 9 * p->woff[kb1] : 0;
+    if (row >= 0)
         for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
             k->wino_wrow(U + (kb - kb0) * us, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
-        for (int64_t kb = kb1; kb < kb1 + step && kb < p->KB16; kb++)
-            nl += 9 * p->nc[kb];
-    }
     for (int64_t xi = row >= 0 ? row * n : 0; xi < (row >= 0 ? row * n + n : g->nn); xi++) {
-        if (row >= 0)
-            prefetch_lines(nx, xi * nl / g->nn, (xi + 1) * nl / g->nn);
         for (int64_t kb = kb0; kb < kb1; kb += pair ? 2 : 1) {
             float *Mx = M + xi * ms + 2 * (kb - kb0) * mbs;
             const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
@@ -287,7 +271,7 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
  * (wino_trows), then each row's points two at a time, the second half of the transform inside the
  * GEMM (gemm_otf). Nothing is prefetched: one sequential pass over a block's raw weights is what
  * the hardware prefetcher follows, and software prefetches of the next blocks (a share per point,
- * as wino_gemms does) made A0 at batch 1 3% slower (`bench_infer --model a0 --runs 40 --batch 1
+ * as wino_gemms did) made A0 at batch 1 3% slower (`bench_infer --model a0 --runs 40 --batch 1
  * --json`, 4 alternating rounds: 6.72-7.12 against 6.52-6.77 ms on 2 threads, 12.94-13.36
  * against 12.09-13.19 on 1).
  * What it replaced, wino_wrow per row then gemm32, stored the row's transformed weights (86 KB
