@@ -197,6 +197,14 @@ static int64_t blocks_step(const rvg_engine *e, const layer_plan *p) {
     return 2;
 }
 
+/* Whether a layer run whose V has g->T tiles in all takes the kernel set's gemm_otf on the fly
+ * (at most otf_nt tiles: A0's and B0's 14x14 layers at batch 1). Decided by the whole run, not
+ * by the tiles a thread or unit gets, so that every mode of running the layer (engine_wino.c's
+ * three) computes each weight the same way and gives the same bits. */
+static int otf_fused(const rvg_engine *e, const wgeom *g) {
+    return e->kern->gemm_otf && g->T <= e->kern->otf_nt;
+}
+
 /* Row i of points of output block kb on the fly with the kernel set's gemm_otf, the points two
  * at a time: T holds row i of G g (wino_trows' layout), M points at the block's rows of point 0
  * (V, M, strides as wino_gemms'). */
@@ -241,7 +249,7 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int64_t step = kb1 - kb0;
     int pair = step == 2 && wino_pair(en, p, kb0);
     int64_t us = n * WROW_STRIDE(p->nc[kb0]);
-    if (row >= 0 && k->gemm_otf && nt <= k->otf_nt) { /* the transform's second half in them */
+    if (row >= 0 && otf_fused(en, g)) { /* the transform's second half in the GEMMs */
         for (int64_t kb = kb0; kb < kb1; kb++) {
             k->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row, row + 1);
             otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt);
@@ -281,9 +289,10 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
  * (the raw weights still read per row) the total was the same; with all rows at once stage 3 took
  * 6.86 / 7.06 against 7.65 / 7.60 ms (`--profile`, 1 thread, alternating with ce988b3), and
  * whole runs at batch 1 on 2 threads (`--json`, 4 alternating rounds) A0 7.30-7.48 against
- * 7.58-7.89 ms, B0 14.50-14.97 against 15.53-15.68. Only layers with at most otf_nt tiles per
- * thread take it (A0's and B0's 14x14 layers at batch 1): with more, each group of tiles
- * computed the weights again, and the 28x28 layers on 1 thread (25 tiles) got slower. */
+ * 7.58-7.89 ms, B0 14.50-14.97 against 15.53-15.68. Only layers with at most otf_nt tiles
+ * take it (A0's and B0's 14x14 layers at batch 1): with more, each group of tiles
+ * computed the weights again, and the 28x28 layers on 1 thread (25 tiles) got slower
+ * (otf_fused). */
 static void wino_gemms_fused(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
                              float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
                              int64_t nt) {
@@ -408,7 +417,7 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
     }
     for (int64_t u = b; u < e; u++) {
         int64_t kb0 = u * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
-        if (en->kern->gemm_otf && g.T <= en->kern->otf_nt)
+        if (otf_fused(en, &g))
             wino_gemms_fused(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, g.T);
         else
             for (int i = 0; i < n; i++)
@@ -508,7 +517,7 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
         for (int64_t kb0 = 0; kb0 < p->KB16; kb0 += step) {
             int64_t kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
             double ta = prof ? now_ms() : 0;
-            if (en->kern->gemm_otf && nt <= en->kern->otf_nt)
+            if (otf_fused(en, &g))
                 wino_gemms_fused(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, nt);
             else
                 for (int i = 0; i < n; i++)

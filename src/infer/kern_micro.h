@@ -442,11 +442,10 @@ static void KM(gemm_otf)(float *M0, float *M1, int64_t mbs, const float *V0, con
 #define KM_OTF_CASE(k)                                                                             \
     case 2 * k: KM(otf_rows)(m0, m1, mbs, v0, v1, vbs, coff, T, a, nc, k, 1); break;               \
     case 2 * k + 1: KM(otf_rows)(m0, m1, mbs, v0, v1, vbs, coff, T, a, nc, k, 2); break;
-            KM_OTF_CASE(10)
-            KM_OTF_CASE(9)
-            KM_OTF_CASE(8)
-            KM_OTF_CASE(7) KM_OTF_CASE(6) KM_OTF_CASE(5) KM_OTF_CASE(4) KM_OTF_CASE(3)
-                KM_OTF_CASE(2) KM_OTF_CASE(1)
+            /* clang-format off */
+            KM_OTF_CASE(10) KM_OTF_CASE(9) KM_OTF_CASE(8) KM_OTF_CASE(7) KM_OTF_CASE(6)
+            KM_OTF_CASE(5) KM_OTF_CASE(4) KM_OTF_CASE(3) KM_OTF_CASE(2) KM_OTF_CASE(1)
+            /* clang-format on */
 #undef KM_OTF_CASE
                     default : break;
         }
