@@ -107,14 +107,34 @@ static wgeom wino_geom(const layer_plan *p, int64_t N) {
  * half-written cache lines in flight per tile and cost a third of the layer at batch 8. */
 /* Input transform of channel block cb of tile tt into V, which points at the tile's slot (point
  * and block strides vs, vbs). */
+static inline const float *tile_input(const task *t, const wgeom *g, int64_t cb, int64_t tt) {
+    const layer_plan *p = t->p;
+    int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
+    return t->x + (img * p->CB + cb) * p->Hp * p->Wp * 8 + (ty * g->m * p->Wp + tx * g->m) * 8;
+}
+
 static inline void wino_in_tile(const task *t, const wgeom *g, float *V, int64_t vs, int64_t vbs,
                                 int64_t cb, int64_t tt) {
     const layer_plan *p = t->p;
-    int64_t xcs = p->Hp * p->Wp * 8;
-    int64_t img = tt / g->tpi, ty = (tt % g->tpi) / p->tw, tx = tt % p->tw;
-    t->e->kern->wino_in[g->f](V, vs, vbs,
-                              t->x + (img * p->CB + cb) * xcs + (ty * g->m * p->Wp + tx * g->m) * 8,
-                              p->Wp, xcs, 1);
+    t->e->kern->wino_in[g->f](V, vs, vbs, tile_input(t, g, cb, tt), p->Wp, p->Hp * p->Wp * 8, 1);
+}
+
+/* Tiles [tt0, tt1) of channel block cb into V (tile tt0's slot; point and block strides vs, vbs),
+ * two at a time where the kernel set has wino_in2 (AVX-512, F(5x5); the same bits): A0's stage-3
+ * input transforms on 1 thread at batch 1 took 0.31-0.39 ms in all against 0.50-0.55
+ * (`bench_infer --profile`, 4 alternating rounds), whole runs on 2 threads (6 rounds, `--json
+ * --runs 40`) 7.28-7.65 against 7.37-9.02 ms, median 7.46 against 7.77; B0 level. */
+static void wino_in_run(const task *t, const wgeom *g, float *V, int64_t vs, int64_t vbs,
+                        int64_t cb, int64_t tt0, int64_t tt1) {
+    const layer_plan *p = t->p;
+    const rvg__infer_kernels *k = t->e->kern;
+    int64_t tt = tt0;
+    if (k->wino_in2[g->f])
+        for (; tt + 1 < tt1; tt += 2)
+            k->wino_in2[g->f](V + (tt - tt0) * 8, vs, vbs, tile_input(t, g, cb, tt),
+                              tile_input(t, g, cb, tt + 1), p->Wp, p->Hp * p->Wp * 8, 1);
+    for (; tt < tt1; tt++)
+        wino_in_tile(t, g, V + (tt - tt0) * 8, vs, vbs, cb, tt);
 }
 
 /* Output transform (+ bias, ReLU) of 8-channel block b8 of tile tt from M, which points at the
@@ -134,9 +154,10 @@ static inline void wino_out_tile(const task *t, const wgeom *g, const float *M, 
 static void task_wino_in(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     wgeom g = wino_geom(t->p, t->N);
-    for (int64_t u = rvg__zero_units(t, b, e) - t->nz; u < e - t->nz; u++) {
-        int64_t cb = u / g.T, tt = u % g.T;
-        wino_in_tile(t, &g, t->e->V + cb * g.bs + tt * 8, g.vs, g.bs, cb, tt);
+    for (int64_t u = rvg__zero_units(t, b, e) - t->nz; u < e - t->nz;) { /* runs within a block */
+        int64_t cb = u / g.T, tt = u % g.T, n = g.T - tt < e - t->nz - u ? g.T - tt : e - t->nz - u;
+        wino_in_run(t, &g, t->e->V + cb * g.bs + tt * 8, g.vs, g.bs, cb, tt, tt + n);
+        u += n;
     }
 }
 
@@ -328,8 +349,7 @@ static void task_wino_gemm_otf(void *ctx, int64_t b, int64_t e) {
 static void wino_in_tiles(const task *t, const wgeom *g, float *V, int64_t vs, int64_t vbs,
                           int64_t tt0, int64_t tt1) {
     for (int64_t cb = 0; cb < t->p->CB; cb++)
-        for (int64_t tt = tt0; tt < tt1; tt++)
-            wino_in_tile(t, g, V + cb * vbs + (tt - tt0) * 8, vs, vbs, cb, tt);
+        wino_in_run(t, g, V + cb * vbs, vs, vbs, cb, tt0, tt1);
 }
 
 /* Output transform (+ bias, ReLU) of 8-channel blocks [b0, b1) of tiles [tt0, tt1), from M
@@ -367,8 +387,7 @@ static void wino_in_local_first(const task *t, const wgeom *g, float *V, int tid
         for (int64_t cb = 0; cb < CB; cb++) {
             if (block_remote(own, cb, t, tid) != pass)
                 continue;
-            for (int64_t tt = 0; tt < g->T; tt++)
-                wino_in_tile(t, g, V + cb * g->bs + tt * 8, g->vs, g->bs, cb, tt);
+            wino_in_run(t, g, V + cb * g->bs, g->vs, g->bs, cb, 0, g->T);
             if (pass || !n_remote)
                 continue;
             /* after local block `done` of n_local, the remote lines up to a proportional share */

@@ -103,6 +103,12 @@ typedef struct {
      * block contiguous, so the GEMM reads 6 tiles' values of one channel from one 192-byte run. */
     void (*wino_in[3])(float *V, int64_t vs, int64_t vbs, const float *x, int64_t Wp, int64_t xcs,
                        int64_t ncb);
+    /* wino_in for two tiles at once, x0's written at V and x1's at V + 8 (the next tile's slot
+     * in V); bit for bit two wino_in calls of the AVX2 set (the same operations per lane, in the
+     * same order, no FMA). NULL where a set has none (then wino_in per tile); [0] (F(4x4)) is
+     * always NULL. */
+    void (*wino_in2[3])(float *V, int64_t vs, int64_t vbs, const float *x0, const float *x1,
+                        int64_t Wp, int64_t xcs, int64_t ncb);
     /* Winograd output transform of one tile for nkb blocks of 8 output channels: reads
      * M + xi*ms + b*mbs, writes mh x mw pixels (<= m x m, clipped at the image edge) at y (block b
      * at +b*ycs, rows Wp*8) after adding bias (8*b..) and, when relu, clamping at 0. */

@@ -24,5 +24,6 @@ void rvg__infer_wide_avx512(rvg__infer_kernels *k) {
     k->wino_trows = wino_trows_avx512;
     k->gemm_otf = gemm_otf_avx512;
     k->otf_nt = KM_OTF_NT;
+    k->wino_in2[1] = wino5_in2_avx512;
     k->direct_px = KM_NT;
 }

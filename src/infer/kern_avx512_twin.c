@@ -21,5 +21,6 @@ void rvg__infer_wide_avx512_twin(rvg__infer_kernels *k) {
     k->wino_trows = wino_trows_avx512_twin;
     k->gemm_otf = gemm_otf_avx512_twin;
     k->otf_nt = KM_OTF_NT;
+    k->wino_in2[1] = wino5_in2_avx512_twin;
     k->direct_px = KM_NT;
 }

@@ -350,6 +350,72 @@ KM_INLINE void KM(wrow_n)(float *U, const float *g, int64_t nc, const int n, int
     }
 }
 
+#if KM_NT == 12 /* the 12-wide sets (the AVX2 set keeps kern_body.h's transforms) */
+/* ---- Winograd input transform, two tiles per vector (wino_in2) ----------------------------
+ * Tile A's 8 channels in the low lanes, tile B's in the high ones (KM_VEC 16), or A and B in
+ * two vectors (KM_VEC 8: the twin), so a vector operation transforms both. The formulas are
+ * kern_body.h's bt5 with the same operations in the same order and no FMA (kern_avx2.c's C is
+ * compiled without contraction), so the results are the AVX2 set's bit for bit. F(5x5) only:
+ * over A0's stage-3 input (hot, 1 thread, a throwaway driver) 0.0294 -> 0.0183 ms, bit-identical
+ * to wino5_in; the same for F(6x6) gave 0.0289 -> 0.0265 and no gain in the network. */
+KM_INLINE void KM(bt5v)(km_v *o, const km_v *d) {
+    const km_v h = km_set1(0.5f), c4 = km_set1(4.f), c5 = km_set1(5.f), c2 = km_set1(2.f);
+    km_v e[6];
+#pragma GCC unroll 6
+    for (int u = 0; u < 6; u++)
+        e[u] = km_sub(d[u + 1], km_mul(h, d[u]));
+    o[0] = km_add(km_sub(km_mul(c4, e[0]), km_mul(c5, e[2])), e[4]);
+    o[1] = km_add(km_add(km_mul(km_set1(-4.f), km_add(e[1], e[2])), e[3]), e[4]);
+    o[2] = km_add(km_sub(km_mul(c4, km_sub(e[1], e[2])), e[3]), e[4]);
+    o[3] = km_add(km_sub(km_mul(c2, km_sub(e[3], e[1])), e[2]), e[4]);
+    o[4] = km_add(km_sub(km_mul(c2, km_sub(e[1], e[3])), e[2]), e[4]);
+    o[5] = km_add(km_sub(km_mul(c4, d[1]), km_mul(c5, d[3])), d[5]);
+    o[6] = km_add(km_sub(km_mul(c4, e[1]), km_mul(c5, e[3])), e[5]);
+}
+
+static void KM(wino5_in2)(float *V, int64_t vs, int64_t vbs, const float *x0, const float *x1,
+                          int64_t Wp, int64_t xcs, int64_t ncb) {
+    enum { n = 7 };
+    km_v t[n][n][KM_H]; /* the row-transformed pair of tiles */
+    for (int64_t b = 0; b < ncb; b++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < n; i++) {
+            km_v d[n][KM_H];
+#pragma GCC unroll 8
+            for (int j = 0; j < n; j++) {
+                int64_t o = b * xcs + ((int64_t)i * Wp + j) * 8;
+                km_get(d[j], x0 + o, x1 + o);
+            }
+#pragma GCC unroll 2
+            for (int h = 0; h < KM_H; h++) {
+                km_v di[n], oi[n];
+#pragma GCC unroll 8
+                for (int j = 0; j < n; j++)
+                    di[j] = d[j][h];
+                KM(bt5v)(oi, di);
+#pragma GCC unroll 8
+                for (int k = 0; k < n; k++)
+                    t[i][k][h] = oi[k];
+            }
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < n; k++)
+#pragma GCC unroll 2
+            for (int h = 0; h < KM_H; h++) {
+                km_v di[n], oi[n];
+#pragma GCC unroll 8
+                for (int i = 0; i < n; i++)
+                    di[i] = t[i][k][h];
+                KM(bt5v)(oi, di);
+#pragma GCC unroll 8
+                for (int i = 0; i < n; i++)
+                    km_store(V + (i * n + k) * vs + b * vbs + h * KM_VEC, oi[i]);
+            }
+    }
+}
+
+#endif
+
 #if KM_NT == 12 /* the 12-wide sets: 2 x 10 accumulators need 32 registers */
 /* wino_trows (infer_impl.h): the t of wrow_n, stored, for a range of rows from one pass over g
  * (read once per row, g's loads from L2 were most of the time). */
