@@ -168,31 +168,40 @@ static int wino_pair(const rvg_engine *e, const layer_plan *p, int64_t kb) {
            p->nc[kb] == p->nc[kb + 1];
 }
 
+/* All output blocks of point xi over nt tiles from the pre-transformed weights, blocks in pairs
+ * where the set has gemm32: M and V point at the first tile of the point's planes (block
+ * strides mbs, vbs). */
+static void point_gemms(const task *t, float *M, int64_t mbs, const float *V, int64_t vbs,
+                        int64_t xi, int64_t nt) {
+    const layer_plan *p = t->p;
+    const rvg__infer_kernels *k = t->e->kern;
+    for (int64_t kb = 0; kb < p->KB16;) {
+        float *Mx = M + 2 * kb * mbs;
+        const float *Vx = V + (p->c0[kb] / 8) * vbs;
+        const float *U = p->w + xi * p->wtot + p->woff[kb];
+        if (wino_pair(t->e, p, kb)) {
+            k->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, U, p->woff[kb + 1] - p->woff[kb], p->nc[kb],
+                      nt);
+            kb += 2;
+        } else {
+            k->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, U, p->nc[kb], nt);
+            kb += 1;
+        }
+    }
+}
+
 /* Units are (point, tile chunk); each runs all 16-channel blocks over its chunk, so the chunk of
  * V (48 tiles x C) is read from L3 once and stays in L1/L2 while the point's weights stream.
  * (A0 batch 8 measured the same as with (point, block, chunk) units; kept for the lower
  * traffic.) Blocks go in pairs where the kernel set has gemm32. */
 static void task_wino_gemm(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
-    const layer_plan *p = t->p;
-    const rvg__infer_kernels *k = t->e->kern;
-    wgeom g = wino_geom(p, t->N);
+    wgeom g = wino_geom(t->p, t->N);
     for (int64_t u = b; u < e; u++) {
         int64_t ch = u % g.nch, xi = u / g.nch;
         int64_t t0 = ch * WINO_TC, nt = g.T - t0 < WINO_TC ? g.T - t0 : WINO_TC;
-        for (int64_t kb = 0; kb < p->KB16;) {
-            float *M = t->e->M + xi * g.ms + 2 * kb * g.bs + t0 * 8;
-            const float *V = t->e->V + xi * g.vs + (p->c0[kb] / 8) * g.bs + t0 * 8;
-            const float *U = p->w + xi * p->wtot + p->woff[kb];
-            if (wino_pair(t->e, p, kb)) {
-                k->gemm32(M, g.bs, V, g.bs, p->c0[kb] % 8, U, p->woff[kb + 1] - p->woff[kb],
-                          p->nc[kb], nt);
-                kb += 2;
-            } else {
-                k->gemm16(M, g.bs, V, g.bs, p->c0[kb] % 8, U, p->nc[kb], nt);
-                kb += 1;
-            }
-        }
+        point_gemms(t, t->e->M + xi * g.ms + t0 * 8, g.bs, t->e->V + xi * g.vs + t0 * 8, g.bs, xi,
+                    nt);
     }
 }
 
@@ -249,8 +258,8 @@ static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, i
 }
 
 /* The GEMMs of output blocks [kb0, kb1) (one 16-channel block or a gemm32 pair) over nt tiles,
- * for the points xi of row i (row >= 0: on the fly, from the raw weights, transformed here into
- * the thread's U) or for all points (row < 0: from the pre-transformed weights). V and M point at
+ * for the points xi of row i, on the fly: from the raw weights, transformed here into the
+ * thread's U (the pre-transformed weights take point_gemms). V and M point at
  * the first tile of point 0, channel block 0 (V) and 8-channel block 2*kb0 (M); vs, ms are their
  * point strides, vbs, mbs their block strides. On the fly, where the kernel set has gemm_otf
  * and its registers hold the nt tiles, the row's G g goes to U (wino_trows) and the points' GEMMs
@@ -270,29 +279,25 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int64_t step = kb1 - kb0;
     int pair = step == 2 && wino_pair(en, p, kb0);
     int64_t us = n * WROW_STRIDE(p->nc[kb0]);
-    if (row >= 0 && otf_fused(en, g)) { /* the transform's second half in the GEMMs */
+    if (otf_fused(en, g)) { /* the transform's second half in the GEMMs */
         for (int64_t kb = kb0; kb < kb1; kb++) {
             k->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row, row + 1);
             otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt);
         }
         return;
     }
-    if (row >= 0)
-        for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
-            k->wino_wrow(U + (kb - kb0) * us, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
-    for (int64_t xi = row >= 0 ? row * n : 0; xi < (row >= 0 ? row * n + n : g->nn); xi++) {
+    for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
+        k->wino_wrow(U + (kb - kb0) * us, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row);
+    for (int64_t xi = (int64_t)row * n; xi < (int64_t)row * n + n; xi++)
         for (int64_t kb = kb0; kb < kb1; kb += pair ? 2 : 1) {
             float *Mx = M + xi * ms + 2 * (kb - kb0) * mbs;
             const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
-            const float *Uk = row >= 0 ? U + (kb - kb0) * us + (xi % n) * WROW_STRIDE(p->nc[kb])
-                                       : p->w + xi * p->wtot + p->woff[kb];
-            int64_t ustep = row >= 0 ? us : p->woff[kb + pair] - p->woff[kb];
+            const float *Uk = U + (kb - kb0) * us + (xi % n) * WROW_STRIDE(p->nc[kb]);
             if (pair)
-                k->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, ustep, p->nc[kb], nt);
+                k->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, us, p->nc[kb], nt);
             else
                 k->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
         }
-    }
 }
 
 /* On the fly with the kernel set's gemm_otf, all n rows of points of output blocks [kb0, kb1)
@@ -469,26 +474,13 @@ int64_t rvg__wino_part_tiles(const rvg_engine *e, const layer_plan *p) {
 static void band_part(const task *t, const wgeom *g, float *V, float *M, int64_t tt0, int64_t tt1,
                       double *prof) {
     const layer_plan *p = t->p;
-    const rvg_engine *en = t->e;
     int64_t nt = tt1 - tt0, vbs = nt * 8, vs = nt * p->CB * 8 + WINO_PLANE_PAD;
     int64_t ms = nt * p->KB16 * 16 + WINO_PLANE_PAD, mbs = nt * 8;
     double t0 = prof ? now_ms() : 0;
     wino_in_tiles(t, g, V, vs, vbs, tt0, tt1);
     double t1 = prof ? now_ms() : 0;
     for (int64_t xi = 0; xi < g->nn; xi++)
-        for (int64_t kb = 0; kb < p->KB16;) {
-            float *Mx = M + xi * ms + 2 * kb * mbs;
-            const float *Vx = V + xi * vs + (p->c0[kb] / 8) * vbs;
-            const float *Uk = p->w + xi * p->wtot + p->woff[kb];
-            if (wino_pair(en, p, kb)) {
-                en->kern->gemm32(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->woff[kb + 1] - p->woff[kb],
-                                 p->nc[kb], nt);
-                kb += 2;
-            } else {
-                en->kern->gemm16(Mx, mbs, Vx, vbs, p->c0[kb] % 8, Uk, p->nc[kb], nt);
-                kb += 1;
-            }
-        }
+        point_gemms(t, M + xi * ms, mbs, V + xi * vs, vbs, xi, nt);
     double t2 = prof ? now_ms() : 0;
     wino_out_tiles(t, g, M, ms, nt * 8, 0, p->KB8, tt0, tt1);
     if (prof)
