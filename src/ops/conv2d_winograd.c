@@ -95,20 +95,31 @@ static int64_t scratch_floats(const wino_plan *p) {
     return planes > r16(27 * p->Cg) ? planes : r16(27 * p->Cg);
 }
 
-/* Planes of at least 7x7 (forward and backward alike). With the phase-layout transforms Winograd
- * lost to im2col + GEMM on the 7x7 and 4x4 layers of a 28x28 input; with the interleaved ones
- * (below) it wins there too: `bench_conv --set 28 --only "48->48    7 s1" --clock cpu`, 3
+/* Planes of at least 7x7 (forward and backward alike), and planes of 4x4 to 6x6 when the batch
+ * puts at least WINO_SMALL_VALUES values per channel into them. With the phase-layout transforms
+ * Winograd lost to im2col + GEMM on the 7x7 and 4x4 layers of a 28x28 input; with the interleaved
+ * ones (below) it wins there too: `bench_conv --set 28 --only "48->48    7 s1" --clock cpu`, 3
  * alternating rounds, median of the per-round minimum CPU ms, 7x7 layer forward 7.0 -> 2.4,
- * backward 11.6 -> 6.6 (4x4: 3.5 -> 0.85 and 10.3 -> 3.9). It stops at 7x7 all the same: at 6x6
- * and 4x4 its fp32 rounding (several times a direct sum's, see above), amplified by BatchNorm over
- * a few dozen values per channel, took the PyTorch parity test (tests/test_torch_model.c, cases
- * d2se and custom) past its tolerances. */
+ * backward 11.6 -> 6.6 (4x4: 3.5 -> 0.85 and 10.3 -> 3.9). On smaller planes its fp32 rounding
+ * (several times a direct sum's, see above) shows where BatchNorm's backward is ill-conditioned:
+ * over a few dozen values per channel two fp32 summation orders already differ by ~1%
+ * (tests/ref/gen_model.py), and with Winograd on D2se's 6x6 planes at batch 2 (72 values) one
+ * weight-gradient element of 846 tensors went past the PyTorch parity tolerance
+ * (tests/test_torch_model.c). A0's 4x4 layers at batch 8 (128 values, that test's a0 case) pass,
+ * and a real batch has far more: A0 at 32x32, batch 128, has 2048 values per channel in its three
+ * 4x4 layers, where Winograd made the whole training step 8% faster (`repvgg bench --arch A0
+ * --in-ch 1 --classes 10 --train --size 32 --batch 128 --runs 8 --threads 2`, 3 alternating
+ * rounds on the 2-core Xeon: median 176-180 -> 160-164 ms). */
 #define WINO_MIN_SIDE 7
+#define WINO_SMALL_SIDE 4
+#define WINO_SMALL_VALUES 128
 
 int rvg__conv_winograd_ok(const rvg_conv_shape *s) {
+    const int64_t side = s->H < s->W ? s->H : s->W;
+    const int big = side >= WINO_MIN_SIDE;
+    const int small = side >= WINO_SMALL_SIDE && s->N * s->H * s->W >= WINO_SMALL_VALUES;
     return s->R == 3 && s->S == 3 && s->stride == 1 && s->pad == 1 && s->G >= 1 &&
-           s->C / s->G >= 8 && s->K / s->G >= 8 && s->H >= WINO_MIN_SIDE &&
-           s->W >= WINO_MIN_SIDE && !rvg__conv_unrolled_ok(s);
+           s->C / s->G >= 8 && s->K / s->G >= 8 && (big || small) && !rvg__conv_unrolled_ok(s);
 }
 
 int64_t rvg__conv_winograd_floats(const rvg_conv_shape *s, int threads) {
