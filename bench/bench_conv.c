@@ -1,10 +1,11 @@
 /* bench_conv.c - times the training convolution: _ref against the dispatched im2col + GEMM path.
  *
  * Does: for each distinct conv of the RepVGG-A0 train form (3x3 pad 1 and 1x1 pad 0 branch of every
- * block shape), on 28x28x1 input batch 64 (default) or 224x224x3 batch 8 (--set 224), times forward
- * and backward (dx + dw + dbias) of rvg_conv2d_*_ref and of the fast path with each requested GEMM
- * backend; prints min and median milliseconds over repeated runs (after one warm-up), GFLOP/s, and
- * a network total that weights each shape by how many blocks use it. Fixed seed.
+ * block shape), on 28x28x1 input batch 64 (default), 32x32x1 batch 128 (--set 32) or 224x224x3
+ * batch 8 (--set 224), times forward and backward (dx + dw + dbias) of rvg_conv2d_*_ref and of the
+ * fast path with each requested GEMM backend; prints min and median milliseconds over repeated runs
+ * (after one warm-up), GFLOP/s, and a network total that weights each shape by how many blocks use
+ * it. Fixed seed.
  *
  * With --pair it instead times, per block shape, the two branch convolutions as two dispatched
  * calls against the fused rvg_conv2d_*_3x3_1x1 pair (forward; backward dx + dw3 + dw1), with the
@@ -12,7 +13,7 @@
  *
  * Does not: check results (tests/test_conv_fast.c does) or run under ctest.
  *
- * usage: bench_conv [--set 28|224] [--backend auto|own-c|own-avx2|blas|all] [--reps N]
+ * usage: bench_conv [--set 28|32|224] [--backend auto|own-c|own-avx2|blas|all] [--reps N]
  *                   [--ref-reps N] [--no-ref] [--clock wall|cpu] [--only NAME-SUBSTRING] [--pair]
  */
 #include <stdint.h>
@@ -37,6 +38,14 @@ typedef struct {
 static const layer A0_28[] = {
     {"stage0   1->48   28 s2", 1, 28, 48, 2, 1},    {"stage1  48->48   14 s2", 48, 14, 48, 2, 1},
     {"stage1  48->48    7 s1", 48, 7, 48, 1, 1},    {"stage2  48->96    7 s2", 48, 7, 96, 2, 1},
+    {"stage2  96->96    4 s1", 96, 4, 96, 1, 3},    {"stage3  96->192   4 s2", 96, 4, 192, 2, 1},
+    {"stage3 192->192   2 s1", 192, 2, 192, 1, 13}, {"stage4 192->1280  2 s2", 192, 2, 1280, 2, 1},
+};
+/* A0 on 32x32x1 (Fashion-MNIST resized, as the hour-long runs of docs/fashion_mnist.md train it),
+ * batch 128. */
+static const layer A0_32[] = {
+    {"stage0   1->48   32 s2", 1, 32, 48, 2, 1},    {"stage1  48->48   16 s2", 48, 16, 48, 2, 1},
+    {"stage1  48->48    8 s1", 48, 8, 48, 1, 1},    {"stage2  48->96    8 s2", 48, 8, 96, 2, 1},
     {"stage2  96->96    4 s1", 96, 4, 96, 1, 3},    {"stage3  96->192   4 s2", 96, 4, 192, 2, 1},
     {"stage3 192->192   2 s1", 192, 2, 192, 1, 13}, {"stage4 192->1280  2 s2", 192, 2, 1280, 2, 1},
 };
@@ -215,7 +224,7 @@ int main(int argc, char **argv) {
             g_clock = !strcmp(argv[++i], "cpu") ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC;
         else {
             fprintf(stderr,
-                    "usage: %s [--set 28|224] [--backend auto|own-c|own-avx2|blas|all] "
+                    "usage: %s [--set 28|32|224] [--backend auto|own-c|own-avx2|blas|all] "
                     "[--reps N] [--ref-reps N] [--no-ref] [--clock wall|cpu] [--only STR] "
                     "[--pair]\n",
                     argv[0]);
@@ -224,9 +233,13 @@ int main(int argc, char **argv) {
     }
     reps = reps < 1 ? 1 : reps;
     ref_reps = ref_reps < 1 ? 1 : ref_reps;
-    const layer *L = set == 224 ? A0_224 : A0_28;
+    if (set != 28 && set != 32 && set != 224) {
+        fprintf(stderr, "%s: --set must be 28, 32 or 224\n", argv[0]);
+        return 2;
+    }
+    const layer *L = set == 224 ? A0_224 : set == 32 ? A0_32 : A0_28;
     const int nl = 8;
-    const int64_t N = set == 224 ? 8 : 64;
+    const int64_t N = set == 224 ? 8 : set == 32 ? 128 : 64;
 
     rvg__gemm_backend bes[4];
     int nbe = 0;
