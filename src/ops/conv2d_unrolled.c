@@ -42,13 +42,17 @@ static int64_t tap_of(const rvg_conv_shape *s, int64_t p, int64_t q, int64_t h, 
     return r >= 0 && r < s->R && t >= 0 && t < s->S ? r * s->S + t : -1;
 }
 
-typedef struct {
+typedef struct unroll_job unroll_job;
+/* Builds (or folds) the rows of output channels [k0, k1). */
+typedef void (*unroll_rows_fn)(const unroll_job *j, int64_t k0, int64_t k1);
+struct unroll_job {
     const rvg_conv_shape *s;
-    float *u;        /* U_g (build: written) or dU_g (fold: read) */
-    const float *w;  /* build: the weights of group g */
-    float *dw;       /* fold: their gradient, accumulated */
-    int64_t pieces;  /* items the Kg rows of U are cut into */
-} unroll_job;
+    float *u;            /* U_g (build: written) or dU_g (fold: read) */
+    const float *w;      /* build: the weights of group g */
+    float *dw;           /* fold: their gradient, accumulated */
+    int64_t pieces;      /* items the Kg rows of U are cut into */
+    unroll_rows_fn rows; /* what an item does with its rows */
+};
 
 /* Rows (k, ., .) of U_g for k in this item's range. Output channel by output channel, so that its
  * weights (Cg*RS floats) stay in L1 while all PQ of its rows are written in order. */
@@ -119,15 +123,8 @@ static int hw4(const rvg_conv_shape *s) {
     return s->H * s->W == 4 && s->R * s->S <= 9;
 }
 
-static void build_item(void *ctx, int64_t item, int tid) {
-    (void)tid;
-    const unroll_job *j = ctx;
-    const int64_t Kg = j->s->K / j->s->G;
-    const int64_t k0 = Kg * item / j->pieces, k1 = Kg * (item + 1) / j->pieces;
-    if (hw4(j->s))
-        build_rows_hw4(j, k0, k1);
-    else
-        build_rows_any(j, k0, k1);
+static unroll_rows_fn build_rows(const rvg_conv_shape *s) {
+    return hw4(s) ? build_rows_hw4 : build_rows_any;
 }
 
 /* The entries of dU that feed each kernel tap: for every tap with at least one, the offsets of
@@ -228,30 +225,31 @@ static void fold_rows_hw4(const unroll_job *j, int64_t k0, int64_t k1) {
     }
 }
 
-static void fold_item(void *ctx, int64_t item, int tid) {
+static unroll_rows_fn fold_rows(const rvg_conv_shape *s) {
+    return hw4(s) ? fold_rows_hw4 : fold_rows_any;
+}
+
+/* Item `item` of the job: its share of the Kg output channels. */
+static void rows_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const unroll_job *j = ctx;
     const int64_t Kg = j->s->K / j->s->G;
-    const int64_t k0 = Kg * item / j->pieces, k1 = Kg * (item + 1) / j->pieces;
-    if (hw4(j->s))
-        fold_rows_hw4(j, k0, k1);
-    else
-        fold_rows_any(j, k0, k1);
+    j->rows(j, Kg * item / j->pieces, Kg * (item + 1) / j->pieces);
 }
 
 void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s) {
-    unroll_job j = {s, u, w, NULL, 1};
-    build_item(&j, 0, 0);
+    unroll_job j = {s, u, w, NULL, 1, build_rows(s)};
+    rows_item(&j, 0, 0);
 }
 
 static void run_rows(const rvg_conv_shape *s, float *u, const float *w, float *dw,
-                     rvg__par_fn fn) {
+                     unroll_rows_fn rows) {
     const int64_t Kg = s->K / s->G;
     /* Small loops stay on one thread (waking a helper costs microseconds). */
     int nt = rvg__conv_unrolled_floats(s) < 32768 ? 1 : rvg__par_threads();
     int64_t pieces = (int64_t)nt * 4 < Kg ? (int64_t)nt * 4 : Kg;
-    unroll_job j = {s, u, w, dw, pieces};
-    rvg__par_run(pieces, nt, fn, &j);
+    unroll_job j = {s, u, w, dw, pieces, rows};
+    rvg__par_run(pieces, nt, rows_item, &j);
 }
 
 void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
@@ -261,7 +259,7 @@ void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, cons
     for (int64_t g = 0; g < G; g++) {
         if (keep) /* each group's U where the backward will find it */
             u = keep + g * rvg__conv_unrolled_floats(s);
-        run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
+        run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_rows(s));
         /* y_g (N, Kg*PQ), row stride K*PQ  =  x_g (N, Cg*HW), row stride C*HW  .  U_g^T */
         rvg__conv_sgemm(0, 1, N, Kg * PQ, Cg * HW, x + g * Cg * HW, s->C * HW, u, Cg * HW, 0,
                         y + g * Kg * PQ, s->K * PQ, pack);
@@ -286,7 +284,7 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
             /* dU_g (Kg*PQ, Cg*HW) = dy_g^T . x_g, then folded onto the taps */
             rvg__conv_sgemm(1, 0, Kg * PQ, Cg * HW, N, dyg, s->K * PQ, xg, s->C * HW, 0, u,
                             Cg * HW, pack);
-            run_rows(s, u, NULL, dw + g * Kg * Cg * RS, fold_item);
+            run_rows(s, u, NULL, dw + g * Kg * Cg * RS, fold_rows(s));
         }
         if (dx) {
             /* dx_g (N, Cg*HW) += dy_g (N, Kg*PQ) . U_g, with the forward's U_g when kept */
@@ -294,7 +292,7 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
             if (kept)
                 ug = kept + g * rvg__conv_unrolled_floats(s);
             else
-                run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_item);
+                run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_rows(s));
             rvg__conv_sgemm(0, 0, N, Cg * HW, Kg * PQ, dyg, s->K * PQ, ug, Cg * HW, 1,
                             dx + g * Cg * HW, s->C * HW, pack);
         }
