@@ -54,7 +54,7 @@ struct unroll_job {
     unroll_rows_fn rows; /* what an item does with its rows */
 };
 
-/* Rows (k, ., .) of U_g for k in this item's range. Output channel by output channel, so that its
+/* Rows (k, ., .) of U_g for k in [k0, k1). Output channel by output channel, so that its
  * weights (Cg*RS floats) stay in L1 while all PQ of its rows are written in order. */
 static void build_rows_any(const unroll_job *j, int64_t k0, int64_t k1) {
     const rvg_conv_shape *s = j->s;
