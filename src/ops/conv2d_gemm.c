@@ -25,8 +25,9 @@
  * bit-identical resume) and, with the built-in GEMM, for any thread count (OpenBLAS only promises
  * the former). No atomics on data, no per-thread partial gradients.
  *
- * Stride-1 3x3 layers on planes of 7x7 or more go to Winograd F(4x4, 3x3) instead, forward, input
- * and weight gradients (conv2d_winograd.c).
+ * Stride-1 3x3 layers on planes of 7x7 or more (4x4 or more in a batch large enough,
+ * rvg__conv_winograd_ok) go to Winograd F(4x4, 3x3) instead, forward, input and weight gradients
+ * (conv2d_winograd.c).
  *
  * Does not: allocate (all scratch comes from the caller's workspace), validate shapes (callers do),
  * or dilate.
@@ -847,9 +848,10 @@ static void check_pair_shape(const rvg_conv_shape *s3) {
     RVG_ASSERT(s3->R == 3 && s3->S == 3 && s3->pad == 1);
 }
 
-/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, and at stride 1 on planes of 7x7
- * or more through Winograd, with no im2col for the 1x1 to share; the pair is then two single
- * convolutions (a 1x1 on one image reads x in place); the 1x1's workspace fits in the pair's. */
+/* On tiny planes (rvg__conv_unrolled_ok) the 3x3 runs unrolled, and at stride 1 on the planes of
+ * rvg__conv_winograd_ok through Winograd, with no im2col for the 1x1 to share; the pair is then two
+ * single convolutions (a 1x1 on one image reads x in place); the 1x1's workspace fits in the
+ * pair's. */
 static rvg_conv_shape pair_1x1_shape(const rvg_conv_shape *s3) {
     rvg_conv_shape s1 = *s3;
     s1.R = s1.S = 1;
