@@ -180,6 +180,14 @@ else
     bad "eval of the --size 40 run: $(cat "$SCRATCH/s40.err")"
 fi
 
+# ---- a validation batch smaller than the plan's: at 28x28 the 4x4 planes of stage 2's stride-1
+# block take Winograd in a full batch of 32 (512 values per channel), im2col + GEMM in the last
+# validation batch of 4 (64 values), on the same plan and workspace (the sanitizer build would
+# catch an overrun) --------------------------------------------------------------------------------
+check "a run whose last validation batch is small trains" "$TOOL" train \
+    --arch custom:blocks=1,1,2,1:width=0.25,0.25,0.25,0.25 --limit-train 64 --limit-val 100 \
+    --epochs 1 --batch 32 --threads 1 --quiet --out "$SCRATCH/tail"
+
 # ---- fine-tuning: --init starts from run A's weights ------------------------------------------
 # With a learning rate of 1e-12 the weights do not move, so the first epoch validates what the
 # run started from: near run A's final top-1 with --init, chance (~10%) without.
