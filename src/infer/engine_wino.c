@@ -257,6 +257,19 @@ static void otf_row(const task *t, const wgeom *g, const float *V, int64_t vs, i
     }
 }
 
+/* Rows [i0, i1) of points of output block kb on the fly with gemm_otf: G g of those rows from
+ * one pass over the block's raw weights into U (wino_trows), then each row's points (otf_row); M
+ * points at the block's rows of point 0. */
+static void otf_rows(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
+                     float *M, int64_t ms, int64_t mbs, float *U, int64_t kb, int i0, int i1,
+                     int64_t nt) {
+    const layer_plan *p = t->p;
+    const int64_t ts = WROW_STRIDE(p->nc[kb]);
+    t->e->kern->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], g->m + 2, i0, i1);
+    for (int i = i0; i < i1; i++)
+        otf_row(t, g, V, vs, vbs, M, ms, mbs, U + 3 * (i - i0) * ts, kb, i, nt);
+}
+
 /* The GEMMs of output blocks [kb0, kb1) (one 16-channel block or a gemm32 pair) over nt tiles,
  * for the points xi of row i, on the fly: from the raw weights, transformed here into the
  * thread's U (the pre-transformed weights take point_gemms). V and M point at
@@ -280,10 +293,8 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
     int pair = step == 2 && wino_pair(en, p, kb0);
     int64_t us = n * WROW_STRIDE(p->nc[kb0]);
     if (otf_fused(en, g)) { /* the transform's second half in the GEMMs */
-        for (int64_t kb = kb0; kb < kb1; kb++) {
-            k->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, row, row + 1);
-            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, nt);
-        }
+        for (int64_t kb = kb0; kb < kb1; kb++)
+            otf_rows(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, row, row + 1, nt);
         return;
     }
     for (int64_t kb = kb0; kb < kb1; kb++) /* block kb's row at U + (kb - kb0) * us */
@@ -300,8 +311,8 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
         }
 }
 
-/* On the fly with the kernel set's gemm_otf, all n rows of points of output blocks [kb0, kb1)
- * (wino_gemms' arguments): per block, G g of every row from one pass over the raw weights
+/* All n rows of points of output blocks [kb0, kb1) on the fly (wino_gemms' arguments). Where
+ * otf_fused, per block G g of every row from one pass over the raw weights
  * (wino_trows), then each row's points two at a time, the second half of the transform inside the
  * GEMM (gemm_otf). Nothing is prefetched: one sequential pass over a block's raw weights is what
  * the hardware prefetcher follows, and software prefetches of the next blocks (a share per point,
@@ -319,17 +330,16 @@ static void wino_gemms(const task *t, const wgeom *g, const float *V, int64_t vs
  * take it (A0's and B0's 14x14 layers at batch 1): with more, each group of tiles
  * computed the weights again, and the 28x28 layers on 1 thread (25 tiles) got slower
  * (otf_fused). */
-static void wino_gemms_fused(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
-                             float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
-                             int64_t nt) {
-    const layer_plan *p = t->p;
+static void wino_gemms_all(const task *t, const wgeom *g, const float *V, int64_t vs, int64_t vbs,
+                           float *M, int64_t ms, int64_t mbs, float *U, int64_t kb0, int64_t kb1,
+                           int64_t nt) {
     const int n = g->m + 2;
-    for (int64_t kb = kb0; kb < kb1; kb++) {
-        const int64_t ts = WROW_STRIDE(p->nc[kb]);
-        t->e->kern->wino_trows(U, p->wraw + 9 * p->woff[kb], p->nc[kb], n, 0, n);
+    if (otf_fused(t->e, g))
+        for (int64_t kb = kb0; kb < kb1; kb++)
+            otf_rows(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U, kb, 0, n, nt);
+    else
         for (int i = 0; i < n; i++)
-            otf_row(t, g, V, vs, vbs, M + 2 * (kb - kb0) * mbs, ms, mbs, U + 3 * i * ts, kb, i, nt);
-    }
+            wino_gemms(t, g, V, vs, vbs, M, ms, mbs, U, kb0, kb1, i, nt);
 }
 
 /* Three-phase on-the-fly GEMMs: units are (16- or 32-channel block, row i of points); each
@@ -425,7 +435,7 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
     const layer_plan *p = t->p;
     const rvg_engine *en = t->e;
     wgeom g = wino_geom(p, t->N);
-    int n = g.m + 2, tid = rvg__pool_tid_in(en->pool);
+    int tid = rvg__pool_tid_in(en->pool);
     int64_t step = blocks_step(en, p);
     double *prof = en->prof && tid == 0 ? en->prof + 4 * (p - en->L) : NULL;
     double t0 = prof ? now_ms() : 0; /* the caller's own share of the phases */
@@ -441,11 +451,7 @@ static void task_wino_blocks(void *ctx, int64_t b, int64_t e) {
     }
     for (int64_t u = b; u < e; u++) {
         int64_t kb0 = u * step, kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
-        if (otf_fused(en, &g))
-            wino_gemms_fused(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, g.T);
-        else
-            for (int i = 0; i < n; i++)
-                wino_gemms(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, i, g.T);
+        wino_gemms_all(t, &g, V, g.vs, g.bs, M, fused_ms(g.T), g.T * 8, U, kb0, kb1, g.T);
         double tg = prof ? now_ms() : 0;
         int64_t b8end = 2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8;
         for (int64_t b8 = 2 * kb0; b8 < b8end; b8++)
@@ -504,7 +510,7 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
     const layer_plan *p = t->p;
     const rvg_engine *en = t->e;
     wgeom g = wino_geom(p, t->N);
-    int n = g.m + 2, tid = rvg__pool_tid_in(en->pool), otf = rvg__wino_otf(en, p, t->N);
+    int tid = rvg__pool_tid_in(en->pool), otf = rvg__wino_otf(en, p, t->N);
     int64_t nu = en->threads, nz = t->N * p->KB8, step = otf_step(en);
     double *prof = en->prof && tid == 0 ? en->prof + 4 * (p - en->L) : NULL;
     float *V = en->Vt + tid * en->vt_floats, *M = en->Mt + tid * en->mt_floats;
@@ -528,11 +534,7 @@ static void task_wino_bands(void *ctx, int64_t b, int64_t e) {
         for (int64_t kb0 = 0; kb0 < p->KB16; kb0 += step) {
             int64_t kb1 = kb0 + step < p->KB16 ? kb0 + step : p->KB16;
             double ta = prof ? now_ms() : 0;
-            if (otf_fused(en, &g))
-                wino_gemms_fused(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, nt);
-            else
-                for (int i = 0; i < n; i++)
-                    wino_gemms(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, i, nt);
+            wino_gemms_all(t, &g, V, vs, vbs, M, fused_ms(nt), nt * 8, U, kb0, kb1, nt);
             double tb = prof ? now_ms() : 0;
             wino_out_tiles(t, &g, M, fused_ms(nt), nt * 8, 2 * kb0,
                            2 * kb1 < p->KB8 ? 2 * kb1 : p->KB8, tt0, tt1);
