@@ -448,12 +448,14 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         if (!pack_layer(e, p, &layers[i]))
             goto oom;
     }
+    /* A thread's on-the-fly scratch: a gemm32 pair's transformed row (2 blocks x n points) or
+     * one block's G g of all n rows (3 x n rows, engine_wino.c's otf_rows), n = m + 2. */
     for (int64_t i = 0; i < n_layers; i++) {
         const layer_plan *p = &e->L[i];
         if (p->algo != RVG_INFER_ALGO_DIRECT)
             for (int64_t kb = 0; kb < p->KB16; kb++)
-                if (3 * (p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats) /* a pair's */
-                    e->wtmp_floats = 3 * (p->m + 2) * WROW_STRIDE(p->nc[kb]); /* row, all Ts */
+                if (3 * (p->m + 2) * WROW_STRIDE(p->nc[kb]) > e->wtmp_floats)
+                    e->wtmp_floats = 3 * (p->m + 2) * WROW_STRIDE(p->nc[kb]);
     }
     e->wtmp_floats = (e->wtmp_floats + 15) / 16 * 16; /* keep each thread's row 64-byte aligned */
     e->wtmp = ealloc(e, sizeof(float) * (size_t)(e->wtmp_floats * e->threads + 16));
