@@ -2,7 +2,9 @@
 # demo.sh - the main job, end to end on a fresh machine (after scripts/setup.sh):
 #   1. train RepVGG-A0 (1 input channel, 10 classes) on Fashion-MNIST for a few minutes,
 #   2. convert the trained train-form model to the deploy form,
-#   3. evaluate both forms on the whole test set and compare their predictions one by one,
+#   3. evaluate both forms on the whole test set (the train form through the model's forward, its
+#      branches as written; the deploy form on the fast inference engine, as it is deployed) and
+#      compare their predictions one by one,
 #   4. time both forms on the same input and print the speed-up of the conversion.
 # Environment: EPOCHS (default 2), LIMIT (training images used, default 10000), BATCH (64),
 # OUT (run directory, default runs/demo). Builds into build/ if the tool is not there yet.
@@ -32,8 +34,8 @@ $R eval --weights "$OUT/deploy.safetensors" --json --predictions "$OUT/pred_depl
 top1() { sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p' "$1"; }
 differ=$(paste -d' ' "$OUT/pred_train.txt" "$OUT/pred_deploy.txt" | awk '$1 != $2' | wc -l)
 total=$(wc -l <"$OUT/pred_train.txt")
-printf "   train form  top-1 %.4f\n   deploy form top-1 %.4f\n" "$(top1 "$OUT/eval_train.json")" \
-    "$(top1 "$OUT/eval_deploy.json")"
+printf "   train form  (model forward) top-1 %.4f\n   deploy form (fast engine)   top-1 %.4f\n" \
+    "$(top1 "$OUT/eval_train.json")" "$(top1 "$OUT/eval_deploy.json")"
 echo "   predictions that differ between the forms: $differ of $total"
 
 echo "== 4. speed of both forms (batch 64 at 28x28, median of 20 runs)"

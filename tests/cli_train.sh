@@ -252,6 +252,34 @@ expect_fail "--erase-fill bogus" train --arch "$ARCH" --epochs 1 --erase-fill gr
 expect_fail "--erase with --resume" train --resume "$B" --erase 0.5
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
+# The deploy form is evaluated on the fast engine by default; it, the model's own forward of the
+# deploy form, and the train form with its branches give the same class for every image.
+evp() { # evp WEIGHTS OUT [eval options]: predictions of 256 validation images into OUT
+    local w=$1 out=$2
+    shift 2
+    "$TOOL" eval --weights "$w" --limit-val 256 --json --predictions "$out" "$@"
+}
+evp "$SCRATCH/deploy.safetensors" "$SCRATCH/p_fast.txt" > "$SCRATCH/e_fast.json"
+check "eval runs deploy-form weights on the fast engine" \
+    grep -q '"form":"deploy","engine":"fast"' "$SCRATCH/e_fast.json"
+evp "$SCRATCH/deploy.safetensors" "$SCRATCH/p_model.txt" --engine model > "$SCRATCH/e_model.json"
+check "eval --engine model runs the model's forward" \
+    grep -q '"form":"deploy","engine":"model"' "$SCRATCH/e_model.json"
+evp "$A/last.safetensors" "$SCRATCH/p_train.txt" > "$SCRATCH/e_train.json"
+check "eval runs the train form through the model" \
+    grep -q '"form":"train","engine":"model"' "$SCRATCH/e_train.json"
+evp "$A/last.safetensors" "$SCRATCH/p_train_fast.txt" --engine fast > /dev/null
+check "256 predictions: engine == the deploy form's model forward" \
+    cmp -s "$SCRATCH/p_fast.txt" "$SCRATCH/p_model.txt"
+check "256 predictions: engine == the train form" cmp -s "$SCRATCH/p_fast.txt" "$SCRATCH/p_train.txt"
+check "256 predictions: the train form converted in memory (--engine fast) == the engine" \
+    cmp -s "$SCRATCH/p_fast.txt" "$SCRATCH/p_train_fast.txt"
+check "eval predictions has 256 lines" test "$(wc -l < "$SCRATCH/p_fast.txt")" -eq 256
+expect_fail "eval --engine gpu" eval --weights "$SCRATCH/deploy.safetensors" --engine gpu
+expect_fail "predict --engine gpu" predict --weights "$SCRATCH/deploy.safetensors" \
+    --engine gpu --input "$SCRATCH/none.png"
+expect_fail "predict --threads 0" predict --weights "$SCRATCH/deploy.safetensors" \
+    --threads 0 --input "$SCRATCH/none.png"
 # The preprocessing record travels with the weights through convert, and `repvgg predict` on
 # PNG files of test images (grey, 28x28) gives the classes `repvgg eval` gives the same images.
 for f in "$A/last.safetensors" "$SCRATCH/deploy.safetensors"; do
@@ -276,6 +304,11 @@ PYEOF
         --input "$SCRATCH"/test[0-7].png | awk 'NR % 2 == 0 { print $1 }' > "$SCRATCH/pred8.txt"
     check "predict on 8 test images as PNG == eval's classes" \
         cmp -s "$SCRATCH/eval8.txt" "$SCRATCH/pred8.txt"
+    "$TOOL" predict --weights "$SCRATCH/deploy.safetensors" --topk 1 --engine model \
+        --threads 1 --input "$SCRATCH"/test[0-7].png | awk 'NR % 2 == 0 { print $1 }' \
+        > "$SCRATCH/pred8m.txt"
+    check "predict --engine model on the PNG files == the engine's classes" \
+        cmp -s "$SCRATCH/pred8.txt" "$SCRATCH/pred8m.txt"
     # and names them with the data set's class names that training recorded
     "$TOOL" predict --weights "$SCRATCH/deploy.safetensors" --topk 10 \
         --input "$SCRATCH/test0.png" > "$SCRATCH/pred_names.txt"

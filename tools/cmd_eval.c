@@ -1,7 +1,9 @@
 /* cmd_eval.c - `repvgg eval`: top-1, top-5, per-class accuracy and the confusion matrix of a
  * weights file on a data set's validation split.
  *
- * Either form runs (the train form with BN in inference mode); training checkpoints
+ * Either form runs: deploy-form weights on the fast inference engine by default, the train form
+ * through the model's forward with BN in inference mode (--engine picks either way, so that the
+ * two can be compared on real data); training checkpoints
  * (*.ckpt.safetensors) work too, their momentum.* tensors being dropped. Images are normalised
  * with the mean/std and size that training stored in the weights' metadata (repvgg.mean,
  * repvgg.std, repvgg.size); without them, with the training split's own statistics at the data's
@@ -30,18 +32,25 @@ static void help(void) {
            "  --data SPEC     data set as 'repvgg train' takes it (default fashion-mnist)\n"
            "  --limit-val N   only the first N validation samples (0 = all)\n"
            "  --batch B       images per forward pass (default 128)\n"
+           "  --engine E      fast: the inference engine of the deploy form (a train-form W is\n"
+           "                  converted in memory first); model: the model's layer-by-layer\n"
+           "                  forward, the engine's reference (default: fast for deploy-form\n"
+           "                  weights, model for the train form, its branches as written)\n"
            "  --threads T     compute threads (default: all cores)\n"
            "  --workers W     data loading threads (default 2)\n"
            "  --json          print one JSON object: top1, top5, n, loss, per_class, class_names,\n"
-           "                  class_n, confusion\n"
+           "                  class_n, confusion, form, engine\n"
            "  --predictions F write the predicted class of every sample to F, one per line\n");
 }
 
 static void print_json(const char *wpath, const char *data, const rvg_dataset *d,
-                       const eval_result *r, const int64_t *class_n) {
+                       const eval_result *r, const int64_t *class_n, const fwd_runner *fr) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "weights", wpath);
     cJSON_AddStringToObject(o, "data", data);
+    cJSON_AddStringToObject(o, "form",
+                            rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train");
+    cJSON_AddStringToObject(o, "engine", fwd_runner_name(fr));
     cJSON_AddNumberToObject(o, "n", (double)r->n);
     cJSON_AddNumberToObject(o, "loss", r->loss);
     cJSON_AddNumberToObject(o, "top1", r->top1);
@@ -73,9 +82,10 @@ static void print_json(const char *wpath, const char *data, const rvg_dataset *d
 }
 
 static void print_text(const char *wpath, const rvg_dataset *d, const eval_result *r,
-                       const int64_t *class_n) {
-    printf("%s: %lld images, loss %.4f, top-1 %.2f%%, top-5 %.2f%%\n\n", wpath, (long long)r->n,
-           r->loss, 100.0 * r->top1, 100.0 * r->top5);
+                       const int64_t *class_n, const fwd_runner *fr) {
+    printf("%s (%s form, %s engine): %lld images, loss %.4f, top-1 %.2f%%, top-5 %.2f%%\n\n", wpath,
+           rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train", fwd_runner_name(fr),
+           (long long)r->n, r->loss, 100.0 * r->top1, 100.0 * r->top5);
     printf("%5s  %-24s %8s %9s\n", "class", "name", "images", "accuracy");
     for (int64_t k = 0; k < r->K; k++) {
         const char *nm = rvg_dataset_class_name(d, k);
@@ -107,11 +117,13 @@ int cmd_eval(int argc, char **argv) {
                                          {"workers", required_argument, 0, 'k'},
                                          {"json", no_argument, 0, 'j'},
                                          {"predictions", required_argument, 0, 'p'},
+                                         {"engine", required_argument, 0, 'e'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *wpath = NULL, *data = "fashion-mnist", *pred_path = NULL;
     int64_t limit = 0, batch = 128, threads = 0, workers = 2;
     int json = 0, c;
+    runner_kind kind = RUNNER_AUTO;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -136,6 +148,10 @@ int cmd_eval(int argc, char **argv) {
             break;
         case 'j': json = 1; break;
         case 'p': pred_path = optarg; break;
+        case 'e':
+            if (!fwd_runner_parse(optarg, &kind))
+                return cli_usage_error("eval", "--engine must be fast or model");
+            break;
         case 'h': help(); return 0;
         default:
             return cli_usage_error("eval", "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -153,7 +169,7 @@ int cmd_eval(int argc, char **argv) {
     rvg_model *m = NULL;
     rvg_dataset *dva = NULL, *dtr = NULL;
     rvg_loader *ld = NULL;
-    rvg_plan *p = NULL;
+    fwd_runner fr = {0};
     float *x = NULL;
     int32_t *y = NULL, *pred = NULL;
     int64_t *class_n = NULL;
@@ -211,7 +227,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if ((st = rvg_loader_new(&ld, dva, &aug, batch, 0, 0, 0, (int)workers, 0, 1)) != RVG_OK ||
-        (st = rvg_plan_new(&p, m, batch, size, size)) != RVG_OK) {
+        (st = fwd_runner_init(&fr, m, kind, batch, size, size, (int)threads)) != RVG_OK) {
         rc = cli_fail("eval", st, "setting up");
         goto done;
     }
@@ -226,7 +242,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "repvgg eval: out of memory\n");
         goto done;
     }
-    if ((st = train_evaluate(m, p, ld, x, y, K, &r, pred)) != RVG_OK) {
+    if ((st = train_evaluate(&fr, ld, x, y, &r, pred)) != RVG_OK) {
         rc = cli_fail("eval", st, "evaluating");
         goto done;
     }
@@ -249,9 +265,9 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     if (json)
-        print_json(wpath, data, dva, &r, class_n);
+        print_json(wpath, data, dva, &r, class_n, &fr);
     else
-        print_text(wpath, dva, &r, class_n);
+        print_text(wpath, dva, &r, class_n, &fr);
     rc = 0;
 done:
     free(r.confusion);
@@ -259,7 +275,7 @@ done:
     free(pred);
     rvg_free(x);
     rvg_free(y);
-    rvg_plan_free(p);
+    fwd_runner_free(&fr);
     rvg_loader_free(ld);
     rvg_dataset_free(dva);
     rvg_dataset_free(dtr);

@@ -1,8 +1,9 @@
 /* cmd_predict.c - `repvgg predict`: class predictions for JPEG/PNG images, or logits for a batch
  * of images given as a NumPy array.
  *
- * Either form runs (the train form with BN in inference mode). Images go through the model in
- * chunks of --batch so memory stays bounded for many images or large arrays.
+ * Either form runs: deploy-form weights on the fast inference engine by default, the train form
+ * through the model's forward with BN in inference mode (--engine picks either way). Images go
+ * through in chunks of --batch so memory stays bounded for many images or large arrays.
  *
  * Image files get the preprocessing that evaluation used in training (the loader's own code, via
  * rvg_image_load), as `repvgg train` records it in the weights' metadata (repvgg.mean, .std, .size,
@@ -25,8 +26,12 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#ifdef RVG_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 #include "cli.h"
+#include "forward_runner.h"
 #include "rvg/data.h"
 #include "rvg/io.h"
 #include "rvg/model.h"
@@ -59,6 +64,10 @@ static void help(void) {
         "                 shape images by a plain resize to S x S, or by the ImageNet transform,\n"
         "                 whatever W records\n"
         "  --batch B      images per forward pass (default 32)\n"
+        "  --engine E     fast: the inference engine of the deploy form (a train-form W is\n"
+        "                 converted in memory first); model: the model's layer-by-layer forward\n"
+        "                 (default: fast for deploy-form weights, model for the train form)\n"
+        "  --threads T    compute threads (default: all cores)\n"
         "  --output Y     also write the logits (N, classes) as float32 .npy\n");
 }
 
@@ -86,8 +95,17 @@ static int input_kind(const char *path) {
 
 /* ---- NumPy batch ----------------------------------------------------------------------------- */
 
-static int predict_npy(rvg_model *m, const char *in, const char *out, int64_t batch) {
-    rvg_plan *p = NULL;
+/* How the model runs: which engine (forward_runner.h), on how many threads, in chunks of how many
+ * images. */
+typedef struct {
+    runner_kind kind;
+    int threads;
+    int64_t batch;
+} run_opts;
+
+static int predict_npy(rvg_model *m, const run_opts *ro, const char *in, const char *out) {
+    const int64_t batch = ro->batch;
+    fwd_runner fr = {0};
     float *x = NULL, *y = NULL;
     int ndim, rc = 1;
     int64_t shape[RVG_MAX_DIMS];
@@ -108,7 +126,7 @@ static int predict_npy(rvg_model *m, const char *in, const char *out, int64_t ba
         goto done;
     }
     int64_t b = N < batch ? (N > 0 ? N : 1) : batch;
-    if ((st = rvg_plan_new(&p, m, b, H, W)) != RVG_OK) {
+    if ((st = fwd_runner_init(&fr, m, ro->kind, b, H, W, ro->threads)) != RVG_OK) {
         rc = cli_fail("predict", st, "planning");
         goto done;
     }
@@ -120,7 +138,7 @@ static int predict_npy(rvg_model *m, const char *in, const char *out, int64_t ba
     for (int64_t i = 0; i < N; i += b) {
         int64_t n = N - i < b ? N - i : b;
         const float *logits;
-        if ((st = rvg_model_forward(m, p, x + i * C * H * W, n, 0, &logits)) != RVG_OK) {
+        if ((st = fwd_runner_forward(&fr, x + i * C * H * W, n, &logits)) != RVG_OK) {
             rc = cli_fail("predict", st, "forward");
             goto done;
         }
@@ -133,7 +151,7 @@ static int predict_npy(rvg_model *m, const char *in, const char *out, int64_t ba
     }
     rc = 0;
 done:
-    rvg_plan_free(p);
+    fwd_runner_free(&fr);
     rvg_free(x);
     rvg_free(y);
     return rc;
@@ -329,9 +347,10 @@ static int image_transform(rvg_augment *aug, const rvg_dict *d, const char *wpat
     return 0;
 }
 
-static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int64_t batch,
+static int predict_images(rvg_model *m, const run_opts *ro, const char *const *paths, int64_t N,
                           int64_t topk, const char *labels_path, const char *labels_json,
                           const rvg_augment *aug, const char *out) {
+    const int64_t batch = ro->batch;
     const rvg_arch *arch = rvg_model_arch(m);
     const int64_t K = arch->classes, C = arch->in_ch, size = aug->out_h;
     rvg_status st = rvg_model_check_input(m, C, size, size);
@@ -363,7 +382,7 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
         topk = K;
 
     int64_t b = N < batch ? N : batch, img = C * size * size;
-    rvg_plan *p = NULL;
+    fwd_runner fr = {0};
     float *x = rvg_alloc((size_t)(b * img) * sizeof(float));            /* (b, C, size, size) */
     float *y = out ? rvg_alloc((size_t)(N * K) * sizeof(float)) : NULL; /* (N, K) */
     double *prob = malloc((size_t)K * sizeof *prob);
@@ -373,7 +392,7 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
         fprintf(stderr, "repvgg predict: out of memory\n");
         goto done;
     }
-    if ((st = rvg_plan_new(&p, m, b, size, size)) != RVG_OK) {
+    if ((st = fwd_runner_init(&fr, m, ro->kind, b, size, size, ro->threads)) != RVG_OK) {
         rc = cli_fail("predict", st, "planning");
         goto done;
     }
@@ -385,7 +404,7 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
                 goto done;
             }
         const float *logits;
-        if ((st = rvg_model_forward(m, p, x, n, 0, &logits)) != RVG_OK) {
+        if ((st = fwd_runner_forward(&fr, x, n, &logits)) != RVG_OK) {
             rc = cli_fail("predict", st, "forward");
             goto done;
         }
@@ -403,7 +422,7 @@ static int predict_images(rvg_model *m, const char *const *paths, int64_t N, int
     }
     rc = 0;
 done:
-    rvg_plan_free(p);
+    fwd_runner_free(&fr);
     rvg_free(x);
     rvg_free(y);
     free(prob);
@@ -422,11 +441,14 @@ int cmd_predict(int argc, char **argv) {
                                          {"size", required_argument, 0, 's'},
                                          {"resize", no_argument, 0, 'r'},
                                          {"center-crop", no_argument, 0, 'c'},
+                                         {"engine", required_argument, 0, 'e'},
+                                         {"threads", required_argument, 0, 't'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *wpath = NULL, *out = NULL, *labels_path = NULL;
     static const char *inputs[MAX_INPUTS];
-    int64_t n_in = 0, batch = 32, topk = 5, size = 0;
+    int64_t n_in = 0, topk = 5, size = 0, threads = 0;
+    run_opts ro = {RUNNER_AUTO, 0, 32};
     int c, shape = -1;
     optind = 1;
     opterr = 0;
@@ -443,7 +465,7 @@ int cmd_predict(int argc, char **argv) {
             break;
         case 'o': out = optarg; break;
         case 'b':
-            if (!cli_parse_int(optarg, 1, 4096, &batch))
+            if (!cli_parse_int(optarg, 1, 4096, &ro.batch))
                 return cli_usage_error("predict", "--batch must be an integer in 1..4096");
             break;
         case 'k':
@@ -461,6 +483,15 @@ int cmd_predict(int argc, char **argv) {
                 return cli_usage_error("predict", "--resize and --center-crop exclude each other");
             shape = c == 'c';
             break;
+        case 'e':
+            if (!fwd_runner_parse(optarg, &ro.kind))
+                return cli_usage_error("predict", "--engine must be fast or model");
+            break;
+        case 't':
+            if (!cli_parse_int(optarg, 1, 1024, &threads))
+                return cli_usage_error("predict", "--threads must be an integer in 1..1024");
+            ro.threads = (int)threads;
+            break;
         case 'h': help(); return 0;
         default:
             return cli_usage_error("predict", "unknown or incomplete option '%s'",
@@ -469,6 +500,10 @@ int cmd_predict(int argc, char **argv) {
     }
     if (!wpath || n_in == 0)
         return cli_usage_error("predict", "--weights and --input are required");
+#ifdef RVG_HAVE_OPENMP
+    if (threads)
+        omp_set_num_threads((int)threads);
+#endif
     int npy = 0;
     for (int64_t i = 0; i < n_in; i++) {
         int kind = input_kind(inputs[i]);
@@ -490,11 +525,11 @@ int cmd_predict(int argc, char **argv) {
         (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
         rc = cli_fail("predict", st, wpath);
     } else if (npy) {
-        rc = predict_npy(m, inputs[0], out, batch);
+        rc = predict_npy(m, &ro, inputs[0], out);
     } else {
         rvg_augment aug;
         if (image_transform(&aug, d, wpath, rvg_model_arch(m)->in_ch, size, shape) == 0)
-            rc = predict_images(m, inputs, n_in, batch, topk, labels_path,
+            rc = predict_images(m, &ro, inputs, n_in, topk, labels_path,
                                 rvg_dict_meta(d, "repvgg.labels"), &aug, out);
     }
     rvg_model_free(m);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "forward_runner.h"
 #include "rvg/data.h"
 #include "rvg/model.h"
 #include "rvg/status.h"
@@ -109,10 +110,11 @@ typedef struct {
     int64_t *confusion; /* (K, K): row = true class, column = predicted; caller frees (free) */
 } eval_result;
 
-/* Runs the whole loader epoch (epoch 0) through the model with training = 0. x (batch, C, H, W)
- * and y (batch) are caller-provided buffers; p a plan for `batch`. *r is filled (confusion new). */
-rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, int32_t *y,
-                          int64_t K, eval_result *r, int32_t *pred);
+/* Runs the whole loader epoch (epoch 0) through fr (the engine, or the model with training = 0).
+ * x (batch, C, H, W) and y (batch) are caller-provided buffers, batch <= fr's max_batch. *r is
+ * filled (confusion new); pred, when not NULL, receives the predicted class of every sample. */
+rvg_status train_evaluate(fwd_runner *fr, rvg_loader *ld, float *x, int32_t *y, eval_result *r,
+                          int32_t *pred);
 
 /* ---- log and progress (train_log.c) ------------------------------------------------------------
  */

@@ -1,8 +1,9 @@
 /* train_eval.c - one pass over a validation loader: mean cross-entropy, top-1, top-5 and the
  * confusion matrix. Shared by the per-epoch validation of `repvgg train` and by `repvgg eval`.
  *
- * The model runs with training = 0 (BN from running statistics), so either form works. The loss is
- * plain cross-entropy against one-hot labels whatever the training recipe smoothed or mixed.
+ * Through the fast engine, or the model with training = 0 (BN from running statistics), so either
+ * form works (forward_runner.h). The loss is plain cross-entropy against one-hot labels whatever
+ * the training recipe smoothed or mixed.
  * Not here: per-class summaries or printing (the commands format *r themselves).
  */
 #include <stdlib.h>
@@ -11,8 +12,9 @@
 #include "rvg/ops.h"
 #include "train_cli.h"
 
-rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, int32_t *y,
-                          int64_t K, eval_result *r, int32_t *pred) {
+rvg_status train_evaluate(fwd_runner *fr, rvg_loader *ld, float *x, int32_t *y, eval_result *r,
+                          int32_t *pred) {
+    const int64_t K = fr->K;
     memset(r, 0, sizeof *r);
     r->K = K;
     r->confusion = calloc((size_t)(K * K), sizeof(int64_t)); /* (K, K) */
@@ -31,7 +33,7 @@ rvg_status train_evaluate(rvg_model *m, rvg_plan *p, rvg_loader *ld, float *x, i
             goto fail;
         if (n == 0)
             break;
-        if ((st = rvg_model_forward(m, p, x, n, 0, &logits)) != RVG_OK)
+        if ((st = fwd_runner_forward(fr, x, n, &logits)) != RVG_OK)
             goto fail;
         if (!target && !(target = malloc((size_t)(n * K) * sizeof(float)))) {
             st = rvg_error(RVG_STATUS_NO_MEMORY, "out of memory");

@@ -571,9 +571,11 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             }
         }
         eval_result ev;
+        fwd_runner fr;
+        fwd_runner_borrow(&fr, r.m, r.plan);
         /* with --ema the average is validated, swapped into the model for it (rvg_ema_swap) */
         if ((r.ema && (st = rvg_ema_swap(r.ema, r.m)) != RVG_OK) ||
-            (st = train_evaluate(r.m, r.plan, r.lva, r.x, r.y, K, &ev, NULL)) != RVG_OK ||
+            (st = train_evaluate(&fr, r.lva, r.x, r.y, &ev, NULL)) != RVG_OK ||
             (r.ema && (st = rvg_ema_swap(r.ema, r.m)) != RVG_OK)) {
             rc = fail(st, "validation");
             goto done;

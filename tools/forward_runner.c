@@ -1,0 +1,62 @@
+/* forward_runner.c - the engine or the model's forward behind one call (see forward_runner.h). */
+#include <string.h>
+
+#include "forward_runner.h"
+#include "rvg/tensor.h"
+
+int fwd_runner_parse(const char *s, runner_kind *kind) {
+    if (strcmp(s, "fast") == 0)
+        *kind = RUNNER_ENGINE;
+    else if (strcmp(s, "model") == 0)
+        *kind = RUNNER_MODEL;
+    else
+        return 0;
+    return 1;
+}
+
+rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_t max_batch,
+                           int64_t H, int64_t W, int threads) {
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->K = rvg_model_arch(m)->classes;
+    r->max_batch = max_batch;
+    if (kind == RUNNER_AUTO)
+        kind = rvg_model_form(m) == RVG_FORM_DEPLOY ? RUNNER_ENGINE : RUNNER_MODEL;
+    if (kind == RUNNER_MODEL) {
+        r->owns_plan = 1;
+        return rvg_plan_new(&r->plan, m, max_batch, H, W);
+    }
+    RVG_TRY(rvg_deploy_engine_new(&r->e, m, H, W, max_batch, threads, NULL));
+    if (!(r->logits = rvg_alloc((size_t)(max_batch * r->K) * sizeof(float)))) {
+        fwd_runner_free(r);
+        return rvg_error(RVG_STATUS_NO_MEMORY, "out of memory");
+    }
+    return RVG_OK;
+}
+
+void fwd_runner_borrow(fwd_runner *r, rvg_model *m, rvg_plan *p) {
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->plan = p;
+    r->K = rvg_model_arch(m)->classes;
+}
+
+rvg_status fwd_runner_forward(fwd_runner *r, const float *x, int64_t n, const float **logits) {
+    if (!r->e)
+        return rvg_model_forward(r->m, r->plan, x, n, 0, logits);
+    RVG_TRY(rvg_engine_run(r->e, r->logits, x, n));
+    *logits = r->logits;
+    return RVG_OK;
+}
+
+const char *fwd_runner_name(const fwd_runner *r) {
+    return r->e ? "fast" : "model";
+}
+
+void fwd_runner_free(fwd_runner *r) {
+    if (r->owns_plan)
+        rvg_plan_free(r->plan);
+    rvg_engine_free(r->e);
+    rvg_free(r->logits);
+    memset(r, 0, sizeof *r);
+}
