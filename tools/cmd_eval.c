@@ -25,7 +25,8 @@
 #include "train_cli.h"
 
 static void help(void) {
-    printf("usage: repvgg eval --weights W [--data SPEC] [--limit-val N] [--batch B] [--json]\n\n"
+    printf("usage: repvgg eval --weights W [--data SPEC] [--limit-val N] [--batch B] [--json]\n"
+           "                   [--engine fast|model] [--predictions F]\n\n"
            "Evaluates W (either form; safetensors or .pth; a training checkpoint too) on the\n"
            "validation split of SPEC and prints top-1, top-5, per-class accuracy and the\n"
            "confusion matrix (rows: true class, columns: predicted).\n\n"

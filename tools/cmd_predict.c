@@ -43,8 +43,9 @@ static void help(void) {
     printf(
         "usage: repvgg predict --weights W --input IMG [IMG...] [--topk K] [--labels FILE]\n"
         "                      [--size S] [--resize | --center-crop] [--batch B]\n"
-        "                      [--output Y.npy]\n"
-        "       repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n\n"
+        "                      [--output Y.npy] [--engine fast|model] [--threads T]\n"
+        "       repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n"
+        "                      [--engine fast|model] [--threads T]\n\n"
         "Runs the model in W (either form; safetensors, a training checkpoint or .pth).\n\n"
         "Images (JPEG or PNG) are preprocessed as training evaluated, from what `repvgg train`\n"
         "records in W: a bilinear resize to S x S for the small-image sets (Fashion-MNIST,\n"
