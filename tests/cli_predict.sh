@@ -12,6 +12,9 @@
 #     from the same pixels with torch (shorter side 256, bilinear interpolate without antialias,
 #     centre crop 224, ImageNet mean/std), within 1e-4 x max|logit|;
 #   - the .npy path (--input X.npy --output Y.npy) still works;
+#   - converted to the deploy form, the model runs on the fast engine by default and gives the
+#     train form's logits (1e-4 x max|logit|) at 224x224 and at 45x37, as does `--engine model`
+#     on the deploy form and `--engine fast` on the train form;
 #   - the preprocessing `repvgg train` records in the weights (repvgg.mean/std/size/eval): a
 #     1-channel model gets the luma of the image and a 3-channel one the recorded transform, each
 #     equal to torch's preprocessing of the same pixels; --center-crop overrides the record;
@@ -148,6 +151,46 @@ EOF
     ) && ok "$1: PNG logits == torch-preprocessed logits ($msg)" || bad "$1: ${msg:-predict failed}"
 }
 same_logits "ImageNet transform (no record)" "$dir/m10.safetensors" "$dir/x_ref.npy"
+
+# ---- deploy-form weights run on the fast engine ---------------------------------------------------
+# Converted, the model gives through the engine (the default for the deploy form) the logits the
+# train form gives through the model's forward, at 224x224 and at an odd size.
+close_logits() { # what, a.npy, b.npy
+    local msg
+    msg=$("$py" - "$2" "$3" <<'EOF'
+import sys
+import numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
+print("max|diff| %.3g, max|logit| %.3g" % (err, scale))
+sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
+EOF
+    ) && ok "$1 ($msg)" || bad "$1: ${msg:-}"
+}
+"$py" -c "import numpy as np, sys
+np.save(sys.argv[1], np.random.RandomState(7).randn(3, 3, 45, 37).astype(np.float32))" \
+    "$dir/x_odd.npy"
+if "$tool" convert "$dir/m10.safetensors" "$dir/m10_deploy.safetensors" >/dev/null; then
+    for x in x_ref x_odd; do
+        "$tool" predict --weights "$dir/m10.safetensors" --input "$dir/$x.npy" \
+            --output "$dir/t_$x.npy" >/dev/null \
+            && "$tool" predict --weights "$dir/m10_deploy.safetensors" --input "$dir/$x.npy" \
+                --output "$dir/d_$x.npy" >/dev/null \
+            && "$tool" predict --weights "$dir/m10_deploy.safetensors" --input "$dir/$x.npy" \
+                --output "$dir/dm_$x.npy" --engine model --batch 2 >/dev/null \
+            && "$tool" predict --weights "$dir/m10.safetensors" --input "$dir/$x.npy" \
+                --output "$dir/tf_$x.npy" --engine fast --threads 1 >/dev/null \
+            || bad "predict on $x.npy with the deploy form"
+        close_logits "$x: engine (deploy form) == model forward (train form)" \
+            "$dir/d_$x.npy" "$dir/t_$x.npy"
+        close_logits "$x: engine == the deploy form's model forward (batches of 2)" \
+            "$dir/d_$x.npy" "$dir/dm_$x.npy"
+        close_logits "$x: --engine fast on train-form weights == the engine" \
+            "$dir/tf_$x.npy" "$dir/d_$x.npy"
+    done
+else
+    bad "convert m10"
+fi
 
 # ---- the preprocessing `repvgg train` records (repvgg.mean/std/size/eval) -----------------------
 # A 1-channel model sees the luma of the image, resized whole to the recorded size; a 3-channel
