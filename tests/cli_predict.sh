@@ -134,28 +134,8 @@ for name in ("rgb", "gray"):
     xs.append((c - mean) / std)
 np.save("%s/x_ref.npy" % d, torch.stack(xs).numpy().astype(np.float32))
 EOF
-same_logits() { # what, weights, reference .npy
-    local msg=""
-    "$tool" predict --weights "$2" --input "$3" --output "$dir/l_ref.npy" >/dev/null \
-        && "$tool" predict --weights "$2" --input "$dir/rgb.png" "$dir/gray.png" \
-            --output "$dir/l_png.npy" >/dev/null \
-        && msg=$("$py" - "$dir" <<'EOF'
-import sys
-import numpy as np
-d = sys.argv[1]
-a, b = np.load(d + "/l_png.npy"), np.load(d + "/l_ref.npy")
-err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
-print("max|diff| %.3g, max|logit| %.3g" % (err, scale))
-sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
-EOF
-    ) && ok "$1: PNG logits == torch-preprocessed logits ($msg)" || bad "$1: ${msg:-predict failed}"
-}
-same_logits "ImageNet transform (no record)" "$dir/m10.safetensors" "$dir/x_ref.npy"
-
-# ---- deploy-form weights run on the fast engine ---------------------------------------------------
-# Converted, the model gives through the engine (the default for the deploy form) the logits the
-# train form gives through the model's forward, at 224x224 and at an odd size.
-close_logits() { # what, a.npy, b.npy
+# close_logits WHAT A.npy B.npy: same shape, max|A - B| <= 1e-4 x max|B|
+close_logits() {
     local msg
     msg=$("$py" - "$2" "$3" <<'EOF'
 import sys
@@ -167,6 +147,21 @@ sys.exit(0 if a.shape == b.shape and err <= 1e-4 * scale else 1)
 EOF
     ) && ok "$1 ($msg)" || bad "$1: ${msg:-}"
 }
+same_logits() { # what, weights, reference .npy
+    if "$tool" predict --weights "$2" --input "$3" --output "$dir/l_ref.npy" >/dev/null \
+        && "$tool" predict --weights "$2" --input "$dir/rgb.png" "$dir/gray.png" \
+            --output "$dir/l_png.npy" >/dev/null; then
+        close_logits "$1: PNG logits == torch-preprocessed logits" "$dir/l_png.npy" \
+            "$dir/l_ref.npy"
+    else
+        bad "$1: predict failed"
+    fi
+}
+same_logits "ImageNet transform (no record)" "$dir/m10.safetensors" "$dir/x_ref.npy"
+
+# ---- deploy-form weights run on the fast engine ---------------------------------------------------
+# Converted, the model gives through the engine (the default for the deploy form) the logits the
+# train form gives through the model's forward, at 224x224 and at an odd size.
 "$py" -c "import numpy as np, sys
 np.save(sys.argv[1], np.random.RandomState(7).randn(3, 3, 45, 37).astype(np.float32))" \
     "$dir/x_odd.npy"

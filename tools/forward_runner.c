@@ -19,7 +19,6 @@ rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_
     memset(r, 0, sizeof *r);
     r->m = m;
     r->K = rvg_model_arch(m)->classes;
-    r->max_batch = max_batch;
     if (kind == RUNNER_AUTO)
         kind = rvg_model_form(m) == RVG_FORM_DEPLOY ? RUNNER_ENGINE : RUNNER_MODEL;
     if (kind == RUNNER_MODEL) {

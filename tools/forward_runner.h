@@ -29,7 +29,7 @@ typedef struct {
     int owns_plan;
     rvg_engine *e; /* the engine path */
     float *logits; /* the engine's output, (max_batch, K) */
-    int64_t K, max_batch;
+    int64_t K;
 } fwd_runner;
 
 /* "fast" -> RUNNER_ENGINE, "model" -> RUNNER_MODEL; 0 for anything else. */
