@@ -249,9 +249,10 @@ static void run_case(const char *dir, const char *name) {
     float *dlogits = rvg_alloc((size_t)(n * classes) * sizeof(float));
     flip_ctx flips = {b, m, 0, 0, 0, 0};
     rvg_plan_set_block_hook(p, adopt_reference_masks, &flips);
+    /* trained as `repvgg train` trains: the fused step zeroes the gradients after reading them */
+    rvg_model_zero_grad(m);
     for (int64_t it = 0; it < steps; it++) {
         float lr = rvg_lr_at(base_lr, it, warmup, total);
-        rvg_model_zero_grad(m);
         flips.step = it;
         CHECK_OK(rvg_model_forward(m, p, x, n, 1, &logits));
         float loss = rvg_softmax_xent_ref(dlogits, logits, target, n, classes);
@@ -277,9 +278,7 @@ static void run_case(const char *dir, const char *name) {
                    bad ? "BAD " : "ok  ", total_grads, bad);
             CHECK(bad == 0);
         }
-        rvg_sgd_step(m, &cfg, lr);
-        if (ema)
-            CHECK_OK(rvg_ema_update(ema, m, rvg_ema_decay_at(ema_decay, it)));
+        CHECK_OK(rvg_sgd_step_fused(m, &cfg, lr, ema, ema ? rvg_ema_decay_at(ema_decay, it) : 0));
     }
     rvg_free(dlogits);
     printf("  %s %lld training forwards: %lld ReLU outputs within rounding of 0 set to PyTorch's "

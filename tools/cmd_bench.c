@@ -236,14 +236,15 @@ int cmd_bench(int argc, char **argv) {
             const float *out;
             st = rvg_model_forward(m, p, x, batch, 0, &out);
         } else {
+            /* a step as `repvgg train` runs it: the optimiser zeroes the gradients it read */
             const float *out;
-            rvg_model_zero_grad(m);
             st = rvg_model_forward(m, p, x, batch, 1, &out);
             if (st == RVG_OK) {
                 rvg_softmax_xent_ref(dlogits, out, target, batch, K);
                 st = rvg_model_backward(m, p, dlogits, NULL);
-                rvg_sgd_step(m, &cfg, 1e-4f);
             }
+            if (st == RVG_OK)
+                st = rvg_sgd_step_fused(m, &cfg, 1e-4f, NULL, 0.0f);
         }
         if (st != RVG_OK) {
             rc = cli_fail("bench", st, "running");

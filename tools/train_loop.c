@@ -455,6 +455,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
                     (long long)s->epoch, (long long)c->epochs);
     }
 
+    /* from here on each step's rvg_sgd_step_fused leaves the gradients zero for the next */
+    rvg_model_zero_grad(r.m);
     for (int64_t epoch = s->epoch; epoch < c->epochs; epoch++) {
         double t0 = now_seconds(), wait = 0.0, loss_sum = 0.0, lr_first = 0.0;
         int64_t seen = 0, correct = 0, step = 0;
@@ -476,7 +478,6 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             if (c->mixup > 0)
                 mixup_batch(r.x, r.target, n, F, K, (float)rng_beta(&s->rng, c->mixup));
             const float *logits;
-            rvg_model_zero_grad(r.m);
             if ((st = rvg_model_forward(r.m, r.plan, r.x, n, 1, &logits)) != RVG_OK) {
                 rc = fail(st, "forward");
                 goto done;
@@ -518,10 +519,10 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             float lr = rvg_lr_at((float)c->lr, s->iter, warmup, total);
             if (step == 0)
                 lr_first = lr;
-            rvg_sgd_step(r.m, &sgd, lr);
-            if (r.ema && (st = rvg_ema_update(
-                              r.ema, r.m, rvg_ema_decay_at((float)c->ema, s->iter))) != RVG_OK) {
-                rc = fail(st, "updating the moving average");
+            /* the update, the average's update and the gradients zeroed for the next step */
+            const float ema_decay = r.ema ? rvg_ema_decay_at((float)c->ema, s->iter) : 0.0f;
+            if ((st = rvg_sgd_step_fused(r.m, &sgd, lr, r.ema, ema_decay)) != RVG_OK) {
+                rc = fail(st, "updating the weights");
                 goto done;
             }
             s->iter++;

@@ -42,6 +42,15 @@ double rvg_custom_l2_value(const rvg_model *m);
 /* One SGD step over every trainable parameter with learning rate lr. */
 void rvg_sgd_step(rvg_model *m, const rvg_sgd_config *c, float lr);
 
+/* The step of a training loop in one pass over the weights: rvg_sgd_step(m, c, lr), then the
+ * gradients zeroed for the next step's backward (rvg_model_zero_grad, which the loop then calls
+ * only before its first step), then, when ema is not NULL, rvg_ema_update(ema, m, ema_decay).
+ * The same bits as those calls one after the other, in about half the memory traffic. Errors:
+ * RVG_STATUS_BAD_ARGUMENT for a model without gradients (deploy form) and, with ema, those of
+ * rvg_ema_update, before anything is changed. */
+rvg_status rvg_sgd_step_fused(rvg_model *m, const rvg_sgd_config *c, float lr, rvg_model *ema,
+                              float ema_decay);
+
 /* Learning rate at iteration it (0-based) of total: linear warm-up over warmup iterations from
  * base/warmup to base, then cosine annealing to 0 at total:
  *   it < warmup:  base * (it + 1) / warmup

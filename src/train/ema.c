@@ -8,11 +8,13 @@
  * over threads changes no bit. rvg_ema_swap lets a training run validate the average with the
  * model's own plan (its activations are most of a run's memory).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/parallel_impl.h"
 #include "model/model_impl.h"
 #include "rvg/train.h"
+#include "train/ema_impl.h"
 
 float rvg_ema_decay_at(float decay, int64_t t) {
     if (t < 0)
@@ -29,41 +31,56 @@ typedef struct {
 
 #define EMA_CHUNK 16384
 
-static void ema_range(void *ctx, int64_t lo, int64_t hi) {
-    const ema_job *j = ctx;
-    float *restrict e = j->e;
-    const float *restrict m = j->m;
-    const float a = j->a, b = j->b;
+void rvg__ema_range(float *e, const float *w, int64_t lo, int64_t hi, float a, float b) {
+    float *restrict er = e;
+    const float *restrict wr = w;
     for (int64_t k = lo; k < hi; k++)
-        e[k] = e[k] * a + b * m[k];
+        er[k] = er[k] * a + b * wr[k];
+}
+
+static void ema_chunk(void *ctx, int64_t lo, int64_t hi) {
+    const ema_job *j = ctx;
+    rvg__ema_range(j->e, j->m, lo, hi, j->a, j->b);
 }
 
 static void ema_arena(float *e, const float *m, int64_t n, float d) {
     ema_job j = {e, m, d, (float)(1.0 - (double)d)};
-    rvg__par_chunks(n, EMA_CHUNK, ema_range, &j);
+    rvg__par_chunks(n, EMA_CHUNK, ema_chunk, &j);
 }
 
-/* Whether ema and m are two models of the same network and form (same arena layouts). */
-static rvg_status ema_check(const rvg_model *ema, const rvg_model *m) {
+/* "A0 (train form, 1 channel in, 10 classes)": what an error message says of a model */
+static void describe(const rvg_model *m, char *out, size_t size) {
+    char arch[400];
+    rvg_arch_format(&m->arch, arch, sizeof arch);
+    snprintf(out, size, "%s (%s form, %lld channel%s in, %lld classes)", arch,
+             m->form == RVG_FORM_TRAIN ? "train" : "deploy", (long long)m->arch.in_ch,
+             m->arch.in_ch == 1 ? "" : "s", (long long)m->arch.classes);
+}
+
+rvg_status rvg__ema_check(const rvg_model *ema, const rvg_model *m, float d) {
     if (!ema || !m || ema == m)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "ema: two distinct models are needed");
     char a[512], b[512];
-    rvg_arch_format(&ema->arch, a, sizeof a);
-    rvg_arch_format(&m->arch, b, sizeof b);
-    if (ema->form != m->form || strcmp(a, b) != 0 || ema->n_params_arena != m->n_params_arena ||
+    describe(ema, a, sizeof a);
+    describe(m, b, sizeof b);
+    if (strcmp(a, b) != 0 || ema->n_params_arena != m->n_params_arena ||
         ema->n_buffers_arena != m->n_buffers_arena || ema->n_bn != m->n_bn)
-        return rvg_error(RVG_STATUS_BAD_SHAPE, "ema: the average is of %s, the model is %s", a, b);
+        return rvg_error(RVG_STATUS_BAD_SHAPE, "ema: the average is of %s, the model of %s", a, b);
+    if (!(d >= 0.0f && d < 1.0f))
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "ema: decay %g is not in [0, 1)", (double)d);
     return RVG_OK;
 }
 
-rvg_status rvg_ema_update(rvg_model *ema, const rvg_model *m, float decay) {
-    RVG_TRY(ema_check(ema, m));
-    if (!(decay >= 0.0f && decay < 1.0f))
-        return rvg_error(RVG_STATUS_BAD_ARGUMENT, "ema: decay %g is not in [0, 1)", (double)decay);
-    ema_arena(ema->params, m->params, m->n_params_arena, decay);
-    ema_arena(ema->buffers, m->buffers, m->n_buffers_arena, decay);
+void rvg__ema_rest(rvg_model *ema, const rvg_model *m, float d) {
+    ema_arena(ema->buffers, m->buffers, m->n_buffers_arena, d);
     if (m->n_bn)
         memcpy(ema->bn_counters, m->bn_counters, (size_t)m->n_bn * sizeof(int64_t));
+}
+
+rvg_status rvg_ema_update(rvg_model *ema, const rvg_model *m, float decay) {
+    RVG_TRY(rvg__ema_check(ema, m, decay));
+    ema_arena(ema->params, m->params, m->n_params_arena, decay);
+    rvg__ema_rest(ema, m, decay);
     return RVG_OK;
 }
 
@@ -76,7 +93,7 @@ static void swap_floats(float *a, float *b, int64_t n) {
 }
 
 rvg_status rvg_ema_swap(rvg_model *ema, rvg_model *m) {
-    RVG_TRY(ema_check(ema, m));
+    RVG_TRY(rvg__ema_check(ema, m, 0.0f));
     swap_floats(ema->params, m->params, m->n_params_arena);
     swap_floats(ema->buffers, m->buffers, m->n_buffers_arena);
     for (int64_t i = 0; i < m->n_bn; i++) {
