@@ -51,10 +51,11 @@ typedef struct rvg_engine rvg_engine;
 /* Convolution algorithm of a layer, as chosen by rvg_engine_new (or forced, see below). */
 typedef enum {
     RVG_INFER_ALGO_AUTO = 0,
-    RVG_INFER_ALGO_DIRECT,   /* packed direct convolution (any stride, groups) */
-    RVG_INFER_ALGO_WINO4,    /* Winograd F(4x4, 3x3), stride 1 only */
-    RVG_INFER_ALGO_WINO6,    /* Winograd F(6x6, 3x3), stride 1 only */
-    RVG_INFER_ALGO_WINO5,    /* Winograd F(5x5, 3x3), stride 1 only */
+    RVG_INFER_ALGO_DIRECT, /* packed direct convolution (any stride, groups) */
+    RVG_INFER_ALGO_WINO4,  /* Winograd F(4x4, 3x3), stride 1 only */
+    RVG_INFER_ALGO_WINO6,  /* Winograd F(6x6, 3x3), stride 1 only */
+    RVG_INFER_ALGO_WINO5,  /* Winograd F(5x5, 3x3), stride 1 only */
+    RVG_INFER_ALGO_AMX,    /* GEMM on AMX tiles, bf16x3 (kernel sets AMX, AMX_TWIN only) */
 } rvg_infer_algo;
 
 /* Builds an engine. Packs/transforms all weights once (copies them: the caller's arrays may be
@@ -63,13 +64,13 @@ typedef enum {
  * threads - 1 workers (the caller is the other thread) for its lifetime.
  * fc_w (classes, K_last), fc_b (classes).
  * The environment variable RVG_INFER_ALGO=direct|wino4|wino5|wino6 forces every stride-1 layer to
- * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=portable|avx2|avx512|avx512-twin
- * selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C kernels even
- * when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at run time off
- * or on (default: on below 32 tiles); RVG_INFER_FUSE=1|0 sets opts.fuse to 1 | -1; RVG_POOL_SPIN
- * sets how long idle workers spin. Errors: RVG_STATUS_BAD_ARGUMENT / RVG_STATUS_BAD_SHAPE (with
- * rvg_last_error() naming the layer) for inconsistent layers, RVG_STATUS_NO_MEMORY. *out is NULL on
- * failure. */
+ * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=portable|avx2|avx512|avx512-twin|
+ * amx|amx-twin selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C
+ * kernels even when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at
+ * run time off or on (default: on below 32 tiles); RVG_INFER_FUSE=1|0 sets opts.fuse to 1 | -1;
+ * RVG_POOL_SPIN sets how long idle workers spin. Errors: RVG_STATUS_BAD_ARGUMENT /
+ * RVG_STATUS_BAD_SHAPE (with rvg_last_error() naming the layer) for inconsistent layers,
+ * RVG_STATUS_NO_MEMORY. *out is NULL on failure. */
 rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64_t n_layers,
                           const float *fc_w, const float *fc_b, int64_t classes, int64_t in_ch,
                           int64_t H, int64_t W, int64_t max_batch, int threads);
@@ -83,6 +84,14 @@ typedef enum {
     RVG_INFER_ISA_AVX512,      /* AVX-512F micro-kernels, 12-tile/pixel blocks; rest as AVX2 */
     RVG_INFER_ISA_AVX512_TWIN, /* the AVX-512 micro-kernels' source built for AVX2: slow, for
                                   testing their logic on CPUs without AVX-512 */
+    RVG_INFER_ISA_AMX,         /* Intel AMX tiles (Sapphire Rapids and later): every layer a
+                                  GEMM in "bf16x3", each fp32 operand split into two bf16
+                                  numbers and three products summed in fp32 (~16 of fp32's 24
+                                  mantissa bits; logits within ~1e-5 of max|logit|), several
+                                  times faster than fp32 FMAs. Not picked by AUTO: a different
+                                  precision is the caller's choice. No squeeze-excitation. */
+    RVG_INFER_ISA_AMX_TWIN,    /* the AMX engine with plain-C tile kernels: slow, the same
+                                  arithmetic, for testing it on any CPU */
 } rvg_infer_isa;
 
 /* 1 if this CPU and build run kernel set isa (AUTO and PORTABLE: always), else 0. */
@@ -91,8 +100,8 @@ int rvg_infer_isa_available(rvg_infer_isa isa);
 /* The set RVG_INFER_ISA_AUTO stands for here: AVX512, else AVX2, else PORTABLE. */
 rvg_infer_isa rvg_infer_isa_best(void);
 
-/* "auto", "portable", "avx2", "avx512" or "avx512-twin" (the names RVG_INFER_ISA takes); "?" for a
- * value outside the enum. */
+/* "auto", "portable", "avx2", "avx512", "avx512-twin", "amx" or "amx-twin" (the names
+ * RVG_INFER_ISA takes); "?" for a value outside the enum. */
 const char *rvg_infer_isa_name(rvg_infer_isa isa);
 
 /* Options for rvg_engine_new_opts; zero-initialise for the defaults of rvg_engine_new. */
@@ -147,8 +156,8 @@ size_t rvg_engine_peak_bytes(const rvg_engine *e);
  * range. */
 rvg_infer_algo rvg_engine_layer_algo(const rvg_engine *e, int64_t i);
 
-/* "auto", "direct", "wino4", "wino5" or "wino6" (the names RVG_INFER_ALGO takes); "?" for a value
- * outside the enum. */
+/* "auto", "direct", "wino4", "wino5", "wino6" (the names RVG_INFER_ALGO takes) or "amx"; "?" for
+ * a value outside the enum. */
 const char *rvg_infer_algo_name(rvg_infer_algo a);
 
 /* Per-layer timing inside rvg_engine_run, off by default (on, it reads the clock around each
@@ -167,8 +176,8 @@ int64_t rvg_engine_layers(const rvg_engine *e);
 /* Number of leading layers run image by image at N > 1 (see rvg_engine_opts.seg_bytes). */
 int64_t rvg_engine_image_layers(const rvg_engine *e);
 
-/* Name of the kernel set in use: "avx512", "avx2", "portable" or "avx512-twin" (the names
- * RVG_INFER_ISA takes). */
+/* Name of the kernel set in use: "avx512", "avx2", "portable", "avx512-twin", "amx" or "amx-twin"
+ * (the names RVG_INFER_ISA takes). */
 const char *rvg_engine_isa(const rvg_engine *e);
 
 /* Validates a layer list against an input shape (the checks rvg_engine_new does); used by the

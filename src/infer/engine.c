@@ -47,6 +47,9 @@
  * --json`, alternating). */
 #define SEG_MAX_WEIGHT_RATIO 1.5
 
+static rvg_status new_amx(rvg_engine **out, rvg_engine *e, const rvg_infer_layer *layers,
+                          const float *fc_w, const float *fc_b, int twin);
+
 static void *ealloc(rvg_engine *e, size_t nbytes) {
     e->bytes += nbytes;
     return rvg_alloc(nbytes ? nbytes : 64);
@@ -68,11 +71,12 @@ static int env_is(const char *name, const char *value) {
     return v && strcmp(v, value) == 0;
 }
 
-static const char *const isa_names[] = {"auto", "portable", "avx2", "avx512", "avx512-twin"};
+static const char *const isa_names[] = {"auto",        "portable", "avx2",    "avx512",
+                                        "avx512-twin", "amx",      "amx-twin"};
+#define ISA_LAST RVG_INFER_ISA_AMX_TWIN
 
 const char *rvg_infer_isa_name(rvg_infer_isa isa) {
-    return (int)isa >= RVG_INFER_ISA_AUTO && (int)isa <= RVG_INFER_ISA_AVX512_TWIN ? isa_names[isa]
-                                                                                  : "?";
+    return (int)isa >= RVG_INFER_ISA_AUTO && (int)isa <= ISA_LAST ? isa_names[isa] : "?";
 }
 
 int rvg_infer_isa_available(rvg_infer_isa isa) {
@@ -84,7 +88,9 @@ int rvg_infer_isa_available(rvg_infer_isa isa) {
 #endif
     switch (isa) {
     case RVG_INFER_ISA_AUTO:
-    case RVG_INFER_ISA_PORTABLE: return 1;
+    case RVG_INFER_ISA_PORTABLE:
+    case RVG_INFER_ISA_AMX_TWIN: return 1;
+    case RVG_INFER_ISA_AMX: return rvg__amx_usable();
     case RVG_INFER_ISA_AVX2:
     case RVG_INFER_ISA_AVX512_TWIN: return avx2;
     case RVG_INFER_ISA_AVX512: return avx512;
@@ -99,7 +105,9 @@ rvg_infer_isa rvg_infer_isa_best(void) {
 }
 
 /* The kernel table of a set, or an error naming what the CPU lacks. AVX-512 takes the AVX2 table
- * and replaces its two micro-kernels (the transforms work on 8-lane pack8 vectors either way). */
+ * and replaces its two micro-kernels (the transforms work on 8-lane pack8 vectors either way).
+ * AMX runs the network in engine_amx.c and uses the AVX-512 table for its classifier; its twin
+ * the portable one. */
 static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
     rvg_infer_isa isa = *isa_io;
     if (isa == RVG_INFER_ISA_AUTO)
@@ -107,7 +115,10 @@ static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
     if (!rvg_infer_isa_available(isa))
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "rvg_engine_new: kernel set %s needs %s, which this %s", isa_names[isa],
-                         isa == RVG_INFER_ISA_AVX512 ? "AVX-512F" : "AVX2 and FMA",
+                         isa == RVG_INFER_ISA_AVX512 ? "AVX-512F"
+                         : isa == RVG_INFER_ISA_AMX
+                             ? "AMX-TILE, AMX-BF16 and AVX-512F (and Linux's permission)"
+                             : "AVX2 and FMA",
 #ifdef RVG_HAVE_SIMD
                          "CPU lacks"
 #else
@@ -117,9 +128,9 @@ static rvg_status pick_kernels(rvg_engine *e, rvg_infer_isa *isa_io) {
     e->isa = isa_names[isa];
     e->kt = rvg__infer_kernels_c;
 #ifdef RVG_HAVE_SIMD
-    if (isa != RVG_INFER_ISA_PORTABLE)
+    if (isa != RVG_INFER_ISA_PORTABLE && isa != RVG_INFER_ISA_AMX_TWIN)
         e->kt = rvg__infer_kernels_avx2;
-    if (isa == RVG_INFER_ISA_AVX512)
+    if (isa == RVG_INFER_ISA_AVX512 || isa == RVG_INFER_ISA_AMX)
         rvg__infer_wide_avx512(&e->kt);
     if (isa == RVG_INFER_ISA_AVX512_TWIN)
         rvg__infer_wide_avx512_twin(&e->kt);
@@ -327,12 +338,13 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
         o.isa = RVG_INFER_ISA_PORTABLE;
     const char *isa_env = getenv("RVG_INFER_ISA");
     if (isa_env && *isa_env) {
-        int i = RVG_INFER_ISA_AVX512_TWIN;
+        int i = ISA_LAST;
         while (i > 0 && strcmp(isa_env, isa_names[i]) != 0)
             i--;
         if (i == 0)
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
-                             "RVG_INFER_ISA=%s: expected portable, avx2, avx512 or avx512-twin",
+                             "RVG_INFER_ISA=%s: expected portable, avx2, avx512, avx512-twin, "
+                             "amx or amx-twin",
                              isa_env);
         o.isa = (rvg_infer_isa)i;
     }
@@ -341,7 +353,7 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     if ((int)o.algo < RVG_INFER_ALGO_AUTO || (int)o.algo > RVG_INFER_ALGO_WINO5)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: unknown algorithm %d",
                          (int)o.algo);
-    if ((int)o.isa < RVG_INFER_ISA_AUTO || (int)o.isa > RVG_INFER_ISA_AVX512_TWIN)
+    if ((int)o.isa < RVG_INFER_ISA_AUTO || (int)o.isa > ISA_LAST)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "rvg_engine_new: unknown kernel set %d",
                          (int)o.isa);
 
@@ -375,6 +387,8 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     e->L = calloc((size_t)n_layers, sizeof(layer_plan));
     if (!e->L)
         goto oom;
+    if (o.isa == RVG_INFER_ISA_AMX || o.isa == RVG_INFER_ISA_AMX_TWIN)
+        return new_amx(out, e, layers, fc_w, fc_b, o.isa == RVG_INFER_ISA_AMX_TWIN);
 
     /* Shapes and algorithms first: a layer's input geometry depends on its own algorithm. */
     int64_t h = H, w = W;
@@ -532,6 +546,33 @@ oom:
     return rvg_error(RVG_STATUS_NO_MEMORY, "rvg_engine_new: out of memory");
 }
 
+/* The AMX engine: shapes in e->L (for rvg_engine_layer_algo and the profile), the network in
+ * engine_amx.c, the classifier here. */
+static rvg_status new_amx(rvg_engine **out, rvg_engine *e, const rvg_infer_layer *layers,
+                          const float *fc_w, const float *fc_b, int twin) {
+    int64_t h = e->H, w = e->W;
+    for (int64_t i = 0; i < e->nl; i++) {
+        layer_plan *p = &e->L[i];
+        p->algo = RVG_INFER_ALGO_AMX;
+        p->C = layers[i].C, p->K = layers[i].K, p->G = layers[i].G, p->stride = layers[i].stride;
+        p->H = h, p->W = w, p->P = (h - 1) / p->stride + 1, p->Q = (w - 1) / p->stride + 1;
+        h = p->P, w = p->Q;
+    }
+    rvg_status st = rvg__amx_build(e, layers, twin);
+    e->fc_w = ealloc(e, sizeof(float) * (size_t)(e->classes * e->k_last));
+    e->fc_b = ealloc(e, sizeof(float) * (size_t)e->classes);
+    if (st == RVG_OK && (!e->fc_w || !e->fc_b))
+        st = rvg_error(RVG_STATUS_NO_MEMORY, "rvg_engine_new: out of memory");
+    if (st != RVG_OK) {
+        rvg_engine_free(e);
+        return st;
+    }
+    memcpy(e->fc_w, fc_w, sizeof(float) * (size_t)(e->classes * e->k_last));
+    memcpy(e->fc_b, fc_b, sizeof(float) * (size_t)e->classes);
+    *out = e;
+    return RVG_OK;
+}
+
 rvg_status rvg_engine_new(rvg_engine **out, const rvg_infer_layer *layers, int64_t n_layers,
                           const float *fc_w, const float *fc_b, int64_t classes, int64_t in_ch,
                           int64_t H, int64_t W, int64_t max_batch, int threads) {
@@ -559,6 +600,7 @@ void rvg_engine_free(rvg_engine *e) {
     free(e->prof);
     rvg_free(e->fc_w), rvg_free(e->fc_b);
     rvg_free(e->ux), rvg_free(e->uy), rvg_free(e->upack);
+    rvg__amx_free(e->amx);
     free(e);
 }
 
@@ -577,6 +619,7 @@ const char *rvg_infer_algo_name(rvg_infer_algo a) {
     case RVG_INFER_ALGO_WINO4: return "wino4";
     case RVG_INFER_ALGO_WINO5: return "wino5";
     case RVG_INFER_ALGO_WINO6: return "wino6";
+    case RVG_INFER_ALGO_AMX: return "amx";
     }
     return "?";
 }

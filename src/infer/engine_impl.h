@@ -85,6 +85,9 @@ struct rvg_engine {
     double *prof;            /* NULL, or per layer: ms in total and in 3 phases
                                 (rvg_engine_profile) */
     int64_t prof_runs;       /* whole-network runs since the profile was switched on */
+    struct rvg__amx_net *amx; /* kernel set AMX or AMX_TWIN: the whole network runs there
+                                 (engine_amx.c); the fields above then hold only shapes, the
+                                 classifier and the profile */
 };
 
 /* Floats between the point planes of V and M beyond a plane's size: one cache line. A plane is
@@ -162,5 +165,12 @@ int64_t rvg__zero_units(const task *t, int64_t b, int64_t e);
 void rvg__run_direct(task *t);
 void rvg__run_unrolled(task *t);
 void rvg__run_wino(task *t);
+
+/* engine_amx.c: the AMX engine (kernel sets AMX and AMX_TWIN). */
+typedef struct rvg__amx_net rvg__amx_net;
+int rvg__amx_usable(void); /* CPU, build and OS can run AMX tiles (asks Linux for them once) */
+rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin);
+rvg_status rvg__amx_run(rvg_engine *e, float *logits, float *feat, const float *x, int64_t N);
+void rvg__amx_free(rvg__amx_net *n);
 
 #endif

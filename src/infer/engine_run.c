@@ -175,6 +175,8 @@ static rvg_status run_net(rvg_engine *e, float *logits, float *feat, const float
      * `seg` layers run one image at a time through small ping-pong buffers that stay in cache,
      * each image's result landing in its slot of the batch buffer, and the remaining layers
      * (weight-heavy, where batching amortises the weight traffic) run on the whole batch. */
+    if (e->amx)
+        return rvg__amx_run(e, logits, feat, x, N);
     int64_t seg = N > 1 ? e->seg : 0;
     task t = {.e = e, .x = x, .y = e->act[0], .N = N};
     for (int64_t n = 0; n < (seg ? N : 0); n++) {
