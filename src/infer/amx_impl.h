@@ -9,11 +9,14 @@
  * product is about as exact as fp32's with 16-bit inputs: relative error ~1e-5 at the logits
  * (measured in tests/test_infer.c and docs/inference.md), still about 5x fp32's rate.
  *
- * One call computes a 16 x 16 or 16 x 32 block of C = A B^T over ks steps of 32 k-values:
- *   A rows:  row i of step s at ah/al + aoff[s] + i * astride (bf16, 32 consecutive k-values);
+ * One call computes nm blocks of 16 x 16 or 16 x 32 of C = A B^T over ks steps of 32 k-values:
+ *   A rows:  row i of step s of block m at ah[m]/al[m] + aoff[s] + i * astride (bf16, 32
+ *            consecutive k-values);
  *   B tiles: step s of output tile j at bh/bl + (j * ks + s) * 512: 16 rows of 16 columns x 2
  *            k-values (the AMX "VNNI" pairs: row r holds k = 2r, 2r+1 of each column);
- *   c:       (nt, 16, 16) floats, row i = A row i, column = output channel.
+ *   c:       (nm, nt, 16, 16) floats, row i = A row i, column = output channel.
+ * The AMX kernel runs the steps in chunks, all nm blocks per chunk, so that the chunk's B tiles
+ * are read from L1 nm times (from L2 once); the twin sums in the same order.
  * The engine points A either at padded NHWC activations (an implicit GEMM: aoff[s] is the tap's
  * pixel offset, astride one or two pixels) or at an im2col buffer.
  */
@@ -23,8 +26,11 @@
 #include <stdint.h>
 #include <string.h>
 
+enum { RVG__AMX_MB = 16 }; /* M blocks per call at most */
+
 typedef struct {
-    const uint16_t *ah, *al; /* A, row 0 of step 0 (hi, lo) */
+    const uint16_t *ah[RVG__AMX_MB], *al[RVG__AMX_MB]; /* A of each block, row 0 of step 0 */
+    int nm;
     const int64_t *aoff;     /* per step: offset in elements */
     int64_t astride;         /* elements between A rows */
     const uint16_t *bh, *bl; /* B tiles of the first output tile (hi, lo) */

@@ -258,7 +258,8 @@ typedef struct {
     const uint16_t *ih, *il;
     uint16_t *oh, *ol;
     float *of;
-    int64_t N, mu; /* batch; GEMM units per output-tile pair (the M side) */
+    int64_t N, mu; /* batch; M blocks of 16 output pixels */
+    int64_t mb;    /* M blocks per GEMM unit */
     int64_t nz;    /* leading units that zero the output frames (one per image) */
 } amx_task;
 
@@ -285,6 +286,36 @@ static int64_t out_off(const amx_layer *l, int64_t n, int64_t y, int64_t x, int 
     return n * l->imgo + ((y + 1) * (l->Q + 2) + x + 1) * l->Cpo;
 }
 
+/* A block m of the layer's M side (16 output pixels): its A (hi, lo) and where its rows go. */
+static void m_block(const amx_task *t, int64_t m, const uint16_t **ah, const uint16_t **al,
+                    int64_t *off) {
+    const amx_layer *l = t->l;
+    const int last = t->of != NULL;
+    if (l->kind == AMX_FLAT) { /* m = (n, tile): pixels v = 16 tile + i of the padded plane */
+        int64_t n = m / l->mt, v0 = m % l->mt * 16;
+        *ah = t->ih + n * l->img + v0 * l->Cs, *al = t->il + n * l->img + v0 * l->Cs;
+        for (int i = 0; i < 16; i++) {
+            int64_t y = (v0 + i) / l->Wp, x = (v0 + i) % l->Wp;
+            off[i] = y < l->P && x < l->Q ? out_off(l, n, y, x, last) : -1;
+        }
+    } else if (l->kind == AMX_ROW) { /* m = (n, y, tile) */
+        int64_t xt = m % l->mt, y = m / l->mt % l->P, n = m / l->mt / l->P;
+        int64_t x0 = xt * l->R < l->Q - l->R ? xt * l->R : l->Q - l->R;
+        int64_t at = n * l->img + (2 * y * l->Wp + 2 * x0) * l->Cs;
+        *ah = t->ih + at, *al = t->il + at;
+        for (int i = 0; i < 16; i++)
+            off[i] = i < l->R ? out_off(l, n, y, x0 + i, last) : -1;
+    } else { /* COL: m = tile of the batch's output pixels */
+        int64_t PQ = l->P * l->Q;
+        *ah = t->ih + m * 16 * l->kp, *al = t->il + m * 16 * l->kp;
+        for (int i = 0; i < 16; i++) {
+            int64_t v = m * 16 + i, n = v / PQ, yx = v % PQ;
+            off[i] = n < t->N ? out_off(l, n, yx / l->Q, yx % l->Q, last) : -1;
+        }
+    }
+}
+
+/* Units: t->nz frame zeroings, then (output-tile pair jp, run of t->mb M blocks), jp slowest. */
 static void task_gemm(void *ctx, int64_t b, int64_t e) {
     const amx_task *t = ctx;
     const amx_layer *l = t->l;
@@ -295,48 +326,29 @@ static void task_gemm(void *ctx, int64_t b, int64_t e) {
     if (b >= e)
         return;
     k->init();
-    _Alignas(64) float c[512];
-    int64_t off[16];
+    _Alignas(64) float c[RVG__AMX_MB * 512];
+    int64_t off[RVG__AMX_MB][16];
+    const int64_t runs = (t->mu + t->mb - 1) / t->mb;
     for (int64_t u = b - t->nz; u < e - t->nz; u++) {
-        int64_t jp = u / t->mu, m = u % t->mu, j0 = 2 * jp;
-        const uint16_t *ah, *al;
-        if (l->kind == AMX_FLAT) { /* m = (n, tile): pixels v = 16 tile + i of the padded plane */
-            int64_t n = m / l->mt, v0 = m % l->mt * 16;
-            ah = t->ih + n * l->img + v0 * l->Cs, al = t->il + n * l->img + v0 * l->Cs;
-            for (int i = 0; i < 16; i++) {
-                int64_t y = (v0 + i) / l->Wp, x = (v0 + i) % l->Wp;
-                off[i] = y < l->P && x < l->Q ? out_off(l, n, y, x, last) : -1;
-            }
-        } else if (l->kind == AMX_ROW) { /* m = (n, y, tile) */
-            int64_t xt = m % l->mt, y = m / l->mt % l->P, n = m / l->mt / l->P;
-            int64_t x0 = xt * l->R < l->Q - l->R ? xt * l->R : l->Q - l->R;
-            int64_t at = n * l->img + (2 * y * l->Wp + 2 * x0) * l->Cs;
-            ah = t->ih + at, al = t->il + at;
-            for (int i = 0; i < 16; i++)
-                off[i] = i < l->R ? out_off(l, n, y, x0 + i, last) : -1;
-        } else { /* COL: m = tile of the batch's output pixels */
-            int64_t PQ = l->P * l->Q;
-            ah = t->ih + m * 16 * l->kp, al = t->il + m * 16 * l->kp;
-            for (int i = 0; i < 16; i++) {
-                int64_t v = m * 16 + i, n = v / PQ, yx = v % PQ;
-                off[i] = n < t->N ? out_off(l, n, yx / l->Q, yx % l->Q, last) : -1;
-            }
-        }
-        rvg__amx_gemm g = {.ah = ah,
-                           .al = al,
-                           .aoff = l->aoff,
+        int64_t jp = u / runs, m0 = u % runs * t->mb, j0 = 2 * jp;
+        rvg__amx_gemm g = {.aoff = l->aoff,
                            .astride = l->astride,
                            .bh = l->bh + j0 * l->ks * 512,
                            .bl = l->bl + j0 * l->ks * 512,
                            .ks = l->ks,
                            .nt = j0 + 1 < l->Kt ? 2 : 1};
+        g.nm = (int)(m0 + t->mb < t->mu ? t->mb : t->mu - m0);
+        for (int m = 0; m < g.nm; m++)
+            m_block(t, m0 + m, &g.ah[m], &g.al[m], off[m]);
         k->gemm(&g, c);
-        rvg__amx_out o = {.bias = l->bias + j0 * 16,
-                          .off = off,
-                          .oh = last ? NULL : t->oh + j0 * 16,
-                          .ol = last ? NULL : t->ol + j0 * 16,
-                          .of = last ? t->of + j0 * 16 : NULL};
-        k->store(c, g.nt, &o);
+        for (int m = 0; m < g.nm; m++) {
+            rvg__amx_out o = {.bias = l->bias + j0 * 16,
+                              .off = off[m],
+                              .oh = last ? NULL : t->oh + j0 * 16,
+                              .ol = last ? NULL : t->ol + j0 * 16,
+                              .of = last ? t->of + j0 * 16 : NULL};
+            k->store(c + m * g.nt * 256, g.nt, &o);
+        }
     }
 }
 
@@ -437,7 +449,11 @@ rvg_status rvg__amx_run(rvg_engine *e, float *logits, float *feat, const float *
         } else {
             t.mu = l->kind == AMX_FLAT ? N * l->mt : N * l->P * l->mt;
         }
-        rvg__pool_for(e->pool, t.nz + t.mu * ((l->Kt + 1) / 2), 1, task_gemm, &t);
+        /* as many M blocks per unit as leave 4 units per thread (B read from L2 once per unit) */
+        int64_t jps = (l->Kt + 1) / 2, want = 4 * e->threads;
+        t.mb = (t.mu * jps + want - 1) / want;
+        t.mb = t.mb < 1 ? 1 : t.mb > RVG__AMX_MB ? RVG__AMX_MB : t.mb;
+        rvg__pool_for(e->pool, t.nz + jps * ((t.mu + t.mb - 1) / t.mb), 1, task_gemm, &t);
         if (e->prof)
             e->prof[4 * i] += now_ms() - t0;
     }

@@ -37,39 +37,60 @@ static void init_amx(void) {
     configured = 1;
 }
 
+/* Steps per chunk: a chunk's B tiles (4 KiB per step for two output tiles) stay in L1 while
+ * the call's nm blocks run through it; the sums go to c and come back between chunks. 6 against
+ * 3 and 12: A0 at batch 1 on 1 thread 5.11-5.17 against 5.32-5.35 and 5.40-5.60 ms. */
+enum { KC = 6 };
+
 static void gemm_amx(const rvg__amx_gemm *g, float *c) {
     const int64_t ab = g->astride * 2, ks = g->ks;
     const uint16_t *bh = g->bh, *bl = g->bl;
-    _tile_zero(0);
-    if (g->nt == 2) {
-        _tile_zero(1);
-        for (int64_t s = 0; s < ks; s++) {
-            _tile_loadd(2, g->ah + g->aoff[s], ab);
-            _tile_loadd(4, bh + s * 512, 64);
-            _tile_loadd(5, bl + s * 512, 64);
-            _tile_loadd(6, bh + (ks + s) * 512, 64);
-            _tile_loadd(7, bl + (ks + s) * 512, 64);
-            _tile_loadd(3, g->al + g->aoff[s], ab);
-            _tile_dpbf16ps(0, 2, 4);
-            _tile_dpbf16ps(1, 2, 6);
-            _tile_dpbf16ps(0, 2, 5);
-            _tile_dpbf16ps(1, 2, 7);
-            _tile_dpbf16ps(0, 3, 4);
-            _tile_dpbf16ps(1, 3, 6);
+    for (int64_t s0 = 0; s0 < ks; s0 += KC) {
+        const int64_t s1 = s0 + KC < ks ? s0 + KC : ks;
+        for (int m = 0; m < g->nm; m++) {
+            const uint16_t *ah = g->ah[m], *al = g->al[m];
+            float *cm = c + m * g->nt * 256;
+            if (g->nt == 2) {
+                if (s0 == 0) {
+                    _tile_zero(0);
+                    _tile_zero(1);
+                } else {
+                    _tile_loadd(0, cm, 64);
+                    _tile_loadd(1, cm + 256, 64);
+                }
+                for (int64_t s = s0; s < s1; s++) {
+                    _tile_loadd(2, ah + g->aoff[s], ab);
+                    _tile_loadd(4, bh + s * 512, 64);
+                    _tile_loadd(5, bl + s * 512, 64);
+                    _tile_loadd(6, bh + (ks + s) * 512, 64);
+                    _tile_loadd(7, bl + (ks + s) * 512, 64);
+                    _tile_loadd(3, al + g->aoff[s], ab);
+                    _tile_dpbf16ps(0, 2, 4);
+                    _tile_dpbf16ps(1, 2, 6);
+                    _tile_dpbf16ps(0, 2, 5);
+                    _tile_dpbf16ps(1, 2, 7);
+                    _tile_dpbf16ps(0, 3, 4);
+                    _tile_dpbf16ps(1, 3, 6);
+                }
+                _tile_stored(0, cm, 64);
+                _tile_stored(1, cm + 256, 64);
+            } else {
+                if (s0 == 0)
+                    _tile_zero(0);
+                else
+                    _tile_loadd(0, cm, 64);
+                for (int64_t s = s0; s < s1; s++) {
+                    _tile_loadd(2, ah + g->aoff[s], ab);
+                    _tile_loadd(4, bh + s * 512, 64);
+                    _tile_loadd(5, bl + s * 512, 64);
+                    _tile_loadd(3, al + g->aoff[s], ab);
+                    _tile_dpbf16ps(0, 2, 4);
+                    _tile_dpbf16ps(0, 2, 5);
+                    _tile_dpbf16ps(0, 3, 4);
+                }
+                _tile_stored(0, cm, 64);
+            }
         }
-        _tile_stored(0, c, 64);
-        _tile_stored(1, c + 256, 64);
-    } else {
-        for (int64_t s = 0; s < ks; s++) {
-            _tile_loadd(2, g->ah + g->aoff[s], ab);
-            _tile_loadd(4, bh + s * 512, 64);
-            _tile_loadd(5, bl + s * 512, 64);
-            _tile_loadd(3, g->al + g->aoff[s], ab);
-            _tile_dpbf16ps(0, 2, 4);
-            _tile_dpbf16ps(0, 2, 5);
-            _tile_dpbf16ps(0, 3, 4);
-        }
-        _tile_stored(0, c, 64);
     }
 }
 

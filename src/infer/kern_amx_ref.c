@@ -10,28 +10,33 @@ static void init_ref(void) {}
 
 /* c[j][i][n] += sum over the step's pairs r of a[2r] b[r][n][0] + a[2r+1] b[r][n][1], for the
  * three products in the order the AMX kernel issues them (hi hi, hi lo, lo hi). */
-static void gemm_ref(const rvg__amx_gemm *g, float *c) {
-    memset(c, 0, sizeof(float) * 256 * (size_t)g->nt);
-    for (int64_t s = 0; s < g->ks; s++)
-        for (int j = 0; j < g->nt; j++) {
-            const uint16_t *bt[2] = {g->bh + (j * g->ks + s) * 512, g->bl + (j * g->ks + s) * 512};
-            for (int i = 0; i < 16; i++) {
-                const uint16_t *ar[2] = {g->ah + g->aoff[s] + i * g->astride,
-                                         g->al + g->aoff[s] + i * g->astride};
-                static const int prod[3][2] = {{0, 0}, {0, 1}, {1, 0}}; /* (a, b): 0 hi, 1 lo */
-                for (int p = 0; p < 3; p++) {
-                    const uint16_t *a = ar[prod[p][0]], *b = bt[prod[p][1]];
-                    for (int n = 0; n < 16; n++) {
-                        float acc = c[j * 256 + i * 16 + n];
-                        for (int r = 0; r < 16; r++) {
-                            acc += rvg__bf16_f(a[2 * r]) * rvg__bf16_f(b[r * 32 + 2 * n]);
-                            acc += rvg__bf16_f(a[2 * r + 1]) * rvg__bf16_f(b[r * 32 + 2 * n + 1]);
+static void gemm_ref(const rvg__amx_gemm *g, float *cc) {
+    for (int m = 0; m < g->nm; m++) {
+        float *c = cc + m * g->nt * 256;
+        memset(c, 0, sizeof(float) * 256 * (size_t)g->nt);
+        for (int64_t s = 0; s < g->ks; s++)
+            for (int j = 0; j < g->nt; j++) {
+                const uint16_t *bt[2] = {g->bh + (j * g->ks + s) * 512,
+                                         g->bl + (j * g->ks + s) * 512};
+                for (int i = 0; i < 16; i++) {
+                    const uint16_t *ar[2] = {g->ah[m] + g->aoff[s] + i * g->astride,
+                                             g->al[m] + g->aoff[s] + i * g->astride};
+                    static const int prod[3][2] = {{0, 0}, {0, 1}, {1, 0}}; /* (a, b): 0 hi, 1 lo */
+                    for (int p = 0; p < 3; p++) {
+                        const uint16_t *a = ar[prod[p][0]], *b = bt[prod[p][1]];
+                        for (int n = 0; n < 16; n++) {
+                            float acc = c[j * 256 + i * 16 + n];
+                            for (int r = 0; r < 16; r++) {
+                                acc += rvg__bf16_f(a[2 * r]) * rvg__bf16_f(b[r * 32 + 2 * n]);
+                                acc +=
+                                    rvg__bf16_f(a[2 * r + 1]) * rvg__bf16_f(b[r * 32 + 2 * n + 1]);
+                            }
+                            c[j * 256 + i * 16 + n] = acc;
                         }
-                        c[j * 256 + i * 16 + n] = acc;
                     }
                 }
             }
-        }
+    }
 }
 
 static void store_ref(const float *c, int nt, const rvg__amx_out *o) {
