@@ -275,6 +275,21 @@ check "256 predictions: engine == the train form" cmp -s "$SCRATCH/p_fast.txt" "
 check "256 predictions: the train form converted in memory (--engine fast) == the engine" \
     cmp -s "$SCRATCH/p_fast.txt" "$SCRATCH/p_train_fast.txt"
 check "eval predictions has 256 lines" test "$(wc -l < "$SCRATCH/p_fast.txt")" -eq 256
+# Every kernel set gives the same classes: the AMX one (bf16x3) where the CPU has it, and its
+# plain-C twin everywhere; a set the CPU lacks is an error, not a fallback.
+evp "$SCRATCH/deploy.safetensors" "$SCRATCH/p_twin.txt" --kernels amx-twin > "$SCRATCH/e_twin.json"
+check "eval --kernels amx-twin reports its kernels" grep -q '"kernels":"amx-twin"' "$SCRATCH/e_twin.json"
+check "256 predictions: the amx-twin kernels == the default ones" \
+    cmp -s "$SCRATCH/p_fast.txt" "$SCRATCH/p_twin.txt"
+if "$TOOL" --version | grep -q "available:.* amx"; then
+    evp "$SCRATCH/deploy.safetensors" "$SCRATCH/p_amx.txt" --kernels amx > /dev/null
+    check "256 predictions: the amx kernels == the default ones" \
+        cmp -s "$SCRATCH/p_fast.txt" "$SCRATCH/p_amx.txt"
+else
+    expect_fail "eval --kernels amx without AMX" eval --weights "$SCRATCH/deploy.safetensors" \
+        --kernels amx
+fi
+expect_fail "eval --kernels bogus" eval --weights "$SCRATCH/deploy.safetensors" --kernels bogus
 expect_fail "eval --engine gpu" eval --weights "$SCRATCH/deploy.safetensors" --engine gpu
 expect_fail "predict --engine gpu" predict --weights "$SCRATCH/deploy.safetensors" \
     --engine gpu --input "$SCRATCH/none.png"

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -44,4 +45,13 @@ int cli_parse_float(const char *s, double lo, double hi, double *out) {
         return 0;
     *out = v;
     return 1;
+}
+
+int cli_parse_kernels(const char *s, rvg_infer_isa *isa) {
+    for (int i = RVG_INFER_ISA_AUTO; strcmp(rvg_infer_isa_name((rvg_infer_isa)i), "?") != 0; i++)
+        if (strcmp(s, rvg_infer_isa_name((rvg_infer_isa)i)) == 0) {
+            *isa = (rvg_infer_isa)i;
+            return 1;
+        }
+    return 0;
 }

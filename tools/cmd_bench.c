@@ -29,7 +29,8 @@
 static void help(void) {
     printf("usage: repvgg bench (--weights W | --arch NAME [--classes K] [--in-ch C])\n"
            "                    [--form train|deploy] [--train] [--size S] [--batch B]\n"
-           "                    [--threads T] [--runs R] [--warmup N] [--profile] [--json]\n\n"
+           "                    [--threads T] [--runs R] [--warmup N] [--kernels K] [--profile]\n"
+           "                    [--json]\n\n"
            "Times inference (default: the deploy form on the fast engine; --form train runs the\n"
            "three-branch train form as written) or, with --train, whole training steps\n"
            "(forward, loss, backward, SGD) of the train form. --arch uses random weights.\n\n"
@@ -40,6 +41,9 @@ static void help(void) {
            "  --warmup N    untimed runs first (default 15 for the deploy form, whose first 12\n"
            "                runs try two ways of running its Winograd layers; 3 for the train\n"
            "                form)\n"
+           "  --kernels K   the deploy form's kernel set: auto (default: the fastest fp32 set),\n"
+           "                avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
+           "                max|logit| from fp32; docs/inference.md)\n"
            "  --profile     then R more runs with per-layer timers: each layer's mean time and,\n"
            "                for Winograd layers, its input transform / GEMMs / output transform\n"
            "                (deploy form only)\n"
@@ -90,10 +94,11 @@ int cmd_bench(int argc, char **argv) {
         {"threads", required_argument, 0, 'n'}, {"runs", required_argument, 0, 'r'},
         {"warmup", required_argument, 0, 'u'},  {"json", no_argument, 0, 'j'},
         {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"kernels", required_argument, 0, 'K'}, {0, 0, 0, 0}};
     const char *wpath = NULL, *arch_name = NULL, *form_name = NULL;
     int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = -1;
     int train = 0, json = 0, profile = 0, c, have_classes = 0, have_in_ch = 0;
+    rvg_infer_isa isa = RVG_INFER_ISA_AUTO;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -138,6 +143,11 @@ int cmd_bench(int argc, char **argv) {
             break;
         case 'j': json = 1; break;
         case 'p': profile = 1; break;
+        case 'K':
+            if (!cli_parse_kernels(optarg, &isa))
+                return cli_usage_error("bench", "--kernels must be auto, portable, avx2, avx512 "
+                                                "or amx");
+            break;
         case 'h': help(); return 0;
         default: return cli_usage_error("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -216,8 +226,9 @@ int cmd_bench(int argc, char **argv) {
     for (int64_t i = 0; i < batch; i++)
         labels[i] = (int32_t)(i % K);
     rvg_targets_from_labels(target, labels, batch, K, 0.0f);
+    rvg_engine_opts eo = {.isa = isa};
     if (deploy)
-        st = rvg_deploy_engine_new(&e, m, size, size, batch, (int)threads, NULL);
+        st = rvg_deploy_engine_new(&e, m, size, size, batch, (int)threads, &eo);
     else
         st = rvg_plan_new(&p, m, batch, size, size);
     if (st != RVG_OK) {

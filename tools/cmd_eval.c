@@ -26,7 +26,7 @@
 
 static void help(void) {
     printf("usage: repvgg eval --weights W [--data SPEC] [--limit-val N] [--batch B] [--json]\n"
-           "                   [--engine fast|model] [--predictions F]\n\n"
+           "                   [--engine fast|model] [--kernels K] [--predictions F]\n\n"
            "Evaluates W (either form; safetensors or .pth; a training checkpoint too) on the\n"
            "validation split of SPEC and prints top-1, top-5, per-class accuracy and the\n"
            "confusion matrix (rows: true class, columns: predicted).\n\n"
@@ -36,11 +36,11 @@ static void help(void) {
            "  --engine E      fast: the inference engine of the deploy form (a train-form W is\n"
            "                  converted in memory first); model: the model's layer-by-layer\n"
            "                  forward, the engine's reference (default: fast for deploy-form\n"
-           "                  weights, model for the train form, its branches as written)\n"
-           "  --threads T     compute threads (default: all cores)\n"
+           "                  weights, model for the train form, its branches as "
+           "written)\n" CLI_KERNELS_HELP "  --threads T     compute threads (default: all cores)\n"
            "  --workers W     data loading threads (default 2)\n"
            "  --json          print one JSON object: top1, top5, n, loss, per_class, class_names,\n"
-           "                  class_n, confusion, form, engine\n"
+           "                  class_n, confusion, form, engine, kernels (the fast engine's)\n"
            "  --predictions F write the predicted class of every sample to F, one per line\n");
 }
 
@@ -52,6 +52,8 @@ static void print_json(const char *wpath, const char *data, const rvg_dataset *d
     cJSON_AddStringToObject(o, "form",
                             rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train");
     cJSON_AddStringToObject(o, "engine", fwd_runner_name(fr));
+    if (fr->e)
+        cJSON_AddStringToObject(o, "kernels", rvg_engine_isa(fr->e));
     cJSON_AddNumberToObject(o, "n", (double)r->n);
     cJSON_AddNumberToObject(o, "loss", r->loss);
     cJSON_AddNumberToObject(o, "top1", r->top1);
@@ -119,12 +121,14 @@ int cmd_eval(int argc, char **argv) {
                                          {"json", no_argument, 0, 'j'},
                                          {"predictions", required_argument, 0, 'p'},
                                          {"engine", required_argument, 0, 'e'},
+                                         {"kernels", required_argument, 0, 'K'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *wpath = NULL, *data = "fashion-mnist", *pred_path = NULL;
     int64_t limit = 0, batch = 128, threads = 0, workers = 2;
     int json = 0, c;
     runner_kind kind = RUNNER_AUTO;
+    rvg_infer_isa isa = RVG_INFER_ISA_AUTO;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -152,6 +156,11 @@ int cmd_eval(int argc, char **argv) {
         case 'e':
             if (!fwd_runner_parse(optarg, &kind))
                 return cli_usage_error("eval", "--engine must be fast or model");
+            break;
+        case 'K':
+            if (!cli_parse_kernels(optarg, &isa))
+                return cli_usage_error("eval", "--kernels must be auto, portable, avx2, avx512 "
+                                               "or amx");
             break;
         case 'h': help(); return 0;
         default:
@@ -228,7 +237,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if ((st = rvg_loader_new(&ld, dva, &aug, batch, 0, 0, 0, (int)workers, 0, 1)) != RVG_OK ||
-        (st = fwd_runner_init(&fr, m, kind, batch, size, size, (int)threads)) != RVG_OK) {
+        (st = fwd_runner_init(&fr, m, kind, batch, size, size, (int)threads, isa)) != RVG_OK) {
         rc = cli_fail("eval", st, "setting up");
         goto done;
     }

@@ -43,9 +43,10 @@ static void help(void) {
     printf(
         "usage: repvgg predict --weights W --input IMG [IMG...] [--topk K] [--labels FILE]\n"
         "                      [--size S] [--resize | --center-crop] [--batch B]\n"
-        "                      [--output Y.npy] [--engine fast|model] [--threads T]\n"
+        "                      [--output Y.npy] [--engine fast|model] [--kernels K]\n"
+        "                      [--threads T]\n"
         "       repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n"
-        "                      [--engine fast|model] [--threads T]\n\n"
+        "                      [--engine fast|model] [--kernels K] [--threads T]\n\n"
         "Runs the model in W (either form; safetensors, a training checkpoint or .pth).\n\n"
         "Images (JPEG or PNG) are preprocessed as training evaluated, from what `repvgg train`\n"
         "records in W: a bilinear resize to S x S for the small-image sets (Fashion-MNIST,\n"
@@ -68,6 +69,9 @@ static void help(void) {
         "  --engine E     fast: the inference engine of the deploy form (a train-form W is\n"
         "                 converted in memory first); model: the model's layer-by-layer forward\n"
         "                 (default: fast for deploy-form weights, model for the train form)\n"
+        "  --kernels K    the fast engine's kernel set: auto (default: the fastest fp32 set),\n"
+        "                 avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
+        "                 max|logit| from fp32; docs/inference.md)\n"
         "  --threads T    compute threads (default: all cores)\n"
         "  --output Y     also write the logits (N, classes) as float32 .npy\n");
 }
@@ -102,6 +106,7 @@ typedef struct {
     runner_kind kind;
     int threads;
     int64_t batch;
+    rvg_infer_isa isa;
 } run_opts;
 
 static int predict_npy(rvg_model *m, const run_opts *ro, const char *in, const char *out) {
@@ -127,7 +132,7 @@ static int predict_npy(rvg_model *m, const run_opts *ro, const char *in, const c
         goto done;
     }
     int64_t b = N < batch ? (N > 0 ? N : 1) : batch;
-    if ((st = fwd_runner_init(&fr, m, ro->kind, b, H, W, ro->threads)) != RVG_OK) {
+    if ((st = fwd_runner_init(&fr, m, ro->kind, b, H, W, ro->threads, ro->isa)) != RVG_OK) {
         rc = cli_fail("predict", st, "planning");
         goto done;
     }
@@ -393,7 +398,7 @@ static int predict_images(rvg_model *m, const run_opts *ro, const char *const *p
         fprintf(stderr, "repvgg predict: out of memory\n");
         goto done;
     }
-    if ((st = fwd_runner_init(&fr, m, ro->kind, b, size, size, ro->threads)) != RVG_OK) {
+    if ((st = fwd_runner_init(&fr, m, ro->kind, b, size, size, ro->threads, ro->isa)) != RVG_OK) {
         rc = cli_fail("predict", st, "planning");
         goto done;
     }
@@ -433,23 +438,18 @@ done:
 }
 
 int cmd_predict(int argc, char **argv) {
-    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
-                                         {"input", required_argument, 0, 'i'},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"topk", required_argument, 0, 'k'},
-                                         {"labels", required_argument, 0, 'l'},
-                                         {"size", required_argument, 0, 's'},
-                                         {"resize", no_argument, 0, 'r'},
-                                         {"center-crop", no_argument, 0, 'c'},
-                                         {"engine", required_argument, 0, 'e'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"weights", required_argument, 0, 'w'}, {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'},  {"batch", required_argument, 0, 'b'},
+        {"topk", required_argument, 0, 'k'},    {"labels", required_argument, 0, 'l'},
+        {"size", required_argument, 0, 's'},    {"resize", no_argument, 0, 'r'},
+        {"center-crop", no_argument, 0, 'c'},   {"engine", required_argument, 0, 'e'},
+        {"threads", required_argument, 0, 't'}, {"kernels", required_argument, 0, 'K'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *wpath = NULL, *out = NULL, *labels_path = NULL;
     static const char *inputs[MAX_INPUTS];
     int64_t n_in = 0, topk = 5, size = 0, threads = 0;
-    run_opts ro = {RUNNER_AUTO, 0, 32};
+    run_opts ro = {RUNNER_AUTO, 0, 32, RVG_INFER_ISA_AUTO};
     int c, shape = -1;
     optind = 1;
     opterr = 0;
@@ -487,6 +487,11 @@ int cmd_predict(int argc, char **argv) {
         case 'e':
             if (!fwd_runner_parse(optarg, &ro.kind))
                 return cli_usage_error("predict", "--engine must be fast or model");
+            break;
+        case 'K':
+            if (!cli_parse_kernels(optarg, &ro.isa))
+                return cli_usage_error("predict", "--kernels must be auto, portable, avx2, "
+                                                  "avx512 or amx");
             break;
         case 't':
             if (!cli_parse_int(optarg, 1, 1024, &threads))

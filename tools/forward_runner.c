@@ -15,7 +15,7 @@ int fwd_runner_parse(const char *s, runner_kind *kind) {
 }
 
 rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_t max_batch,
-                           int64_t H, int64_t W, int threads) {
+                           int64_t H, int64_t W, int threads, rvg_infer_isa isa) {
     memset(r, 0, sizeof *r);
     r->m = m;
     r->K = rvg_model_arch(m)->classes;
@@ -25,7 +25,8 @@ rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_
         r->owns_plan = 1;
         return rvg_plan_new(&r->plan, m, max_batch, H, W);
     }
-    RVG_TRY(rvg_deploy_engine_new(&r->e, m, H, W, max_batch, threads, NULL));
+    rvg_engine_opts eo = {.isa = isa};
+    RVG_TRY(rvg_deploy_engine_new(&r->e, m, H, W, max_batch, threads, &eo));
     if (!(r->logits = rvg_alloc((size_t)(max_batch * r->K) * sizeof(float)))) {
         fwd_runner_free(r);
         return rvg_error(RVG_STATUS_NO_MEMORY, "out of memory");

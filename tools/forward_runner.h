@@ -36,9 +36,9 @@ typedef struct {
 int fwd_runner_parse(const char *s, runner_kind *kind);
 
 /* A runner of m for inputs up to max_batch x C x H x W; threads <= 0 means all cores (the
- * engine's own pool; the model's forward uses OpenMP's setting). */
+ * engine's own pool; the model's forward uses OpenMP's setting); isa: the engine's kernel set. */
 rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_t max_batch,
-                           int64_t H, int64_t W, int threads);
+                           int64_t H, int64_t W, int threads, rvg_infer_isa isa);
 
 /* A model-path runner on a plan the caller keeps (the training loop's). */
 void fwd_runner_borrow(fwd_runner *r, rvg_model *m, rvg_plan *p);
