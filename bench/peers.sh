@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # peers.sh - times ONNX Runtime and PyTorch on the same RepVGG weights as bench_infer, and prints
 # peer_time / our_time for (threads, batch) = (2, 1), (2, 8), (1, 1), plus ResNet-18 in ORT.
+# Ours runs with the default (fp32) kernels and, where the CPU has Intel AMX, once more with the
+# AMX kernel set (RVG_INFER_ISA=amx, bf16x3; docs/inference.md), each in its own rows.
 #
 #   bench/peers.sh [BUILD_DIR] [MODEL] [RUNS] [ROUNDS]     defaults: build-infer a0 30 1
 #
@@ -37,11 +39,18 @@ if [ ! -d "$mods/onnxruntime-node" ]; then
 fi
 
 "$build/bench_infer" --model "$model" --dump "$work/$model.safetensors"
+sets=(auto)
+if RVG_INFER_ISA=amx "$build/bench_infer" --model "$model" --runs 1 --json > /dev/null 2>&1; then
+    sets+=(amx)
+fi
 out="$work/results_$model.jsonl"
 : > "$out"
 for round in $(seq "$rounds"); do
-    echo "== round $round/$rounds: ours (bench_infer)" >&2
-    "$build/bench_infer" --model "$model" --runs "$runs" --json | tee -a "$out"
+    for set in "${sets[@]}"; do
+        echo "== round $round/$rounds: ours (bench_infer, kernels $set)" >&2
+        RVG_INFER_ISA=$set "$build/bench_infer" --model "$model" --runs "$runs" --json \
+            | tee -a "$out"
+    done
     echo "== PyTorch TorchScript (frozen + optimize_for_inference)" >&2
     "$py" "$here/peers_torch.py" "$work/$model.safetensors" "$work" "$runs" | tee -a "$out"
     ortv="$(node -p "require('$mods/onnxruntime-node/package.json').version")"
@@ -56,8 +65,10 @@ done
 # configuration's, with the runtime and the model's weights included.
 echo "== peak memory (one process per runtime and batch)" >&2
 for batch in 1 8; do
-    "$build/bench_infer" --model "$model" --threads 2 --batch "$batch" --runs 10 --json \
-        | sed 's/^{/{"mem":1,/' | tee -a "$out"
+    for set in "${sets[@]}"; do
+        RVG_INFER_ISA=$set "$build/bench_infer" --model "$model" --threads 2 --batch "$batch" \
+            --runs 10 --json | sed 's/^{/{"mem":1,/' | tee -a "$out"
+    done
     "$py" "$here/peers_torch.py" "$work/$model.safetensors" "$work" 10 "rss:$batch" | tee -a "$out"
     NODE_PATH="$mods" node "$here/peers_ort.js" "$work/$model.onnx" "$model" 10 "rss:$batch" \
         | tee -a "$out"
