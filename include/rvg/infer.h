@@ -64,8 +64,8 @@ typedef enum {
  * threads - 1 workers (the caller is the other thread) for its lifetime.
  * fc_w (classes, K_last), fc_b (classes).
  * The environment variable RVG_INFER_ALGO=direct|wino4|wino5|wino6 forces every stride-1 layer to
- * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=portable|avx2|avx512|avx512-twin|
- * amx|amx-twin selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C
+ * one algorithm (for benchmarks and bisecting); RVG_INFER_ISA=auto|portable|avx2|avx512|
+ * avx512-twin|amx|amx-twin selects a kernel set (see rvg_infer_isa); RVG_FORCE_REF=1 selects the portable C
  * kernels even when AVX2 is available; RVG_INFER_OTF=0|1 forces the Winograd weight transform at
  * run time off or on (default: on below 32 tiles); RVG_INFER_FUSE=1|0 sets opts.fuse to 1 | -1;
  * RVG_POOL_SPIN sets how long idle workers spin. Errors: RVG_STATUS_BAD_ARGUMENT /

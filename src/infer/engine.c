@@ -339,12 +339,12 @@ rvg_status rvg_engine_new_opts(rvg_engine **out, const rvg_infer_layer *layers, 
     const char *isa_env = getenv("RVG_INFER_ISA");
     if (isa_env && *isa_env) {
         int i = ISA_LAST;
-        while (i > 0 && strcmp(isa_env, isa_names[i]) != 0)
+        while (i >= 0 && strcmp(isa_env, isa_names[i]) != 0)
             i--;
-        if (i == 0)
+        if (i < 0)
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
-                             "RVG_INFER_ISA=%s: expected portable, avx2, avx512, avx512-twin, "
-                             "amx or amx-twin",
+                             "RVG_INFER_ISA=%s: expected auto, portable, avx2, avx512, "
+                             "avx512-twin, amx or amx-twin",
                              isa_env);
         o.isa = (rvg_infer_isa)i;
     }
