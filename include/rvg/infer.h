@@ -87,9 +87,10 @@ typedef enum {
     RVG_INFER_ISA_AMX,         /* Intel AMX tiles (Sapphire Rapids and later): every layer a
                                   GEMM in "bf16x3", each fp32 operand split into two bf16
                                   numbers and three products summed in fp32 (~16 of fp32's 24
-                                  mantissa bits; logits within ~1e-5 of max|logit|), several
-                                  times faster than fp32 FMAs. Not picked by AUTO: a different
-                                  precision is the caller's choice. No squeeze-excitation. */
+                                  mantissa bits; logits within ~1e-5 of max|logit|): A0 and B0
+                                  run 1.4-1.9x faster than on AVX512. Not picked by AUTO: a
+                                  different precision is the caller's choice. SE layers with
+                                  at most 1024 hidden channels. */
     RVG_INFER_ISA_AMX_TWIN,    /* the AMX engine with plain-C tile kernels: slow, the same
                                   arithmetic, for testing it on any CPU */
 } rvg_infer_isa;

@@ -45,14 +45,14 @@ typedef struct {
     const int64_t *off;
     uint16_t *oh, *ol; /* bf16 hi/lo output, or NULL with of */
     float *of;         /* fp32 output (the last layer), or NULL */
-    int tail;          /* 1: also zero the 16 channels after the nt tiles (channel padding) */
+    int relu;          /* 0: c + bias as it is (a squeeze-excitation layer's pre-activation) */
 } rvg__amx_out;
 
 typedef struct {
     /* Once per thread before any gemm (loads the tile configuration); no-op in the twin. */
     void (*init)(void);
     void (*gemm)(const rvg__amx_gemm *g, float *c);
-    /* c + bias, ReLU, stored as bf16 hi/lo pairs or fp32 (see rvg__amx_out). */
+    /* c + bias, ReLU (if o->relu), stored as bf16 hi/lo pairs or fp32 (see rvg__amx_out). */
     void (*store)(const float *c, int nt, const rvg__amx_out *o);
     /* hi/lo split of n floats (n a multiple of 16). */
     void (*split)(const float *x, uint16_t *hi, uint16_t *lo, int64_t n);

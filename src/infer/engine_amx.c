@@ -23,7 +23,13 @@
  *   COL   tiny maps (2x2, 4x4 ...) and narrow stride-2 maps: the three row segments of each
  *         output pixel copied into a dense A over the whole batch, so that the rows of several
  *         images fill a tile.
+ * The last layer writes fp32 (N, P*Q, Kt*16) for the pool and the classifier (fp32, as in the
+ * other kernel sets). A squeeze-excitation layer (RepVGG-D2se) writes its pre-activation there
+ * too (in a scratch of that shape if it is not the last); the gate is computed in fp32 and the
+ * gated, ReLU'd map goes on as hi/lo (infer.h has the SE's definition).
  */
+#include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +57,10 @@ typedef enum { AMX_FLAT, AMX_ROW, AMX_COL } amx_kind;
  * step per kernel row) rather than a multiple of 16. */
 enum { NARROW_C = 10 };
 
+/* The most hidden channels of an SE layer here (RepVGG-D2se has K/16 <= 160): the gate's hidden
+ * vector lives on the stack. */
+enum { SE_HIDDEN_MAX = 1024 };
+
 typedef struct {
     amx_kind kind;
     int64_t C, K, G, stride, H, W, P, Q;
@@ -65,6 +75,8 @@ typedef struct {
     uint16_t *bh, *bl;       /* (Kt, ks, 512) */
     float *bias;             /* Kt * 16 */
     int64_t Cpo, imgo;       /* output: channel stride (Kt * 16), elements per image */
+    int64_t se_hidden;       /* 0, or SE with copies of its weights (see infer.h): */
+    float *se_dw, *se_db, *se_uw, *se_ub; /* (hid, K), (hid), (K, hid), (K) */
 } amx_layer;
 
 struct rvg__amx_net {
@@ -74,6 +86,9 @@ struct rvg__amx_net {
     uint16_t *ah[2], *al[2]; /* ping-pong activations */
     uint16_t *ch, *cl;       /* im2col */
     float *feat;             /* last layer, fp32 (N, P*Q, Kt*16) */
+    float *sef;              /* an SE layer's pre-activation, fp32 (N, P*Q, Kt*16), if not last */
+    float *gate;             /* SE: per image, the channels' means, then their gates (N, kmax) */
+    int64_t kmax;            /* the most output channels of a layer */
     float *pooled;           /* (N, K) */
     float *colf;             /* per thread: one padded input row in fp32 (task_pack) */
     int64_t colf_floats;
@@ -87,15 +102,16 @@ struct rvg__amx_net {
 int rvg__amx_usable(void) {
 #if defined(RVG_HAVE_AMX) && defined(__linux__) && defined(SYS_arch_prctl) &&                      \
     (defined(__x86_64__) || defined(__i386__))
-    static int cached = -1; /* computed once; every caller computes the same value */
-    if (cached >= 0)
-        return cached;
+    static _Atomic int cached = -1; /* racing first callers compute the same value */
+    int known = atomic_load(&cached);
+    if (known >= 0)
+        return known;
     unsigned a, b, c, d;
     int ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) && (d >> 22 & 1) &&
              __builtin_cpu_supports("avx512f");
     if (ok)
         ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18) == 0;
-    cached = ok;
+    atomic_store(&cached, ok);
     return ok;
 #else
     return 0;
@@ -168,21 +184,40 @@ void rvg__amx_free(rvg__amx_net *n) {
     for (int64_t i = 0; n->L && i < n->nl; i++) {
         amx_layer *l = &n->L[i];
         rvg_free(l->bh), rvg_free(l->bl), rvg_free(l->bias), rvg_free(l->aoff);
+        rvg_free(l->se_dw), rvg_free(l->se_db), rvg_free(l->se_uw), rvg_free(l->se_ub);
     }
     free(n->L);
     for (int i = 0; i < 2; i++)
         rvg_free(n->ah[i]), rvg_free(n->al[i]);
     rvg_free(n->ch), rvg_free(n->cl), rvg_free(n->feat), rvg_free(n->pooled), rvg_free(n->colf);
+    rvg_free(n->sef), rvg_free(n->gate);
     free(n);
+}
+
+/* Copies of layer L's SE weights into l. 0 on out of memory. */
+static int copy_se(amx_layer *l, const rvg_infer_layer *L, size_t *bytes) {
+    int64_t K = l->K, hd = L->se_hidden;
+    const float *src[4] = {L->se_down_w, L->se_down_b, L->se_up_w, L->se_up_b};
+    float **dst[4] = {&l->se_dw, &l->se_db, &l->se_uw, &l->se_ub};
+    const int64_t len[4] = {hd * K, hd, K * hd, K};
+    l->se_hidden = hd;
+    for (int i = 0; i < 4; i++) {
+        if (!(*dst[i] = rvg_alloc(sizeof(float) * (size_t)len[i])))
+            return 0;
+        memcpy(*dst[i], src[i], sizeof(float) * (size_t)len[i]);
+        *bytes += sizeof(float) * (size_t)len[i];
+    }
+    return 1;
 }
 
 rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin) {
     for (int64_t i = 0; i < e->nl; i++)
-        if (layers[i].se_hidden > 0)
+        if (layers[i].se_hidden > SE_HIDDEN_MAX)
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
-                             "rvg_engine_new: kernel set %s does not run squeeze-excitation "
-                             "(layer %lld); use avx512, avx2 or portable",
-                             twin ? "amx-twin" : "amx", (long long)i);
+                             "rvg_engine_new: kernel set %s runs squeeze-excitation with at most "
+                             "%d hidden channels (layer %lld has %lld)",
+                             twin ? "amx-twin" : "amx", SE_HIDDEN_MAX, (long long)i,
+                             (long long)layers[i].se_hidden);
     rvg__amx_net *n = calloc(1, sizeof *n);
     if (!n || !(n->L = calloc((size_t)e->nl, sizeof(amx_layer)))) {
         free(n);
@@ -196,7 +231,7 @@ rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin
     n->k = &rvg__amx_kernels_ref;
 #endif
     size_t bytes = sizeof *n + sizeof(amx_layer) * (size_t)e->nl;
-    size_t act = 0, col = 0;
+    size_t act = 0, col = 0, sef = 0;
     int64_t h = e->H, w = e->W, B = e->max_batch;
     for (int64_t i = 0; i < e->nl; i++) {
         amx_layer *l = &n->L[i];
@@ -217,8 +252,11 @@ rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin
             size_t c = (size_t)(l->mt * 16 * l->kp);
             col = c > col ? c : col;
         }
-        if (!pack_weights(l, L, &bytes))
+        if (!pack_weights(l, L, &bytes) || (L->se_hidden > 0 && !copy_se(l, L, &bytes)))
             goto oom;
+        if (L->se_hidden > 0 && i + 1 < e->nl && (size_t)(B * l->P * l->Q * l->Kt * 16) > sef)
+            sef = (size_t)(B * l->P * l->Q * l->Kt * 16);
+        n->kmax = l->K > n->kmax ? l->K : n->kmax;
         h = l->P, w = l->Q;
     }
     for (int64_t i = 0; i < e->nl; i++) {
@@ -239,9 +277,12 @@ rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin
     n->feat = rvg_alloc(sizeof(float) * (size_t)(B * last->imgo));
     n->pooled = rvg_alloc(sizeof(float) * (size_t)(B * last->K));
     n->colf = rvg_alloc(sizeof(float) * (size_t)(n->colf_floats * e->threads));
+    n->sef = rvg_alloc(sizeof(float) * (sef ? sef : 1));
+    n->gate = rvg_alloc(sizeof(float) * (size_t)(B * n->kmax));
     bytes += 8 * act + 4 * col + sizeof(float) * (size_t)(B * last->imgo + B * last->K) +
-             sizeof(float) * (size_t)(n->colf_floats * e->threads);
-    if (!n->ch || !n->cl || !n->feat || !n->pooled || !n->colf)
+             sizeof(float) * (size_t)(n->colf_floats * e->threads) +
+             sizeof(float) * (sef + (size_t)(B * n->kmax));
+    if (!n->ch || !n->cl || !n->feat || !n->pooled || !n->colf || !n->sef || !n->gate)
         goto oom;
     e->bytes += bytes;
     return RVG_OK;
@@ -279,10 +320,11 @@ static void zero_frame(const amx_task *t, int64_t n) {
     }
 }
 
-/* Output element offset of pixel (n, y, x) of layer l. */
-static int64_t out_off(const amx_layer *l, int64_t n, int64_t y, int64_t x, int last) {
-    if (last)
-        return n * l->imgo + (y * l->Q + x) * l->Cpo;
+/* Output element offset of pixel (n, y, x) of layer l: in the next layer's padded input, or
+ * (dense: the last layer, an SE layer's pre-activation) in fp32 (N, P*Q, Kt*16). */
+static int64_t out_off(const amx_layer *l, int64_t n, int64_t y, int64_t x, int dense) {
+    if (dense)
+        return (n * l->P * l->Q + y * l->Q + x) * l->Kt * 16;
     return n * l->imgo + ((y + 1) * (l->Q + 2) + x + 1) * l->Cpo;
 }
 
@@ -346,7 +388,8 @@ static void task_gemm(void *ctx, int64_t b, int64_t e) {
                               .off = off[m],
                               .oh = last ? NULL : t->oh + j0 * 16,
                               .ol = last ? NULL : t->ol + j0 * 16,
-                              .of = last ? t->of + j0 * 16 : NULL};
+                              .of = last ? t->of + j0 * 16 : NULL,
+                              .relu = l->se_hidden == 0};
             k->store(c + m * g.nt * 256, g.nt, &o);
         }
     }
@@ -396,6 +439,72 @@ static void task_pack(void *ctx, int64_t b, int64_t e) {
         for (int64_t i = n16; i < rw; i++) { /* the row's last values, fewer than 16 */
             oh[i] = rvg__bf16(row[i]);
             ol[i] = rvg__bf16(row[i] - rvg__bf16_f(oh[i]));
+        }
+    }
+}
+
+/* SE, after the GEMMs wrote the pre-activation s to t->of (dense): the channel means of s, per
+ * unit (image, 16 channels), into net->gate. */
+static void task_se_mean(void *ctx, int64_t b, int64_t e) {
+    const amx_task *t = ctx;
+    const amx_layer *l = t->l;
+    const rvg__amx_net *net = t->e->amx;
+    const int64_t PQ = l->P * l->Q, Ks = l->Kt * 16;
+    for (int64_t u = b; u < e; u++) {
+        int64_t n = u / l->Kt, k0 = u % l->Kt * 16, nk = l->K - k0 < 16 ? l->K - k0 : 16;
+        float a[16] = {0};
+        for (int64_t p = 0; p < PQ; p++)
+            for (int64_t k = 0; k < 16; k++)
+                a[k] += t->of[(n * PQ + p) * Ks + k0 + k];
+        for (int64_t k = 0; k < nk; k++)
+            net->gate[n * net->kmax + k0 + k] = a[k] / (float)PQ;
+    }
+}
+
+/* SE: per image, the means m in net->gate become the gates g = sigmoid(up relu(down m + db) +
+ * ub). */
+static void task_se_gate(void *ctx, int64_t b, int64_t e) {
+    const amx_task *t = ctx;
+    const amx_layer *l = t->l;
+    const rvg__amx_net *net = t->e->amx;
+    const int64_t K = l->K, Hd = l->se_hidden;
+    float h[SE_HIDDEN_MAX];
+    for (int64_t n = b; n < e; n++) {
+        float *g = net->gate + n * net->kmax;
+        for (int64_t j = 0; j < Hd; j++) {
+            float a = l->se_db[j];
+            for (int64_t k = 0; k < K; k++)
+                a += l->se_dw[j * K + k] * g[k];
+            h[j] = a > 0.f ? a : 0.f;
+        }
+        for (int64_t k = 0; k < K; k++) {
+            float a = l->se_ub[k];
+            for (int64_t j = 0; j < Hd; j++)
+                a += l->se_uw[k * Hd + j] * h[j];
+            g[k] = 1.f / (1.f + expf(-a));
+        }
+    }
+}
+
+/* SE: y = ReLU(s g), per output row (n, y): in place (the last layer) or split into the next
+ * layer's padded input (whose frame the GEMM phase zeroed). */
+static void task_se_scale(void *ctx, int64_t b, int64_t e) {
+    const amx_task *t = ctx;
+    const amx_layer *l = t->l;
+    const rvg__amx_net *net = t->e->amx;
+    const int64_t PQ = l->P * l->Q, Ks = l->Kt * 16;
+    for (int64_t u = b; u < e; u++) {
+        int64_t n = u / l->P, y = u % l->P;
+        const float *g = net->gate + n * net->kmax;
+        for (int64_t x = 0; x < l->Q; x++) {
+            float *s = t->of + (n * PQ + y * l->Q + x) * Ks;
+            for (int64_t k = 0; k < l->K; k++) {
+                float v = s[k] * g[k];
+                s[k] = v > 0.f ? v : 0.f;
+            }
+            if (t->oh) /* channels K.. of s are 0 (zero weights and bias) */
+                net->k->split(s, t->oh + out_off(l, n, y, x, 0), t->ol + out_off(l, n, y, x, 0),
+                              Ks);
         }
     }
 }
@@ -453,7 +562,14 @@ rvg_status rvg__amx_run(rvg_engine *e, float *logits, float *feat, const float *
         int64_t jps = (l->Kt + 1) / 2, want = 4 * e->threads;
         t.mb = (t.mu * jps + want - 1) / want;
         t.mb = t.mb < 1 ? 1 : t.mb > RVG__AMX_MB ? RVG__AMX_MB : t.mb;
+        if (l->se_hidden > 0 && !last)
+            t.of = net->sef; /* the pre-activation, gated below */
         rvg__pool_for(e->pool, t.nz + jps * ((t.mu + t.mb - 1) / t.mb), 1, task_gemm, &t);
+        if (l->se_hidden > 0) {
+            rvg__pool_for(e->pool, N * l->Kt, 1, task_se_mean, &t);
+            rvg__pool_for(e->pool, N, 1, task_se_gate, &t);
+            rvg__pool_for(e->pool, N * l->P, 1, task_se_scale, &t);
+        }
         if (e->prof)
             e->prof[4 * i] += now_ms() - t0;
     }

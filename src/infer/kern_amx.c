@@ -117,7 +117,8 @@ static void store_amx(const float *c, int nt, const rvg__amx_out *o) {
         for (int j = 0; j < nt; j++) {
             __m512 v = _mm512_add_ps(_mm512_load_ps(c + j * 256 + i * 16),
                                      _mm512_loadu_ps(o->bias + j * 16));
-            v = _mm512_max_ps(v, zero);
+            if (o->relu)
+                v = _mm512_max_ps(v, zero);
             int64_t at = o->off[i] + j * 16;
             if (o->of) {
                 _mm512_storeu_ps(o->of + at, v);
@@ -127,10 +128,6 @@ static void store_amx(const float *c, int nt, const rvg__amx_out *o) {
                 _mm256_storeu_si256((__m256i *)(o->oh + at), h);
                 _mm256_storeu_si256((__m256i *)(o->ol + at), l);
             }
-        }
-        if (o->tail && o->oh) {
-            _mm256_storeu_si256((__m256i *)(o->oh + o->off[i] + nt * 16), _mm256_setzero_si256());
-            _mm256_storeu_si256((__m256i *)(o->ol + o->off[i] + nt * 16), _mm256_setzero_si256());
         }
     }
 }

@@ -46,7 +46,7 @@ static void store_ref(const float *c, int nt, const rvg__amx_out *o) {
         for (int j = 0; j < nt; j++)
             for (int n = 0; n < 16; n++) {
                 float v = c[j * 256 + i * 16 + n] + o->bias[j * 16 + n];
-                v = v > 0.f ? v : 0.f;
+                v = v > 0.f || !o->relu ? v : 0.f;
                 int64_t at = o->off[i] + j * 16 + n;
                 if (o->of) {
                     o->of[at] = v;
@@ -55,9 +55,6 @@ static void store_ref(const float *c, int nt, const rvg__amx_out *o) {
                     o->oh[at] = h, o->ol[at] = rvg__bf16(v - rvg__bf16_f(h));
                 }
             }
-        if (o->tail && o->oh)
-            for (int n = 0; n < 16; n++)
-                o->oh[o->off[i] + nt * 16 + n] = o->ol[o->off[i] + nt * 16 + n] = 0;
     }
 }
 
