@@ -6,6 +6,8 @@
 #      branches as written; the deploy form on the fast inference engine, as it is deployed) and
 #      compare their predictions one by one,
 #   4. time both forms on the same input and print the speed-up of the conversion.
+# Where the CPU has Intel AMX, the deploy form is also evaluated and timed on the amx kernel set
+# (bf16x3, opt-in: docs/inference.md); its predictions are compared too.
 # Environment: EPOCHS (default 2), LIMIT (training images used, default 10000), BATCH (64),
 # OUT (run directory, default runs/demo). Builds into build/ if the tool is not there yet.
 set -euo pipefail
@@ -37,6 +39,15 @@ total=$(wc -l <"$OUT/pred_train.txt")
 printf "   train form  (model forward) top-1 %.4f\n   deploy form (fast engine)   top-1 %.4f\n" \
     "$(top1 "$OUT/eval_train.json")" "$(top1 "$OUT/eval_deploy.json")"
 echo "   predictions that differ between the forms: $differ of $total"
+amx=0
+if $R --version | grep -q "available:.* amx"; then
+    amx=1
+    $R eval --weights "$OUT/deploy.safetensors" --kernels amx --json \
+        --predictions "$OUT/pred_amx.txt" >"$OUT/eval_amx.json"
+    printf "   deploy form (AMX kernels)   top-1 %.4f, predictions that differ from the train\n" \
+        "$(top1 "$OUT/eval_amx.json")"
+    echo "   form's: $(paste -d' ' "$OUT/pred_train.txt" "$OUT/pred_amx.txt" | awk '$1 != $2' | wc -l) of $total"
+fi
 
 echo "== 4. speed of both forms (batch 64 at 28x28, median of 20 runs)"
 $R bench --weights "$OUT/best.safetensors" --form train --size 28 --batch 64 --runs 20 --json >"$OUT/bench_train.json"
@@ -46,5 +57,12 @@ t=$(ms "$OUT/bench_train.json")
 d=$(ms "$OUT/bench_deploy.json")
 printf "   train form  %.2f ms\n   deploy form %.2f ms\n   deploy form is %.1fx faster\n" "$t" "$d" \
     "$(awk -v a="$t" -v b="$d" 'BEGIN { print a / b }')"
+if [ "$amx" -eq 1 ]; then
+    $R bench --weights "$OUT/deploy.safetensors" --kernels amx --size 28 --batch 64 --runs 20 \
+        --json >"$OUT/bench_amx.json"
+    x=$(ms "$OUT/bench_amx.json")
+    printf "   deploy form on the AMX kernels %.2f ms: %.1fx the train form's speed\n" "$x" \
+        "$(awk -v a="$t" -v b="$x" 'BEGIN { print a / b }')"
+fi
 echo "training curves: $OUT/curves.png, log: $OUT/log.csv"
 [ "$differ" -eq 0 ]
