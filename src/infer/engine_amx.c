@@ -28,7 +28,6 @@
  * too (in a scratch of that shape if it is not the last); the gate is computed in fp32 and the
  * gated, ReLU'd map goes on as hi/lo (infer.h has the SE's definition).
  */
-#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,23 +466,10 @@ static void task_se_gate(void *ctx, int64_t b, int64_t e) {
     const amx_task *t = ctx;
     const amx_layer *l = t->l;
     const rvg__amx_net *net = t->e->amx;
-    const int64_t K = l->K, Hd = l->se_hidden;
     float h[SE_HIDDEN_MAX];
-    for (int64_t n = b; n < e; n++) {
-        float *g = net->gate + n * net->kmax;
-        for (int64_t j = 0; j < Hd; j++) {
-            float a = l->se_db[j];
-            for (int64_t k = 0; k < K; k++)
-                a += l->se_dw[j * K + k] * g[k];
-            h[j] = a > 0.f ? a : 0.f;
-        }
-        for (int64_t k = 0; k < K; k++) {
-            float a = l->se_ub[k];
-            for (int64_t j = 0; j < Hd; j++)
-                a += l->se_uw[k * Hd + j] * h[j];
-            g[k] = 1.f / (1.f + expf(-a));
-        }
-    }
+    for (int64_t n = b; n < e; n++)
+        rvg__se_gates(net->gate + n * net->kmax, h, l->se_dw, l->se_db, l->se_uw, l->se_ub, l->K,
+                      l->se_hidden);
 }
 
 /* SE: y = ReLU(s g), per output row (n, y): in place (the last layer) or split into the next

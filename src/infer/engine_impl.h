@@ -161,6 +161,10 @@ int64_t rvg__wino_part_tiles(const rvg_engine *e, const layer_plan *p);
 void rvg__zero_border(float *y, int64_t u, int64_t P, int64_t Q, int64_t Hp, int64_t Wp);
 int64_t rvg__zero_units(const task *t, int64_t b, int64_t e);
 
+/* engine_run.c: the SE gates of one image: m (K) channel means in, gates out; h (Hd) scratch. */
+void rvg__se_gates(float *m, float *h, const float *dw, const float *db, const float *uw,
+                   const float *ub, int64_t K, int64_t Hd);
+
 /* One layer over the batch of t, by algorithm (engine_direct.c, engine_wino.c). */
 void rvg__run_direct(task *t);
 void rvg__run_unrolled(task *t);

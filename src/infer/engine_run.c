@@ -74,26 +74,32 @@ static void task_se_mean(void *ctx, int64_t b, int64_t e) {
     block_means(t->e->se_m, p->KB8 * 8, t->y, b, e, p->KB8, p->P, p->Q, p->Hpo, p->Wpo);
 }
 
-/* SE gate of image n (see infer.h); overwrites the means with the gates. */
+/* The SE gates of one image (infer.h): m (K) holds the channel means and gets the gates; h (Hd)
+ * is scratch. The AMX engine (engine_amx.c) uses it too. */
+void rvg__se_gates(float *m, float *h, const float *dw, const float *db, const float *uw,
+                   const float *ub, int64_t K, int64_t Hd) {
+    for (int64_t j = 0; j < Hd; j++) {
+        float a = db[j];
+        for (int64_t c = 0; c < K; c++)
+            a += dw[j * K + c] * m[c];
+        h[j] = a > 0.f ? a : 0.f;
+    }
+    for (int64_t c = 0; c < K; c++) {
+        float a = ub[c];
+        for (int64_t j = 0; j < Hd; j++)
+            a += uw[c * Hd + j] * h[j];
+        m[c] = 1.f / (1.f + expf(-a));
+    }
+}
+
+/* SE gate of image n; overwrites the means with the gates. */
 static void task_se_gate(void *ctx, int64_t b, int64_t e) {
     const task *t = ctx;
     const layer_plan *p = t->p;
-    int64_t Kp = p->KB8 * 8, K = p->K, Hd = p->se_hidden;
-    for (int64_t n = b; n < e; n++) {
-        float *mn = t->e->se_m + n * Kp, *hn = t->e->se_h + n * Hd;
-        for (int64_t j = 0; j < Hd; j++) {
-            float a = p->se_db[j];
-            for (int64_t c = 0; c < K; c++)
-                a += p->se_dw[j * K + c] * mn[c];
-            hn[j] = a > 0.f ? a : 0.f;
-        }
-        for (int64_t c = 0; c < K; c++) {
-            float a = p->se_ub[c];
-            for (int64_t j = 0; j < Hd; j++)
-                a += p->se_uw[c * Hd + j] * hn[j];
-            mn[c] = 1.f / (1.f + expf(-a));
-        }
-    }
+    int64_t Kp = p->KB8 * 8;
+    for (int64_t n = b; n < e; n++)
+        rvg__se_gates(t->e->se_m + n * Kp, t->e->se_h + n * p->se_hidden, p->se_dw, p->se_db,
+                      p->se_uw, p->se_ub, p->K, p->se_hidden);
 }
 
 static void task_se_scale(void *ctx, int64_t b, int64_t e) {
