@@ -2,7 +2,9 @@
  *   engine.c         load time: kernel set, algorithm per layer, packed weights, buffers;
  *   engine_run.c     the forward pass: input packing, layer by layer, SE, pooling, classifier;
  *   engine_direct.c  direct convolution and the unrolled tiny-plane layers;
- *   engine_wino.c    Winograd layers: how each runs (three phases or one), and the tuning.
+ *   engine_wino.c    Winograd layers: how each runs (three phases or one), and the tuning;
+ *   engine_amx*.c    the whole network on AMX tiles instead (kernel sets AMX, AMX_TWIN; their
+ *                    own header engine_amx_impl.h).
  * The kernels they call are behind infer_impl.h.
  */
 #ifndef RVG_ENGINE_IMPL_H
