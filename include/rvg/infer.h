@@ -3,8 +3,9 @@
  * The deploy network is a list of layers, each y = ReLU(conv3x3(x; weight, bias, stride, pad 1,
  * groups)), optionally with squeeze-excitation (RepVGG D2se) before the ReLU, followed by global
  * average pooling and a linear classifier. An engine is built once for a maximum input size: it
- * copies and transforms all weights (Winograd F(4x4,3x3) / F(6x6,3x3) for stride-1 layers, packed
- * direct convolution for the rest) and plans every buffer, so rvg_engine_run never allocates.
+ * copies and transforms all weights (Winograd F(4x4,3x3) / F(5x5,3x3) / F(6x6,3x3) for stride-1
+ * layers, packed direct convolution for the rest; or, with the kernel set RVG_INFER_ISA_AMX, GEMMs
+ * on Intel AMX tiles in bf16x3) and plans every buffer, so rvg_engine_run never allocates.
  *
  * Worked example:
  *
