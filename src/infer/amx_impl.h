@@ -1,13 +1,14 @@
 /* amx_impl.h - the AMX kernel set of the inference engine (engine_amx.c): convolution as a GEMM
  * on Intel AMX tiles in "bf16x3", and its plain-C twin.
  *
- * AMX multiplies bf16 (8-bit mantissa) pairs into fp32 sums at 16 times the rate of AVX-512's
- * fp32 FMAs on one core. An fp32 value x is split into two bf16 numbers, hi = bf16(x) and
- * lo = bf16(x - hi), which hold 16 of its 24 mantissa bits; each product then takes three tile
- * products, a_hi*b_hi + a_hi*b_lo + a_lo*b_hi (a_lo*b_lo, about 2^-16 of the product, is left
- * out). Every product of two bf16 numbers is exact in fp32 and the sums are fp32, so a dot
- * product is about as exact as fp32's with 16-bit inputs: relative error ~1e-5 at the logits
- * (measured in tests/test_infer.c and docs/inference.md), still about 5x fp32's rate.
+ * AMX multiplies bf16 (8-bit mantissa) pairs into fp32 sums at 17-19 times the rate of AVX-512's
+ * fp32 FMAs on one core (measured, docs/inference.md). An fp32 value x is split into two bf16
+ * numbers, hi = bf16(x) and lo = bf16(x - hi), which hold 16 of its 24 mantissa bits; each product
+ * then takes three tile products, a_hi*b_hi + a_hi*b_lo + a_lo*b_hi (a_lo*b_lo, about 2^-16 of the
+ * product, is left out). Every product of two bf16 numbers is exact in fp32 and the sums are fp32,
+ * so a dot product is about as exact as fp32's with 16-bit inputs: relative error ~1e-5 at the
+ * logits (measured in tests/test_infer.c and docs/inference.md), still about 6x fp32's rate on
+ * paper.
  *
  * One call computes nm blocks of 16 x 16 or 16 x 32 of C = A B^T over ks steps of 32 k-values:
  *   A rows:  row i of step s of block m at ah[m]/al[m] + aoff[s] + i * astride (bf16, 32
@@ -17,8 +18,8 @@
  *   c:       (nm, nt, 16, 16) floats, row i = A row i, column = output channel.
  * The AMX kernel runs the steps in chunks, all nm blocks per chunk, so that the chunk's B tiles
  * are read from L1 nm times (from L2 once); the twin sums in the same order.
- * The engine points A either at padded NHWC activations (an implicit GEMM: aoff[s] is the tap's
- * pixel offset, astride one or two pixels) or at an im2col buffer.
+ * The engine points A either at padded NHWC activations (an implicit GEMM: aoff[s] is the
+ * offset of step s's kernel row and values, astride one or two pixels) or at an im2col buffer.
  */
 #ifndef RVG_AMX_IMPL_H
 #define RVG_AMX_IMPL_H

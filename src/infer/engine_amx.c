@@ -63,12 +63,17 @@ static float weight_at(const amx_layer *l, const rvg_infer_layer *L, int64_t ko,
     return L->weight[(ko * cg + c % cg) * 9 + ky * 3 + kx];
 }
 
+/* rvg_alloc (zeroed, 64-byte aligned) that adds the size to *bytes (rvg_engine_peak_bytes). */
+static void *amx_alloc(size_t *bytes, size_t nbytes) {
+    *bytes += nbytes;
+    return rvg_alloc(nbytes ? nbytes : 64);
+}
+
 static int pack_weights(amx_layer *l, const rvg_infer_layer *L, size_t *bytes) {
     size_t n = (size_t)(l->Kt * l->ks * 512);
-    l->bh = rvg_alloc(n * 2), l->bl = rvg_alloc(n * 2);
-    l->bias = rvg_alloc(sizeof(float) * (size_t)(l->Kt * 16));
-    l->aoff = rvg_alloc(sizeof(int64_t) * (size_t)l->ks);
-    *bytes += n * 4 + sizeof(float) * (size_t)(l->Kt * 16) + sizeof(int64_t) * (size_t)l->ks;
+    l->bh = amx_alloc(bytes, n * 2), l->bl = amx_alloc(bytes, n * 2);
+    l->bias = amx_alloc(bytes, sizeof(float) * (size_t)(l->Kt * 16));
+    l->aoff = amx_alloc(bytes, sizeof(int64_t) * (size_t)l->ks);
     if (!l->bh || !l->bl || !l->bias || !l->aoff)
         return 0;
     for (int64_t j = 0; j < l->Kt; j++)
@@ -127,10 +132,9 @@ static int copy_se(amx_layer *l, const rvg_infer_layer *L, size_t *bytes) {
     const int64_t len[4] = {hd * K, hd, K * hd, K};
     l->se_hidden = hd;
     for (int i = 0; i < 4; i++) {
-        if (!(*dst[i] = rvg_alloc(sizeof(float) * (size_t)len[i])))
+        if (!(*dst[i] = amx_alloc(bytes, sizeof(float) * (size_t)len[i])))
             return 0;
         memcpy(*dst[i], src[i], sizeof(float) * (size_t)len[i]);
-        *bytes += sizeof(float) * (size_t)len[i];
     }
     return 1;
 }
@@ -194,19 +198,16 @@ rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin
     const amx_layer *last = &n->L[e->nl - 1];
     n->colf_floats = round_up(n->L[0].Wp * n->L[0].Cs, 16);
     for (int i = 0; i < 2; i++) {
-        n->ah[i] = rvg_alloc(2 * (act ? act : 1)), n->al[i] = rvg_alloc(2 * (act ? act : 1));
+        n->ah[i] = amx_alloc(&bytes, 2 * act), n->al[i] = amx_alloc(&bytes, 2 * act);
         if (!n->ah[i] || !n->al[i])
             goto oom;
     }
-    n->ch = rvg_alloc(2 * col), n->cl = rvg_alloc(2 * col);
-    n->feat = rvg_alloc(sizeof(float) * (size_t)(B * last->imgo));
-    n->pooled = rvg_alloc(sizeof(float) * (size_t)(B * last->K));
-    n->colf = rvg_alloc(sizeof(float) * (size_t)(n->colf_floats * e->threads));
-    n->sef = rvg_alloc(sizeof(float) * (sef ? sef : 1));
-    n->gate = rvg_alloc(sizeof(float) * (size_t)(B * n->kmax));
-    bytes += 8 * act + 4 * col + sizeof(float) * (size_t)(B * last->imgo + B * last->K) +
-             sizeof(float) * (size_t)(n->colf_floats * e->threads) +
-             sizeof(float) * (sef + (size_t)(B * n->kmax));
+    n->ch = amx_alloc(&bytes, 2 * col), n->cl = amx_alloc(&bytes, 2 * col);
+    n->feat = amx_alloc(&bytes, sizeof(float) * (size_t)(B * last->imgo));
+    n->pooled = amx_alloc(&bytes, sizeof(float) * (size_t)(B * last->K));
+    n->colf = amx_alloc(&bytes, sizeof(float) * (size_t)(n->colf_floats * e->threads));
+    n->sef = amx_alloc(&bytes, sizeof(float) * sef);
+    n->gate = amx_alloc(&bytes, sizeof(float) * (size_t)(B * n->kmax));
     if (!n->ch || !n->cl || !n->feat || !n->pooled || !n->colf || !n->sef || !n->gate)
         goto oom;
     e->bytes += bytes;

@@ -51,13 +51,13 @@ static int64_t out_off(const amx_layer *l, int64_t n, int64_t y, int64_t x, int 
 static void m_block(const amx_task *t, int64_t m, const uint16_t **ah, const uint16_t **al,
                     int64_t *off) {
     const amx_layer *l = t->l;
-    const int last = t->of != NULL;
+    const int dense = t->of != NULL;
     if (l->kind == AMX_FLAT) { /* m = (n, tile): pixels v = 16 tile + i of the padded plane */
         int64_t n = m / l->mt, v0 = m % l->mt * 16;
         *ah = t->ih + n * l->img + v0 * l->Cs, *al = t->il + n * l->img + v0 * l->Cs;
         for (int i = 0; i < 16; i++) {
             int64_t y = (v0 + i) / l->Wp, x = (v0 + i) % l->Wp;
-            off[i] = y < l->P && x < l->Q ? out_off(l, n, y, x, last) : -1;
+            off[i] = y < l->P && x < l->Q ? out_off(l, n, y, x, dense) : -1;
         }
     } else if (l->kind == AMX_ROW) { /* m = (n, y, tile) */
         int64_t xt = m % l->mt, y = m / l->mt % l->P, n = m / l->mt / l->P;
@@ -65,23 +65,24 @@ static void m_block(const amx_task *t, int64_t m, const uint16_t **ah, const uin
         int64_t at = n * l->img + (2 * y * l->Wp + 2 * x0) * l->Cs;
         *ah = t->ih + at, *al = t->il + at;
         for (int i = 0; i < 16; i++)
-            off[i] = i < l->R ? out_off(l, n, y, x0 + i, last) : -1;
+            off[i] = i < l->R ? out_off(l, n, y, x0 + i, dense) : -1;
     } else { /* COL: m = tile of the batch's output pixels */
         int64_t PQ = l->P * l->Q;
         *ah = t->ih + m * 16 * l->kp, *al = t->il + m * 16 * l->kp;
         for (int i = 0; i < 16; i++) {
             int64_t v = m * 16 + i, n = v / PQ, yx = v % PQ;
-            off[i] = n < t->N ? out_off(l, n, yx / l->Q, yx % l->Q, last) : -1;
+            off[i] = n < t->N ? out_off(l, n, yx / l->Q, yx % l->Q, dense) : -1;
         }
     }
 }
 
-/* Units: t->nz frame zeroings, then (output-tile pair jp, run of t->mb M blocks), jp slowest. */
+/* Units: t->nz frame zeroings, then (output-tile pair jp, run of t->mb M blocks), in the order
+ * t->mmajor says. */
 static void task_gemm(void *ctx, int64_t b, int64_t e) {
     const amx_task *t = ctx;
     const amx_layer *l = t->l;
     const rvg__amx_kernels *k = t->e->amx->k;
-    const int last = t->of != NULL;
+    const int dense = t->of != NULL;
     for (; b < e && b < t->nz; b++)
         zero_frame(t, b);
     if (b >= e)
@@ -89,9 +90,8 @@ static void task_gemm(void *ctx, int64_t b, int64_t e) {
     k->init();
     _Alignas(64) float c[RVG__AMX_MB * 512];
     int64_t off[RVG__AMX_MB][16];
-    const int64_t runs = (t->mu + t->mb - 1) / t->mb;
+    const int64_t runs = (t->mu + t->mb - 1) / t->mb, jps = (l->Kt + 1) / 2;
     for (int64_t u = b - t->nz; u < e - t->nz; u++) {
-        int64_t jps = (l->Kt + 1) / 2;
         int64_t jp = t->mmajor ? u % jps : u / runs;
         int64_t m0 = (t->mmajor ? u / jps : u % runs) * t->mb, j0 = 2 * jp;
         rvg__amx_gemm g = {.aoff = l->aoff,
@@ -107,9 +107,9 @@ static void task_gemm(void *ctx, int64_t b, int64_t e) {
         for (int m = 0; m < g.nm; m++) {
             rvg__amx_out o = {.bias = l->bias + j0 * 16,
                               .off = off[m],
-                              .oh = last ? NULL : t->oh + j0 * 16,
-                              .ol = last ? NULL : t->ol + j0 * 16,
-                              .of = last ? t->of + j0 * 16 : NULL,
+                              .oh = dense ? NULL : t->oh + j0 * 16,
+                              .ol = dense ? NULL : t->ol + j0 * 16,
+                              .of = dense ? t->of + j0 * 16 : NULL,
                               .relu = l->se_hidden == 0};
             k->store(c + m * g.nt * 256, g.nt, &o);
         }
@@ -157,29 +157,31 @@ static void task_pack(void *ctx, int64_t b, int64_t e) {
                     row[(x + 1) * l->Cs + c] = xr[x];
             }
         net->k->split(row, oh, ol, n16);
-        for (int64_t i = n16; i < rw; i++) { /* the row's last values, fewer than 16 */
-            oh[i] = rvg__bf16(row[i]);
-            ol[i] = rvg__bf16(row[i] - rvg__bf16_f(oh[i]));
-        }
+        /* the row's last values, fewer than 16: the twin's split takes any count */
+        rvg__amx_kernels_ref.split(row + n16, oh + n16, ol + n16, rw - n16);
     }
 }
 
-/* SE, after the GEMMs wrote the pre-activation s to t->of (dense): the channel means of s, per
- * unit (image, 16 channels), into net->gate. */
-static void task_se_mean(void *ctx, int64_t b, int64_t e) {
-    const amx_task *t = ctx;
-    const amx_layer *l = t->l;
-    const rvg__amx_net *net = t->e->amx;
+/* Channel means of a dense fp32 map s (N, P*Q, Kt*16) of layer l, per unit (image n, 16
+ * channels), into out[n * ostride + k] for k < K: the SE's means and the global average pool. */
+static void channel_means(const amx_layer *l, const float *s, int64_t b, int64_t e, float *out,
+                          int64_t ostride) {
     const int64_t PQ = l->P * l->Q, Ks = l->Kt * 16;
     for (int64_t u = b; u < e; u++) {
         int64_t n = u / l->Kt, k0 = u % l->Kt * 16, nk = l->K - k0 < 16 ? l->K - k0 : 16;
         float a[16] = {0};
         for (int64_t p = 0; p < PQ; p++)
             for (int64_t k = 0; k < 16; k++)
-                a[k] += t->of[(n * PQ + p) * Ks + k0 + k];
+                a[k] += s[(n * PQ + p) * Ks + k0 + k];
         for (int64_t k = 0; k < nk; k++)
-            net->gate[n * net->kmax + k0 + k] = a[k] / (float)PQ;
+            out[n * ostride + k0 + k] = a[k] / (float)PQ;
     }
+}
+
+/* SE, after the GEMMs wrote the pre-activation to t->of: its channel means into net->gate. */
+static void task_se_mean(void *ctx, int64_t b, int64_t e) {
+    const amx_task *t = ctx;
+    channel_means(t->l, t->of, b, e, t->e->amx->gate, t->e->amx->kmax);
 }
 
 /* SE: per image, the means m in net->gate become the gates g = sigmoid(up relu(down m + db) +
@@ -217,18 +219,10 @@ static void task_se_scale(void *ctx, int64_t b, int64_t e) {
     }
 }
 
+/* The global average pool of the last layer's map (units: image, 16 channels). */
 static void task_pool(void *ctx, int64_t b, int64_t e) {
     const amx_task *t = ctx;
-    const amx_layer *l = t->l;
-    const rvg__amx_net *net = t->e->amx;
-    int64_t PQ = l->P * l->Q;
-    for (int64_t n = b; n < e; n++)
-        for (int64_t k = 0; k < l->K; k++) {
-            float a = 0.f;
-            for (int64_t p = 0; p < PQ; p++)
-                a += net->feat[n * l->imgo + p * l->Cpo + k];
-            net->pooled[n * l->K + k] = a / (float)PQ;
-        }
+    channel_means(t->l, t->e->amx->feat, b, e, t->e->amx->pooled, t->l->K);
 }
 
 enum { FC_J = 32 }; /* classes per classifier unit */
@@ -304,7 +298,7 @@ rvg_status rvg__amx_run(rvg_engine *e, float *logits, float *feat, const float *
                         net->feat[n * l->imgo + p * l->Cpo + k];
         return RVG_OK;
     }
-    rvg__pool_for(e->pool, N, 1, task_pool, &t);
+    rvg__pool_for(e->pool, N * l->Kt, 1, task_pool, &t);
     t.of = logits;
     rvg__pool_for(e->pool, N * ((e->classes + FC_J - 1) / FC_J), 1, task_fc, &t);
     return RVG_OK;

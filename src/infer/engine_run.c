@@ -175,14 +175,14 @@ static rvg_status run_net(rvg_engine *e, float *logits, float *feat, const float
         return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                          "rvg_engine_run: batch N=%lld outside 1..max_batch=%lld", (long long)N,
                          (long long)e->max_batch);
+    if (e->amx) /* the kernel sets AMX and AMX_TWIN run the whole network (engine_amx_run.c) */
+        return rvg__amx_run(e, logits, feat, x, N);
     /* Early layers have big activations and small weights, late layers the reverse. Running the
      * whole batch layer by layer pushes the early activations (and Winograd scratch) through
      * DRAM, which on the 2-core machine costs as much as the arithmetic; so at N > 1 the first
      * `seg` layers run one image at a time through small ping-pong buffers that stay in cache,
      * each image's result landing in its slot of the batch buffer, and the remaining layers
      * (weight-heavy, where batching amortises the weight traffic) run on the whole batch. */
-    if (e->amx)
-        return rvg__amx_run(e, logits, feat, x, N);
     int64_t seg = N > 1 ? e->seg : 0;
     task t = {.e = e, .x = x, .y = e->act[0], .N = N};
     for (int64_t n = 0; n < (seg ? N : 0); n++) {
