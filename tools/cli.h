@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "rvg/infer.h"
 #include "rvg/status.h"
 
 int cmd_info(int argc, char **argv);
@@ -34,13 +35,6 @@ int cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
 int cli_parse_float(const char *s, double lo, double hi, double *out);
 /* --kernels: a kernel set of the inference engine by name ("auto", "portable", "avx2", "avx512",
  * "amx", or a test twin); 0 for an unknown name. Whether the CPU runs it is the engine's check. */
-#include "rvg/infer.h"
 int cli_parse_kernels(const char *s, rvg_infer_isa *isa);
-/* The --kernels line of a command's help. */
-#define CLI_KERNELS_HELP                                                                           \
-    "  --kernels K     the inference engine's kernel set: auto (default: the fastest fp32\n"       \
-    "                  set, AVX-512, AVX2 or portable C), avx512, avx2, portable, or amx:\n"       \
-    "                  Intel AMX tiles in bf16x3, ~1e-5 of max|logit| from fp32 and about\n"       \
-    "                  1.5x faster (docs/inference.md)\n"
 
 #endif

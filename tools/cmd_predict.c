@@ -438,14 +438,20 @@ done:
 }
 
 int cmd_predict(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"weights", required_argument, 0, 'w'}, {"input", required_argument, 0, 'i'},
-        {"output", required_argument, 0, 'o'},  {"batch", required_argument, 0, 'b'},
-        {"topk", required_argument, 0, 'k'},    {"labels", required_argument, 0, 'l'},
-        {"size", required_argument, 0, 's'},    {"resize", no_argument, 0, 'r'},
-        {"center-crop", no_argument, 0, 'c'},   {"engine", required_argument, 0, 'e'},
-        {"threads", required_argument, 0, 't'}, {"kernels", required_argument, 0, 'K'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
+                                         {"input", required_argument, 0, 'i'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"topk", required_argument, 0, 'k'},
+                                         {"labels", required_argument, 0, 'l'},
+                                         {"size", required_argument, 0, 's'},
+                                         {"resize", no_argument, 0, 'r'},
+                                         {"center-crop", no_argument, 0, 'c'},
+                                         {"engine", required_argument, 0, 'e'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"kernels", required_argument, 0, 'K'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *wpath = NULL, *out = NULL, *labels_path = NULL;
     static const char *inputs[MAX_INPUTS];
     int64_t n_in = 0, topk = 5, size = 0, threads = 0;
