@@ -2,9 +2,10 @@
 # cli_train.sh - end-to-end test of `repvgg train`, `repvgg eval` and `repvgg plot` on a slice of
 # Fashion-MNIST with a tiny custom architecture: outputs exist and parse, eval agrees with the
 # training log, a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one
-# (plain recipe, paper200 with mixup, --ema, --erase), --ema validates and writes the weights'
-# average, --init starts from another run's weights, the preprocessing record lets `repvgg
-# predict` on PNG files agree with eval, and bad input fails cleanly with a message.
+# (plain recipe, paper200 with mixup, --ema, --erase, --kernels amx-twin), --ema validates and
+# writes the weights' average, the bf16x3 training GEMM trains close to fp32, --init starts from
+# another run's weights, the preprocessing record lets `repvgg predict` on PNG files agree with
+# eval, and bad input fails cleanly with a message.
 #
 # Usage: cli_train.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) without the data set.
 set -u
@@ -290,6 +291,40 @@ else
         --kernels amx
 fi
 expect_fail "eval --kernels bogus" eval --weights "$SCRATCH/deploy.safetensors" --kernels bogus
+
+# ---- train --kernels: the bf16x3 training GEMM (amx-twin, its plain-C twin, runs on any CPU; amx
+# where the CPU has AMX tiles) trains close to fp32 (run A: first-epoch training loss within 1%,
+# last val loss within 5%), is recorded in the checkpoint, and a resume keeps it, bit-identical
+close_pct() { # close_pct A B PCT: |A - B| <= PCT% of |B|
+    awk -v a="$1" -v b="$2" -v p="$3" 'BEGIN { d = a - b; if (d < 0) d = -d
+        m = b < 0 ? -b : b; exit !(a != "" && b != "" && d <= p / 100 * m) }'
+}
+KT=("${COMMON[@]}" --kernels amx-twin)
+check "train --kernels amx-twin" "$TOOL" train "${KT[@]}" --out "$SCRATCH/kt"
+"$TOOL" train "${KT[@]}" --out "$SCRATCH/kt2" --stop-after-steps 12 2>/dev/null
+check "train --kernels amx-twin resumes" "$TOOL" train --resume "$SCRATCH/kt2" --threads 1 --quiet
+check "train --kernels amx-twin: resumed == uninterrupted" \
+    cmp "$SCRATCH/kt/last.safetensors" "$SCRATCH/kt2/last.safetensors"
+check "train --kernels is in the checkpoint's config" \
+    grep -q 'kernels\\":\\"amx-twin' "$SCRATCH/kt/last.ckpt.safetensors"
+for k in kt $("$TOOL" --version | grep -q "available:.* amx" && echo kx); do
+    if [ "$k" = kx ]; then
+        check "train --kernels amx" "$TOOL" train "${COMMON[@]}" --kernels amx --out "$SCRATCH/kx"
+    fi
+    l_a=$(sed -n 2p "$A/log.csv" | cut -d, -f3)
+    l_k=$(sed -n 2p "$SCRATCH/$k/log.csv" | cut -d, -f3)
+    check "$k: first-epoch train loss $l_k within 1% of fp32's $l_a" close_pct "$l_k" "$l_a" 1
+    v_a=$(tail -n 1 "$A/log.csv" | cut -d, -f5)
+    v_k=$(tail -n 1 "$SCRATCH/$k/log.csv" | cut -d, -f5)
+    check "$k: last val loss $v_k within 5% of fp32's $v_a" close_pct "$v_k" "$v_a" 5
+done
+if ! "$TOOL" --version | grep -q "available:.* amx"; then
+    expect_fail "train --kernels amx without AMX" train "${COMMON[@]}" --kernels amx \
+        --out "$SCRATCH/kx"
+fi
+expect_fail "train --kernels bogus" train "${COMMON[@]}" --kernels bogus --out "$SCRATCH/kb"
+expect_fail "bench --train --kernels avx2 (an inference set)" bench --arch A0 --train \
+    --kernels avx2 --runs 1
 expect_fail "eval --engine gpu" eval --weights "$SCRATCH/deploy.safetensors" --engine gpu
 expect_fail "predict --engine gpu" predict --weights "$SCRATCH/deploy.safetensors" \
     --engine gpu --input "$SCRATCH/none.png"

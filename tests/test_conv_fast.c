@@ -135,7 +135,7 @@ static void run_case(const conv_case *cc) {
                         .pad = cc->pad,
                         .G = cc->G};
     rvg_conv_shape_finish(&s);
-    const float tol = rvg__conv_winograd_used(&s) ? ATOL_REL_WINO : ATOL_REL;
+    const float tol = (rvg__conv_winograd_used(&s) ? ATOL_REL_WINO : ATOL_REL) * gemm_tol_scale();
     /* a case named for its path is eligible for it (whether the switches then take it or not) */
     if (strstr(cc->name, "(winograd"))
         CHECK(rvg__conv_winograd_ok(&s));
@@ -172,7 +172,7 @@ static void run_case(const conv_case *cc) {
     rvg_conv2d_backward(dx, dw, db, dy, x, w, &s, ws);
     close_to("dx (+=)", cc->name, dx, dx_ref, nx, dx_dims, 4, tol);
     close_to("dw (+=)", cc->name, dw, dw_ref, nw, dw_dims, 4, tol);
-    close_to("dbias (+=)", cc->name, db, db_ref, s.K, db_dims, 1, ATOL_REL);
+    close_to("dbias (+=)", cc->name, db, db_ref, s.K, db_dims, 1, ATOL_REL * gemm_tol_scale());
 
     /* each gradient alone, the others NULL: same values as when computed together */
     float *dx1 = rvg_test_new_copy(dx0, nx), *dw1 = rvg_test_new_copy(dw0, nw), *db1 = rvg_test_new_copy(db0, s.K);
@@ -281,8 +281,9 @@ static void check_prepacked_gemm(void) {
                                        pack);
                 rvg__conv_sgemm_serial_prepacked(ta, M, N, K, A, ta ? M : K, Bp, Nt, j0, beta, C2,
                                                  N, pack);
-                CHECK(same_bits(C2, C1, M * N));
-                double err = 0, mag = 1e-30;
+                /* bf16x3: the prepacked GEMM stays fp32, so only the loop below compares */
+                CHECK(gemm_is_bf16x3() || same_bits(C2, C1, M * N));
+                double err = 0, mag = 1e-30, err1 = 0;
                 for (int64_t r = 0; r < M; r++)
                     for (int64_t c = 0; c < N; c++) {
                         double acc = beta ? Cr[r * N + c] : 0;
@@ -290,9 +291,11 @@ static void check_prepacked_gemm(void) {
                             acc += (double)(ta ? A[k * M + r] : A[r * K + k]) *
                                    Bt[(j0 + c) * K + k];
                         err = fmax(err, fabs(acc - C2[r * N + c]));
+                        err1 = fmax(err1, fabs(acc - C1[r * N + c]));
                         mag = fmax(mag, fabs(acc));
                     }
                 CHECK(err <= 1e-5 * mag);
+                CHECK(err1 <= 1e-5 * gemm_tol_scale() * mag);
                 free(C1), free(C2), free(Cr);
             }
         free(A), free(Bt), rvg_free(Bp);
@@ -352,6 +355,67 @@ static void check_wide_gemm(int required) {
            (int)(sizeof shapes / sizeof shapes[0]));
 }
 
+/* The bf16x3 GEMM (threaded, rvg__conv_sgemm) on shapes that cross every block edge (M past 144
+ * and 16, N past 512 and 32, K past 256 and 32), all four op(A) op(B) combinations, both beta:
+ * the plain-C twin against a double-precision loop, and the AMX kernels (where they run) against
+ * the twin. Both compute the same bf16 products in the same order; the tiles may round their fp32
+ * sums differently inside an instruction, hence a tolerance rather than bits. */
+static void check_bf16x3_gemm(void) {
+    static const int64_t shapes[][3] = {/* M, N, K */
+                                        {1, 1, 1},      {17, 33, 31},     {150, 70, 300},
+                                        {48, 530, 257}, {192, 512, 1728}, {5, 1100, 64},
+                                        {300, 9, 600}};
+    /* measured: up to 1.5e-5 of max|C| against double (the data differ with the backends run
+     * before), 3e-6 between AMX and the twin */
+    const double tol = 6e-5, tol_twin = 1e-5;
+    const rvg__gemm_backend was = rvg__conv_gemm_backend();
+    float *pack = rvg_alloc(sizeof(float) * RVG__GEMM_PACK_FLOATS * rvg__conv_threads_max());
+    double worst_twin = 0, worst_amx = 0, worst_amx_ref = 0;
+    int amx = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        float *A = rvg_test_new_rand(M * K), *B = rvg_test_new_rand(K * N);
+        for (int t = 0; t < 4; t++)
+            for (int beta = 0; beta < 2; beta++) {
+                const int ta = t & 1, tb = t >> 1;
+                const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                float *C0 = rvg_test_new_rand(M * N), *C1 = rvg_test_new_copy(C0, M * N);
+                float *C2 = rvg_test_new_copy(C0, M * N);
+                CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_BF16X3_C));
+                rvg__conv_sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C1, N, pack);
+                amx = rvg__conv_gemm_set_backend(RVG__GEMM_AMX);
+                if (amx)
+                    rvg__conv_sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C2, N, pack);
+                double err = 0, err_amx = 0, err_amx_ref = 0, mag = 1e-30;
+                for (int64_t r = 0; r < M; r++)
+                    for (int64_t c = 0; c < N; c++) {
+                        double acc = beta ? C0[r * N + c] : 0;
+                        for (int64_t k = 0; k < K; k++)
+                            acc += (double)(ta ? A[k * M + r] : A[r * K + k]) *
+                                   (tb ? B[c * K + k] : B[k * N + c]);
+                        err = fmax(err, fabs(acc - C1[r * N + c]));
+                        if (amx) {
+                            err_amx = fmax(err_amx, fabs((double)C2[r * N + c] - C1[r * N + c]));
+                            err_amx_ref = fmax(err_amx_ref, fabs(acc - C2[r * N + c]));
+                        }
+                        mag = fmax(mag, fabs(acc));
+                    }
+                worst_twin = fmax(worst_twin, err / mag);
+                worst_amx = fmax(worst_amx, err_amx / mag);
+                worst_amx_ref = fmax(worst_amx_ref, err_amx_ref / mag);
+                CHECK(err <= tol * mag);
+                CHECK(err_amx_ref <= tol * mag);
+                CHECK(err_amx <= tol_twin * mag);
+                free(C0), free(C1), free(C2);
+            }
+        free(A), free(B);
+    }
+    rvg_free(pack);
+    CHECK(rvg__conv_gemm_set_backend(was));
+    printf("-- bf16x3 GEMM: twin vs double %.2g of max|C|; AMX vs double %.2g, vs twin %.2g%s\n",
+           worst_twin, worst_amx_ref, worst_amx, amx ? "" : " (no AMX here)");
+}
+
 static void run_all_cases(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
         run_case(&CASES[i]);
@@ -378,5 +442,6 @@ int main(int argc, char **argv) {
     rvg__conv_winograd_set(was);
     check_force_ref();
     check_wide_gemm(0);
+    check_bf16x3_gemm();
     return rvg_test_finish();
 }

@@ -136,7 +136,7 @@ static void run_case(const pair_case *pc) {
     const int64_t x_dims[4] = {s.N, s.C, s.H, s.W}, z_dims[4] = {s.N, s.K, s.P, s.Q};
     const int64_t w3_dims[4] = {s.K, Cg, 3, 3}, w1_dims[4] = {s.K, Cg, 1, 1};
     /* the 3x3's backward (and so dx) goes through Winograd on stride-1 shapes with C/G, K/G >= 8 */
-    const float tol3 = rvg__conv_winograd_used(&s) ? ATOL_REL_WINO : ATOL_REL;
+    const float tol3 = (rvg__conv_winograd_used(&s) ? ATOL_REL_WINO : ATOL_REL) * gemm_tol_scale();
 
     /* Exactly the advertised workspace, 4 bytes off 64-byte alignment (AddressSanitizer then
      * catches any overrun; the kernels must align it themselves). */
@@ -150,7 +150,7 @@ static void run_case(const pair_case *pc) {
     rvg_conv2d_forward_3x3_1x1_ref(z3_ref, z1_ref, d.x, d.w3, d.w1, &s, NULL);
     rvg_conv2d_forward_3x3_1x1(z3, z1, d.x, d.w3, d.w1, &s, ws);
     close_to("z3", pc->name, z3, z3_ref, nz, z_dims, 4, tol3);
-    close_to("z1", pc->name, z1, z1_ref, nz, z_dims, 4, ATOL_REL);
+    close_to("z1", pc->name, z1, z1_ref, nz, z_dims, 4, ATOL_REL * gemm_tol_scale());
 
     /* backward, all three gradients, accumulating onto the pre-fills */
     float *dx_ref = rvg_test_new_copy(d.dx0, nx), *dw3_ref = rvg_test_new_copy(d.dw30, nw3);
@@ -161,7 +161,7 @@ static void run_case(const pair_case *pc) {
     rvg_conv2d_backward_3x3_1x1(dx, dw3, dw1, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws);
     close_to("dx (+=)", pc->name, dx, dx_ref, nx, x_dims, 4, tol3);
     close_to("dw3 (+=)", pc->name, dw3, dw3_ref, nw3, w3_dims, 4, tol3);
-    close_to("dw1 (+=)", pc->name, dw1, dw1_ref, nw1, w1_dims, 4, ATOL_REL);
+    close_to("dw1 (+=)", pc->name, dw1, dw1_ref, nw1, w1_dims, 4, ATOL_REL * gemm_tol_scale());
 
     /* each gradient alone, the others NULL: same bits as when computed together */
     float *dxa = rvg_test_new_copy(d.dx0, nx), *dw3a = rvg_test_new_copy(d.dw30, nw3), *dw1a = rvg_test_new_copy(d.dw10, nw1);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "rvg/infer.h"
+#include "rvg/ops.h"
 #include "rvg/status.h"
 
 int cmd_info(int argc, char **argv);
@@ -36,5 +37,8 @@ int cli_parse_float(const char *s, double lo, double hi, double *out);
 /* --kernels: a kernel set of the inference engine by name ("auto", "portable", "avx2", "avx512",
  * "amx", or a test twin); 0 for an unknown name. Whether the CPU runs it is the engine's check. */
 int cli_parse_kernels(const char *s, rvg_infer_isa *isa);
+/* --kernels for training: "auto", "amx" or "amx-twin" (rvg_train_kernels_name) into *k; 0 for
+ * an unknown name. */
+int cli_parse_train_kernels(const char *s, rvg_train_kernels *k);
 
 #endif

@@ -47,6 +47,16 @@ int cli_parse_float(const char *s, double lo, double hi, double *out) {
     return 1;
 }
 
+int cli_parse_train_kernels(const char *s, rvg_train_kernels *k) {
+    for (int i = RVG_TRAIN_KERNELS_AUTO; strcmp(rvg_train_kernels_name((rvg_train_kernels)i), "?");
+         i++)
+        if (strcmp(s, rvg_train_kernels_name((rvg_train_kernels)i)) == 0) {
+            *k = (rvg_train_kernels)i;
+            return 1;
+        }
+    return 0;
+}
+
 int cli_parse_kernels(const char *s, rvg_infer_isa *isa) {
     for (int i = RVG_INFER_ISA_AUTO; strcmp(rvg_infer_isa_name((rvg_infer_isa)i), "?") != 0; i++)
         if (strcmp(s, rvg_infer_isa_name((rvg_infer_isa)i)) == 0) {

@@ -43,7 +43,9 @@ static void help(void) {
            "                form)\n"
            "  --kernels K   the deploy form's kernel set: auto (default: the fastest fp32 set),\n"
            "                avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
-           "                max|logit| from fp32; docs/inference.md)\n"
+           "                max|logit| from fp32; docs/inference.md); for the train form (and\n"
+           "                --train) its convolutions' GEMMs: auto (fp32), amx (bf16x3 on AMX\n"
+           "                tiles) or amx-twin (the same in plain C)\n"
            "  --profile     then R more runs with per-layer timers: each layer's mean time and,\n"
            "                for Winograd layers, its input transform / GEMMs / output transform\n"
            "                (deploy form only)\n"
@@ -99,6 +101,8 @@ int cmd_bench(int argc, char **argv) {
     int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = -1;
     int train = 0, json = 0, profile = 0, c, have_classes = 0, have_in_ch = 0;
     rvg_infer_isa isa = RVG_INFER_ISA_AUTO;
+    rvg_train_kernels tk = RVG_TRAIN_KERNELS_AUTO;
+    const char *kernels = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -144,9 +148,7 @@ int cmd_bench(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'p': profile = 1; break;
         case 'K':
-            if (!cli_parse_kernels(optarg, &isa))
-                return cli_usage_error("bench", "--kernels must be auto, portable, avx2, avx512 "
-                                                "or amx");
+            kernels = optarg; /* which set depends on --train */
             break;
         case 'h': help(); return 0;
         default: return cli_usage_error("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -161,6 +163,16 @@ int cmd_bench(int argc, char **argv) {
     if (train && form_name && strcmp(form_name, "train") != 0)
         return cli_usage_error("bench", "--train measures the train form; drop --form deploy");
     int deploy = !train && (!form_name || strcmp(form_name, "deploy") == 0);
+    if (kernels && deploy && !cli_parse_kernels(kernels, &isa))
+        return cli_usage_error("bench", "--kernels must be auto, portable, avx2, avx512 or amx");
+    if (kernels && !deploy && !cli_parse_train_kernels(kernels, &tk))
+        return cli_usage_error("bench", "--kernels must be auto, amx or amx-twin for the train "
+                                        "form");
+    if (kernels && !deploy && !rvg_ops_set_train_kernels(tk)) {
+        fprintf(stderr, "repvgg bench: --kernels %s: not available on this CPU or build\n",
+                kernels);
+        return 1;
+    }
     if (profile && !deploy)
         return cli_usage_error("bench", "--profile times the deploy engine's layers; it does not "
                                         "go with --train or --form train");

@@ -56,6 +56,7 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddStringToObject(o, "norm", c->norm);
     cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
     cJSON_AddNumberToObject(o, "ema", c->ema);
+    cJSON_AddStringToObject(o, "kernels", c->kernels);
     cJSON *mean = cJSON_AddArrayToObject(o, "mean"), *std = cJSON_AddArrayToObject(o, "std");
     for (int64_t i = 0; i < c->in_ch && i < 4; i++) {
         /* cJSON prints 17 significant digits when needed, so a float round-trips exactly */
@@ -122,6 +123,9 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
              get_num(o, "label_smoothing", &c->label_smoothing) && get_num(o, "mixup", &c->mixup) &&
              get_bool(o, "autoaugment", &c->autoaugment) && get_bool(o, "flip", &c->flip) &&
              get_int(o, "crop_pad", &c->crop_pad) && get_str(o, "norm", c->norm, sizeof c->norm);
+    /* runs written before the AMX training GEMM existed ran in fp32 */
+    if (ok && !get_str(o, "kernels", c->kernels, sizeof c->kernels))
+        strcpy(c->kernels, "auto");
     if (ok) {
         char *end;
         c->seed = strtoull(seed, &end, 10);

@@ -46,6 +46,9 @@ typedef struct {
     /* decay of the weights' moving average (rvg_ema_update), 0 = none; with one, the average is
      * what is validated and written as the plain weights */
     double ema;
+    /* the training GEMM's arithmetic (rvg_train_kernels_name: "auto" = fp32, "amx", "amx-twin");
+     * a resume may switch it (--kernels), at the cost of bit-identity with the original run */
+    char kernels[16];
     /* per invocation */
     int threads, workers, quiet;
     int64_t die_at_step; /* hidden test hook: rank 1 (or 0 alone) exits at this step, 0 = never */

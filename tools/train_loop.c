@@ -33,6 +33,7 @@
 #include <omp.h>
 #endif
 
+#include "cli.h"
 #include "png_chart.h"
 #include "rvg/dist.h"
 #include "rvg/io.h"
@@ -301,6 +302,12 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
 #ifdef RVG_HAVE_OPENMP
     omp_set_num_threads(c->threads);
 #endif
+    rvg_train_kernels tk = RVG_TRAIN_KERNELS_AUTO;
+    if (!cli_parse_train_kernels(c->kernels, &tk) || !rvg_ops_set_train_kernels(tk)) {
+        fprintf(stderr, "repvgg train: --kernels %s: not available on this CPU or build%s\n",
+                c->kernels, fresh ? "" : " (a resume may choose others with --kernels)");
+        goto done;
+    }
     if ((st = rvg_dataset_open(&r.dtr, c->data, RVG_SPLIT_TRAIN, c->limit_train)) != RVG_OK) {
         rc = fail(st, "opening the training data");
         goto done;

@@ -158,6 +158,25 @@ void rvg_conv2d_backward_3x3_1x1(float *dx, float *dw3, float *dw1, const float 
 void rvg_ops_force_ref(int on);
 int rvg_ops_using_ref(void);
 
+/* The arithmetic of the training convolutions' GEMMs (forward and backward of every train-form
+ * convolution, whatever calls them). */
+typedef enum {
+    RVG_TRAIN_KERNELS_AUTO = 0, /* fp32: the built-in AVX-512 / AVX2 / C GEMM, or OpenBLAS */
+    RVG_TRAIN_KERNELS_AMX,      /* Intel AMX tiles in "bf16x3": each fp32 operand split into two
+                                   bf16 numbers, three products summed in fp32 (~16 of fp32's 24
+                                   mantissa bits; ~1e-5 of max|C|). Faster steps where the CPU has
+                                   AMX (docs/training_kernels.md); never chosen by AUTO */
+    RVG_TRAIN_KERNELS_AMX_TWIN, /* the same arithmetic in plain C, on any CPU: for testing */
+} rvg_train_kernels;
+
+/* Selects the training GEMM for later calls. Returns 0 (nothing changes) where this build or CPU
+ * lacks it, 1 otherwise. Not thread-safe: call before training starts. A run is reproducible
+ * bit for bit only under the same choice (and, for AMX, on the same CPU model). */
+int rvg_ops_set_train_kernels(rvg_train_kernels k);
+rvg_train_kernels rvg_ops_train_kernels(void);
+/* "auto", "amx", "amx-twin"; "?" past the last. */
+const char *rvg_train_kernels_name(rvg_train_kernels k);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/cpu_impl.h"
 #include "infer_impl.h"
 #include "ops/conv2d_gemm_impl.h"
 #include "rvg/infer.h"
@@ -174,7 +175,6 @@ void rvg__run_wino(task *t);
 
 /* engine_amx.c: the AMX engine (kernel sets AMX and AMX_TWIN). */
 typedef struct rvg__amx_net rvg__amx_net;
-int rvg__amx_usable(void); /* CPU, build and OS can run AMX tiles (asks Linux for them once) */
 rvg_status rvg__amx_build(rvg_engine *e, const rvg_infer_layer *layers, int twin);
 rvg_status rvg__amx_run(rvg_engine *e, float *logits, float *feat, const float *x, int64_t N);
 void rvg__amx_free(rvg__amx_net *n);

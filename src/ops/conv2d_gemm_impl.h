@@ -105,6 +105,10 @@ typedef enum {
     RVG__GEMM_OWN_C,    /* built-in packed GEMM, plain C micro-kernel */
     RVG__GEMM_OWN_AVX2, /* built-in packed GEMM, AVX2+FMA micro-kernel */
     RVG__GEMM_BLAS,     /* cblas_sgemm (OpenBLAS) */
+    /* bf16x3 (gemm_bf16x3_impl.h): about fp32's accuracy at AMX's rate; never chosen by AUTO.
+     * The prepacked GEMM (the inference engine's) keeps AUTO's fp32 kernels under these. */
+    RVG__GEMM_BF16X3_C, /* its plain-C twin, on any CPU */
+    RVG__GEMM_AMX,      /* on AMX tiles (CPU, build and OS permitting) */
 } rvg__gemm_backend;
 
 /* Selects the backend for later calls (not thread-safe: call before kernels run, as tests and

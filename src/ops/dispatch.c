@@ -9,6 +9,9 @@
  *
  * A NULL workspace also takes the _ref route (slow but correct) rather than crashing.
  *
+ * Also the public switch of the training GEMM's arithmetic (fp32 or bf16x3,
+ * rvg_ops_set_train_kernels).
+ *
  * Does not: choose between inference kernels (Winograd, deploy-form) or validate shapes.
  */
 #include <pthread.h>
@@ -35,6 +38,32 @@ void rvg_ops_force_ref(int on) {
 int rvg_ops_using_ref(void) {
     pthread_once(&g_env_once, read_env);
     return atomic_load(&g_force_ref);
+}
+
+int rvg_ops_set_train_kernels(rvg_train_kernels k) {
+    switch (k) {
+    case RVG_TRAIN_KERNELS_AUTO: return rvg__conv_gemm_set_backend(RVG__GEMM_AUTO);
+    case RVG_TRAIN_KERNELS_AMX: return rvg__conv_gemm_set_backend(RVG__GEMM_AMX);
+    case RVG_TRAIN_KERNELS_AMX_TWIN: return rvg__conv_gemm_set_backend(RVG__GEMM_BF16X3_C);
+    }
+    return 0;
+}
+
+rvg_train_kernels rvg_ops_train_kernels(void) {
+    switch (rvg__conv_gemm_backend()) {
+    case RVG__GEMM_AMX: return RVG_TRAIN_KERNELS_AMX;
+    case RVG__GEMM_BF16X3_C: return RVG_TRAIN_KERNELS_AMX_TWIN;
+    default: return RVG_TRAIN_KERNELS_AUTO;
+    }
+}
+
+const char *rvg_train_kernels_name(rvg_train_kernels k) {
+    switch (k) {
+    case RVG_TRAIN_KERNELS_AUTO: return "auto";
+    case RVG_TRAIN_KERNELS_AMX: return "amx";
+    case RVG_TRAIN_KERNELS_AMX_TWIN: return "amx-twin";
+    }
+    return "?";
 }
 
 size_t rvg_conv2d_workspace_size(const rvg_conv_shape *s) {

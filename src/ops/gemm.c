@@ -20,8 +20,10 @@
 #include <string.h>
 
 #include "core/compiler_impl.h"
+#include "core/cpu_impl.h"
 #include "core/parallel_impl.h"
 #include "ops/conv2d_gemm_impl.h"
+#include "ops/gemm_bf16x3_impl.h"
 #include "rvg/status.h"
 
 #ifdef RVG_HAVE_OPENMP
@@ -56,6 +58,11 @@ static int g_have_avx512 = 0;
 #endif
 static int g_want_wide = 1; /* 32-column AVX-512 kernels where available (RVG_CONV_AVX512=0: off) */
 static rvg__gemm_backend g_backend = RVG__GEMM_OWN_C;
+/* The fp32 kernels below are those of g_fp32: g_backend itself, or under a bf16x3 backend the
+ * fp32 default, which the prepacked GEMM (the inference engine's) keeps using. */
+static rvg__gemm_backend g_fp32 = RVG__GEMM_OWN_C;
+/* The bf16x3 kernel set when g_backend is one (gemm_bf16x3_impl.h), else NULL. */
+static const rvg__bf16x3_kernels *g_bf16x3;
 static rvg__gemm_kernel_fn g_kernel;
 static rvg__gemm_kernel_rows_fn g_kernel_rows, g_kernel_cols;
 /* Two 16-column panels per call (the AVX-512 6x32 kernels), or NULL: then one panel per call. */
@@ -93,6 +100,16 @@ static rvg__gemm_backend default_backend(void) {
 
 static void apply_backend(rvg__gemm_backend b) {
     g_backend = b;
+    g_bf16x3 = NULL;
+    if (b == RVG__GEMM_BF16X3_C || b == RVG__GEMM_AMX) {
+        g_bf16x3 = &rvg__bf16x3_kernels_c;
+#ifdef RVG_HAVE_AMX
+        if (b == RVG__GEMM_AMX)
+            g_bf16x3 = &rvg__bf16x3_kernels_amx;
+#endif
+        b = default_backend();
+    }
+    g_fp32 = b;
     g_kernel2 = NULL;
     g_kernel2_rows = g_kernel2_cols = NULL;
 #ifdef RVG_HAVE_SIMD
@@ -128,6 +145,14 @@ static void init_once(void) {
     const char *av = getenv("RVG_CONV_AVX512");
     g_want_wide = !(av && strcmp(av, "0") == 0);
     apply_backend(default_backend());
+    /* RVG_TRAIN_KERNELS=amx or amx-twin starts in bf16x3 (as rvg_ops_set_train_kernels), so
+     * that any program or test can be run on it; other values, and an AMX the CPU lacks, are
+     * ignored */
+    const char *tk = getenv("RVG_TRAIN_KERNELS");
+    if (tk && strcmp(tk, "amx-twin") == 0)
+        apply_backend(RVG__GEMM_BF16X3_C);
+    else if (tk && strcmp(tk, "amx") == 0 && rvg__amx_usable())
+        apply_backend(RVG__GEMM_AMX);
 }
 
 static void ensure_init(void) {
@@ -151,6 +176,12 @@ int rvg__conv_gemm_set_backend(rvg__gemm_backend b) {
 #else
         return 0;
 #endif
+    case RVG__GEMM_BF16X3_C: apply_backend(b); return 1;
+    case RVG__GEMM_AMX:
+        if (!rvg__amx_usable())
+            return 0;
+        apply_backend(b);
+        return 1;
     }
     return 0;
 }
@@ -172,6 +203,8 @@ const char *rvg__conv_gemm_backend_name(void) {
     case RVG__GEMM_OWN_C: return "own-c";
     case RVG__GEMM_OWN_AVX2: return g_kernel2 ? "own-avx2+avx512" : "own-avx2";
     case RVG__GEMM_BLAS: return "blas";
+    case RVG__GEMM_BF16X3_C: return "bf16x3-c";
+    case RVG__GEMM_AMX: return "amx-bf16x3";
     case RVG__GEMM_AUTO: break;
     }
     return "?";
@@ -292,11 +325,11 @@ static void pack_b(float *restrict dst, int tb, const float *restrict B, int64_t
         const int64_t nr = nc - jr < RVG__GEMM_NR ? nc - jr : RVG__GEMM_NR;
         float *d = dst + jr * kc; /* (kc, NR) */
 #ifdef RVG_HAVE_SIMD
-        if (tb && nr == RVG__GEMM_NR && g_backend == RVG__GEMM_OWN_AVX2) {
+        if (tb && nr == RVG__GEMM_NR && g_fp32 == RVG__GEMM_OWN_AVX2) {
             rvg__conv_gemm_pack_bt_avx2(d, B + (j0 + jr) * ldb + p0, ldb, kc);
             continue;
         }
-        if (!tb && nr == RVG__GEMM_NR && g_backend == RVG__GEMM_OWN_AVX2) {
+        if (!tb && nr == RVG__GEMM_NR && g_fp32 == RVG__GEMM_OWN_AVX2) {
             rvg__conv_gemm_pack_b_avx2(d, B + p0 * ldb + j0 + jr, ldb, kc);
             continue;
         }
@@ -414,7 +447,13 @@ static void gemm_item(void *ctx, int64_t item, int tid) {
     if (hi <= lo)
         return;
     float *ap = j->pack + (int64_t)tid * RVG__GEMM_PACK_FLOATS;
-    if (j->split_n)
+    if (g_bf16x3 && j->split_n)
+        rvg__gemm_bf16x3_serial(g_bf16x3, j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda,
+                                j->B, j->ldb, j->beta_one, j->C, j->ldc, ap);
+    else if (g_bf16x3)
+        rvg__gemm_bf16x3_serial(g_bf16x3, j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda,
+                                j->B, j->ldb, j->beta_one, j->C, j->ldc, ap);
+    else if (j->split_n)
         gemm_serial(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb,
                     j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS, NULL, 0, 0);
     else
@@ -433,13 +472,19 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
      * costs less than a shared pack that every thread would have to wait for). */
     const int split_n = N >= M;
     /* column slabs of whole panel pairs where the wide kernels take two panels per call */
-    const int64_t unit = split_n ? (g_kernel2 ? 2 * RVG__GEMM_NR : RVG__GEMM_NR) : RVG__GEMM_MR;
+    int64_t unit = split_n ? (g_kernel2 ? 2 * RVG__GEMM_NR : RVG__GEMM_NR) : RVG__GEMM_MR;
+    if (g_bf16x3) /* whole 16 x 32 blocks of C */
+        unit = split_n ? 32 : 16;
     const int64_t tiles = ((split_n ? N : M) + unit - 1) / unit;
     if (T > tiles)
         T = (int)tiles;
     if (T <= 1) {
-        gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
-                    pack + PACK_A_FLOATS, NULL, 0, 0);
+        if (g_bf16x3)
+            rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C,
+                                    ldc, pack);
+        else
+            gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
+                        pack + PACK_A_FLOATS, NULL, 0, 0);
         return;
     }
     /* More slabs than threads let a thread that starts late do less, but each slab re-packs the
@@ -450,7 +495,9 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     int64_t slabs = T;
     const int64_t split_len = split_n ? N : M;
     const int64_t want = (int64_t)T * RVG__PIECES_PER_THREAD;
-    if (split_n)
+    if (split_n && g_bf16x3) /* each column slab packs (splits) all of A: one per thread */
+        slabs = T;
+    else if (split_n)
         slabs = (int64_t)T * RVG__GEMM_FREE_SLABS;
     else if (split_len / want >= 128)
         slabs = want;
@@ -516,8 +563,12 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
     ensure_init();
     if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
-    gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack, pack + PACK_A_FLOATS,
-                NULL, 0, 0);
+    if (g_bf16x3)
+        rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc,
+                                pack);
+    else
+        gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
+                    pack + PACK_A_FLOATS, NULL, 0, 0);
 }
 
 /* Columns of op(B) rounded up to whole NR-column panels: a prepacked B's floats per row. */

@@ -1,0 +1,256 @@
+/* conv2d_gemm_amx.c - the AMX kernels of the bf16x3 training GEMM (gemm_bf16x3_impl.h): 16 x 32
+ * blocks of C on the tiles, and AVX-512 packers that split fp32 operands into bf16 hi/lo.
+ *
+ * Built with -mamx-tile -mamx-bf16 -mavx512f; gemm.c hands out this kernel set only where
+ * rvg__amx_usable() says the CPU and the OS run AMX tiles. The plain-C kernels of gemm_bf16x3.c
+ * are the twin; the packers here write the same bits as the C packers (the split rounds to
+ * nearest even in both).
+ *
+ * Tiles: 0-1 the sums of two 16-column tiles of C, 2-3 A hi/lo, 4-5 and 6-7 B hi/lo of each
+ * column tile; all 16 rows x 64 bytes (the inference engine's kern_amx.c uses the same
+ * configuration).
+ */
+#include <immintrin.h>
+
+#include "ops/gemm_bf16x3_impl.h"
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* A static object: GCC 12 drops the stores into a local configuration before _tile_loadconfig. */
+static const _Alignas(64) tile_config config = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+/* The tile configuration is per thread (part of its saved state): load it once per thread. */
+static _Thread_local int configured;
+
+static void kernel_amx(int64_t ks, const uint16_t *ah, const uint16_t *al, const uint16_t *bh,
+                       const uint16_t *bl, int64_t tstride, float *c, int64_t ldc, int nt,
+                       int beta_one) {
+    if (!configured) {
+        _tile_loadconfig(&config);
+        configured = 1;
+    }
+    const int64_t cs = ldc * 4;
+    if (nt == 2) {
+        if (beta_one) {
+            _tile_loadd(0, c, cs);
+            _tile_loadd(1, c + 16, cs);
+        } else {
+            _tile_zero(0);
+            _tile_zero(1);
+        }
+        for (int64_t s = 0; s < ks; s++) {
+            _tile_loadd(2, ah + s * 512, 64);
+            _tile_loadd(4, bh + s * 512, 64);
+            _tile_loadd(5, bl + s * 512, 64);
+            _tile_loadd(6, bh + tstride + s * 512, 64);
+            _tile_loadd(7, bl + tstride + s * 512, 64);
+            _tile_loadd(3, al + s * 512, 64);
+            _tile_dpbf16ps(0, 2, 4);
+            _tile_dpbf16ps(1, 2, 6);
+            _tile_dpbf16ps(0, 2, 5);
+            _tile_dpbf16ps(1, 2, 7);
+            _tile_dpbf16ps(0, 3, 4);
+            _tile_dpbf16ps(1, 3, 6);
+        }
+        _tile_stored(0, c, cs);
+        _tile_stored(1, c + 16, cs);
+    } else {
+        if (beta_one)
+            _tile_loadd(0, c, cs);
+        else
+            _tile_zero(0);
+        for (int64_t s = 0; s < ks; s++) {
+            _tile_loadd(2, ah + s * 512, 64);
+            _tile_loadd(4, bh + s * 512, 64);
+            _tile_loadd(5, bl + s * 512, 64);
+            _tile_loadd(3, al + s * 512, 64);
+            _tile_dpbf16ps(0, 2, 4);
+            _tile_dpbf16ps(0, 2, 5);
+            _tile_dpbf16ps(0, 3, 4);
+        }
+        _tile_stored(0, c, cs);
+    }
+}
+
+/* hi = bf16(v) rounded to nearest even, lo = bf16(v - hi), each in the low 16 bits of a 32-bit
+ * lane (upper bits zero). */
+static inline void split16(__m512 v, __m512i *hi, __m512i *lo) {
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    __m512i u = _mm512_castps_si512(v);
+    u = _mm512_add_epi32(u,
+                         _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+    const __m512i h = _mm512_srli_epi32(u, 16);
+    const __m512 r = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+    __m512i w = _mm512_castps_si512(r);
+    w = _mm512_add_epi32(w,
+                         _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(w, 16), one)));
+    *hi = h;
+    *lo = _mm512_srli_epi32(w, 16);
+}
+
+/* The 16 x 16 matrix of 32-bit words r[0..15] (row i = r[i]) transposed in place. */
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) { /* 2x2 blocks of words */
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* 4x4 blocks within each 128-bit lane */
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) { /* 128-bit lanes: rows i, i+4, i+8, i+12 hold lane blocks */
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);     /* lanes 0, 2 of each */
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd); /* lanes 1, 3 */
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+static __mmask16 first_n(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Row i's 32 k-values of one step (kk < valid are read, the rest zero) into hi/lo. */
+static void pack_row32(uint16_t *h, uint16_t *l, const float *src, int64_t valid) {
+    for (int half = 0; half < 2; half++) {
+        const __mmask16 m = first_n(valid - 16 * half);
+        __m512i hi, lo;
+        split16(_mm512_maskz_loadu_ps(m, src + 16 * half), &hi, &lo);
+        _mm256_storeu_si256((__m256i *)(h + 16 * half), _mm512_cvtepi32_epi16(hi));
+        _mm256_storeu_si256((__m256i *)(l + 16 * half), _mm512_cvtepi32_epi16(lo));
+    }
+}
+
+/* A transposed: a stored row k holds 16 rows of op(A) side by side. Rows k = 2p and 2p+1 give
+ * word p (a pair of bf16) of each of the 16 tile rows; a transpose turns the 16 words per row. */
+static void pack_a_trans(uint16_t *ah, uint16_t *al, const float *A, int64_t lda, int64_t i0,
+                         int64_t mc, int64_t p0, int64_t kc) {
+    const int64_t ks = (kc + 31) / 32, mb = (mc + 15) / 16;
+    for (int64_t m = 0; m < mb; m++) {
+        const __mmask16 rm = first_n(mc - 16 * m);
+        for (int64_t s = 0; s < ks; s++) {
+            __m512i wh[16], wl[16];
+            for (int64_t p = 0; p < 16; p++) {
+                const int64_t k = 32 * s + 2 * p;
+                const float *row = A + (p0 + k) * lda + i0 + 16 * m;
+                __m512i h0, l0, h1, l1;
+                split16(_mm512_maskz_loadu_ps(k < kc ? rm : 0, row), &h0, &l0);
+                split16(_mm512_maskz_loadu_ps(k + 1 < kc ? rm : 0, row + lda), &h1, &l1);
+                wh[p] = _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16));
+                wl[p] = _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16));
+            }
+            uint16_t *h = ah + (m * ks + s) * 512, *l = al + (m * ks + s) * 512;
+            transpose16(wh);
+            transpose16(wl);
+            for (int r = 0; r < 16; r++) {
+                _mm512_storeu_si512(h + r * 32, wh[r]);
+                _mm512_storeu_si512(l + r * 32, wl[r]);
+            }
+        }
+    }
+}
+
+static void pack_a_amx(uint16_t *ah, uint16_t *al, int ta, const float *A, int64_t lda, int64_t i0,
+                       int64_t mc, int64_t p0, int64_t kc) {
+    if (ta) {
+        pack_a_trans(ah, al, A, lda, i0, mc, p0, kc);
+        return;
+    }
+    const int64_t ks = (kc + 31) / 32, mb = (mc + 15) / 16;
+    for (int64_t m = 0; m < mb; m++)
+        for (int64_t r = 0; r < 16; r++) {
+            const int64_t i = 16 * m + r;
+            for (int64_t s = 0; s < ks; s++) {
+                uint16_t *h = ah + (m * ks + s) * 512 + r * 32,
+                         *l = al + (m * ks + s) * 512 + r * 32;
+                if (i < mc) {
+                    pack_row32(h, l, A + (i0 + i) * lda + p0 + 32 * s, kc - 32 * s);
+                } else {
+                    memset(h, 0, 64);
+                    memset(l, 0, 64);
+                }
+            }
+        }
+}
+
+/* B tiles of a plain B: rows k and k+1 (16 columns each) become one tile row of 16 pairs. */
+static void pack_b_plain(uint16_t *bh, uint16_t *bl, const float *B, int64_t ldb, int64_t p0,
+                         int64_t kc, int64_t j0, int64_t nc) {
+    const int64_t ks = (kc + 31) / 32, nt = (nc + 15) / 16;
+    for (int64_t t = 0; t < nt; t++) {
+        const __mmask16 cm = first_n(nc - 16 * t);
+        for (int64_t s = 0; s < ks; s++) {
+            uint16_t *h = bh + (t * ks + s) * 512, *l = bl + (t * ks + s) * 512;
+            for (int64_t p = 0; p < 16; p++) {
+                const int64_t k = 32 * s + 2 * p;
+                const float *row = B + (p0 + k) * ldb + j0 + 16 * t;
+                __m512i h0, l0, h1, l1;
+                split16(_mm512_maskz_loadu_ps(k < kc ? cm : 0, row), &h0, &l0);
+                split16(_mm512_maskz_loadu_ps(k + 1 < kc ? cm : 0, row + ldb), &h1, &l1);
+                _mm512_storeu_si512(h + p * 32, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
+                _mm512_storeu_si512(l + p * 32, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
+            }
+        }
+    }
+}
+
+/* B tiles of a transposed B: column j's 32 k-values of a step are contiguous, 16 pairs as 16
+ * words; a transpose of the tile's 16 columns makes them its 16 rows. */
+static void pack_b_trans(uint16_t *bh, uint16_t *bl, const float *B, int64_t ldb, int64_t p0,
+                         int64_t kc, int64_t j0, int64_t nc) {
+    const int64_t ks = (kc + 31) / 32, nt = (nc + 15) / 16;
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t s = 0; s < ks; s++) {
+            __m512i wh[16], wl[16];
+            for (int64_t jj = 0; jj < 16; jj++) {
+                const int64_t j = 16 * t + jj;
+                if (j >= nc) {
+                    wh[jj] = wl[jj] = _mm512_setzero_si512();
+                    continue;
+                }
+                const float *col = B + (j0 + j) * ldb + p0 + 32 * s;
+                __m512i ha, la, hb, lb;
+                split16(_mm512_maskz_loadu_ps(first_n(kc - 32 * s), col), &ha, &la);
+                split16(_mm512_maskz_loadu_ps(first_n(kc - 32 * s - 16), col + 16), &hb, &lb);
+                /* 32 values of 16 bits = 16 pairs of 32 bits, pair p = k 2p and 2p+1 */
+                wh[jj] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(ha)),
+                                            _mm512_cvtepi32_epi16(hb), 1);
+                wl[jj] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(la)),
+                                            _mm512_cvtepi32_epi16(lb), 1);
+            }
+            uint16_t *h = bh + (t * ks + s) * 512, *l = bl + (t * ks + s) * 512;
+            transpose16(wh);
+            transpose16(wl);
+            for (int p = 0; p < 16; p++) {
+                _mm512_storeu_si512(h + p * 32, wh[p]);
+                _mm512_storeu_si512(l + p * 32, wl[p]);
+            }
+        }
+}
+
+static void pack_b_amx(uint16_t *bh, uint16_t *bl, int tb, const float *B, int64_t ldb, int64_t p0,
+                       int64_t kc, int64_t j0, int64_t nc) {
+    if (tb)
+        pack_b_trans(bh, bl, B, ldb, p0, kc, j0, nc);
+    else
+        pack_b_plain(bh, bl, B, ldb, p0, kc, j0, nc);
+}
+
+const rvg__bf16x3_kernels rvg__bf16x3_kernels_amx = {pack_a_amx, pack_b_amx, kernel_amx};
