@@ -48,6 +48,11 @@ static void version(void) {
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) /* (the test twins left out) */
         if (rvg_infer_isa_available(sets[i]))
             printf(" %s", rvg_infer_isa_name(sets[i]));
+    printf(")\ntraining kernels: %s (available:", rvg_train_kernels_name(rvg_ops_train_kernels()));
+    static const rvg_train_kernels tsets[] = {RVG_TRAIN_KERNELS_AUTO, RVG_TRAIN_KERNELS_AMX};
+    for (size_t i = 0; i < sizeof tsets / sizeof tsets[0]; i++) /* (the twin left out) */
+        if (rvg_ops_train_kernels_available(tsets[i]))
+            printf(" %s", rvg_train_kernels_name(tsets[i]));
     printf(")\n");
 #ifdef RVG_HAVE_BLAS
     const char *blas = "OpenBLAS";

@@ -174,6 +174,8 @@ typedef enum {
  * bit for bit only under the same choice (and, for AMX, on the same CPU model). */
 int rvg_ops_set_train_kernels(rvg_train_kernels k);
 rvg_train_kernels rvg_ops_train_kernels(void);
+/* Whether rvg_ops_set_train_kernels(k) would succeed here (changes nothing). */
+int rvg_ops_train_kernels_available(rvg_train_kernels k);
 /* "auto", "amx", "amx-twin"; "?" past the last. */
 const char *rvg_train_kernels_name(rvg_train_kernels k);
 

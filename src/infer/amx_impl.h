@@ -25,7 +25,8 @@
 #define RVG_AMX_IMPL_H
 
 #include <stdint.h>
-#include <string.h>
+
+#include "core/bf16_impl.h"
 
 enum { RVG__AMX_MB = 16 }; /* M blocks per call at most */
 
@@ -63,19 +64,5 @@ extern const rvg__amx_kernels rvg__amx_kernels_ref; /* kern_amx_ref.c: plain C *
 #ifdef RVG_HAVE_AMX
 extern const rvg__amx_kernels rvg__amx_kernels_amx; /* kern_amx.c: AMX tiles + AVX-512 */
 #endif
-
-/* bf16 of x rounded to nearest even (finite x), and back. */
-static inline uint16_t rvg__bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static inline float rvg__bf16_f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 #endif

@@ -50,8 +50,7 @@ static int pack_weights(amx_layer *l, const rvg_infer_layer *L, size_t *bytes) {
                     for (int64_t e = 0; e < 2; e++) {
                         float v = weight_at(l, L, j * 16 + col, s, 2 * r + e);
                         size_t at = (size_t)((j * l->ks + s) * 512 + r * 32 + col * 2 + e);
-                        l->bh[at] = rvg__bf16(v);
-                        l->bl[at] = rvg__bf16(v - rvg__bf16_f(l->bh[at]));
+                        rvg__bf16_split(v, &l->bh[at], &l->bl[at]);
                     }
     for (int64_t k = 0; k < l->K; k++)
         l->bias[k] = L->bias[k];

@@ -1,40 +1,21 @@
 /* kern_amx.c - the AMX kernels of the inference engine (built with -mamx-tile -mamx-bf16
  * -mavx512f; chosen at run time when CPUID reports AMX-TILE and AMX-BF16 and Linux grants the
- * tile state, engine_amx.c). bf16x3 convolution GEMM blocks on the tiles, and the epilogues
+ * tile state, src/core/cpu_amx.c). bf16x3 convolution GEMM blocks on the tiles, and the epilogues
  * (bias, ReLU, the hi/lo split) on AVX-512. kern_amx_ref.c is the plain-C twin; amx_impl.h
  * describes the operands.
  *
- * Tiles: 0-1 the sums of two 16-channel output tiles, 2-3 A hi/lo, 4-5 and 6-7 B hi/lo of each
- * output tile; all 16 rows x 64 bytes. A product costs the same whatever the rows used
+ * Tiles (ops/x86/amx_tiles_impl.h): 0-1 the sums of two 16-channel output tiles, 2-3 A hi/lo,
+ * 4-5 and 6-7 B hi/lo of each output tile. A product costs the same whatever the rows used
  * (measured: ~4.4 ns per 16x16x32 product on the 2026-12 Xeon with 16, 14, 8 or 7 rows), so
  * the engine keeps all 16 rows busy where it can.
  */
 #include <immintrin.h>
 
 #include "amx_impl.h"
-
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-/* All eight tiles 16 rows x 64 bytes. A static object: GCC 12 drops the stores into a local
- * configuration before _tile_loadconfig (it does not see the instruction read them). */
-static const _Alignas(64) tile_config config = {
-    .palette = 1,
-    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
-    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
-};
-
-/* Tile configuration is per thread (part of its saved state); load it once. */
-static _Thread_local int configured;
+#include "ops/x86/amx_tiles_impl.h"
 
 static void init_amx(void) {
-    if (configured)
-        return;
-    _tile_loadconfig(&config);
-    configured = 1;
+    rvg__tiles_configure();
 }
 
 /* Steps per chunk: a chunk's B tiles (4 KiB per step for two output tiles) stay in L1 while
@@ -58,20 +39,9 @@ static void gemm_amx(const rvg__amx_gemm *g, float *c) {
                     _tile_loadd(0, cm, 64);
                     _tile_loadd(1, cm + 256, 64);
                 }
-                for (int64_t s = s0; s < s1; s++) {
-                    _tile_loadd(2, ah + g->aoff[s], ab);
-                    _tile_loadd(4, bh + s * 512, 64);
-                    _tile_loadd(5, bl + s * 512, 64);
-                    _tile_loadd(6, bh + (ks + s) * 512, 64);
-                    _tile_loadd(7, bl + (ks + s) * 512, 64);
-                    _tile_loadd(3, al + g->aoff[s], ab);
-                    _tile_dpbf16ps(0, 2, 4);
-                    _tile_dpbf16ps(1, 2, 6);
-                    _tile_dpbf16ps(0, 2, 5);
-                    _tile_dpbf16ps(1, 2, 7);
-                    _tile_dpbf16ps(0, 3, 4);
-                    _tile_dpbf16ps(1, 3, 6);
-                }
+                for (int64_t s = s0; s < s1; s++)
+                    rvg__tiles_step2(ah + g->aoff[s], al + g->aoff[s], ab, bh + s * 512,
+                                     bl + s * 512, bh + (ks + s) * 512, bl + (ks + s) * 512);
                 _tile_stored(0, cm, 64);
                 _tile_stored(1, cm + 256, 64);
             } else {
@@ -79,15 +49,9 @@ static void gemm_amx(const rvg__amx_gemm *g, float *c) {
                     _tile_zero(0);
                 else
                     _tile_loadd(0, cm, 64);
-                for (int64_t s = s0; s < s1; s++) {
-                    _tile_loadd(2, ah + g->aoff[s], ab);
-                    _tile_loadd(4, bh + s * 512, 64);
-                    _tile_loadd(5, bl + s * 512, 64);
-                    _tile_loadd(3, al + g->aoff[s], ab);
-                    _tile_dpbf16ps(0, 2, 4);
-                    _tile_dpbf16ps(0, 2, 5);
-                    _tile_dpbf16ps(0, 3, 4);
-                }
+                for (int64_t s = s0; s < s1; s++)
+                    rvg__tiles_step1(ah + g->aoff[s], al + g->aoff[s], ab, bh + s * 512,
+                                     bl + s * 512);
                 _tile_stored(0, cm, 64);
             }
         }
@@ -96,17 +60,10 @@ static void gemm_amx(const rvg__amx_gemm *g, float *c) {
 
 /* hi = bf16(v) rounded to nearest even (as rvg__bf16), lo = bf16(v - hi); both as 16 x 16 bits. */
 static inline void split16(__m512 v, __m256i *hi, __m256i *lo) {
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-    __m512i u = _mm512_castps_si512(v);
-    u = _mm512_add_epi32(u,
-                         _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-    __m512i h = _mm512_srli_epi32(u, 16);
-    __m512 r = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
-    __m512i w = _mm512_castps_si512(r);
-    w = _mm512_add_epi32(w,
-                         _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(w, 16), one)));
+    __m512i h, l;
+    rvg__split16(v, &h, &l);
     *hi = _mm512_cvtepi32_epi16(h);
-    *lo = _mm512_cvtepi32_epi16(_mm512_srli_epi32(w, 16));
+    *lo = _mm512_cvtepi32_epi16(l);
 }
 
 static void store_amx(const float *c, int nt, const rvg__amx_out *o) {

@@ -51,8 +51,7 @@ static void store_ref(const float *c, int nt, const rvg__amx_out *o) {
                 if (o->of) {
                     o->of[at] = v;
                 } else {
-                    uint16_t h = rvg__bf16(v);
-                    o->oh[at] = h, o->ol[at] = rvg__bf16(v - rvg__bf16_f(h));
+                    rvg__bf16_split(v, &o->oh[at], &o->ol[at]);
                 }
             }
     }
@@ -60,8 +59,7 @@ static void store_ref(const float *c, int nt, const rvg__amx_out *o) {
 
 static void split_ref(const float *x, uint16_t *hi, uint16_t *lo, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        hi[i] = rvg__bf16(x[i]);
-        lo[i] = rvg__bf16(x[i] - rvg__bf16_f(hi[i]));
+        rvg__bf16_split(x[i], &hi[i], &lo[i]);
     }
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu_impl.h"
 #include "ops/conv2d_gemm_impl.h"
 #include "rvg/ops.h"
 
@@ -45,6 +46,15 @@ int rvg_ops_set_train_kernels(rvg_train_kernels k) {
     case RVG_TRAIN_KERNELS_AUTO: return rvg__conv_gemm_set_backend(RVG__GEMM_AUTO);
     case RVG_TRAIN_KERNELS_AMX: return rvg__conv_gemm_set_backend(RVG__GEMM_AMX);
     case RVG_TRAIN_KERNELS_AMX_TWIN: return rvg__conv_gemm_set_backend(RVG__GEMM_BF16X3_C);
+    }
+    return 0;
+}
+
+int rvg_ops_train_kernels_available(rvg_train_kernels k) {
+    switch (k) {
+    case RVG_TRAIN_KERNELS_AUTO:
+    case RVG_TRAIN_KERNELS_AMX_TWIN: return 1;
+    case RVG_TRAIN_KERNELS_AMX: return rvg__amx_usable();
     }
     return 0;
 }

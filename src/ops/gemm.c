@@ -495,7 +495,7 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     int64_t slabs = T;
     const int64_t split_len = split_n ? N : M;
     const int64_t want = (int64_t)T * RVG__PIECES_PER_THREAD;
-    if (split_n && g_bf16x3) /* each column slab packs (splits) all of A: one per thread */
+    if (g_bf16x3) /* each slab packs (splits) all of the shared operand: one slab per thread */
         slabs = T;
     else if (split_n)
         slabs = (int64_t)T * RVG__GEMM_FREE_SLABS;

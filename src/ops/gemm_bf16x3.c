@@ -66,7 +66,7 @@ void rvg__bf16x3_pack_b_c(uint16_t *bh, uint16_t *bl, int tb, const float *B, in
 static float dot_step(float acc, const uint16_t *a, const uint16_t *b, int64_t j) {
     for (int64_t p = 0; p < 16; p++)
         for (int e = 0; e < 2; e++)
-            acc += rvg__bf16_to_f(a[2 * p + e]) * rvg__bf16_to_f(b[p * 32 + 2 * j + e]);
+            acc += rvg__bf16_f(a[2 * p + e]) * rvg__bf16_f(b[p * 32 + 2 * j + e]);
     return acc;
 }
 

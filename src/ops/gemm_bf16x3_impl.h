@@ -27,7 +27,8 @@
 #define RVG_OPS_GEMM_BF16X3_IMPL_H
 
 #include <stdint.h>
-#include <string.h>
+
+#include "core/bf16_impl.h"
 
 /* Blocking of the bf16x3 GEMM: an A block of MC x KC and a B block of KC x NC, hi and lo each,
  * fill exactly the fp32 GEMM's packing buffer (RVG__GEMM_PACK_FLOATS floats per thread). */
@@ -68,23 +69,5 @@ void rvg__gemm_bf16x3_serial(const rvg__bf16x3_kernels *k, int ta, int tb, int64
                              int64_t j0, int64_t N, int64_t K, const float *A, int64_t lda,
                              const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
                              float *pack);
-
-/* bf16 of x rounded to nearest even (finite x), and back; the hi/lo split of x. */
-static inline uint16_t rvg__bf16_round(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static inline float rvg__bf16_to_f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-static inline void rvg__bf16_split(float x, uint16_t *hi, uint16_t *lo) {
-    *hi = rvg__bf16_round(x);
-    *lo = rvg__bf16_round(x - rvg__bf16_to_f(*hi));
-}
 
 #endif

@@ -6,37 +6,18 @@
  * are the twin; the packers here write the same bits as the C packers (the split rounds to
  * nearest even in both).
  *
- * Tiles: 0-1 the sums of two 16-column tiles of C, 2-3 A hi/lo, 4-5 and 6-7 B hi/lo of each
- * column tile; all 16 rows x 64 bytes (the inference engine's kern_amx.c uses the same
- * configuration).
+ * Tiles (amx_tiles_impl.h: all 16 rows x 64 bytes): 0-1 the sums of two 16-column tiles of C,
+ * 2-3 A hi/lo, 4-5 and 6-7 B hi/lo of each column tile.
  */
 #include <immintrin.h>
 
 #include "ops/gemm_bf16x3_impl.h"
-
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-/* A static object: GCC 12 drops the stores into a local configuration before _tile_loadconfig. */
-static const _Alignas(64) tile_config config = {
-    .palette = 1,
-    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
-    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
-};
-
-/* The tile configuration is per thread (part of its saved state): load it once per thread. */
-static _Thread_local int configured;
+#include "ops/x86/amx_tiles_impl.h"
 
 static void kernel_amx(int64_t ks, const uint16_t *ah, const uint16_t *al, const uint16_t *bh,
                        const uint16_t *bl, int64_t tstride, float *c, int64_t ldc, int nt,
                        int beta_one) {
-    if (!configured) {
-        _tile_loadconfig(&config);
-        configured = 1;
-    }
+    rvg__tiles_configure();
     const int64_t cs = ldc * 4;
     if (nt == 2) {
         if (beta_one) {
@@ -46,20 +27,9 @@ static void kernel_amx(int64_t ks, const uint16_t *ah, const uint16_t *al, const
             _tile_zero(0);
             _tile_zero(1);
         }
-        for (int64_t s = 0; s < ks; s++) {
-            _tile_loadd(2, ah + s * 512, 64);
-            _tile_loadd(4, bh + s * 512, 64);
-            _tile_loadd(5, bl + s * 512, 64);
-            _tile_loadd(6, bh + tstride + s * 512, 64);
-            _tile_loadd(7, bl + tstride + s * 512, 64);
-            _tile_loadd(3, al + s * 512, 64);
-            _tile_dpbf16ps(0, 2, 4);
-            _tile_dpbf16ps(1, 2, 6);
-            _tile_dpbf16ps(0, 2, 5);
-            _tile_dpbf16ps(1, 2, 7);
-            _tile_dpbf16ps(0, 3, 4);
-            _tile_dpbf16ps(1, 3, 6);
-        }
+        for (int64_t s = 0; s < ks; s++)
+            rvg__tiles_step2(ah + s * 512, al + s * 512, 64, bh + s * 512, bl + s * 512,
+                             bh + tstride + s * 512, bl + tstride + s * 512);
         _tile_stored(0, c, cs);
         _tile_stored(1, c + 16, cs);
     } else {
@@ -67,33 +37,10 @@ static void kernel_amx(int64_t ks, const uint16_t *ah, const uint16_t *al, const
             _tile_loadd(0, c, cs);
         else
             _tile_zero(0);
-        for (int64_t s = 0; s < ks; s++) {
-            _tile_loadd(2, ah + s * 512, 64);
-            _tile_loadd(4, bh + s * 512, 64);
-            _tile_loadd(5, bl + s * 512, 64);
-            _tile_loadd(3, al + s * 512, 64);
-            _tile_dpbf16ps(0, 2, 4);
-            _tile_dpbf16ps(0, 2, 5);
-            _tile_dpbf16ps(0, 3, 4);
-        }
+        for (int64_t s = 0; s < ks; s++)
+            rvg__tiles_step1(ah + s * 512, al + s * 512, 64, bh + s * 512, bl + s * 512);
         _tile_stored(0, c, cs);
     }
-}
-
-/* hi = bf16(v) rounded to nearest even, lo = bf16(v - hi), each in the low 16 bits of a 32-bit
- * lane (upper bits zero). */
-static inline void split16(__m512 v, __m512i *hi, __m512i *lo) {
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-    __m512i u = _mm512_castps_si512(v);
-    u = _mm512_add_epi32(u,
-                         _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-    const __m512i h = _mm512_srli_epi32(u, 16);
-    const __m512 r = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
-    __m512i w = _mm512_castps_si512(r);
-    w = _mm512_add_epi32(w,
-                         _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(w, 16), one)));
-    *hi = h;
-    *lo = _mm512_srli_epi32(w, 16);
 }
 
 /* The 16 x 16 matrix of 32-bit words r[0..15] (row i = r[i]) transposed in place. */
@@ -132,9 +79,30 @@ static void pack_row32(uint16_t *h, uint16_t *l, const float *src, int64_t valid
     for (int half = 0; half < 2; half++) {
         const __mmask16 m = first_n(valid - 16 * half);
         __m512i hi, lo;
-        split16(_mm512_maskz_loadu_ps(m, src + 16 * half), &hi, &lo);
+        rvg__split16(_mm512_maskz_loadu_ps(m, src + 16 * half), &hi, &lo);
         _mm256_storeu_si256((__m256i *)(h + 16 * half), _mm512_cvtepi32_epi16(hi));
         _mm256_storeu_si256((__m256i *)(l + 16 * half), _mm512_cvtepi32_epi16(lo));
+    }
+}
+
+/* Two stored rows k and k+1 of 16 values (those in masks m0, m1 read, the rest zero) as 16 words
+ * of bf16 pairs, hi and lo: word j = (k, j) in its low half, (k+1, j) in its high half. */
+static inline void pair_rows(const float *r0, __mmask16 m0, const float *r1, __mmask16 m1,
+                             __m512i *wh, __m512i *wl) {
+    __m512i h0, l0, h1, l1;
+    rvg__split16(_mm512_maskz_loadu_ps(m0, r0), &h0, &l0);
+    rvg__split16(_mm512_maskz_loadu_ps(m1, r1), &h1, &l1);
+    *wh = _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16));
+    *wl = _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16));
+}
+
+/* Rows of 16 words w[0..15] transposed and stored as the 16 rows of a tile (hi and lo). */
+static void store_transposed(uint16_t *h, uint16_t *l, __m512i wh[16], __m512i wl[16]) {
+    transpose16(wh);
+    transpose16(wl);
+    for (int r = 0; r < 16; r++) {
+        _mm512_storeu_si512(h + r * 32, wh[r]);
+        _mm512_storeu_si512(l + r * 32, wl[r]);
     }
 }
 
@@ -150,19 +118,9 @@ static void pack_a_trans(uint16_t *ah, uint16_t *al, const float *A, int64_t lda
             for (int64_t p = 0; p < 16; p++) {
                 const int64_t k = 32 * s + 2 * p;
                 const float *row = A + (p0 + k) * lda + i0 + 16 * m;
-                __m512i h0, l0, h1, l1;
-                split16(_mm512_maskz_loadu_ps(k < kc ? rm : 0, row), &h0, &l0);
-                split16(_mm512_maskz_loadu_ps(k + 1 < kc ? rm : 0, row + lda), &h1, &l1);
-                wh[p] = _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16));
-                wl[p] = _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16));
+                pair_rows(row, k < kc ? rm : 0, row + lda, k + 1 < kc ? rm : 0, &wh[p], &wl[p]);
             }
-            uint16_t *h = ah + (m * ks + s) * 512, *l = al + (m * ks + s) * 512;
-            transpose16(wh);
-            transpose16(wl);
-            for (int r = 0; r < 16; r++) {
-                _mm512_storeu_si512(h + r * 32, wh[r]);
-                _mm512_storeu_si512(l + r * 32, wl[r]);
-            }
+            store_transposed(ah + (m * ks + s) * 512, al + (m * ks + s) * 512, wh, wl);
         }
     }
 }
@@ -201,11 +159,10 @@ static void pack_b_plain(uint16_t *bh, uint16_t *bl, const float *B, int64_t ldb
             for (int64_t p = 0; p < 16; p++) {
                 const int64_t k = 32 * s + 2 * p;
                 const float *row = B + (p0 + k) * ldb + j0 + 16 * t;
-                __m512i h0, l0, h1, l1;
-                split16(_mm512_maskz_loadu_ps(k < kc ? cm : 0, row), &h0, &l0);
-                split16(_mm512_maskz_loadu_ps(k + 1 < kc ? cm : 0, row + ldb), &h1, &l1);
-                _mm512_storeu_si512(h + p * 32, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
-                _mm512_storeu_si512(l + p * 32, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
+                __m512i wh, wl;
+                pair_rows(row, k < kc ? cm : 0, row + ldb, k + 1 < kc ? cm : 0, &wh, &wl);
+                _mm512_storeu_si512(h + p * 32, wh);
+                _mm512_storeu_si512(l + p * 32, wl);
             }
         }
     }
@@ -227,21 +184,15 @@ static void pack_b_trans(uint16_t *bh, uint16_t *bl, const float *B, int64_t ldb
                 }
                 const float *col = B + (j0 + j) * ldb + p0 + 32 * s;
                 __m512i ha, la, hb, lb;
-                split16(_mm512_maskz_loadu_ps(first_n(kc - 32 * s), col), &ha, &la);
-                split16(_mm512_maskz_loadu_ps(first_n(kc - 32 * s - 16), col + 16), &hb, &lb);
+                rvg__split16(_mm512_maskz_loadu_ps(first_n(kc - 32 * s), col), &ha, &la);
+                rvg__split16(_mm512_maskz_loadu_ps(first_n(kc - 32 * s - 16), col + 16), &hb, &lb);
                 /* 32 values of 16 bits = 16 pairs of 32 bits, pair p = k 2p and 2p+1 */
                 wh[jj] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(ha)),
                                             _mm512_cvtepi32_epi16(hb), 1);
                 wl[jj] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(la)),
                                             _mm512_cvtepi32_epi16(lb), 1);
             }
-            uint16_t *h = bh + (t * ks + s) * 512, *l = bl + (t * ks + s) * 512;
-            transpose16(wh);
-            transpose16(wl);
-            for (int p = 0; p < 16; p++) {
-                _mm512_storeu_si512(h + p * 32, wh[p]);
-                _mm512_storeu_si512(l + p * 32, wl[p]);
-            }
+            store_transposed(bh + (t * ks + s) * 512, bl + (t * ks + s) * 512, wh, wl);
         }
 }
 
