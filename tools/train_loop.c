@@ -303,7 +303,14 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
     omp_set_num_threads(c->threads);
 #endif
     rvg_train_kernels tk = RVG_TRAIN_KERNELS_AUTO;
-    if (!cli_parse_train_kernels(c->kernels, &tk) || !rvg_ops_set_train_kernels(tk)) {
+    if (!cli_parse_train_kernels(c->kernels, &tk)) { /* only a damaged checkpoint gets here */
+        fprintf(stderr,
+                "repvgg train: the checkpoint names unknown kernels '%s' (a resume may "
+                "choose others with --kernels)\n",
+                c->kernels);
+        goto done;
+    }
+    if (!rvg_ops_set_train_kernels(tk)) {
         fprintf(stderr, "repvgg train: --kernels %s: not available on this CPU or build%s\n",
                 c->kernels, fresh ? "" : " (a resume may choose others with --kernels)");
         goto done;

@@ -422,6 +422,19 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
     }
 }
 
+/* One thread's GEMM on C[i0 : i0+M, j0 : j0+N] with the backend's kernels: bf16x3 (its own
+ * blocking, gemm_bf16x3.c) or fp32 (gemm_serial), in the thread's packing buffer. */
+static void gemm_block(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, int beta_one,
+                       float *C, int64_t ldc, float *pack) {
+    if (g_bf16x3)
+        rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, i0, M, j0, N, K, A, lda, B, ldb, beta_one, C, ldc,
+                                pack);
+    else
+        gemm_serial(ta, tb, i0, M, j0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
+                    pack + PACK_A_FLOATS, NULL, 0, 0);
+}
+
 typedef struct {
     int ta, tb;
     int64_t M, N, K;
@@ -447,18 +460,12 @@ static void gemm_item(void *ctx, int64_t item, int tid) {
     if (hi <= lo)
         return;
     float *ap = j->pack + (int64_t)tid * RVG__GEMM_PACK_FLOATS;
-    if (g_bf16x3 && j->split_n)
-        rvg__gemm_bf16x3_serial(g_bf16x3, j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda,
-                                j->B, j->ldb, j->beta_one, j->C, j->ldc, ap);
-    else if (g_bf16x3)
-        rvg__gemm_bf16x3_serial(g_bf16x3, j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda,
-                                j->B, j->ldb, j->beta_one, j->C, j->ldc, ap);
-    else if (j->split_n)
-        gemm_serial(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb,
-                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS, NULL, 0, 0);
+    if (j->split_n)
+        gemm_block(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb,
+                   j->beta_one, j->C, j->ldc, ap);
     else
-        gemm_serial(j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda, j->B, j->ldb,
-                    j->beta_one, j->C, j->ldc, ap, ap + PACK_A_FLOATS, NULL, 0, 0);
+        gemm_block(j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda, j->B, j->ldb,
+                   j->beta_one, j->C, j->ldc, ap);
 }
 
 static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -479,12 +486,7 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     if (T > tiles)
         T = (int)tiles;
     if (T <= 1) {
-        if (g_bf16x3)
-            rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C,
-                                    ldc, pack);
-        else
-            gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
-                        pack + PACK_A_FLOATS, NULL, 0, 0);
+        gemm_block(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
         return;
     }
     /* More slabs than threads let a thread that starts late do less, but each slab re-packs the
@@ -563,12 +565,7 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
     ensure_init();
     if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
-    if (g_bf16x3)
-        rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc,
-                                pack);
-    else
-        gemm_serial(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
-                    pack + PACK_A_FLOATS, NULL, 0, 0);
+    gemm_block(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
 }
 
 /* Columns of op(B) rounded up to whole NR-column panels: a prepacked B's floats per row. */

@@ -14,7 +14,7 @@
 #include "ops/gemm_bf16x3_impl.h"
 
 /* hi and lo at 2 bytes each take as many bytes as one fp32 copy */
-_Static_assert(RVG__BF_MC *RVG__BF_KC + RVG__BF_KC * RVG__BF_NC == RVG__GEMM_PACK_FLOATS,
+_Static_assert((RVG__BF_MC * RVG__BF_KC) + (RVG__BF_KC * RVG__BF_NC) == RVG__GEMM_PACK_FLOATS,
                "the bf16x3 blocks fill the fp32 GEMM's packing buffer");
 _Static_assert(RVG__BF_MC % 16 == 0 && RVG__BF_KC % 32 == 0 && RVG__BF_NC % 32 == 0,
                "bf16x3 blocks are whole tiles");
