@@ -2,10 +2,10 @@
 # cli_train.sh - end-to-end test of `repvgg train`, `repvgg eval` and `repvgg plot` on a slice of
 # Fashion-MNIST with a tiny custom architecture: outputs exist and parse, eval agrees with the
 # training log, a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one
-# (plain recipe, paper200 with mixup, --ema, --erase, --kernels amx-twin), --ema validates and
-# writes the weights' average, the bf16x3 training GEMM trains close to fp32, --init starts from
-# another run's weights, the preprocessing record lets `repvgg predict` on PNG files agree with
-# eval, and bad input fails cleanly with a message.
+# (plain recipe, paper200 with mixup, --ema, --erase, --clean-epochs, --kernels amx-twin), --ema
+# validates and writes the weights' average, the bf16x3 training GEMM trains close to fp32, --init
+# starts from another run's weights, the preprocessing record lets `repvgg predict` on PNG files
+# agree with eval, and bad input fails cleanly with a message.
 #
 # Usage: cli_train.sh TOOL SCRATCH_DIR [PYTHON]. Exit 77 (skip) without the data set.
 set -u
@@ -126,6 +126,22 @@ check "--erase changes the training" \
     bash -c "! cmp -s '$A/last.safetensors' '$SCRATCH/er/last.safetensors'"
 check "--erase is in the checkpoint's config" \
     grep -q 'erase\\":0.5,\\"erase_zero\\":true' "$SCRATCH/er/last.ckpt.safetensors"
+# ---- --clean-epochs: the last epochs without erasing; epoch 1 as with erasing throughout, the
+# end not; recorded; a resume inside the clean epochs is still bit-identical
+CLEAN=("${ERASE[@]}" --clean-epochs 2)
+check "--clean-epochs run trains" "$TOOL" train "${CLEAN[@]}" --out "$SCRATCH/cl"
+"$TOOL" train "${CLEAN[@]}" --out "$SCRATCH/cl2" --stop-after-steps 12 2>/dev/null
+check "--clean-epochs run resumes" "$TOOL" train --resume "$SCRATCH/cl2" --threads 1 --quiet
+check "--clean-epochs resumed == uninterrupted" \
+    cmp "$SCRATCH/cl/last.safetensors" "$SCRATCH/cl2/last.safetensors"
+check "--clean-epochs: epoch 1 as with erasing throughout" \
+    test "$(sed -n 2p "$SCRATCH/cl/log.csv" | cut -d, -f1-7)" = \
+    "$(sed -n 2p "$SCRATCH/er/log.csv" | cut -d, -f1-7)"
+check "--clean-epochs: epoch 2 differs" \
+    test "$(sed -n 3p "$SCRATCH/cl/log.csv" | cut -d, -f3)" != \
+    "$(sed -n 3p "$SCRATCH/er/log.csv" | cut -d, -f3)"
+check "--clean-epochs is in the checkpoint's config" \
+    grep -q 'clean_epochs\\":2' "$SCRATCH/cl/last.ckpt.safetensors"
 # a checkpoint whose average is missing, of the wrong shape, or not in its config: a message and
 # exit 1 on --resume, never a run without it (safetensors rewritten with the standard library)
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
@@ -251,6 +267,11 @@ expect_fail "--erase 1.5" train --arch "$ARCH" --epochs 1 --erase 1.5 --out "$SC
 expect_fail "--erase-fill bogus" train --arch "$ARCH" --epochs 1 --erase-fill grey \
     --out "$SCRATCH/e15"
 expect_fail "--erase with --resume" train --resume "$B" --erase 0.5
+expect_fail "--clean-epochs > --epochs" \
+    train --arch "$ARCH" --epochs 2 --clean-epochs 3 --out "$SCRATCH/e16"
+expect_fail "--clean-epochs -1" \
+    train --arch "$ARCH" --epochs 2 --clean-epochs -1 --out "$SCRATCH/e17"
+expect_fail "--clean-epochs with --resume" train --resume "$B" --clean-epochs 1
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
 # The deploy form is evaluated on the fast engine by default; it, the model's own forward of the

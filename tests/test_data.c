@@ -1154,6 +1154,32 @@ static void test_loader(void) {
         CHECK_OK(rvg_loader_next(l, x, y, &n, NULL));
         CHECK(n == 3 && memcmp(x, first, sizeof x) == 0);
         rvg_loader_free(l);
+
+        /* a new augmentation mid-run (erasing on, then off, as --clean-epochs does) gives from
+         * the next epoch on exactly the batches of a loader made with it; another output size
+         * or an invalid augmentation is refused and leaves the loader as it was */
+        rvg_augment er = a, er_big = a, bad = a;
+        er.erase_prob = 1.0f;
+        er_big.out_h = 14;
+        bad.std[0] = 0.0f;
+        float xe[3 * 120], xp[3 * 120];
+        int32_t ye[3], yp[3];
+        int64_t ne, np;
+        CHECK_OK(rvg_loader_new(&l, d, &er, 3, 1, 0, 1234, 2, 0, 1));
+        CHECK_OK(rvg_loader_start_epoch(l, 5));
+        CHECK_OK(rvg_loader_next(l, xe, ye, &ne, NULL));
+        CHECK(ne == 3 && memcmp(xe, first, sizeof xe) != 0); /* boxes are erased */
+        CHECK_STATUS(rvg_loader_set_augment(l, &er_big), RVG_STATUS_BAD_ARGUMENT);
+        CHECK_STATUS(rvg_loader_set_augment(l, &bad), RVG_STATUS_BAD_ARGUMENT);
+        CHECK_OK(rvg_loader_set_augment(l, &a));
+        CHECK_OK(rvg_loader_start_epoch(l, 5));
+        CHECK_OK(rvg_loader_next(l, xp, yp, &np, NULL));
+        CHECK(np == 3 && memcmp(xp, first, sizeof xp) == 0 && memcmp(yp, y, sizeof yp) == 0);
+        CHECK_OK(rvg_loader_set_augment(l, &er));
+        CHECK_OK(rvg_loader_start_epoch(l, 5));
+        CHECK_OK(rvg_loader_next(l, xp, yp, &np, NULL));
+        CHECK(np == 3 && memcmp(xp, xe, sizeof xp) == 0);
+        rvg_loader_free(l);
         /* next before start_epoch is an error */
         CHECK_OK(rvg_loader_new(&l, d, &a, 3, 1, 0, 1234, 1, 0, 1));
         CHECK_STATUS(rvg_loader_next(l, x, y, &n, NULL), RVG_STATUS_BAD_ARGUMENT);

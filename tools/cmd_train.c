@@ -64,6 +64,9 @@ static void help(void) {
         "                       image (aspect 0.3-3.3) is overwritten after normalisation\n"
         "                       (default 0 = off)\n"
         "  --erase-fill F       what the box holds: noise (N(0,1), the default) or zero\n"
+        "  --clean-epochs N     the last N epochs without random erasing, mixup and\n"
+        "                       AutoAugment (crop and flip stay), so the run ends on images\n"
+        "                       like the test set's (default 0)\n"
         "  --norm N             computed (default: mean/std of the training set), imagenet, none\n"
         "  --ema DECAY          keep a moving average of the weights (e.g. 0.9998; 0 = off,\n"
         "                       the default): validated, chosen for best and written to\n"
@@ -123,6 +126,7 @@ enum {
     O_EMA,
     O_ERASE,
     O_ERASEFILL,
+    O_CLEAN,
     O_HELP,
     O_END
 };
@@ -197,6 +201,7 @@ static int train_command(int argc, char **argv) {
         {"ema", required_argument, 0, O_EMA},
         {"erase", required_argument, 0, O_ERASE},
         {"erase-fill", required_argument, 0, O_ERASEFILL},
+        {"clean-epochs", required_argument, 0, O_CLEAN},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     static const char *const cmd = "train";
@@ -360,6 +365,10 @@ static int train_command(int argc, char **argv) {
                 return cli_usage_error(cmd, "--erase-fill must be noise or zero, not '%s'", optarg);
             c.erase_zero = strcmp(optarg, "zero") == 0;
             break;
+        case O_CLEAN:
+            if (!cli_parse_int(optarg, 0, 100000, &c.clean_epochs))
+                return cli_usage_error(cmd, "--clean-epochs must be an integer in [0, 100000]");
+            break;
         case O_HELP: help(); return 0;
         default: return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -483,6 +492,9 @@ static int train_command(int argc, char **argv) {
     }
     if (c.nesterov && c.momentum == 0)
         return cli_usage_error(cmd, "--nesterov needs a non-zero --momentum");
+    if (c.clean_epochs > c.epochs)
+        return cli_usage_error(cmd, "--clean-epochs (%lld) must not exceed --epochs (%lld)",
+                               (long long)c.clean_epochs, (long long)c.epochs);
 
     char path[4200];
     snprintf(path, sizeof path, "%s/last.ckpt.safetensors", out);

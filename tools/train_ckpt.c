@@ -53,6 +53,7 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddNumberToObject(o, "crop_pad", (double)c->crop_pad);
     cJSON_AddNumberToObject(o, "erase", c->erase);
     cJSON_AddBoolToObject(o, "erase_zero", c->erase_zero);
+    cJSON_AddNumberToObject(o, "clean_epochs", (double)c->clean_epochs);
     cJSON_AddStringToObject(o, "norm", c->norm);
     cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
     cJSON_AddNumberToObject(o, "ema", c->ema);
@@ -157,6 +158,9 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
     if (ok && !get_bool(o, "erase_zero", &c->erase_zero))
         c->erase_zero = 0;
     ok = ok && c->erase >= 0.0 && c->erase <= 1.0;
+    if (ok && !get_int(o, "clean_epochs", &c->clean_epochs))
+        c->clean_epochs = 0; /* checkpoints from before --clean-epochs */
+    ok = ok && c->clean_epochs >= 0 && c->clean_epochs <= c->epochs;
     if (ok && !get_str(o, "init", c->init, sizeof c->init))
         c->init[0] = 0; /* checkpoints from before --init (provenance only: a resume does not
                            read it) */

@@ -38,6 +38,8 @@ typedef struct {
     int64_t crop_pad;
     double erase;   /* random erasing probability, 0 = off */
     int erase_zero; /* erased boxes hold zeros (the mean) instead of N(0, 1) noise */
+    /* the last clean_epochs epochs run without erasing, mixup and AutoAugment (0 = none) */
+    int64_t clean_epochs;
     char norm[16]; /* "computed", "imagenet" or "none" */
     float mean[4], std[4];
     /* data-parallel training (docs/distributed.md): batch above is the GLOBAL batch, split evenly

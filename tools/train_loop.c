@@ -471,9 +471,29 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
 
     /* from here on each step's rvg_sgd_step_fused leaves the gradients zero for the next */
     rvg_model_zero_grad(r.m);
+    int clean_on = 0; /* the loader runs without the strong augmentations (--clean-epochs) */
     for (int64_t epoch = s->epoch; epoch < c->epochs; epoch++) {
         double t0 = now_seconds(), wait = 0.0, loss_sum = 0.0, lr_first = 0.0;
         int64_t seen = 0, correct = 0, step = 0;
+        const int clean = epoch >= c->epochs - c->clean_epochs;
+        if (clean && !clean_on) {
+            /* the run ends on images like the test set's: crop and flip only (He et al. 2019,
+             * "Data Augmentation Revisited", refine without the strong augmentations) */
+            rvg_augment plain;
+            make_augment(&plain, c, r.dtr, 1);
+            plain.erase_prob = 0.0f;
+            plain.autoaugment = 0;
+            if ((st = rvg_loader_set_augment(r.ltr, &plain)) != RVG_OK) {
+                rc = fail(st, "switching to the clean epochs");
+                goto done;
+            }
+            clean_on = 1;
+            if (!c->quiet)
+                fprintf(stderr,
+                        "repvgg train: epochs %lld-%lld run without random erasing, mixup and "
+                        "AutoAugment (--clean-epochs)\n",
+                        (long long)(c->epochs - c->clean_epochs + 1), (long long)c->epochs);
+        }
         progress pr;
         progress_begin(&pr, c->quiet, epoch + 1, c->epochs, steps);
         if ((st = rvg_loader_start_epoch(r.ltr, epoch)) != RVG_OK) {
@@ -489,7 +509,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             if (n == 0)
                 break;
             rvg_targets_from_labels(r.target, r.y, n, K, (float)c->label_smoothing);
-            if (c->mixup > 0)
+            if (c->mixup > 0 && !clean)
                 mixup_batch(r.x, r.target, n, F, K, (float)rng_beta(&s->rng, c->mixup));
             const float *logits;
             if ((st = rvg_model_forward(r.m, r.plan, r.x, n, 1, &logits)) != RVG_OK) {

@@ -182,6 +182,12 @@ rvg_status rvg_loader_new(rvg_loader **out, const rvg_dataset *d, const rvg_augm
  * epoch. Must be called before the first rvg_loader_next. */
 rvg_status rvg_loader_start_epoch(rvg_loader *l, int64_t epoch);
 
+/* Replaces the augmentation (a copy of *aug) from the next rvg_loader_start_epoch on, e.g. to
+ * end a run without random erasing. Abandons what remains of the current epoch, as starting one
+ * does. The output size must stay the same. Errors: RVG_STATUS_BAD_ARGUMENT (invalid *aug, or
+ * another output size). */
+rvg_status rvg_loader_set_augment(rvg_loader *l, const rvg_augment *aug);
+
 /* Batches this rank gets per epoch (see the sharding rules above). */
 int64_t rvg_loader_batches_per_epoch(const rvg_loader *l);
 

@@ -286,6 +286,23 @@ rvg_status rvg_loader_start_epoch(rvg_loader *l, int64_t epoch) {
     return RVG_OK;
 }
 
+rvg_status rvg_loader_set_augment(rvg_loader *l, const rvg_augment *aug) {
+    RVG_TRY(rvg__augment_check(l->d, aug));
+    if (l->d->c * aug->out_h * aug->out_w != l->sample_floats)
+        return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                         "loader: a new augmentation must keep the output size (%lldx%lld)",
+                         (long long)l->aug.out_h, (long long)l->aug.out_w);
+    pthread_mutex_lock(&l->mu);
+    /* as in start_epoch: stop handing out work, then wait until no worker reads l->aug */
+    l->generation++;
+    l->started = 0;
+    while (l->active > 0)
+        pthread_cond_wait(&l->cv_idle, &l->mu);
+    l->aug = *aug;
+    pthread_mutex_unlock(&l->mu);
+    return RVG_OK;
+}
+
 int64_t rvg_loader_batches_per_epoch(const rvg_loader *l) {
     return l->nbatches;
 }
