@@ -86,22 +86,28 @@ check "resumed best.safetensors == uninterrupted" cmp "$A/best.safetensors" "$B/
 check "resumed log has 3 epochs" test "$(tail -n +2 "$B/log.csv" | wc -l)" -eq 3
 check "resume of a finished run fails" bash -c "! '$TOOL' train --resume '$B' 2>/dev/null"
 
+# resumes_identically WHAT NAME STOP ARGS...: `train ARGS` runs uninterrupted into $SCRATCH/NAME,
+# and stopped after STEP steps and resumed into $SCRATCH/NAME2; the two end with the same weights
+resumes_identically() {
+    local what=$1 name=$2 stop=$3
+    shift 3
+    check "$what run trains" "$TOOL" train "$@" --out "$SCRATCH/$name"
+    "$TOOL" train "$@" --out "$SCRATCH/${name}2" --stop-after-steps "$stop" 2>/dev/null
+    check "$what run resumes" "$TOOL" train --resume "$SCRATCH/${name}2" --threads 1 --quiet
+    check "$what resumed == uninterrupted" \
+        cmp "$SCRATCH/$name/last.safetensors" "$SCRATCH/${name}2/last.safetensors"
+}
+
 # ---- the same with paper200 (warm-up, smoothing, mixup generator, AutoAugment) --------------
 P200=(--arch "$ARCH" --limit-train 256 --limit-val 128 --epochs 2 --batch 64 --threads 1 --quiet
       --recipe paper200 --warmup-epochs 1 --custom-l2 --nesterov)
-check "paper200 run C trains" "$TOOL" train "${P200[@]}" --out "$SCRATCH/c"
-"$TOOL" train "${P200[@]}" --out "$SCRATCH/d" --stop-after-steps 6 2>/dev/null
-check "paper200 run D resumes" "$TOOL" train --resume "$SCRATCH/d" --threads 1 --quiet
-check "paper200 resumed == uninterrupted" \
-    cmp "$SCRATCH/c/last.safetensors" "$SCRATCH/d/last.safetensors"
+resumes_identically paper200 p200 6 "${P200[@]}"
 
 # ---- --ema: the average is validated and written as the weights, the checkpoint keeps the raw ----
 # weights (training is unaffected: run A's) and the average, and a resume is bit-identical
 EMA=("${COMMON[@]}" --ema 0.9)
-check "--ema run trains" "$TOOL" train "${EMA[@]}" --out "$SCRATCH/ema"
-"$TOOL" train "${EMA[@]}" --out "$SCRATCH/ema2" --stop-after-steps 12 2>/dev/null
-check "--ema run resumes" "$TOOL" train --resume "$SCRATCH/ema2" --threads 1 --quiet
-for f in last.safetensors best.safetensors last.ckpt.safetensors; do
+resumes_identically --ema ema 12 "${EMA[@]}"
+for f in best.safetensors last.ckpt.safetensors; do
     check "--ema resumed $f == uninterrupted" cmp "$SCRATCH/ema/$f" "$SCRATCH/ema2/$f"
 done
 eval_loss() { # eval_loss WEIGHTS: the val loss of `repvgg eval --json`
@@ -117,11 +123,7 @@ check "--ema: the average ($emalog) is not the raw weights ($alog)" \
     awk -v a="$emalog" -v b="$alog" 'BEGIN { d = a - b; exit !(d > 1e-3 || d < -1e-3) }'
 # ---- --erase: random erasing changes the run, is recorded, and a resume is still bit-identical ---
 ERASE=("${COMMON[@]}" --erase 0.5 --erase-fill zero)
-check "--erase run trains" "$TOOL" train "${ERASE[@]}" --out "$SCRATCH/er"
-"$TOOL" train "${ERASE[@]}" --out "$SCRATCH/er2" --stop-after-steps 12 2>/dev/null
-check "--erase run resumes" "$TOOL" train --resume "$SCRATCH/er2" --threads 1 --quiet
-check "--erase resumed == uninterrupted" \
-    cmp "$SCRATCH/er/last.safetensors" "$SCRATCH/er2/last.safetensors"
+resumes_identically --erase er 12 "${ERASE[@]}"
 check "--erase changes the training" \
     bash -c "! cmp -s '$A/last.safetensors' '$SCRATCH/er/last.safetensors'"
 check "--erase is in the checkpoint's config" \
@@ -129,11 +131,7 @@ check "--erase is in the checkpoint's config" \
 # ---- --clean-epochs: the last epochs without erasing; epoch 1 as with erasing throughout, the
 # end not; recorded; a resume inside the clean epochs is still bit-identical
 CLEAN=("${ERASE[@]}" --clean-epochs 2)
-check "--clean-epochs run trains" "$TOOL" train "${CLEAN[@]}" --out "$SCRATCH/cl"
-"$TOOL" train "${CLEAN[@]}" --out "$SCRATCH/cl2" --stop-after-steps 12 2>/dev/null
-check "--clean-epochs run resumes" "$TOOL" train --resume "$SCRATCH/cl2" --threads 1 --quiet
-check "--clean-epochs resumed == uninterrupted" \
-    cmp "$SCRATCH/cl/last.safetensors" "$SCRATCH/cl2/last.safetensors"
+resumes_identically --clean-epochs cl 12 "${CLEAN[@]}"
 check "--clean-epochs: epoch 1 as with erasing throughout" \
     test "$(sed -n 2p "$SCRATCH/cl/log.csv" | cut -d, -f1-7)" = \
     "$(sed -n 2p "$SCRATCH/er/log.csv" | cut -d, -f1-7)"
@@ -321,11 +319,7 @@ close_pct() { # close_pct A B PCT: |A - B| <= PCT% of |B|
         m = b < 0 ? -b : b; exit !(a != "" && b != "" && d <= p / 100 * m) }'
 }
 KT=("${COMMON[@]}" --kernels amx-twin)
-check "train --kernels amx-twin" "$TOOL" train "${KT[@]}" --out "$SCRATCH/kt"
-"$TOOL" train "${KT[@]}" --out "$SCRATCH/kt2" --stop-after-steps 12 2>/dev/null
-check "train --kernels amx-twin resumes" "$TOOL" train --resume "$SCRATCH/kt2" --threads 1 --quiet
-check "train --kernels amx-twin: resumed == uninterrupted" \
-    cmp "$SCRATCH/kt/last.safetensors" "$SCRATCH/kt2/last.safetensors"
+resumes_identically "train --kernels amx-twin" kt 12 "${KT[@]}"
 check "train --kernels is in the checkpoint's config" \
     grep -q 'kernels\\":\\"amx-twin' "$SCRATCH/kt/last.ckpt.safetensors"
 for k in kt $("$TOOL" --version | grep -q "available:.* amx" && echo kx); do

@@ -5,12 +5,14 @@
  * of it, odd plane sizes, N = 1, one to three branches.
  *
  * For each shape:
- *   statistics   rvg__bn_stats         vs rvg_bn_forward_train_ref's saved mean / invstd and
- *                                         running statistics;
- *   forward      rvg__bn_sum_relu_forward (s and out) vs sum_j BN_j(x_j) and its ReLU;
+ *   statistics   rvg__bn_train_sum_relu_forward's mean / istd / running statistics vs
+ *                                         rvg_bn_forward_train_ref's;
+ *   forward      its s and out vs sum_j BN_j(x_j) and its ReLU;
  *   backward     rvg__bn_sum_relu_backward vs ReLU backward, then rvg_bn_backward_ref per branch
  *                                         (dz_j, dgamma_j, dbeta_j);
- * and every output again with one thread: the same bits (sums are ordered by the shape alone).
+ * every output again with one thread, and again through a sync hook of one process (the separate
+ * passes rvg__bn_stats, rvg__bn_sum_relu_forward and the backward's two phases): the same bits
+ * (sums are ordered by the shape alone).
  * Tolerances: the reference sums in double too, in another order; 1e-5 relative on statistics
  * and outputs, 1e-4 x max|ref| on gradients (their sums cancel).
  */
@@ -53,24 +55,51 @@ static int same_bits(const float *a, const float *b, int64_t n) {
     return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
 }
 
-/* The fused passes: statistics of every branch (running statistics of branch 0), forward, backward
- */
+/* A sync hook of one process: the sums are already the global ones. */
+static void allreduce_one(double *buf, int64_t n, void *ctx) {
+    (void)buf, (void)n, (void)ctx;
+}
+
+/* The fused passes: statistics of every branch (running statistics of branch 0), forward, backward.
+ * two_phase = 0: as a single process trains (statistics and sum + ReLU in one phase, each
+ * backward item's two passes back to back); 1: through a sync hook, which takes the separate
+ * statistics passes and the backward's two phases (what a data-parallel job runs). */
 static void run_fused(outputs *o, float *const x[3], const float *gamma[3], const float *beta[3],
-                      const float *dout, int nt, int64_t N, int64_t K, int64_t HW) {
+                      const float *dout, int nt, int64_t N, int64_t K, int64_t HW, int two_phase) {
     double *buf = malloc(sizeof(double) * (size_t)(4 * K + 1));
+    const rvg__bn_sync one = {allreduce_one, NULL}, *sync = two_phase ? &one : NULL;
     rvg__bn_term t[3];
     for (int64_t k = 0; k < K; k++)
         o->rmean[k] = 0.25f, o->rvar[k] = 2.0f;
     for (int j = 0; j < nt; j++) {
-        rvg__bn_stats(o->mean[j], o->istd[j], j == 0 ? o->rmean : NULL, j == 0 ? o->rvar : NULL,
-                      x[j], N, K, HW, 0.1f, 1e-5f, buf, NULL);
+        if (two_phase)
+            rvg__bn_stats(o->mean[j], o->istd[j], j == 0 ? o->rmean : NULL, j == 0 ? o->rvar : NULL,
+                          x[j], N, K, HW, 0.1f, 1e-5f, buf, sync);
         t[j] = (rvg__bn_term){x[j], gamma[j], beta[j], o->mean[j], o->istd[j]};
     }
-    rvg__bn_sum_relu_forward(o->s, o->out, t, nt, N, K, HW);
+    if (two_phase) {
+        rvg__bn_sum_relu_forward(o->s, o->out, t, nt, N, K, HW);
+    } else {
+        float *rm[3] = {o->rmean, NULL, NULL}, *rv[3] = {o->rvar, NULL, NULL};
+        rvg__bn_train_sum_relu_forward(o->s, o->out, t, o->mean, o->istd, rm, rv, nt, N, K, HW,
+                                       0.1f, 1e-5f);
+    }
     float *dz[3] = {o->dz[0], o->dz[1], o->dz[2]}, *dg[3] = {o->dg[0], o->dg[1], o->dg[2]};
     float *db[3] = {o->db[0], o->db[1], o->db[2]};
-    rvg__bn_sum_relu_backward(dz, dg, db, o->ds, dout, o->out, t, nt, N, K, HW, buf, NULL);
+    rvg__bn_sum_relu_backward(dz, dg, db, o->ds, dout, o->out, t, nt, N, K, HW, buf, sync);
     free(buf);
+}
+
+/* Every output of a and b bit for bit. */
+static int same_outputs(const outputs *a, const outputs *b, int nt, int64_t n, int64_t K) {
+    int same = same_bits(a->s, b->s, n) && same_bits(a->out, b->out, n) &&
+               same_bits(a->ds, b->ds, n) && same_bits(a->rmean, b->rmean, K) &&
+               same_bits(a->rvar, b->rvar, K);
+    for (int j = 0; j < nt; j++)
+        same = same && same_bits(a->mean[j], b->mean[j], K) &&
+               same_bits(a->istd[j], b->istd[j], K) && same_bits(a->dz[j], b->dz[j], n) &&
+               same_bits(a->dg[j], b->dg[j], K) && same_bits(a->db[j], b->db[j], K);
+    return same;
 }
 
 static void check_shape(int64_t N, int64_t K, int64_t HW, int nt) {
@@ -88,9 +117,9 @@ static void check_shape(int64_t N, int64_t K, int64_t HW, int nt) {
     float *dout = rvg_test_new_rand(n);
     const float *g[3] = {gamma[0], gamma[1], gamma[2]}, *b[3] = {beta[0], beta[1], beta[2]};
 
-    outputs f, one;
-    outputs_new(&f, n, K), outputs_new(&one, n, K);
-    run_fused(&f, x, g, b, dout, nt, N, K, HW);
+    outputs f, one, two;
+    outputs_new(&f, n, K), outputs_new(&one, n, K), outputs_new(&two, n, K);
+    run_fused(&f, x, g, b, dout, nt, N, K, HW, 0);
 
     /* reference: each branch's BN, their sum, ReLU; then ReLU backward and each BN backward */
     float *y = zeros(n), *s = zeros(n), *out = zeros(n), *ds = zeros(n);
@@ -134,20 +163,16 @@ static void check_shape(int64_t N, int64_t K, int64_t HW, int nt) {
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
 #endif
-    run_fused(&one, x, g, b, dout, nt, N, K, HW);
+    run_fused(&one, x, g, b, dout, nt, N, K, HW, 0);
 #ifdef RVG_HAVE_OPENMP
     omp_set_num_threads(threads);
 #endif
-    int same = same_bits(one.s, f.s, n) && same_bits(one.out, f.out, n) &&
-               same_bits(one.ds, f.ds, n) && same_bits(one.rmean, f.rmean, K) &&
-               same_bits(one.rvar, f.rvar, K);
-    for (int j = 0; j < nt; j++)
-        same = same && same_bits(one.mean[j], f.mean[j], K) &&
-               same_bits(one.istd[j], f.istd[j], K) && same_bits(one.dz[j], f.dz[j], n) &&
-               same_bits(one.dg[j], f.dg[j], K) && same_bits(one.db[j], f.db[j], K);
-    CHECK(same);
+    CHECK(same_outputs(&one, &f, nt, n, K));
+    /* the separate passes of a sync hook: the same bits again */
+    run_fused(&two, x, g, b, dout, nt, N, K, HW, 1);
+    CHECK(same_outputs(&two, &f, nt, n, K));
 
-    outputs_free(&f), outputs_free(&one);
+    outputs_free(&f), outputs_free(&one), outputs_free(&two);
     for (int j = 0; j < 3; j++)
         free(x[j]), free(gamma[j]), free(beta[j]);
     free(dout), free(y), free(s), free(out), free(ds), free(sm), free(si), free(rm), free(rv);

@@ -8,6 +8,10 @@
  *   backward: ONE reduction pass per channel over ds, z3, z1, x for all the branch sums (which
  *             also makes ds = dout * (out > 0) from the ReLU's output), then ONE pass writing
  *             dz3, dz1 and the identity branch's dx.
+ * A channel's statistics and sums need that channel alone, so in a single process (no sync hook)
+ * each item of channels runs all of its passes back to back, reading its inputs from cache the
+ * second time: one parallel phase per block and direction (rvg__bn_train_sum_relu_forward,
+ * bwd_item), with the same bits as the separate passes a sync hook needs.
  * Threads split blocks of whole channels (rvg__par_run, src/core/parallel.c), so every reduction
  * has a fixed order: results do not depend on the thread count. Statistics are accumulated in
  * double, as in the reference kernels. The reference composition stays the oracle:
@@ -143,42 +147,60 @@ typedef struct {
     double *sum, *sq; /* (C) each, in the caller's scratch */
 } stats_job;
 
-/* sum_pass on small planes (see SMALL_HW): sums per position, then per channel */
-static void sum_pass_small(const stats_job *j, int64_t k0, int64_t cb) {
-    const int64_t HW = j->HW, L = cb * HW;
-    double s[SMALL_RUN], q[SMALL_RUN];
-    for (int64_t e = 0; e < L; e++)
-        s[e] = q[e] = 0.0;
-    for (int64_t i = 0; i < j->N; i++) {
-        const float *restrict p = j->x + (i * j->C + k0) * HW;
-        for (int64_t e = 0; e < L; e++) {
-            const double v = p[e];
-            s[e] += v;
-            q[e] += v * v;
+/* Sums of x and x^2 over channels [k0, k0 + cb) of x (N, C, HW) into sum[0..cb), sq[0..cb).
+ * Small planes (HW <= STATS_SMALL_HW, cb * HW <= SMALL_RUN) are summed per position over the
+ * images, then per channel (see SMALL_HW); either way a channel's sums depend on it alone. */
+static void channel_sums(const float *x, int64_t N, int64_t C, int64_t HW, int64_t k0, int64_t cb,
+                         double *sum, double *sq) {
+    if (HW <= STATS_SMALL_HW) {
+        const int64_t L = cb * HW;
+        double s[SMALL_RUN], q[SMALL_RUN];
+        for (int64_t e = 0; e < L; e++)
+            s[e] = q[e] = 0.0;
+        for (int64_t i = 0; i < N; i++) {
+            const float *restrict p = x + (i * C + k0) * HW;
+            for (int64_t e = 0; e < L; e++) {
+                const double v = p[e];
+                s[e] += v;
+                q[e] += v * v;
+            }
         }
+        for (int64_t k = 0; k < cb; k++) {
+            sum[k] = plane_sum_d(s + k * HW, HW);
+            sq[k] = plane_sum_d(q + k * HW, HW);
+        }
+        return;
     }
-    for (int64_t k = 0; k < cb; k++) {
-        j->sum[k0 + k] = plane_sum_d(s + k * HW, HW);
-        j->sq[k0 + k] = plane_sum_d(q + k * HW, HW);
+    for (int64_t k = 0; k < cb; k++)
+        sum[k] = sq[k] = 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        const float *p = x + (i * C + k0) * HW;
+        for (int64_t k = 0; k < cb; k++)
+            plane_sum_sq(p + k * HW, HW, &sum[k], &sq[k]);
     }
 }
 
 static void sum_pass(void *ctx, int64_t item, int tid) {
     const stats_job *j = ctx;
-    const int64_t k0 = item * j->cb, cb = k0 + j->cb <= j->C ? j->cb : j->C - k0, HW = j->HW;
-    if (HW <= STATS_SMALL_HW) {
-        sum_pass_small(j, k0, cb);
-        return;
-    }
-    double s[MAX_CB] = {0}, q[MAX_CB] = {0};
-    for (int64_t i = 0; i < j->N; i++) {
-        const float *p = j->x + (i * j->C + k0) * HW;
-        for (int64_t k = 0; k < cb; k++)
-            plane_sum_sq(p + k * HW, HW, &s[k], &q[k]);
-    }
-    for (int64_t k = 0; k < cb; k++) {
-        j->sum[k0 + k] = s[k];
-        j->sq[k0 + k] = q[k];
+    const int64_t k0 = item * j->cb, cb = k0 + j->cb <= j->C ? j->cb : j->C - k0;
+    channel_sums(j->x, j->N, j->C, j->HW, k0, cb, j->sum + k0, j->sq + k0);
+}
+
+/* Channel c's mean and istd from its sums over n values, and its running statistics when
+ * running_mean is not NULL. */
+static void stats_finish(float *mean, float *istd, float *running_mean, float *running_var,
+                         int64_t c, double sum, double sq, double n, float momentum, float eps) {
+    const double m = sum / n;
+    double ss = sq - sum * m; /* sum of squared deviations */
+    ss = ss > 0.0 ? ss : 0.0;
+    const double var = ss / n; /* biased: what normalisation uses */
+    mean[c] = (float)m;
+    istd[c] = (float)(1.0 / sqrt(var + eps));
+    if (running_mean) {
+        /* unbiased for the running estimate, as PyTorch (SyncBatchNorm: over the global batch) */
+        double unbiased = n > 1 ? ss / (n - 1) : var;
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
     }
 }
 
@@ -196,21 +218,8 @@ void rvg__bn_stats(float *mean, float *istd, float *running_mean, float *running
         sync->allreduce(buf, 2 * C + 1, sync->ctx);
         n = buf[2 * C];
     }
-    for (int64_t c = 0; c < C; c++) {
-        const double m = j.sum[c] / n;
-        double ss = j.sq[c] - j.sum[c] * m; /* sum of squared deviations */
-        ss = ss > 0.0 ? ss : 0.0;
-        const double var = ss / n; /* biased: what normalisation uses */
-        mean[c] = (float)m;
-        istd[c] = (float)(1.0 / sqrt(var + eps));
-        if (running_mean) {
-            /* unbiased for the running estimate, as PyTorch (SyncBatchNorm: over the global
-             * batch) */
-            double unbiased = n > 1 ? ss / (n - 1) : var;
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-        }
-    }
+    for (int64_t c = 0; c < C; c++)
+        stats_finish(mean, istd, running_mean, running_var, c, j.sum[c], j.sq[c], n, momentum, eps);
 }
 
 void rvg__bn_eval_stats(float *mean, float *istd, const float *running_mean,
@@ -269,25 +278,29 @@ static inline float sum_coefs(const sum_job *j, int64_t k, float a[3]) {
     return b;
 }
 
+/* s and/or out of one (image, channel) plane, plane = image * K + channel */
+static void sum_plane(const sum_job *j, int64_t plane) {
+    const int64_t HW = j->HW;
+    float a[3] = {0, 0, 0};
+    const float b = sum_coefs(j, plane % j->K, a);
+    const float *in[3] = {NULL, NULL, NULL}, *ap[3] = {&a[0], &a[1], &a[2]};
+    for (int q = 0; q < j->nt; q++)
+        in[q] = j->t[q].x + plane * HW;
+    float *so = j->s ? j->s + plane * HW : NULL, *o = j->out ? j->out + plane * HW : NULL;
+    float *d = so ? so : o;
+    bn_sum_run(d, in, ap, &b, 0, j->nt, HW);
+    if (o)
+        relu_run(o, d, HW);
+}
+
 /* item = a run of j->per consecutive (image, channel) planes */
 static void sum_item_planes(void *ctx, int64_t item, int tid) {
     const sum_job *j = ctx;
-    const int64_t HW = j->HW;
     int64_t p0 = item * j->per, p1 = p0 + j->per;
     if (p1 > j->N * j->K)
         p1 = j->N * j->K;
-    for (int64_t plane = p0; plane < p1; plane++) {
-        float a[3] = {0, 0, 0};
-        const float b = sum_coefs(j, plane % j->K, a);
-        const float *in[3] = {NULL, NULL, NULL}, *ap[3] = {&a[0], &a[1], &a[2]};
-        for (int q = 0; q < j->nt; q++)
-            in[q] = j->t[q].x + plane * HW;
-        float *so = j->s ? j->s + plane * HW : NULL, *o = j->out ? j->out + plane * HW : NULL;
-        float *d = so ? so : o;
-        bn_sum_run(d, in, ap, &b, 0, j->nt, HW);
-        if (o)
-            relu_run(o, d, HW);
-    }
+    for (int64_t plane = p0; plane < p1; plane++)
+        sum_plane(j, plane);
 }
 
 /* Small planes (see SMALL_HW): item = a block of j->per channels, image by image, each image's
@@ -336,6 +349,55 @@ void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int n
         per = most;
     j.per = per < 1 ? 1 : per;
     rvg__par_run((N * K + j.per - 1) / j.per, threads, sum_item_planes, &j);
+}
+
+/* ---- training forward in one phase -------------------------------------------------------
+ * Without a sync hook a channel's statistics need only that channel, so an item of channels
+ * computes the statistics of every branch and then, while its inputs are still in cache, its
+ * channels of s / out. The same per-channel sums and the same elementwise pass as rvg__bn_stats
+ * followed by rvg__bn_sum_relu_forward (the same bits: tests/test_block_fused.c), in one parallel
+ * phase instead of nt + 1, reading each branch input from memory once. */
+typedef struct {
+    sum_job sum; /* per = channels per item; t's mean/istd are mean/istd below */
+    float *const *mean, *const *istd, *const *rmean, *const *rvar;
+    float momentum, eps;
+} fwd_job;
+
+static void fwd_item(void *ctx, int64_t item, int tid) {
+    const fwd_job *f = ctx;
+    const sum_job *j = &f->sum;
+    const int64_t N = j->N, K = j->K, HW = j->HW, k0 = item * j->per;
+    const int64_t cb = k0 + j->per <= K ? j->per : K - k0;
+    for (int q = 0; q < j->nt; q++) {
+        double sum[MAX_CB], sq[MAX_CB];
+        channel_sums(j->t[q].x, N, K, HW, k0, cb, sum, sq);
+        for (int64_t k = 0; k < cb; k++)
+            stats_finish(f->mean[q], f->istd[q], f->rmean[q], f->rvar[q], k0 + k, sum[k], sq[k],
+                         (double)(N * HW), f->momentum, f->eps);
+    }
+    if (HW <= SMALL_HW) {
+        sum_item_small((void *)j, item, tid);
+        return;
+    }
+    for (int64_t i = 0; i < N; i++) /* the item's planes of every image */
+        for (int64_t k = k0; k < k0 + cb; k++)
+            sum_plane(j, i * K + k);
+}
+
+void rvg__bn_train_sum_relu_forward(float *s, float *out, const rvg__bn_term *t,
+                                    float *const mean[3], float *const istd[3],
+                                    float *const running_mean[3], float *const running_var[3],
+                                    int nt, int64_t N, int64_t K, int64_t HW, float momentum,
+                                    float eps) {
+    int threads = threads_for(N * K * HW);
+    fwd_job f = {{s, out, t, nt, N, K, HW, chan_block(K, HW, N * HW, threads)},
+                 mean,
+                 istd,
+                 running_mean,
+                 running_var,
+                 momentum,
+                 eps};
+    rvg__par_run((K + f.sum.per - 1) / f.sum.per, threads, fwd_item, &f);
 }
 
 /* ---- backward ------------------------------------------------------------------------------
@@ -469,6 +531,15 @@ static void bwd_grads(void *ctx, int64_t item, int tid) {
     }
 }
 
+/* An item's sums, then its gradients. A channel's gradients need only that channel's sums, so
+ * without a sync hook (whose sums are global) each item does both passes back to back and the
+ * second reads ds and the branch inputs from cache instead of memory: the same bits, one parallel
+ * phase instead of two. */
+static void bwd_item(void *ctx, int64_t item, int tid) {
+    bwd_sums(ctx, item, tid);
+    bwd_grads(ctx, item, tid);
+}
+
 /* Channels per backward item. chan_block's budget of BLOCK_ELEMS floats per item gives one
  * channel per item at the 16x16 and 8x8 planes of a 32x32 network at batch 128, so every image's
  * step read a run of one plane (1 KB at 16x16) from each of five arrays 48 KB apart, and the
@@ -499,12 +570,14 @@ static void bn_backward(float *const dz[3], float *const dgamma[3], float *const
     int64_t items = (K + cb - 1) / cb;
     bwd_job j = {dz, dgamma, dbeta, ds, ds_out, dout, out, t, nt, N, K, HW, cb, buf,
                  (double)(N * HW)};
-    rvg__par_run(items, threads, bwd_sums, &j);
-    if (sync) {
-        buf[K * (nt + 1)] = j.n;
-        sync->allreduce(buf, K * (nt + 1) + 1, sync->ctx);
-        j.n = buf[K * (nt + 1)];
+    if (!sync) { /* both passes per item, while its channels are still in cache */
+        rvg__par_run(items, threads, bwd_item, &j);
+        return;
     }
+    rvg__par_run(items, threads, bwd_sums, &j);
+    buf[K * (nt + 1)] = j.n;
+    sync->allreduce(buf, K * (nt + 1) + 1, sync->ctx);
+    j.n = buf[K * (nt + 1)];
     rvg__par_run(items, threads, bwd_grads, &j);
 }
 

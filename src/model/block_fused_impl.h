@@ -31,6 +31,15 @@ void rvg__bn_eval_stats(float *mean, float *istd, const float *running_mean,
 /* s = sum_j BN_j(x_j) (written when s != NULL), out = ReLU(s) (written when out != NULL). */
 void rvg__bn_sum_relu_forward(float *s, float *out, const rvg__bn_term *t, int nt, int64_t N,
                               int64_t K, int64_t HW);
+/* Training forward without a sync hook, in one parallel phase: mean[j], istd[j] and the running
+ * statistics of each branch from the batch, as rvg__bn_stats (running_mean[j] NULL: not
+ * updated), then s and/or out as rvg__bn_sum_relu_forward, with the same bits. t[j].mean and
+ * t[j].istd must be mean[j] and istd[j]. */
+void rvg__bn_train_sum_relu_forward(float *s, float *out, const rvg__bn_term *t,
+                                    float *const mean[3], float *const istd[3],
+                                    float *const running_mean[3], float *const running_var[3],
+                                    int nt, int64_t N, int64_t K, int64_t HW, float momentum,
+                                    float eps);
 /* Backward of s = sum_j BN_j(x_j) with batch statistics, given ds: dz[j] OVERWRITTEN with the
  * input gradient of branch j (NULL: skipped), dgamma[j] and dbeta[j] ACCUMULATED (local sums: the
  * gradient allreduce adds them up). buf: scratch of K * (nt + 1) + 1 doubles. sync as in

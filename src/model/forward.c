@@ -199,8 +199,15 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
         int nt = b->identity ? 3 : 2;
         rvg__bn_sync hook = {m->bn_sync, m->bn_sync_ctx};
         const rvg__bn_sync *sync = m->bn_sync ? &hook : NULL;
+        /* without a sync hook, statistics and the sum + ReLU run in one phase (below) */
+        const int one_phase = training && !sync;
+        float *rmeans[3] = {NULL, NULL, NULL}, *rvars[3] = {NULL, NULL, NULL};
         for (int j = 0; j < nt; j++) {
-            if (training) {
+            if (one_phase) {
+                rmeans[j] = V(m, bns[j]->mean);
+                rvars[j] = V(m, bns[j]->var);
+                m->bn_counters[bns[j]->counter]++;
+            } else if (training) {
                 rvg__bn_stats(means[j], istds[j], V(m, bns[j]->mean), V(m, bns[j]->var), ins[j], n,
                               K, HW, BN_MOMENTUM, BN_EPS, p->bn_buf, sync);
                 m->bn_counters[bns[j]->counter]++;
@@ -214,12 +221,14 @@ static void block_forward(rvg_model *m, rvg_plan *p, int64_t i, const float *x, 
             t[j].mean = means[j];
             t[j].istd = istds[j];
         }
-        if (b->se_hidden) {
-            rvg__bn_sum_relu_forward(a->s, NULL, t, nt, n, K, HW);
+        float *sum_out = b->se_hidden ? a->s : NULL, *relu_out = b->se_hidden ? NULL : a->out;
+        if (one_phase)
+            rvg__bn_train_sum_relu_forward(sum_out, relu_out, t, means, istds, rmeans, rvars, nt, n,
+                                           K, HW, BN_MOMENTUM, BN_EPS);
+        else
+            rvg__bn_sum_relu_forward(sum_out, relu_out, t, nt, n, K, HW);
+        if (b->se_hidden)
             se_forward(m, p, i, a, n, HW, training);
-        } else {
-            rvg__bn_sum_relu_forward(NULL, a->out, t, nt, n, K, HW);
-        }
         return;
     } else {
         rvg_conv_shape s1 = conv_shape(b, n, a->H, a->W, 1);
