@@ -92,6 +92,8 @@ static const conv_case CASES[] = {
     {"3x3 s1 p2 C4 K3 2x2 N3 (unrolled)", 3, 4, 2, 2, 3, 3, 3, 1, 2, 1, 1},
     {"1x1 s1 G2 C6 K4 1x1 N4 (unrolled)", 4, 6, 1, 1, 4, 1, 1, 1, 0, 2, 1},
     {"3x3 s1 C200 K24 2x2 N1 (unrolled)", 1, 200, 2, 2, 24, 3, 3, 1, 1, 1, 0},
+    {"3x3 s1 C52 K44 2x2 N150 (unrolled, two row blocks, U packed in pieces)", 150, 52, 2, 2, 44, 3,
+     3, 1, 1, 1, 1},
     /* stride-1 3x3 pad-1, C/G and K/G >= 8, planes >= 8x8: backward by Winograd F(4x4, 3x3)
      * (src/ops/conv2d_winograd.c); partial last tiles, N=1, groups, several image chunks */
     {"3x3 s1 C8 K8 8x8 N3 (winograd)", 3, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1},
@@ -212,6 +214,22 @@ static void run_case(const conv_case *cc) {
     CHECK(same_bits(dx2, dx, nx));
     CHECK(same_bits(dw2, dw, nw));
     CHECK(same_bits(db2, db, s.K));
+
+    /* 2x2 planes under bf16x3: U packed straight from the weights (the default) against U built
+     * in fp32 and packed by each GEMM: the same bits */
+    if (gemm_is_bf16x3() && rvg__conv_unrolled_ok(&s) && s.H * s.W == 4 && s.P * s.Q == 4) {
+        const int was = rvg__conv_unrolled_pack_set(0);
+        memcpy(dx2, dx0, sizeof(float) * (size_t)nx);
+        memcpy(dw2, dw0, sizeof(float) * (size_t)nw);
+        memcpy(db2, db0, sizeof(float) * (size_t)s.K);
+        rvg_conv2d_forward(y2, x, w, bias, &s, ws);
+        rvg_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, ws);
+        rvg__conv_unrolled_pack_set(was);
+        CHECK(same_bits(y2, y, ny));
+        CHECK(same_bits(dx2, dx, nx));
+        CHECK(same_bits(dw2, dw, nw));
+        printf("  ok   %s: U packed from the weights == U built and packed\n", cc->name);
+    }
 
     free(ws_raw);
     free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0);

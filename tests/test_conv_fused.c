@@ -301,6 +301,42 @@ static void check_keep(void) {
     }
 }
 
+/* Under bf16x3 the forward of a 2x2-plane layer packs U from the weights and keeps nothing
+ * (rvg__conv_unrolled_pack_set): a backward that builds U in fp32 must not take the keep for one,
+ * and a keep that such a forward did fill serves a backward that packs U itself as well. */
+static void check_keep_packed_u(void) {
+    const rvg__gemm_backend was_backend = rvg__conv_gemm_backend();
+    CHECK(rvg__conv_gemm_set_backend(RVG__GEMM_BF16X3_C));
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
+        const rvg_conv_shape s = shape_of(&CASES[ci]);
+        if (!rvg__conv_unrolled_ok(&s) || s.H * s.W != 4 || s.P * s.Q != 4)
+            continue;
+        pair_data d;
+        data_make(&d, &s);
+        float *keep = malloc(sizeof(float) * rvg__conv2d_3x3_1x1_keep_floats(&s));
+        void *ws = malloc(rvg_conv2d_3x3_1x1_workspace_size(&s));
+        float *z3 = new_nan(d.nz), *z1 = new_nan(d.nz);
+        float *dx = rvg_test_new_copy(d.dx0, d.nx), *dxk = rvg_test_new_copy(d.dx0, d.nx);
+        for (int fwd_packs = 0; fwd_packs < 2; fwd_packs++) {
+            const int was = rvg__conv_unrolled_pack_set(fwd_packs);
+            rvg__conv2d_forward_3x3_1x1_gemm(z3, z1, d.x, d.w3, d.w1, &s, ws, keep);
+            rvg__conv_unrolled_pack_set(!fwd_packs);
+            memcpy(dx, d.dx0, sizeof(float) * (size_t)d.nx);
+            memcpy(dxk, d.dx0, sizeof(float) * (size_t)d.nx);
+            rvg__conv2d_backward_3x3_1x1_gemm(dx, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s, ws,
+                                              NULL);
+            rvg__conv2d_backward_3x3_1x1_gemm(dxk, NULL, NULL, d.dz3, d.dz1, d.x, d.w3, d.w1, &s,
+                                              ws, keep);
+            rvg__conv_unrolled_pack_set(was);
+            CHECK(same_bits(dxk, dx, d.nx));
+        }
+        printf("  ok   keep across U packed / built: %s\n", CASES[ci].name);
+        data_free(&d);
+        free(keep), free(ws), free(z3), free(z1), free(dx), free(dxk);
+    }
+    CHECK(rvg__conv_gemm_set_backend(was_backend));
+}
+
 static void run_all_cases(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
         run_case(&CASES[i]);
@@ -321,5 +357,6 @@ int main(int argc, char **argv) {
     rvg__conv_winograd_set(was);
     check_force_ref();
     check_keep();
+    check_keep_packed_u();
     return rvg_test_finish();
 }

@@ -415,9 +415,9 @@ static void forward_gemm(float *y, const float *x, const float *w, const float *
     const int path = keep_path(s);
     keep_tag(keep, KEEP_NONE); /* invalid while it is being written */
     if (path == KEEP_UNROLLED) {
-        rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack,
-                                     keep ? keep + KEEP_HEAD : NULL);
-        keep_tag(keep, path);
+        if (rvg__conv2d_forward_unrolled(y, x, w, bias, s, ws.col, ws.pack,
+                                         keep ? keep + KEEP_HEAD : NULL))
+            keep_tag(keep, path);
         return;
     }
     if (path == KEEP_WINOGRAD) {

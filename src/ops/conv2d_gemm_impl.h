@@ -195,12 +195,17 @@ int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s);
  * the inference engine packs its tiny-plane layers with it. */
 void rvg__conv_unrolled_build(float *u, const float *w, const rvg_conv_shape *s);
 /* keep (forward) / kept (backward): NULL, or G * rvg__conv_unrolled_floats(s) floats holding every
- * group's U: the forward builds them there, the backward's input gradient uses them unbuilt. */
-void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *u, float *pack, float *keep);
+ * group's U: the forward builds them there (and returns 1; 0 when it did not fill keep: U packed
+ * from the weights), the backward's input gradient uses them unbuilt. */
+int rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
+                                 const rvg_conv_shape *s, float *u, float *pack, float *keep);
 void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
                                    const float *w, const rvg_conv_shape *s, float *u,
                                    float *pack, const float *kept);
+/* Whether the bf16x3 GEMMs of 2x2-plane layers take U packed straight from the weights (on by
+ * default; the same bits either way; not thread-safe, for tests and benches). Returns the old
+ * setting. */
+int rvg__conv_unrolled_pack_set(int on);
 
 /* Stride-1 3x3 pad-1 layers by Winograd F(4x4, 3x3) (src/ops/conv2d_winograd.c), used by the
  * kernels above when rvg__conv_winograd_ok(s) and it is enabled. `work` holds

@@ -23,6 +23,7 @@
 
 #include "core/parallel_impl.h"
 #include "ops/conv2d_gemm_impl.h"
+#include "ops/gemm_bf16x3_impl.h"
 
 #define UNROLLED_MAX_PQHW 64
 
@@ -31,9 +32,97 @@ int rvg__conv_unrolled_ok(const rvg_conv_shape *s) {
     return HW >= 1 && PQ >= 1 && HW <= s->R * s->S && PQ * HW <= UNROLLED_MAX_PQHW;
 }
 
-int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s) {
+/* Floats of one group's U in fp32. */
+static int64_t u_floats(const rvg_conv_shape *s) {
     const int64_t Kg = s->K / s->G, Cg = s->C / s->G;
     return Kg * s->P * s->Q * Cg * s->H * s->W;
+}
+
+/* Floats that hold both halves (hi and lo, uint16_t each) of one group's U packed for the
+ * bf16x3 GEMM, in either orientation (pack_u4 pads the channels to whole tiles and steps). */
+static int64_t packed_u4_floats(const rvg_conv_shape *s) {
+    const int64_t Kg4 = s->K / s->G * 4, Cg4 = s->C / s->G * 4;
+    const int64_t fwd = rvg__bf16x3_prepacked_size(Cg4, Kg4);
+    const int64_t dx = rvg__bf16x3_prepacked_size(Kg4, Cg4);
+    return fwd > dx ? fwd : dx;
+}
+
+int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s) {
+    const int64_t u = u_floats(s), p = packed_u4_floats(s);
+    return u > p ? u : p;
+}
+
+/* ---- U packed straight from the weights (2x2 planes, bf16x3 GEMM) ----------------------------
+ * With 2x2 input and output planes (the 13 stride-1 layers of A0's stage 3 at a 28x28 or 32x32
+ * input) under a bf16x3 backend, the GEMMs' B operand U^T or U is packed into the tile layout
+ * straight from the weights (the kernel set's pack_u4) instead of being built in fp32 and then
+ * packed by each GEMM: U (2.4 MB at 192 channels) is not written in fp32 and read back, in the
+ * forward and again in the input gradient. A0 at 32x32 batch 128, `--kernels amx`: a training
+ * step 6% faster (docs/training_kernels.md). The same bits either way:
+ * rvg__conv_unrolled_pack_set(0) turns it off (tests compare both). */
+static int g_pack_u4 = 1;
+
+int rvg__conv_unrolled_pack_set(int on) {
+    const int was = g_pack_u4;
+    g_pack_u4 = on != 0;
+    return was;
+}
+
+/* The bf16x3 kernel set when this shape's U is packed from the weights, else NULL. */
+static const rvg__bf16x3_kernels *u4_kernels(const rvg_conv_shape *s) {
+    if (!g_pack_u4 || s->H * s->W != 4 || s->P * s->Q != 4)
+        return NULL;
+    return rvg__conv_gemm_bf16x3();
+}
+
+typedef struct {
+    const rvg__bf16x3_kernels *bk;
+    uint16_t *h, *l;
+    int dx;
+    const float *w;
+    int64_t Kg, Cg, RS, pieces;
+    int8_t taps[16];
+} u4_job;
+
+/* Item `item`: output channels of its share of the Kg rounded up to eights (pack_u4's unit),
+ * the last item also the padding. */
+static void u4_item(void *ctx, int64_t item, int tid) {
+    (void)tid;
+    const u4_job *j = ctx;
+    const int64_t units = (j->Kg + 7) / 8;
+    const int64_t k0 = 8 * (units * item / j->pieces), k1 = 8 * (units * (item + 1) / j->pieces);
+    j->bk->pack_u4(j->h, j->l, j->dx, j->w, j->Kg, j->Cg, j->RS, j->taps, k0,
+                   item == j->pieces - 1 ? j->Kg : k1);
+}
+
+static int64_t tap_of(const rvg_conv_shape *s, int64_t p, int64_t q, int64_t h, int64_t w);
+
+/* Packs group g's U (dx 0: as op(B) = U^T of the forward; 1: as op(B) = U of the input gradient)
+ * into `u` and describes it in *bp. */
+static void pack_u4(const rvg__bf16x3_kernels *bk, rvg__bf16x3_prepacked *bp, int dx, float *u,
+                    const float *wg, const rvg_conv_shape *s) {
+    const int64_t Kg = s->K / s->G, Cg = s->C / s->G;
+    const int64_t K = dx ? Kg * 4 : Cg * 4, N = dx ? Cg * 4 : Kg * 4;
+    u4_job j = {bk,
+                (uint16_t *)u,
+                (uint16_t *)u + rvg__bf16x3_prepacked_size(K, N),
+                dx,
+                wg,
+                Kg,
+                Cg,
+                s->R * s->S,
+                1,
+                {0}};
+    for (int64_t pq = 0; pq < 4; pq++)
+        for (int64_t i = 0; i < 4; i++)
+            j.taps[pq * 4 + i] = (int8_t)tap_of(s, pq / s->Q, pq % s->Q, i / s->W, i % s->W);
+    const int64_t units = (Kg + 7) / 8;
+    int nt = u_floats(s) < 32768 ? 1 : rvg__par_threads();
+    j.pieces = (int64_t)nt * 4 < units ? (int64_t)nt * 4 : units;
+    rvg__par_run(j.pieces, nt, u4_item, &j);
+    bp->h = j.h;
+    bp->l = j.l;
+    bp->ks = (K + 31) / 32;
 }
 
 /* Kernel tap (r, s) that joins output (p, q) to input (h, w), or -1 when none does. */
@@ -246,21 +335,29 @@ static void run_rows(const rvg_conv_shape *s, float *u, const float *w, float *d
                      unroll_rows_fn rows) {
     const int64_t Kg = s->K / s->G;
     /* Small loops stay on one thread (waking a helper costs microseconds). */
-    int nt = rvg__conv_unrolled_floats(s) < 32768 ? 1 : rvg__par_threads();
+    int nt = u_floats(s) < 32768 ? 1 : rvg__par_threads();
     int64_t pieces = (int64_t)nt * 4 < Kg ? (int64_t)nt * 4 : Kg;
     unroll_job j = {s, u, w, dw, pieces, rows};
     rvg__par_run(pieces, nt, rows_item, &j);
 }
 
-void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
-                                  const rvg_conv_shape *s, float *u, float *pack, float *keep) {
+int rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, const float *bias,
+                                 const rvg_conv_shape *s, float *u, float *pack, float *keep) {
     const int64_t N = s->N, G = s->G, Kg = s->K / G, Cg = s->C / G, RS = s->R * s->S;
     const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
+    const rvg__bf16x3_kernels *bk = u4_kernels(s);
     for (int64_t g = 0; g < G; g++) {
+        /* y_g (N, Kg*PQ), row stride K*PQ  =  x_g (N, Cg*HW), row stride C*HW  .  U_g^T */
+        if (bk) { /* U^T packed from the weights; nothing kept (the backward packs U itself) */
+            rvg__bf16x3_prepacked bp;
+            pack_u4(bk, &bp, 0, u, w + g * Kg * Cg * RS, s);
+            rvg__conv_sgemm_bf16x3_prepacked(0, N, Kg * PQ, Cg * HW, x + g * Cg * HW, s->C * HW,
+                                             &bp, 0, y + g * Kg * PQ, s->K * PQ, pack);
+            continue;
+        }
         if (keep) /* each group's U where the backward will find it */
             u = keep + g * rvg__conv_unrolled_floats(s);
         run_rows(s, u, w + g * Kg * Cg * RS, NULL, build_rows(s));
-        /* y_g (N, Kg*PQ), row stride K*PQ  =  x_g (N, Cg*HW), row stride C*HW  .  U_g^T */
         rvg__conv_sgemm(0, 1, N, Kg * PQ, Cg * HW, x + g * Cg * HW, s->C * HW, u, Cg * HW, 0,
                         y + g * Kg * PQ, s->K * PQ, pack);
     }
@@ -271,6 +368,7 @@ void rvg__conv2d_forward_unrolled(float *y, const float *x, const float *w, cons
                 for (int64_t i = 0; i < PQ; i++)
                     yk[i] += bias[k];
             }
+    return keep && !bk;
 }
 
 void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const float *x,
@@ -278,6 +376,7 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
                                    float *pack, const float *kept) {
     const int64_t N = s->N, G = s->G, Kg = s->K / G, Cg = s->C / G, RS = s->R * s->S;
     const int64_t HW = s->H * s->W, PQ = s->P * s->Q;
+    const rvg__bf16x3_kernels *bk = u4_kernels(s);
     for (int64_t g = 0; g < G; g++) {
         const float *dyg = dy + g * Kg * PQ, *xg = x + g * Cg * HW;
         if (dw) {
@@ -286,7 +385,12 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
                             Cg * HW, pack);
             run_rows(s, u, NULL, dw + g * Kg * Cg * RS, fold_rows(s));
         }
-        if (dx) {
+        if (dx && bk) { /* U packed from the weights */
+            rvg__bf16x3_prepacked bp;
+            pack_u4(bk, &bp, 1, u, w + g * Kg * Cg * RS, s);
+            rvg__conv_sgemm_bf16x3_prepacked(0, N, Cg * HW, Kg * PQ, dyg, s->K * PQ, &bp, 1,
+                                             dx + g * Cg * HW, s->C * HW, pack);
+        } else if (dx) {
             /* dx_g (N, Cg*HW) += dy_g (N, Kg*PQ) . U_g, with the forward's U_g when kept */
             const float *ug = u;
             if (kept)

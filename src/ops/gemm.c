@@ -425,11 +425,12 @@ static void gemm_serial(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64
 /* One thread's GEMM on C[i0 : i0+M, j0 : j0+N] with the backend's kernels: bf16x3 (its own
  * blocking, gemm_bf16x3.c) or fp32 (gemm_serial), in the thread's packing buffer. */
 static void gemm_block(int ta, int tb, int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K,
-                       const float *A, int64_t lda, const float *B, int64_t ldb, int beta_one,
-                       float *C, int64_t ldc, float *pack) {
+                       const float *A, int64_t lda, const float *B, int64_t ldb,
+                       const rvg__bf16x3_prepacked *bp, int beta_one, float *C, int64_t ldc,
+                       float *pack) {
     if (g_bf16x3)
-        rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, i0, M, j0, N, K, A, lda, B, ldb, beta_one, C, ldc,
-                                pack);
+        rvg__gemm_bf16x3_serial(g_bf16x3, ta, tb, i0, M, j0, N, K, A, lda, B, ldb, bp, beta_one, C,
+                                ldc, pack);
     else
         gemm_serial(ta, tb, i0, M, j0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack,
                     pack + PACK_A_FLOATS, NULL, 0, 0);
@@ -442,6 +443,7 @@ typedef struct {
     int64_t lda;
     const float *B;
     int64_t ldb;
+    const rvg__bf16x3_prepacked *bp; /* bf16x3 only: B prepacked, or NULL */
     int beta_one;
     float *C;
     int64_t ldc;
@@ -461,16 +463,16 @@ static void gemm_item(void *ctx, int64_t item, int tid) {
         return;
     float *ap = j->pack + (int64_t)tid * RVG__GEMM_PACK_FLOATS;
     if (j->split_n)
-        gemm_block(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb,
+        gemm_block(j->ta, j->tb, 0, j->M, lo, hi - lo, j->K, j->A, j->lda, j->B, j->ldb, j->bp,
                    j->beta_one, j->C, j->ldc, ap);
     else
-        gemm_block(j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda, j->B, j->ldb,
+        gemm_block(j->ta, j->tb, lo, hi - lo, 0, j->N, j->K, j->A, j->lda, j->B, j->ldb, j->bp,
                    j->beta_one, j->C, j->ldc, ap);
 }
 
 static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                     const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
-                     float *pack) {
+                     const float *B, int64_t ldb, const rvg__bf16x3_prepacked *bp, int beta_one,
+                     float *C, int64_t ldc, float *pack) {
     int T = rvg__conv_threads_now();
     if (M * N * K < RVG__PAR_MIN_MACS)
         T = 1;
@@ -486,7 +488,7 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
     if (T > tiles)
         T = (int)tiles;
     if (T <= 1) {
-        gemm_block(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
+        gemm_block(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, bp, beta_one, C, ldc, pack);
         return;
     }
     /* More slabs than threads let a thread that starts late do less, but each slab re-packs the
@@ -514,6 +516,7 @@ static void gemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
                     .lda = lda,
                     .B = B,
                     .ldb = ldb,
+                    .bp = bp,
                     .beta_one = beta_one,
                     .C = C,
                     .ldc = ldc,
@@ -552,7 +555,22 @@ void rvg__conv_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
         return;
     }
 #endif
-    gemm_own(ta, tb, M, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
+    gemm_own(ta, tb, M, N, K, A, lda, B, ldb, NULL, beta_one, C, ldc, pack);
+}
+
+const rvg__bf16x3_kernels *rvg__conv_gemm_bf16x3(void) {
+    ensure_init();
+    return g_bf16x3;
+}
+
+void rvg__conv_sgemm_bf16x3_prepacked(int ta, int64_t M, int64_t N, int64_t K, const float *A,
+                                      int64_t lda, const rvg__bf16x3_prepacked *bp, int beta_one,
+                                      float *C, int64_t ldc, float *pack) {
+    ensure_init();
+    RVG_ASSERT(g_bf16x3 && bp);
+    if (gemm_degenerate(M, N, K, beta_one, C, ldc))
+        return;
+    gemm_own(ta, 0, M, N, K, A, lda, NULL, 0, bp, beta_one, C, ldc, pack);
 }
 
 size_t rvg__conv_sgemm_serial_pack_floats(void) {
@@ -565,7 +583,7 @@ void rvg__conv_sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, con
     ensure_init();
     if (gemm_degenerate(M, N, K, beta_one, C, ldc))
         return;
-    gemm_block(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta_one, C, ldc, pack);
+    gemm_block(ta, tb, 0, M, 0, N, K, A, lda, B, ldb, NULL, beta_one, C, ldc, pack);
 }
 
 /* Columns of op(B) rounded up to whole NR-column panels: a prepacked B's floats per row. */

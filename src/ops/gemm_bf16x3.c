@@ -90,15 +90,48 @@ static void kernel_c(int64_t ks, const uint16_t *ah, const uint16_t *al, const u
             }
 }
 
+/* Entry (k, c) of the 4 x 4 block (pq, hw) of U, the 16 values from one weight's taps. */
+static float u4_value(const float *w, int64_t Cg, int64_t RS, const int8_t taps[16], int64_t k,
+                      int64_t c, int64_t pq, int64_t hw) {
+    const int t = taps[pq * 4 + hw];
+    return t >= 0 ? w[(k * Cg + c) * RS + t] : 0.0f;
+}
+
+void rvg__bf16x3_pack_u4_c(uint16_t *bh, uint16_t *bl, int dx, const float *w, int64_t Kg,
+                           int64_t Cg, int64_t RS, const int8_t taps[16], int64_t k0, int64_t k1) {
+    /* op(B)(kk, j): forward kk = (c, hw), j = (k, pq); input gradient kk = (k, pq), j = (c, hw) */
+    const int64_t krows = dx ? Kg * 4 : Cg * 4, ncols = dx ? Cg * 4 : Kg * 4;
+    const int64_t ks = ceil_div(krows, 32), nt = ceil_div(ncols, 16);
+    /* the part of op(B) made of output channels [k0, k1), the padding past Kg with the last */
+    const int64_t kend = k1 < Kg ? k1 : (dx ? ceil_div(Kg, 8) * 8 : ceil_div(Kg, 4) * 4);
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t s = 0; s < ks; s++) {
+            uint16_t *h = bh + (t * ks + s) * 512, *l = bl + (t * ks + s) * 512;
+            for (int64_t p = 0; p < 16; p++)
+                for (int64_t jj = 0; jj < 16; jj++)
+                    for (int e = 0; e < 2; e++) {
+                        const int64_t kk = 32 * s + 2 * p + e, j = 16 * t + jj;
+                        const int64_t kr = dx ? kk : j, cl = dx ? j : kk; /* (k, pq), (c, hw) */
+                        const int64_t k = kr / 4, c = cl / 4;
+                        if (k < k0 || k >= kend)
+                            continue;
+                        float x = 0.0f;
+                        if (k < Kg && c < Cg)
+                            x = u4_value(w, Cg, RS, taps, k, c, kr % 4, cl % 4);
+                        rvg__bf16_split(x, &h[p * 32 + 2 * jj + e], &l[p * 32 + 2 * jj + e]);
+                    }
+        }
+}
+
 const rvg__bf16x3_kernels rvg__bf16x3_kernels_c = {rvg__bf16x3_pack_a_c, rvg__bf16x3_pack_b_c,
-                                                   kernel_c};
+                                                   kernel_c, rvg__bf16x3_pack_u4_c};
 
 /* ---- driver ---------------------------------------------------------------------------------- */
 
 void rvg__gemm_bf16x3_serial(const rvg__bf16x3_kernels *k, int ta, int tb, int64_t i0, int64_t M,
                              int64_t j0, int64_t N, int64_t K, const float *A, int64_t lda,
-                             const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
-                             float *pack) {
+                             const float *B, int64_t ldb, const rvg__bf16x3_prepacked *bp,
+                             int beta_one, float *C, int64_t ldc, float *pack) {
     uint16_t *ah = (uint16_t *)pack, *al = ah + RVG__BF_MC * RVG__BF_KC;
     uint16_t *bh = al + RVG__BF_MC * RVG__BF_KC, *bl = bh + RVG__BF_KC * RVG__BF_NC;
     _Alignas(64) float edge[16 * 32]; /* a block of C that sticks out of the matrix */
@@ -107,7 +140,17 @@ void rvg__gemm_bf16x3_serial(const rvg__bf16x3_kernels *k, int ta, int tb, int64
         for (int64_t pc = 0; pc < K; pc += RVG__BF_KC) {
             const int64_t kc = K - pc < RVG__BF_KC ? K - pc : RVG__BF_KC, ks = ceil_div(kc, 32);
             const int b1 = beta_one || pc > 0;
-            k->pack_b(bh, bl, tb, B, ldb, pc, kc, j0 + jc, nc);
+            /* a prepacked B's block: its tiles from column j0 + jc on, from step pc / 32 on */
+            int64_t tstride = ks * 512;
+            const uint16_t *bph = bh, *bpl = bl;
+            if (bp) {
+                tstride = bp->ks * 512;
+                const int64_t off = (j0 + jc) / 16 * tstride + pc / 32 * 512;
+                bph = bp->h + off;
+                bpl = bp->l + off;
+            } else {
+                k->pack_b(bh, bl, tb, B, ldb, pc, kc, j0 + jc, nc);
+            }
             for (int64_t ic = 0; ic < M; ic += RVG__BF_MC) {
                 const int64_t mc = M - ic < RVG__BF_MC ? M - ic : RVG__BF_MC;
                 k->pack_a(ah, al, ta, A, lda, i0 + ic, mc, pc, kc);
@@ -115,20 +158,20 @@ void rvg__gemm_bf16x3_serial(const rvg__bf16x3_kernels *k, int ta, int tb, int64
                 for (int64_t t = 0; t < nt_all; t += 2) {
                     const int nt = nt_all - t < 2 ? (int)(nt_all - t) : 2;
                     const int64_t cols = nc - 16 * t < 16 * nt ? nc - 16 * t : 16 * nt;
-                    const uint16_t *b_h = bh + t * ks * 512, *b_l = bl + t * ks * 512;
+                    const uint16_t *b_h = bph + t * tstride, *b_l = bpl + t * tstride;
                     for (int64_t m = 0; 16 * m < mc; m++) {
                         const int64_t rows = mc - 16 * m < 16 ? mc - 16 * m : 16;
                         const uint16_t *a_h = ah + m * ks * 512, *a_l = al + m * ks * 512;
                         float *cp = C + (i0 + ic + 16 * m) * ldc + j0 + jc + 16 * t;
                         if (rows == 16 && cols == 16 * nt) {
-                            k->kernel(ks, a_h, a_l, b_h, b_l, ks * 512, cp, ldc, nt, b1);
+                            k->kernel(ks, a_h, a_l, b_h, b_l, tstride, cp, ldc, nt, b1);
                             continue;
                         }
                         memset(edge, 0, sizeof edge);
                         if (b1)
                             for (int64_t i = 0; i < rows; i++)
                                 memcpy(edge + i * 32, cp + i * ldc, sizeof(float) * cols);
-                        k->kernel(ks, a_h, a_l, b_h, b_l, ks * 512, edge, 32, nt, b1);
+                        k->kernel(ks, a_h, a_l, b_h, b_l, tstride, edge, 32, nt, b1);
                         for (int64_t i = 0; i < rows; i++)
                             memcpy(cp + i * ldc, edge + i * 32, sizeof(float) * cols);
                     }

@@ -48,7 +48,29 @@ typedef struct {
     void (*kernel)(int64_t ks, const uint16_t *ah, const uint16_t *al, const uint16_t *bh,
                    const uint16_t *bl, int64_t tstride, float *c, int64_t ldc, int nt,
                    int beta_one);
+    /* Packs, straight from the weights, the unrolled matrix of a tiny-plane convolution with 2x2
+     * input and output planes (conv2d_unrolled.c: U (Kg*4, Cg*4), U[(k, pq), (c, hw)] =
+     * w[k, c, taps[pq*4 + hw]], zero where that tap is -1), as the whole B of a prepacked GEMM
+     * (rvg__bf16x3_prepacked): op(B) = U^T when dx is 0 (the forward: tiles of 4 output channels,
+     * steps of 8 input channels), op(B) = U when dx is 1 (the input gradient: tiles of 4 input
+     * channels, steps of 8 output channels). Writes the entries of output channels [k0, k1)
+     * (k0 a multiple of 8; k1 = Kg writes the zero padding past Kg too; padding past Cg is
+     * always written). The same bits as building U in fp32 and packing it with pack_b. */
+    void (*pack_u4)(uint16_t *bh, uint16_t *bl, int dx, const float *w, int64_t Kg, int64_t Cg,
+                    int64_t RS, const int8_t taps[16], int64_t k0, int64_t k1);
 } rvg__bf16x3_kernels;
+
+/* A B operand packed once, whole: op(B) (K x N) as ceil(N/16) tiles of ks = ceil(K/32) steps,
+ * tile t at h/l + t*ks*512 (each tile holds all of K, so the driver's blocks of it are views). */
+typedef struct {
+    const uint16_t *h, *l;
+    int64_t ks;
+} rvg__bf16x3_prepacked;
+
+/* uint16_t values in a prepacked B of K x N, hi and lo each. */
+static inline int64_t rvg__bf16x3_prepacked_size(int64_t K, int64_t N) {
+    return (N + 15) / 16 * ((K + 31) / 32) * 512;
+}
 
 extern const rvg__bf16x3_kernels rvg__bf16x3_kernels_c; /* gemm_bf16x3.c: plain C */
 #ifdef RVG_HAVE_AMX
@@ -61,13 +83,23 @@ void rvg__bf16x3_pack_a_c(uint16_t *ah, uint16_t *al, int ta, const float *A, in
                           int64_t i0, int64_t mc, int64_t p0, int64_t kc);
 void rvg__bf16x3_pack_b_c(uint16_t *bh, uint16_t *bl, int tb, const float *B, int64_t ldb,
                           int64_t p0, int64_t kc, int64_t j0, int64_t nc);
+void rvg__bf16x3_pack_u4_c(uint16_t *bh, uint16_t *bl, int dx, const float *w, int64_t Kg,
+                           int64_t Cg, int64_t RS, const int8_t taps[16], int64_t k0, int64_t k1);
 
 /* One thread's bf16x3 GEMM on C[i0 : i0+M, j0 : j0+N] = (beta_one ? C : 0) + op(A) op(B) (the
  * rows and columns of op(A), op(B) that C's block needs), with `pack` the thread's packing buffer
- * (RVG__GEMM_PACK_FLOATS floats, 64-byte aligned). */
+ * (RVG__GEMM_PACK_FLOATS floats, 64-byte aligned). With bp, B and tb are not read: op(B) comes
+ * prepacked (j0 then a multiple of 16), and the result has the same bits. */
 void rvg__gemm_bf16x3_serial(const rvg__bf16x3_kernels *k, int ta, int tb, int64_t i0, int64_t M,
                              int64_t j0, int64_t N, int64_t K, const float *A, int64_t lda,
-                             const float *B, int64_t ldb, int beta_one, float *C, int64_t ldc,
-                             float *pack);
+                             const float *B, int64_t ldb, const rvg__bf16x3_prepacked *bp,
+                             int beta_one, float *C, int64_t ldc, float *pack);
+
+/* gemm.c: the bf16x3 kernel set of the current backend, or NULL under an fp32 one; and the
+ * threaded GEMM (as rvg__conv_sgemm) with a prepacked B, for a bf16x3 backend only. */
+const rvg__bf16x3_kernels *rvg__conv_gemm_bf16x3(void);
+void rvg__conv_sgemm_bf16x3_prepacked(int ta, int64_t M, int64_t N, int64_t K, const float *A,
+                                      int64_t lda, const rvg__bf16x3_prepacked *bp, int beta_one,
+                                      float *C, int64_t ldc, float *pack);
 
 #endif

@@ -204,4 +204,56 @@ static void pack_b_amx(uint16_t *bh, uint16_t *bl, int tb, const float *B, int64
         pack_b_plain(bh, bl, B, ldb, p0, kc, j0, nc);
 }
 
-const rvg__bf16x3_kernels rvg__bf16x3_kernels_amx = {pack_a_amx, pack_b_amx, kernel_amx};
+/* U of a 2x2-plane convolution packed from the weights (gemm_bf16x3_impl.h, pack_u4). Each
+ * weight's taps (RS <= 16 floats, one load) give a 4 x 4 block of U: split once, permuted into
+ * the order of their two tile rows (8 bf16 each: lanes 0-7 the first row, 8-15 the second), and
+ * stored as four 16-byte pieces. Forward (op(B) = U^T): a row holds (c, hw 0-1) or (c, hw 2-3)
+ * across 4 output channels (k, pq 0-3); input gradient (op(B) = U): (k, pq 0-1) or (k, pq 2-3)
+ * across 4 input channels (c, hw 0-3). The loops write whole 64-byte rows in turn. */
+static void pack_u4_amx(uint16_t *bh, uint16_t *bl, int dx, const float *w, int64_t Kg, int64_t Cg,
+                        int64_t RS, const int8_t taps[16], int64_t k0, int64_t k1) {
+    if (RS > 16) {
+        rvg__bf16x3_pack_u4_c(bh, bl, dx, w, Kg, Cg, RS, taps, k0, k1);
+        return;
+    }
+    int32_t idx[16];
+    __mmask16 valid = 0;
+    for (int l = 0; l < 16; l++) {
+        const int row = l / 8, a = (l % 8) / 2, e = l % 2;
+        /* forward: a = pq, hw = 2 row + e; input gradient: a = hw, pq = 2 row + e */
+        const int t = dx ? taps[(2 * row + e) * 4 + a] : taps[a * 4 + 2 * row + e];
+        idx[l] = t >= 0 ? t : 0;
+        valid |= (__mmask16)((t >= 0) << l);
+    }
+    const __m512i perm = _mm512_loadu_si512(idx);
+    const __mmask16 mtap = first_n(RS);
+    const int64_t ks = dx ? (Kg * 4 + 31) / 32 : (Cg * 4 + 31) / 32;
+    const int64_t kend = k1 < Kg ? k1 : (dx ? (Kg + 7) / 8 * 8 : (Kg + 3) / 4 * 4);
+    const int64_t cend = dx ? (Cg + 3) / 4 * 4 : (Cg + 7) / 8 * 8;
+    /* forward: 4 output channels fill a row, so they are the inner loop; input gradient: 4
+     * input channels do */
+    const int64_t kstep = dx ? 1 : 4;
+    for (int64_t kb = k0; kb < kend; kb += kstep)
+        for (int64_t c = 0; c < cend; c++)
+            for (int64_t k = kb; k < kb + kstep; k++) {
+                __m256i h16 = _mm256_setzero_si256(), l16 = _mm256_setzero_si256();
+                if (k < Kg && c < Cg) {
+                    __m512i hi, lo;
+                    rvg__split16(_mm512_maskz_loadu_ps(mtap, w + (k * Cg + c) * RS), &hi, &lo);
+                    h16 = _mm512_cvtepi32_epi16(_mm512_maskz_permutexvar_epi32(valid, perm, hi));
+                    l16 = _mm512_cvtepi32_epi16(_mm512_maskz_permutexvar_epi32(valid, perm, lo));
+                }
+                int64_t off;
+                if (dx) /* tile c / 4, step k / 8, row 2 (k % 8), columns 4 (c % 4) .. */
+                    off = (c / 4 * ks + k / 8) * 512 + 2 * (k % 8) * 32 + 8 * (c % 4);
+                else /* tile k / 4, step c / 8, row 2 (c % 8), columns 4 (k % 4) .. */
+                    off = (k / 4 * ks + c / 8) * 512 + 2 * (c % 8) * 32 + 8 * (k % 4);
+                _mm_storeu_si128((__m128i *)(bh + off), _mm256_castsi256_si128(h16));
+                _mm_storeu_si128((__m128i *)(bh + off + 32), _mm256_extracti128_si256(h16, 1));
+                _mm_storeu_si128((__m128i *)(bl + off), _mm256_castsi256_si128(l16));
+                _mm_storeu_si128((__m128i *)(bl + off + 32), _mm256_extracti128_si256(l16, 1));
+            }
+}
+
+const rvg__bf16x3_kernels rvg__bf16x3_kernels_amx = {pack_a_amx, pack_b_amx, kernel_amx,
+                                                     pack_u4_amx};
