@@ -94,6 +94,8 @@ static const conv_case CASES[] = {
     {"3x3 s1 C200 K24 2x2 N1 (unrolled)", 1, 200, 2, 2, 24, 3, 3, 1, 1, 1, 0},
     {"3x3 s1 C52 K44 2x2 N150 (unrolled, two row blocks, U packed in pieces)", 150, 52, 2, 2, 44, 3,
      3, 1, 1, 1, 1},
+    {"5x5 s1 p2 C6 K5 2x2 N4 (unrolled, 25 taps: U packed by the plain-C packer)", 4, 6, 2, 2, 5,
+     5, 5, 1, 2, 1, 0},
     /* stride-1 3x3 pad-1, C/G and K/G >= 8, planes >= 8x8: backward by Winograd F(4x4, 3x3)
      * (src/ops/conv2d_winograd.c); partial last tiles, N=1, groups, several image chunks */
     {"3x3 s1 C8 K8 8x8 N3 (winograd)", 3, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1},
