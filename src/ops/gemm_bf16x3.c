@@ -44,22 +44,45 @@ void rvg__bf16x3_pack_a_c(uint16_t *ah, uint16_t *al, int ta, const float *A, in
         }
 }
 
-void rvg__bf16x3_pack_b_c(uint16_t *bh, uint16_t *bl, int tb, const float *B, int64_t ldb,
-                          int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
-    const int64_t ks = ceil_div(kc, 32), nt = ceil_div(nc, 16);
+/* Walks the entries of ceil(nc/16) B tiles of ks steps each (the layout of
+ * gemm_bf16x3_impl.h) and stores value(ctx, k, j) split into hi/lo at entry (k, j) of op(B);
+ * an entry for which value returns 0 is left as it was. */
+typedef int (*b_value_fn)(const void *ctx, int64_t k, int64_t j, float *x);
+
+static void pack_b_tiles(uint16_t *bh, uint16_t *bl, int64_t ks, int64_t nt, b_value_fn value,
+                         const void *ctx) {
     for (int64_t t = 0; t < nt; t++)
         for (int64_t s = 0; s < ks; s++) {
             uint16_t *h = bh + (t * ks + s) * 512, *l = bl + (t * ks + s) * 512;
             for (int64_t p = 0; p < 16; p++)
                 for (int64_t jj = 0; jj < 16; jj++)
                     for (int e = 0; e < 2; e++) {
-                        const int64_t k = 32 * s + 2 * p + e, j = 16 * t + jj;
-                        float x = 0.0f;
-                        if (k < kc && j < nc)
-                            x = tb ? B[(j0 + j) * ldb + p0 + k] : B[(p0 + k) * ldb + j0 + j];
-                        rvg__bf16_split(x, &h[p * 32 + 2 * jj + e], &l[p * 32 + 2 * jj + e]);
+                        float x;
+                        if (value(ctx, 32 * s + 2 * p + e, 16 * t + jj, &x))
+                            rvg__bf16_split(x, &h[p * 32 + 2 * jj + e], &l[p * 32 + 2 * jj + e]);
                     }
         }
+}
+
+typedef struct {
+    int tb;
+    const float *B;
+    int64_t ldb, p0, kc, j0, nc;
+} b_block;
+
+static int b_block_value(const void *ctx, int64_t k, int64_t j, float *x) {
+    const b_block *b = ctx;
+    *x = 0.0f;
+    if (k < b->kc && j < b->nc)
+        *x =
+            b->tb ? b->B[(b->j0 + j) * b->ldb + b->p0 + k] : b->B[(b->p0 + k) * b->ldb + b->j0 + j];
+    return 1;
+}
+
+void rvg__bf16x3_pack_b_c(uint16_t *bh, uint16_t *bl, int tb, const float *B, int64_t ldb,
+                          int64_t p0, int64_t kc, int64_t j0, int64_t nc) {
+    const b_block b = {tb, B, ldb, p0, kc, j0, nc};
+    pack_b_tiles(bh, bl, ceil_div(kc, 32), ceil_div(nc, 16), b_block_value, &b);
 }
 
 /* acc += the 32 products of one step of row i of a and column j of b (TDPBF16PS's order). */
@@ -90,37 +113,33 @@ static void kernel_c(int64_t ks, const uint16_t *ah, const uint16_t *al, const u
             }
 }
 
-/* Entry (k, c) of the 4 x 4 block (pq, hw) of U, the 16 values from one weight's taps. */
-static float u4_value(const float *w, int64_t Cg, int64_t RS, const int8_t taps[16], int64_t k,
-                      int64_t c, int64_t pq, int64_t hw) {
-    const int t = taps[pq * 4 + hw];
-    return t >= 0 ? w[(k * Cg + c) * RS + t] : 0.0f;
+typedef struct {
+    int dx;
+    const float *w;
+    int64_t Kg, Cg, RS, k0, kend;
+    const int8_t *taps;
+} u4_block;
+
+/* op(B)(kk, j) of U packed from the weights: forward kk = (c, hw), j = (k, pq); input gradient
+ * kk = (k, pq), j = (c, hw). Entries of output channels outside [k0, kend) are not this call's. */
+static int u4_value(const void *ctx, int64_t kk, int64_t j, float *x) {
+    const u4_block *u = ctx;
+    const int64_t kr = u->dx ? kk : j, cl = u->dx ? j : kk; /* (k, pq), (c, hw) */
+    const int64_t k = kr / 4, c = cl / 4;
+    if (k < u->k0 || k >= u->kend)
+        return 0;
+    const int t = u->taps[kr % 4 * 4 + cl % 4];
+    *x = k < u->Kg && c < u->Cg && t >= 0 ? u->w[(k * u->Cg + c) * u->RS + t] : 0.0f;
+    return 1;
 }
 
 void rvg__bf16x3_pack_u4_c(uint16_t *bh, uint16_t *bl, int dx, const float *w, int64_t Kg,
                            int64_t Cg, int64_t RS, const int8_t taps[16], int64_t k0, int64_t k1) {
-    /* op(B)(kk, j): forward kk = (c, hw), j = (k, pq); input gradient kk = (k, pq), j = (c, hw) */
-    const int64_t krows = dx ? Kg * 4 : Cg * 4, ncols = dx ? Cg * 4 : Kg * 4;
-    const int64_t ks = ceil_div(krows, 32), nt = ceil_div(ncols, 16);
-    /* the part of op(B) made of output channels [k0, k1), the padding past Kg with the last */
+    /* the padding past Kg goes with the last range */
     const int64_t kend = k1 < Kg ? k1 : (dx ? ceil_div(Kg, 8) * 8 : ceil_div(Kg, 4) * 4);
-    for (int64_t t = 0; t < nt; t++)
-        for (int64_t s = 0; s < ks; s++) {
-            uint16_t *h = bh + (t * ks + s) * 512, *l = bl + (t * ks + s) * 512;
-            for (int64_t p = 0; p < 16; p++)
-                for (int64_t jj = 0; jj < 16; jj++)
-                    for (int e = 0; e < 2; e++) {
-                        const int64_t kk = 32 * s + 2 * p + e, j = 16 * t + jj;
-                        const int64_t kr = dx ? kk : j, cl = dx ? j : kk; /* (k, pq), (c, hw) */
-                        const int64_t k = kr / 4, c = cl / 4;
-                        if (k < k0 || k >= kend)
-                            continue;
-                        float x = 0.0f;
-                        if (k < Kg && c < Cg)
-                            x = u4_value(w, Cg, RS, taps, k, c, kr % 4, cl % 4);
-                        rvg__bf16_split(x, &h[p * 32 + 2 * jj + e], &l[p * 32 + 2 * jj + e]);
-                    }
-        }
+    const u4_block u = {dx, w, Kg, Cg, RS, k0, kend, taps};
+    const int64_t krows = dx ? Kg * 4 : Cg * 4, ncols = dx ? Cg * 4 : Kg * 4;
+    pack_b_tiles(bh, bl, ceil_div(krows, 32), ceil_div(ncols, 16), u4_value, &u);
 }
 
 const rvg__bf16x3_kernels rvg__bf16x3_kernels_c = {rvg__bf16x3_pack_a_c, rvg__bf16x3_pack_b_c,
