@@ -52,13 +52,19 @@ int64_t rvg__conv_unrolled_floats(const rvg_conv_shape *s) {
     return u > p ? u : p;
 }
 
+/* Kernel tap (r, s) that joins output (p, q) to input (h, w), or -1 when none does. */
+static int64_t tap_of(const rvg_conv_shape *s, int64_t p, int64_t q, int64_t h, int64_t w) {
+    const int64_t r = h - p * s->stride + s->pad, t = w - q * s->stride + s->pad;
+    return r >= 0 && r < s->R && t >= 0 && t < s->S ? r * s->S + t : -1;
+}
+
 /* ---- U packed straight from the weights (2x2 planes, bf16x3 GEMM) ----------------------------
  * With 2x2 input and output planes (the 13 stride-1 layers of A0's stage 3 at a 28x28 or 32x32
  * input) under a bf16x3 backend, the GEMMs' B operand U^T or U is packed into the tile layout
  * straight from the weights (the kernel set's pack_u4) instead of being built in fp32 and then
  * packed by each GEMM: U (2.4 MB at 192 channels) is not written in fp32 and read back, in the
  * forward and again in the input gradient. A0 at 32x32 batch 128, `--kernels amx`: a training
- * step 6% faster (docs/training_kernels.md). The same bits either way:
+ * step 1.055x faster (docs/training_kernels.md). The same bits either way:
  * rvg__conv_unrolled_pack_set(0) turns it off (tests compare both). */
 static int g_pack_u4 = 1;
 
@@ -80,7 +86,8 @@ typedef struct {
     uint16_t *h, *l;
     int dx;
     const float *w;
-    int64_t Kg, Cg, RS, pieces;
+    int64_t Kg, Cg, RS;
+    int64_t units, pieces; /* groups of 8 output channels (pack_u4's unit), items they make */
     int8_t taps[16];
 } u4_job;
 
@@ -89,13 +96,11 @@ typedef struct {
 static void u4_item(void *ctx, int64_t item, int tid) {
     (void)tid;
     const u4_job *j = ctx;
-    const int64_t units = (j->Kg + 7) / 8;
-    const int64_t k0 = 8 * (units * item / j->pieces), k1 = 8 * (units * (item + 1) / j->pieces);
+    const int64_t k0 = 8 * (j->units * item / j->pieces);
+    const int64_t k1 = 8 * (j->units * (item + 1) / j->pieces);
     j->bk->pack_u4(j->h, j->l, j->dx, j->w, j->Kg, j->Cg, j->RS, j->taps, k0,
                    item == j->pieces - 1 ? j->Kg : k1);
 }
-
-static int64_t tap_of(const rvg_conv_shape *s, int64_t p, int64_t q, int64_t h, int64_t w);
 
 /* Packs group g's U (dx 0: as op(B) = U^T of the forward; 1: as op(B) = U of the input gradient)
  * into `u` and describes it in *bp. */
@@ -103,32 +108,24 @@ static void pack_u4(const rvg__bf16x3_kernels *bk, rvg__bf16x3_prepacked *bp, in
                     const float *wg, const rvg_conv_shape *s) {
     const int64_t Kg = s->K / s->G, Cg = s->C / s->G;
     const int64_t K = dx ? Kg * 4 : Cg * 4, N = dx ? Cg * 4 : Kg * 4;
-    u4_job j = {bk,
-                (uint16_t *)u,
-                (uint16_t *)u + rvg__bf16x3_prepacked_size(K, N),
-                dx,
-                wg,
-                Kg,
-                Cg,
-                s->R * s->S,
-                1,
-                {0}};
+    u4_job j = {.bk = bk,
+                .h = (uint16_t *)u,
+                .l = (uint16_t *)u + rvg__bf16x3_prepacked_size(K, N),
+                .dx = dx,
+                .w = wg,
+                .Kg = Kg,
+                .Cg = Cg,
+                .RS = s->R * s->S,
+                .units = (Kg + 7) / 8};
     for (int64_t pq = 0; pq < 4; pq++)
         for (int64_t i = 0; i < 4; i++)
             j.taps[pq * 4 + i] = (int8_t)tap_of(s, pq / s->Q, pq % s->Q, i / s->W, i % s->W);
-    const int64_t units = (Kg + 7) / 8;
     int nt = u_floats(s) < 32768 ? 1 : rvg__par_threads();
-    j.pieces = (int64_t)nt * 4 < units ? (int64_t)nt * 4 : units;
+    j.pieces = (int64_t)nt * 4 < j.units ? (int64_t)nt * 4 : j.units;
     rvg__par_run(j.pieces, nt, u4_item, &j);
     bp->h = j.h;
     bp->l = j.l;
     bp->ks = (K + 31) / 32;
-}
-
-/* Kernel tap (r, s) that joins output (p, q) to input (h, w), or -1 when none does. */
-static int64_t tap_of(const rvg_conv_shape *s, int64_t p, int64_t q, int64_t h, int64_t w) {
-    const int64_t r = h - p * s->stride + s->pad, t = w - q * s->stride + s->pad;
-    return r >= 0 && r < s->R && t >= 0 && t < s->S ? r * s->S + t : -1;
 }
 
 typedef struct unroll_job unroll_job;

@@ -135,9 +135,7 @@ static int u4_value(const void *ctx, int64_t kk, int64_t j, float *x) {
 
 void rvg__bf16x3_pack_u4_c(uint16_t *bh, uint16_t *bl, int dx, const float *w, int64_t Kg,
                            int64_t Cg, int64_t RS, const int8_t taps[16], int64_t k0, int64_t k1) {
-    /* the padding past Kg goes with the last range */
-    const int64_t kend = k1 < Kg ? k1 : (dx ? ceil_div(Kg, 8) * 8 : ceil_div(Kg, 4) * 4);
-    const u4_block u = {dx, w, Kg, Cg, RS, k0, kend, taps};
+    const u4_block u = {dx, w, Kg, Cg, RS, k0, rvg__bf16x3_u4_kend(dx, Kg, k1), taps};
     const int64_t krows = dx ? Kg * 4 : Cg * 4, ncols = dx ? Cg * 4 : Kg * 4;
     pack_b_tiles(bh, bl, ceil_div(krows, 32), ceil_div(ncols, 16), u4_value, &u);
 }

@@ -67,6 +67,12 @@ typedef struct {
     int64_t ks;
 } rvg__bf16x3_prepacked;
 
+/* The end of pack_u4's range [k0, k1) of output channels: with k1 = Kg, the padding up to whole
+ * tiles (4 output channels, forward) or steps (8, input gradient) as well. */
+static inline int64_t rvg__bf16x3_u4_kend(int dx, int64_t Kg, int64_t k1) {
+    return k1 < Kg ? k1 : (dx ? (Kg + 7) / 8 * 8 : (Kg + 3) / 4 * 4);
+}
+
 /* uint16_t values in a prepacked B of K x N, hi and lo each. */
 static inline int64_t rvg__bf16x3_prepacked_size(int64_t K, int64_t N) {
     return (N + 15) / 16 * ((K + 31) / 32) * 512;

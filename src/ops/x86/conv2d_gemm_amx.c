@@ -241,7 +241,7 @@ static void pack_u4_amx(uint16_t *bh, uint16_t *bl, int dx, const float *w, int6
     const __m512i perm = _mm512_loadu_si512(idx);
     const __mmask16 mtap = first_n(RS);
     const int64_t ks = dx ? (Kg * 4 + 31) / 32 : (Cg * 4 + 31) / 32;
-    const int64_t kend = k1 < Kg ? k1 : (dx ? (Kg + 7) / 8 * 8 : (Kg + 3) / 4 * 4);
+    const int64_t kend = rvg__bf16x3_u4_kend(dx, Kg, k1);
     const int64_t cend = dx ? (Cg + 3) / 4 * 4 : (Cg + 7) / 8 * 8;
     /* (a, b) runs over (output channel group of 4, input channel) forward and (output channel,
      * input channel group of 4) for the input gradient; the group fills the rows */
