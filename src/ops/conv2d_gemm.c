@@ -399,7 +399,7 @@ size_t rvg__conv2d_3x3_1x1_keep_floats(const rvg_conv_shape *s3) {
     ensure_init();
     int64_t n = 0;
     if (rvg__conv_unrolled_ok(s3))
-        n = s3->G * rvg__conv_unrolled_floats(s3);
+        n = rvg__conv_unrolled_keeps_u(s3) ? s3->G * rvg__conv_unrolled_floats(s3) : 0;
     else if (rvg__conv_winograd_ok(s3)) /* whether or not Winograd is enabled now */
         n = rvg__conv_winograd_u_floats(s3);
     return n ? (size_t)(KEEP_HEAD + round16(n)) : 0;

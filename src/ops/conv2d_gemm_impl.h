@@ -175,7 +175,10 @@ size_t rvg__conv2d_3x3_1x1_gemm_workspace_size(const rvg_conv_shape *s3);
 /* `keep`: NULL, or rvg__conv2d_3x3_1x1_keep_floats(s3) floats (64-byte aligned) in which the
  * forward leaves the 3x3's transformed weights (the unrolled matrices or Winograd's U) and the
  * backward of the same step, with the same w3, takes them instead of transforming w3 again. A
- * keep written by a forward that took another path (or by none) is recognised and not used. */
+ * keep written by a forward that took another path (or by none) is recognised and not used.
+ * The size depends on the GEMM backend when it is asked: 0 for a 2x2-plane layer whose U the
+ * bf16x3 GEMMs pack from the weights (nothing to keep; a backend changed later then runs
+ * without a keep, the same bits). */
 size_t rvg__conv2d_3x3_1x1_keep_floats(const rvg_conv_shape *s3);
 void rvg__conv2d_forward_3x3_1x1_gemm(float *z3, float *z1, const float *x, const float *w3,
                                       const float *w1, const rvg_conv_shape *s3, void *work,
@@ -206,6 +209,9 @@ void rvg__conv2d_backward_unrolled(float *dx, float *dw, const float *dy, const 
  * default; the same bits either way; not thread-safe, for tests and benches). Returns the old
  * setting. */
 int rvg__conv_unrolled_pack_set(int on);
+/* Whether the forward of this layer under the current backend and setting builds U in fp32 (and
+ * so can keep it for the backward); 0 when U is packed from the weights. */
+int rvg__conv_unrolled_keeps_u(const rvg_conv_shape *s);
 
 /* Stride-1 3x3 pad-1 layers by Winograd F(4x4, 3x3) (src/ops/conv2d_winograd.c), used by the
  * kernels above when rvg__conv_winograd_ok(s) and it is enabled. `work` holds

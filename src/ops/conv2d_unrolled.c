@@ -81,6 +81,10 @@ static const rvg__bf16x3_kernels *u4_kernels(const rvg_conv_shape *s) {
     return rvg__conv_gemm_bf16x3();
 }
 
+int rvg__conv_unrolled_keeps_u(const rvg_conv_shape *s) {
+    return u4_kernels(s) == NULL;
+}
+
 typedef struct {
     const rvg__bf16x3_kernels *bk;
     uint16_t *h, *l;
