@@ -74,4 +74,4 @@ for batch in 1 8; do
         | tee -a "$out"
 done
 
-"$py" "$here/peers_summary.py" "$out" "$model"
+"$py" "$here/peers_summary.py" "$out" "$model" "$ortv"

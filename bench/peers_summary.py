@@ -1,6 +1,6 @@
 """peers_summary.py - the table of bench/peers.sh from its JSON lines (ours, ORT, TorchScript).
 
-usage: peers_summary.py RESULTS.jsonl MODEL
+usage: peers_summary.py RESULTS.jsonl MODEL [ORT_VERSION]
 For each (threads, batch) and each of our kernel sets timed (the default fp32 one, and amx where
 the CPU has it): the median over rounds of each runtime's median, and the minimum over all runs
 (closest to an unloaded machine), with peer/ours ratios for both. Exits non-zero if a peer's
@@ -14,6 +14,7 @@ import sys
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
     model = sys.argv[2]
+    ort_label = "ORT " + sys.argv[3] if len(sys.argv) > 3 else "ORT"
     for r in rows:
         if "check" in r and r["max_rel_err"] > 1e-4:
             sys.exit("peer %s disagrees with us: %.3g x max|logit|" % (r["check"],
@@ -49,8 +50,8 @@ def main():
           ", ".join("%s %.2g" % kv for kv in sorted(checks.items())))
     print("%d round(s); cells: median of the rounds' medians / minimum over all runs, ms\n"
           % rounds)
-    print("| model | kernels | threads | batch | ours | ORT 1.30 | ORT/ours | TorchScript "
-          "| TorchScript/ours | ORT ResNet-18 |")
+    print("| model | kernels | threads | batch | ours | %s | ORT/ours | TorchScript "
+          "| TorchScript/ours | ORT ResNet-18 |" % ort_label)
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in ours:
         isa = runs(name, model, 2, 1)[0].get("isa", "?")
@@ -72,7 +73,7 @@ def main():
 
     if any("mem" in r for r in rows):
         print("\npeak resident set (MB), 2 threads, one process per runtime and batch:\n")
-        print("| model | batch | %s | ORT 1.30 | TorchScript |" % " | ".join(ours))
+        print("| model | batch | %s | %s | TorchScript |" % (" | ".join(ours), ort_label))
         print("|---|---|%s---|---|" % ("---|" * len(ours)))
         for b in (1, 8):
             print("| %s | %d | %s | %.0f | %.0f |" % (

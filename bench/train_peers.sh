@@ -3,14 +3,16 @@
 # repvgg.c (`repvgg bench --train`) and PyTorch 1.13 (bench/train_peers_torch.py) in one run, on the
 # three shapes of issue 5, and the ratio ours/PyTorch. Each runtime reports the median of RUNS steps
 # after warm-up; with ROUNDS > 1 they take turns and the medians of the round medians are shown.
+# KERNELS is repvgg.c's `--kernels` for the training GEMMs: auto (fp32) or amx (bf16x3 on AMX tiles).
 #
-#   bench/train_peers.sh [BUILD_DIR] [THREADS] [RUNS] [ROUNDS]    defaults: build 2 20 1
+#   bench/train_peers.sh [BUILD_DIR] [THREADS] [RUNS] [ROUNDS] [KERNELS]   defaults: build 2 20 1 auto
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$(cd "${1:-build}" && pwd)"
 threads="${2:-2}"
 runs="${3:-20}"
 rounds="${4:-1}"
+kernels="${5:-auto}"
 py=/usr/bin/python3
 printf "%-12s %6s %14s %14s %8s %16s\n" "input" "batch" "repvgg.c img/s" "PyTorch img/s" "ratio" "peak MB (ours/pt)"
 for shape in "1 28 64" "3 32 64" "3 224 8"; do
@@ -18,7 +20,7 @@ for shape in "1 28 64" "3 32 64" "3 224 8"; do
     ours=() theirs=() rss_o=0 rss_t=0
     for r in $(seq "$rounds"); do
         o=$(OMP_NUM_THREADS=$threads "$build/repvgg" bench --arch A0 --in-ch "$1" --classes 10 \
-            --size "$2" --batch "$3" --train --threads "$threads" --runs "$runs" --json)
+            --size "$2" --batch "$3" --train --threads "$threads" --runs "$runs" --kernels "$kernels" --json)
         t=$("$py" "$here/train_peers_torch.py" "$1" "$2" "$3" "$threads" "$runs")
         ours+=("$(echo "$o" | sed -n 's/.*"images_per_s":\([0-9.e+-]*\).*/\1/p')")
         theirs+=("$(echo "$t" | sed -n 's/.*"images_per_s": \([0-9.e+-]*\).*/\1/p')")
