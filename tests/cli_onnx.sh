@@ -127,6 +127,24 @@ same "$dir/se_deploy.onnx" "$dir/se.safetensors" "$dir/x3.npy" "SE deploy, dynam
 node "$here/onnx_run.js" "$dir/g_deploy.onnx" "$dir/x_odd.npy" "$dir/odd.npy" >/dev/null 2>&1 \
     && bad "ORT accepted 40x40 for a model exported at 48x48" \
     || ok "ORT refuses 40x40 for a model exported at 48x48 (the size is fixed)"
+# weights as `repvgg train` writes them: without --size the input size is the recorded
+# repvgg.size, and a training checkpoint (momentum.* beside the weights) exports its raw weights
+"$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_s40.safetensors" repvgg.size=40 \
+    && "$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_ckpt.safetensors" \
+        repvgg.size=48 --copy-prefix momentum. \
+    && "$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_badsize.safetensors" \
+        repvgg.size=40x \
+    && ok "python wrote weights with repvgg.size 40, a checkpoint, a malformed size" \
+    || bad "with_meta.py"
+ex g_recorded --weights "$dir/g_s40.safetensors" --onnx "$dir/g_recorded.onnx"
+grep -q "input (N, 3, 40x40)" "$dir/g_recorded.log" \
+    && ok "export without --size takes the recorded 40x40" \
+    || bad "recorded size not taken: $(cat "$dir/g_recorded.log")"
+same "$dir/g_recorded.onnx" "$dir/g.safetensors" "$dir/x_odd.npy" "deploy at the recorded 40x40"
+ex g_ckpt --weights "$dir/g_ckpt.safetensors" --onnx "$dir/g_ckpt.onnx"
+cmp -s "$dir/g_ckpt.onnx" "$dir/g_deploy.onnx" \
+    && ok "a checkpoint exports its raw weights (byte for byte the plain weights' export)" \
+    || bad "checkpoint export differs from the plain weights' export"
 # other opsets load and agree
 for v in 17 21; do
     ex "se_opset$v" --weights "$dir/se.safetensors" --onnx "$dir/se_opset$v.onnx" --size dynamic \
@@ -155,6 +173,8 @@ fails 2 "opset 12" --weights "$dir/g.safetensors" --onnx "$dir/no.onnx" --opset 
 fails 2 "bad form" --weights "$dir/g.safetensors" --onnx "$dir/no.onnx" --form fused
 fails 2 "bad size" --weights "$dir/g.safetensors" --onnx "$dir/no.onnx" --size 0
 fails 2 "no --onnx" --weights "$dir/g.safetensors"
+fails 1 "malformed recorded size" --weights "$dir/g_badsize.safetensors" \
+    --onnx "$dir/no.onnx"
 [ ! -e "$dir/no.onnx" ] && ! ls "$dir"/*.tmp.* >/dev/null 2>&1 \
     && ok "failed exports leave no output and no temporary file" || bad "leftover files"
 

@@ -3,25 +3,32 @@
  * The deploy form (the default) is what a runtime should get: one Conv + Relu per block. The train
  * form (three branches with BatchNormalization in inference mode) is there to check the conversion
  * outside this project, or to fine-tune elsewhere.
+ * W is read as `eval` and `predict` read it: a training checkpoint gives its raw weights, and the
+ * input size defaults to the one `repvgg train` recorded in the weights (repvgg.size), so a model
+ * trained on 28x28 images exports for 28x28 images; weights without it get 224.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "rvg/io.h"
 #include "rvg/model.h"
 #include "rvg/onnx.h"
+#include "rvg/tensor.h"
+#include "train_cli.h"
 
 static void help(void) {
     printf("usage: repvgg export --weights W --onnx OUT.onnx [--form deploy|train] [--opset 13]\n"
            "                     [--size S | --size dynamic]\n\n"
-           "Writes the model in W (either form; safetensors or .pth, official or timm names) as\n"
-           "an ONNX model with input \"input\" (N, C, S, S) and output \"logits\" (N, classes);\n"
-           "the batch N is dynamic.\n\n"
+           "Writes the model in W (either form; safetensors or .pth, official or timm names; a\n"
+           "training checkpoint gives its raw weights) as an ONNX model with input \"input\"\n"
+           "(N, C, S, S) and output \"logits\" (N, classes); the batch N is dynamic.\n\n"
            "  --form F     deploy (default; a train-form W is re-parameterised first) or train\n"
            "               (three branches with BatchNormalization; needs a train-form W)\n"
            "  --opset V    ONNX opset, 13..21 (default 13, IR version 7)\n"
-           "  --size S     input height and width (default 224); 'dynamic' makes them symbolic\n");
+           "  --size S     input height and width (default: the size recorded by repvgg train,\n"
+           "               else 224); 'dynamic' makes them symbolic\n");
 }
 
 int cmd_export(int argc, char **argv) {
@@ -35,7 +42,7 @@ int cmd_export(int argc, char **argv) {
     const char *wpath = NULL, *out = NULL;
     rvg_onnx_options opt;
     rvg_onnx_options_default(&opt);
-    int c;
+    int size_given = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -55,6 +62,7 @@ int cmd_export(int argc, char **argv) {
                 return cli_usage_error("export", "--opset must be an integer in 13..21");
             break;
         case 's':
+            size_given = 1;
             if (strcmp(optarg, "dynamic") == 0)
                 opt.height = opt.width = 0;
             else if (cli_parse_int(optarg, 1, 16384, &opt.height))
@@ -72,10 +80,26 @@ int cmd_export(int argc, char **argv) {
         return cli_usage_error("export", "unexpected argument '%s'", argv[optind]);
     if (!wpath || !out)
         return cli_usage_error("export", "--weights and --onnx are required");
+    rvg_dict *d = NULL;
     rvg_model *m = NULL;
-    rvg_status st = rvg_model_load(&m, wpath);
-    if (st != RVG_OK)
-        return cli_fail("export", st, "loading weights");
+    rvg_status st;
+    if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
+        (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
+        rvg_dict_free(d);
+        return cli_fail("export", st, wpath);
+    }
+    const char *recorded = rvg_dict_meta(d, "repvgg.size");
+    if (!size_given && recorded) { /* the size training recorded, as eval and predict use it */
+        if (!cli_parse_int(recorded, 1, 16384, &opt.height)) {
+            fprintf(stderr, "repvgg export: %s: malformed repvgg.size metadata '%s'; give --size\n",
+                    wpath, recorded);
+            rvg_model_free(m);
+            rvg_dict_free(d);
+            return 1;
+        }
+        opt.width = opt.height;
+    }
+    rvg_dict_free(d);
     st = rvg_onnx_export(m, out, &opt);
     if (st != RVG_OK) {
         rvg_model_free(m);
