@@ -194,6 +194,12 @@ if "$TOOL" eval --weights "$SCRATCH/s40/last.safetensors" --limit-val 64 --json 
 else
     bad "eval of the --size 40 run: $(cat "$SCRATCH/s40.err")"
 fi
+"$TOOL" bench --weights "$SCRATCH/s40/last.safetensors" --runs 1 --warmup 0 --json \
+    > "$SCRATCH/b40.json" 2>&1
+check "bench --weights times the recorded 40x40 input" grep -q '"size":40,' "$SCRATCH/b40.json"
+"$TOOL" bench --weights "$SCRATCH/s40/last.ckpt.safetensors" --form train --runs 1 --warmup 0 \
+    --json > "$SCRATCH/b40c.json" 2>&1
+check "bench takes a checkpoint (its raw weights)" grep -q '"size":40,' "$SCRATCH/b40c.json"
 
 # ---- a validation batch smaller than the plan's: at 28x28 the 4x4 planes of stage 2's stride-1
 # block take Winograd in a full batch of 32 (512 values per channel), im2col + GEMM in the last
@@ -272,6 +278,11 @@ expect_fail "--clean-epochs -1" \
 expect_fail "--clean-epochs with --resume" train --resume "$B" --clean-epochs 1
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
+# A checkpoint is read as the raw weights it holds, by convert as by eval and predict (run A keeps
+# no average, so they are last.safetensors' weights).
+"$TOOL" convert "$A/last.ckpt.safetensors" "$SCRATCH/deploy_ckpt.safetensors" > /dev/null
+check "convert of last.ckpt.safetensors == convert of last.safetensors (byte for byte)" \
+    cmp -s "$SCRATCH/deploy.safetensors" "$SCRATCH/deploy_ckpt.safetensors"
 # The deploy form is evaluated on the fast engine by default; it, the model's own forward of the
 # deploy form, and the train form with its branches give the same class for every image.
 evp() { # evp WEIGHTS OUT [eval options]: predictions of 256 validation images into OUT

@@ -25,6 +25,7 @@
 #include "rvg/model.h"
 #include "rvg/ops.h"
 #include "rvg/train.h"
+#include "train_cli.h"
 
 static void help(void) {
     printf("usage: repvgg bench (--weights W | --arch NAME [--classes K] [--in-ch C])\n"
@@ -34,7 +35,8 @@ static void help(void) {
            "Times inference (default: the deploy form on the fast engine; --form train runs the\n"
            "three-branch train form as written) or, with --train, whole training steps\n"
            "(forward, loss, backward, SGD) of the train form. --arch uses random weights.\n\n"
-           "  --size S      input height and width (default 224)\n"
+           "  --size S      input height and width (default: the size repvgg train recorded in\n"
+           "                W, else 224)\n"
            "  --batch B     images per run (default 1; 64 with --train)\n"
            "  --threads T   compute threads (default: all cores)\n"
            "  --runs R      timed runs (default 30; 20 with --train)\n"
@@ -98,6 +100,7 @@ int cmd_bench(int argc, char **argv) {
         {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
         {"kernels", required_argument, 0, 'K'}, {0, 0, 0, 0}};
     const char *wpath = NULL, *arch_name = NULL, *form_name = NULL;
+    int size_given = 0;
     int64_t classes = 1000, in_ch = 3, size = 224, batch = 0, threads = 0, runs = 0, warmup = -1;
     int train = 0, json = 0, profile = 0, c, have_classes = 0, have_in_ch = 0;
     rvg_infer_isa isa = RVG_INFER_ISA_AUTO;
@@ -128,6 +131,7 @@ int cmd_bench(int argc, char **argv) {
         case 's':
             if (!cli_parse_int(optarg, 1, 8192, &size))
                 return cli_usage_error("bench", "--size must be an integer in 1..8192");
+            size_given = 1;
             break;
         case 'b':
             if (!cli_parse_int(optarg, 1, 4096, &batch))
@@ -193,8 +197,19 @@ int cmd_bench(int argc, char **argv) {
     rvg_model *m = NULL;
     rvg_status st;
     if (wpath) {
-        if ((st = rvg_model_load(&m, wpath)) != RVG_OK)
-            return cli_fail("bench", st, "loading weights");
+        rvg_dict *d = NULL;
+        if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK)
+            return cli_fail("bench", st, wpath);
+        /* the input size training recorded, as eval and predict use it */
+        const char *recorded = rvg_dict_meta(d, "repvgg.size");
+        int bad = !size_given && recorded && !cli_parse_int(recorded, 1, 8192, &size);
+        rvg_dict_free(d);
+        if (bad) {
+            rvg_model_free(m);
+            fprintf(stderr, "repvgg bench: %s: malformed repvgg.size metadata; give --size\n",
+                    wpath);
+            return 1;
+        }
     } else {
         rvg_arch a;
         if ((st = rvg_arch_parse(&a, arch_name)) != RVG_OK)

@@ -9,11 +9,13 @@
 #include "cli.h"
 #include "rvg/io.h"
 #include "rvg/model.h"
+#include "train_cli.h"
 
 static void help(void) {
     printf("usage: repvgg convert [--train] [--strict] IN OUT\n\n"
-           "Converts IN (safetensors or PyTorch .pth, official or timm names, train form) into\n"
-           "the deploy form and writes OUT as safetensors (atomically).\n\n"
+           "Converts IN (safetensors or PyTorch .pth, official or timm names, train form; a\n"
+           "training checkpoint gives its raw weights) into the deploy form and writes OUT as\n"
+           "safetensors (atomically), with the preprocessing repvgg train recorded in IN.\n\n"
            "  --train    write the train form instead (a format conversion, no reparam)\n"
            "  --strict   fail if IN is already in deploy form\n");
 }
@@ -39,13 +41,9 @@ int cmd_convert(int argc, char **argv) {
     const char *in = argv[optind], *out = argv[optind + 1];
     rvg_model *m = NULL, *d = NULL;
     rvg_dict *src = NULL, *dst = NULL;
-    rvg_status st = rvg_weights_load_dict(&src, in);
-    if (st == RVG_OK)
-        st = rvg_model_from_dict(&m, src);
-    if (st != RVG_OK) {
-        rvg_dict_free(src);
-        return cli_fail("convert", st, "loading weights");
-    }
+    rvg_status st = train_load_weights(&m, &src, in); /* a checkpoint: its raw weights */
+    if (st != RVG_OK)
+        return cli_fail("convert", st, in);
     rvg_form in_form = rvg_model_form(m);
     int64_t in_params = rvg_model_num_params(m);
     if (in_form == RVG_FORM_DEPLOY && (strict || keep_train)) {

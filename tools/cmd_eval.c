@@ -189,8 +189,7 @@ int cmd_eval(int argc, char **argv) {
     eval_result r = {0};
     int rc = 1;
     rvg_status st;
-    if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
-        (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
+    if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK) {
         rc = cli_fail("eval", st, wpath);
         goto done;
     }

@@ -83,11 +83,8 @@ int cmd_export(int argc, char **argv) {
     rvg_dict *d = NULL;
     rvg_model *m = NULL;
     rvg_status st;
-    if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
-        (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
-        rvg_dict_free(d);
+    if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK)
         return cli_fail("export", st, wpath);
-    }
     const char *recorded = rvg_dict_meta(d, "repvgg.size");
     if (!size_given && recorded) { /* the size training recorded, as eval and predict use it */
         if (!cli_parse_int(recorded, 1, 16384, &opt.height)) {

@@ -533,8 +533,7 @@ int cmd_predict(int argc, char **argv) {
     rvg_status st;
     int rc = 1;
     /* a checkpoint (*.ckpt.safetensors) works too, as its raw weights */
-    if ((st = rvg_weights_load_dict(&d, wpath)) != RVG_OK ||
-        (st = train_strip_state(d)) != RVG_OK || (st = rvg_model_from_dict(&m, d)) != RVG_OK) {
+    if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK) {
         rc = cli_fail("predict", st, wpath);
     } else if (npy) {
         rc = predict_npy(m, &ro, inputs[0], out);

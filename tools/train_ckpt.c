@@ -269,6 +269,23 @@ rvg_status train_strip_state(rvg_dict *d) {
     return train_strip_prefix(d, "ema.", NULL);
 }
 
+rvg_status train_load_weights(rvg_model **m, rvg_dict **dict, const char *path) {
+    *m = NULL;
+    if (dict)
+        *dict = NULL;
+    rvg_dict *d = NULL;
+    rvg_status st = rvg_weights_load_dict(&d, path);
+    if (st == RVG_OK)
+        st = train_strip_state(d);
+    if (st == RVG_OK)
+        st = rvg_model_from_dict(m, d);
+    if (st != RVG_OK || !dict)
+        rvg_dict_free(d);
+    else
+        *dict = d;
+    return st;
+}
+
 static rvg_status set_meta_i64(rvg_dict *d, const char *k, int64_t v) {
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)v);

@@ -92,6 +92,11 @@ rvg_status train_strip_prefix(rvg_dict *d, const char *prefix, rvg_dict *keep);
 /* Drops a checkpoint's optimiser and average tensors (momentum.*, ema.*), so that
  * rvg_model_from_dict accepts a checkpoint as the raw weights it holds. */
 rvg_status train_strip_state(rvg_dict *d);
+/* Loads weights as every command reads them: safetensors or .pth (official or timm names), and a
+ * training checkpoint (*.ckpt.safetensors) as the raw weights it holds. When dict is not NULL the
+ * file's tensors and metadata (what `repvgg train` recorded: train_get_norm_meta) are returned in
+ * *dict, which the caller frees. */
+rvg_status train_load_weights(rvg_model **m, rvg_dict **dict, const char *path);
 /* Adds c's input preprocessing to d's metadata: repvgg.mean, repvgg.std (comma-separated, in_ch
  * values), repvgg.size and repvgg.eval, how evaluation shapes an image ("center-crop" for
  * folder data, the ImageNet transform; "resize" for the small-image sets), which `repvgg predict`
