@@ -46,6 +46,9 @@ expect_fail "custom arch" "$tool" info --arch custom:blocks=1,2
 expect_fail "--classes" "$tool" info --arch A0 --classes 0
 expect_fail "--size" "$tool" info --arch A0 --size abc
 expect_fail "unknown" "$tool" info --arch A0 --bogus
+expect_fail "give --arch or --weights" "$tool" info
+expect_fail "give --arch or --weights" "$tool" info --arch A0 --weights x.safetensors
+expect_fail "cannot open" "$tool" info --weights /nonexistent/w.safetensors
 expect_fail "groups" "$tool" info --arch custom:blocks=1,1,1,1:width=0.25,0.25,0.25,0.25:groups=3@1
 expect_fail "cannot open" "$tool" convert "$dir/missing.safetensors" "$dir/out.safetensors"
 # bench: options checked, and --json carries the fields scripts read

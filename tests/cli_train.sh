@@ -200,6 +200,11 @@ check "bench --weights times the recorded 40x40 input" grep -q '"size":40,' "$SC
 "$TOOL" bench --weights "$SCRATCH/s40/last.ckpt.safetensors" --form train --runs 1 --warmup 0 \
     --json > "$SCRATCH/b40c.json" 2>&1
 check "bench takes a checkpoint (its raw weights)" grep -q '"size":40,' "$SCRATCH/b40c.json"
+"$TOOL" info --weights "$SCRATCH/s40/last.ckpt.safetensors" --json > "$SCRATCH/i40.json" 2>&1
+check "info --weights shows the recorded size" grep -q '"size":40,' "$SCRATCH/i40.json"
+check "info --weights shows a checkpoint's epoch" \
+    grep -q '"checkpoint":{"epoch":1,"epochs":1,' "$SCRATCH/i40.json"
+check "info --weights shows the class names" grep -q '"Ankle boot"' "$SCRATCH/i40.json"
 
 # ---- a validation batch smaller than the plan's: at 28x28 the 4x4 planes of stage 2's stride-1
 # block take Winograd in a full batch of 32 (512 values per channel), im2col + GEMM in the last
