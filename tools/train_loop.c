@@ -170,8 +170,12 @@ static int init_from_file(rvg_model *m, const train_config *c) {
 static int resolve_config(train_config *c, const rvg_dataset *dtr, const rvg_dataset *dva) {
     int64_t C = rvg_dataset_channels(dtr), K = rvg_dataset_classes(dtr);
     if (c->in_ch && c->in_ch != C) {
-        fprintf(stderr, "repvgg train: --in-ch %lld but the data set has %lld channels\n",
-                (long long)c->in_ch, (long long)C);
+        fprintf(stderr, "repvgg train: --in-ch %lld but the data set has %lld channels%s\n",
+                (long long)c->in_ch, (long long)C,
+                rvg_dataset_height(dtr) == 0 /* a folder set */
+                    ? " (folder images decode to RGB, grey ones too: train a 3-channel model, "
+                      "omit --in-ch; `repvgg predict` gives it grey images as RGB)"
+                    : "");
         return 2;
     }
     if (c->classes && c->classes != K) {
