@@ -247,12 +247,20 @@ static void make_augment(rvg_augment *a, const train_config *c, const rvg_datase
     memcpy(a->std, c->std, sizeof a->std);
 }
 
-static void print_summary(const train_config *c, const log_row *r, double ips, int best) {
+/* The epoch's line. eta_s >= 0 (epochs remain) adds the time the rest of the run should take:
+ * the epochs of this process so far, checkpoints included, extrapolated. */
+static void print_summary(const train_config *c, const log_row *r, double ips, int best,
+                          double eta_s) {
+    char eta[48] = "";
+    if (eta_s >= 0) {
+        const long long t = (long long)(eta_s + 0.5);
+        snprintf(eta, sizeof eta, "  run ETA %lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+    }
     printf("epoch %lld/%lld  train loss %.4f top1 %.2f%%  %sval loss %.4f top1 %.2f%% top5 "
-           "%.2f%%  %.1f s (%.1f img/s, data wait %.2f s)%s\n",
+           "%.2f%%  %.1f s (%.1f img/s, data wait %.2f s)%s%s\n",
            (long long)r->epoch, (long long)c->epochs, r->train_loss, 100.0 * r->train_top1,
            c->ema > 0 ? "ema " : "", r->val_loss, 100.0 * r->val_top1, 100.0 * r->val_top5,
-           r->seconds, ips, r->data_wait_s, best ? "  *best*" : "");
+           r->seconds, ips, r->data_wait_s, best ? "  *best*" : "", eta);
     fflush(stdout);
 }
 
@@ -476,6 +484,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
     /* from here on each step's rvg_sgd_step_fused leaves the gradients zero for the next */
     rvg_model_zero_grad(r.m);
     int clean_on = 0; /* the loader runs without the strong augmentations (--clean-epochs) */
+    const int64_t first_epoch = s->epoch;
+    const double t_run = now_seconds();
     for (int64_t epoch = s->epoch; epoch < c->epochs; epoch++) {
         double t0 = now_seconds(), wait = 0.0, loss_sum = 0.0, lr_first = 0.0;
         int64_t seen = 0, correct = 0, step = 0;
@@ -645,7 +655,10 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             rc = fail(st, "writing the log");
             goto done;
         }
-        print_summary(c, row, t_train > 0 ? (double)seen / t_train : 0.0, best);
+        const int64_t left = c->epochs - (epoch + 1);
+        const double per_epoch = (now_seconds() - t_run) / (double)(epoch + 1 - first_epoch);
+        print_summary(c, row, t_train > 0 ? (double)seen / t_train : 0.0, best,
+                      left > 0 ? per_epoch * (double)left : -1.0);
     }
     if (rank != 0) {
         rc = 0;
