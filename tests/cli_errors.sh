@@ -106,6 +106,7 @@ if [ -x "$py" ] && "$py" -c "import torch" 2>/dev/null; then
     "$py" -c "import numpy as np; np.save('$dir/x3.npy', np.zeros((2,3,40), np.float32))"
     expect_fail "dimensions" "$tool" predict --weights "$good" --input "$dir/x3.npy" --output "$dir/y.npy"
     expect_fail "not a .npy" "$tool" predict --weights "$good" --input "$good" --output "$dir/y.npy"
+    expect_fail "is a directory" "$tool" predict --weights "$good" --input "$dir"
     # name mismatch: an extra tensor, and a missing one
     PYTHONPATH="$here/ref" "$py" - "$dir" <<'PYEOF'
 import sys, bundle

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef RVG_HAVE_OPENMP
 #include <omp.h>
@@ -76,7 +77,7 @@ static void help(void) {
         "  --output Y     also write the logits (N, classes) as float32 .npy\n");
 }
 
-enum { KIND_UNREADABLE, KIND_OTHER, KIND_NPY, KIND_IMAGE };
+enum { KIND_UNREADABLE, KIND_OTHER, KIND_NPY, KIND_IMAGE, KIND_DIR };
 
 /* What an input holds, from its name (".npy") or its first bytes (NumPy, JPEG or PNG magic). An
  * unreadable file is left for the loader to report with its reason. */
@@ -84,6 +85,9 @@ static int input_kind(const char *path) {
     size_t n = strlen(path);
     if (n >= 4 && strcasecmp(path + n - 4, ".npy") == 0)
         return KIND_NPY;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return KIND_DIR;
     FILE *f = fopen(path, "rb");
     if (!f)
         return KIND_UNREADABLE;
@@ -523,6 +527,13 @@ int cmd_predict(int argc, char **argv) {
         if (kind == KIND_OTHER) {
             fprintf(stderr, "repvgg predict: %s is not a .npy array, a JPEG or a PNG file\n",
                     inputs[i]);
+            return 1;
+        }
+        if (kind == KIND_DIR) {
+            fprintf(stderr,
+                    "repvgg predict: %s is a directory; give its image files (%s/*.jpg ...), or "
+                    "evaluate a labelled tree with repvgg eval --data folder:DIR\n",
+                    inputs[i], inputs[i]);
             return 1;
         }
     }
