@@ -83,7 +83,10 @@ static void recorded_text(const char *path, rvg_form form, const rvg_dict *meta)
     printf("weights %s: %s form", path, form == RVG_FORM_TRAIN ? "train" : "deploy");
     const char *ep = rvg_dict_meta(meta, "repvgg.ckpt.epoch");
     if (ep) {
-        printf(", a training checkpoint after epoch %s of %lld", ep, ckpt_epochs(meta));
+        const long long total = ckpt_epochs(meta);
+        printf(", a training checkpoint after epoch %s", ep);
+        if (total > 0)
+            printf(" of %lld", total);
         const char *be = rvg_dict_meta(meta, "repvgg.ckpt.best_epoch");
         const char *bt = rvg_dict_meta(meta, "repvgg.ckpt.best_top1");
         if (be && bt)
