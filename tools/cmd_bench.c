@@ -201,13 +201,10 @@ int cmd_bench(int argc, char **argv) {
         if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK)
             return cli_fail("bench", st, wpath);
         /* the input size training recorded, as eval and predict use it */
-        const char *recorded = rvg_dict_meta(d, "repvgg.size");
-        int bad = !size_given && recorded && !cli_parse_int(recorded, 1, 8192, &size);
+        int bad = !size_given && train_recorded_size(d, 8192, &size, "bench", wpath) < 0;
         rvg_dict_free(d);
         if (bad) {
             rvg_model_free(m);
-            fprintf(stderr, "repvgg bench: %s: malformed repvgg.size metadata; give --size\n",
-                    wpath);
             return 1;
         }
     } else {

@@ -85,17 +85,13 @@ int cmd_export(int argc, char **argv) {
     rvg_status st;
     if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK)
         return cli_fail("export", st, wpath);
-    const char *recorded = rvg_dict_meta(d, "repvgg.size");
-    if (!size_given && recorded) { /* the size training recorded, as eval and predict use it */
-        if (!cli_parse_int(recorded, 1, 16384, &opt.height)) {
-            fprintf(stderr, "repvgg export: %s: malformed repvgg.size metadata '%s'; give --size\n",
-                    wpath, recorded);
-            rvg_model_free(m);
-            rvg_dict_free(d);
-            return 1;
-        }
-        opt.width = opt.height;
+    /* the size training recorded, as eval and predict use it */
+    if (!size_given && train_recorded_size(d, 16384, &opt.height, "export", wpath) < 0) {
+        rvg_model_free(m);
+        rvg_dict_free(d);
+        return 1;
     }
+    opt.width = opt.height;
     rvg_dict_free(d);
     st = rvg_onnx_export(m, out, &opt);
     if (st != RVG_OK) {

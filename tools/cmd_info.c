@@ -172,9 +172,7 @@ int cmd_info(int argc, char **argv) {
         arch = *rvg_model_arch(w);
         wform = rvg_model_form(w);
         rvg_model_free(w);
-        const char *rs = rvg_dict_meta(meta, "repvgg.size");
-        if (!size_given && rs && !cli_parse_int(rs, 1, 8192, &size)) {
-            fprintf(stderr, "repvgg info: %s: malformed repvgg.size metadata '%s'\n", wpath, rs);
+        if (!size_given && train_recorded_size(meta, 8192, &size, "info", wpath) < 0) {
             rvg_dict_free(meta);
             return 1;
         }

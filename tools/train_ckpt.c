@@ -11,6 +11,7 @@
  * Not here: the training loop, or any partial-epoch state (a resume replays the epoch it was in).
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,25 @@ int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, i
         *end || sz < 1)
         return -1;
     *size = sz;
+    return 1;
+}
+
+int train_recorded_size(const rvg_dict *d, int64_t max, int64_t *size, const char *cmd,
+                        const char *path) {
+    const char *z = rvg_dict_meta(d, "repvgg.size");
+    if (!z)
+        return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(z, &end, 10);
+    if (end == z || *end || errno || v < 1 || v > max) {
+        fprintf(stderr,
+                "repvgg %s: %s: recorded input size '%s' (repvgg.size) is not in 1..%lld; "
+                "give --size\n",
+                cmd, path, z, (long long)max);
+        return -1;
+    }
+    *size = v;
     return 1;
 }
 

@@ -109,6 +109,11 @@ rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dat
 /* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
  */
 int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);
+/* The input size recorded in d (repvgg.size) into *size: 1 when present and in 1..max, 0 when
+ * absent (*size untouched), -1 when malformed or out of range, after a message naming cmd and
+ * path. bench, export and info take it as their default --size. */
+int train_recorded_size(const rvg_dict *d, int64_t max, int64_t *size, const char *cmd,
+                        const char *path);
 
 /* ---- evaluation (train_eval.c) ----------------------------------------------------------------
  */
