@@ -102,6 +102,35 @@ run default --weights "$dir/m10.safetensors" --input "${imgs[@]}" \
 run clamp --weights "$dir/m10.safetensors" --input "${imgs[@]}" --topk 50 \
     && msg=$(check_out "$dir/clamp.out" 10 10 - 2>&1) && ok "--topk 50 clamped to 10: $msg" \
     || bad "--topk 50: ${msg:-}"
+# --json: the same classes, probabilities and labels as the text, in input order, and the
+# probabilities are the softmax of the logits that --output wrote
+run json --weights "$dir/m10.safetensors" --input "${imgs[0]}" "${imgs[1]}" --input "${imgs[2]}" \
+    "${imgs[3]}" --topk 10 --labels "$dir/labels10.txt" --json \
+    && "$py" - "$dir" "${imgs[0]}" "${imgs[1]}" "${imgs[2]}" "${imgs[3]}" <<'EOF' \
+    && ok "--json: the text output's classes, probabilities, labels; softmax of the logits" \
+    || bad "--json output"
+import json, sys
+import numpy as np
+d, paths = sys.argv[1], sys.argv[2:]
+o = json.load(open(d + "/json.out"))
+assert [p["input"] for p in o["predictions"]] == paths, "inputs out of order"
+text = [l.rstrip("\n") for l in open(d + "/all.out")]
+logits = np.load(d + "/logits_img.npy").astype(np.float64)
+for i, p in enumerate(o["predictions"]):
+    rows = text[i * 11 + 1:i * 11 + 11]
+    want = [(int(r.split(None, 2)[0]), float(r.split(None, 2)[1]), r.split(None, 2)[2])
+            for r in rows]
+    got = [(t["class"], t["probability"], t["label"]) for t in p["top"]]
+    assert [g[0] for g in got] == [w[0] for w in want], (got, want)
+    assert [g[2] for g in got] == [w[2] for w in want], (got, want)
+    assert all(abs(g[1] - w[1]) < 1e-6 for g, w in zip(got, want)), (got, want)
+    e = np.exp(logits[i] - logits[i].max())
+    sm = e / e.sum()
+    assert all(abs(sm[c] - pr) < 1e-6 for c, pr, _ in got), (sm, got)
+EOF
+"$tool" predict --weights "$dir/m10.safetensors" --input "$dir/logits_img.npy" \
+    --output "$dir/never.npy" --json >/dev/null 2>&1
+[ $? -eq 2 ] && ok "--json with a .npy input is refused (exit 2)" || bad "--json with .npy"
 # the default ImageNet names, found from another working directory
 labels1000="$(dirname "$here")/data/imagenet_classes.txt"
 [ "$(wc -l <"$labels1000")" -eq 1000 ] && ok "data/imagenet_classes.txt has 1000 lines" \

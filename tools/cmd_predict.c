@@ -45,7 +45,7 @@ static void help(void) {
         "usage: repvgg predict --weights W --input IMG [IMG...] [--topk K] [--labels FILE]\n"
         "                      [--size S] [--resize | --center-crop] [--batch B]\n"
         "                      [--output Y.npy] [--engine fast|model] [--kernels K]\n"
-        "                      [--threads T]\n"
+        "                      [--threads T] [--json]\n"
         "       repvgg predict --weights W --input X.npy --output Y.npy [--batch B]\n"
         "                      [--engine fast|model] [--kernels K] [--threads T]\n\n"
         "Runs the model in W (either form; safetensors, a training checkpoint or .pth).\n\n"
@@ -74,7 +74,9 @@ static void help(void) {
         "                 avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
         "                 max|logit| from fp32; docs/inference.md)\n"
         "  --threads T    compute threads (default: all cores)\n"
-        "  --output Y     also write the logits (N, classes) as float32 .npy\n");
+        "  --output Y     also write the logits (N, classes) as float32 .npy\n"
+        "  --json         print one JSON object instead: predictions, an array of {input,\n"
+        "                 top: [{class, probability, label}]} in input order, and size\n");
 }
 
 enum { KIND_UNREADABLE, KIND_OTHER, KIND_NPY, KIND_IMAGE, KIND_DIR };
@@ -280,9 +282,11 @@ static int find_default_labels(char *out, size_t n) {
 
 /* ---- images ---------------------------------------------------------------------------------- */
 
-/* Prints the k most probable classes of one image: softmax of its logits, in double. */
+/* The k most probable classes of one image: softmax of its logits, in double, printed as text or,
+ * when json is not NULL, added to that array as {"input", "top": [{"class", "probability",
+ * "label"}]}. */
 static void print_topk(const char *path, const float *logit, int64_t K, int64_t k,
-                       const labels *names, double *prob, int64_t *order) {
+                       const labels *names, double *prob, int64_t *order, cJSON *json) {
     double mx = -INFINITY, sum = 0.0;
     for (int64_t j = 0; j < K; j++)
         mx = logit[j] > mx ? logit[j] : mx;
@@ -302,6 +306,21 @@ static void print_topk(const char *path, const float *logit, int64_t K, int64_t 
         int64_t t = order[r];
         order[r] = order[best];
         order[best] = t;
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "input", path);
+        cJSON *top = cJSON_AddArrayToObject(o, "top");
+        for (int64_t r = 0; r < k; r++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "class", (double)order[r]);
+            cJSON_AddNumberToObject(e, "probability", prob[order[r]]);
+            if (names->count)
+                cJSON_AddStringToObject(e, "label", names->names[order[r]]);
+            cJSON_AddItemToArray(top, e);
+        }
+        cJSON_AddItemToArray(json, o);
+        return;
     }
     printf("%s:\n", path);
     for (int64_t r = 0; r < k; r++) {
@@ -359,7 +378,7 @@ static int image_transform(rvg_augment *aug, const rvg_dict *d, const char *wpat
 
 static int predict_images(rvg_model *m, const run_opts *ro, const char *const *paths, int64_t N,
                           int64_t topk, const char *labels_path, const char *labels_json,
-                          const rvg_augment *aug, const char *out) {
+                          const rvg_augment *aug, const char *out, int json) {
     const int64_t batch = ro->batch;
     const rvg_arch *arch = rvg_model_arch(m);
     const int64_t K = arch->classes, C = arch->in_ch, size = aug->out_h;
@@ -397,8 +416,10 @@ static int predict_images(rvg_model *m, const run_opts *ro, const char *const *p
     float *y = out ? rvg_alloc((size_t)(N * K) * sizeof(float)) : NULL; /* (N, K) */
     double *prob = malloc((size_t)K * sizeof *prob);
     int64_t *order = malloc((size_t)K * sizeof *order);
+    cJSON *jo = json ? cJSON_CreateObject() : NULL;
+    cJSON *jarr = jo ? cJSON_AddArrayToObject(jo, "predictions") : NULL;
     int rc = 1;
-    if (!x || (out && !y) || !prob || !order) {
+    if (!x || (out && !y) || !prob || !order || (json && !jarr)) {
         fprintf(stderr, "repvgg predict: out of memory\n");
         goto done;
     }
@@ -419,7 +440,7 @@ static int predict_images(rvg_model *m, const run_opts *ro, const char *const *p
             goto done;
         }
         for (int64_t j = 0; j < n; j++)
-            print_topk(paths[i + j], logits + j * K, K, topk, &names, prob, order);
+            print_topk(paths[i + j], logits + j * K, K, topk, &names, prob, order, jarr);
         if (y)
             memcpy(y + i * K, logits, (size_t)(n * K) * sizeof(float));
     }
@@ -430,6 +451,16 @@ static int predict_images(rvg_model *m, const run_opts *ro, const char *const *p
             goto done;
         }
     }
+    if (jo) {
+        cJSON_AddNumberToObject(jo, "size", (double)size);
+        char *s = cJSON_PrintUnformatted(jo);
+        if (!s) {
+            fprintf(stderr, "repvgg predict: out of memory\n");
+            goto done;
+        }
+        printf("%s\n", s);
+        free(s);
+    }
     rc = 0;
 done:
     fwd_runner_free(&fr);
@@ -437,6 +468,7 @@ done:
     rvg_free(y);
     free(prob);
     free(order);
+    cJSON_Delete(jo);
     labels_free(&names);
     return rc;
 }
@@ -454,13 +486,14 @@ int cmd_predict(int argc, char **argv) {
                                          {"engine", required_argument, 0, 'e'},
                                          {"threads", required_argument, 0, 't'},
                                          {"kernels", required_argument, 0, 'K'},
+                                         {"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *wpath = NULL, *out = NULL, *labels_path = NULL;
     static const char *inputs[MAX_INPUTS];
     int64_t n_in = 0, topk = 5, size = 0, threads = 0;
     run_opts ro = {RUNNER_AUTO, 0, 32, RVG_INFER_ISA_AUTO};
-    int c, shape = -1;
+    int c, shape = -1, json = 0;
     optind = 1;
     opterr = 0;
     /* "-": operands come back in order as option 1, so `--input a.jpg b.jpg --input c.png`
@@ -468,6 +501,7 @@ int cmd_predict(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
         switch (c) {
         case 'w': wpath = optarg; break;
+        case 'j': json = 1; break;
         case 1:
         case 'i':
             if (n_in == MAX_INPUTS)
@@ -537,6 +571,9 @@ int cmd_predict(int argc, char **argv) {
             return 1;
         }
     }
+    if (npy && json)
+        return cli_usage_error("predict", "--json prints the classes of images; a .npy input "
+                                          "gives logits in --output");
     if (npy && (n_in != 1 || !out))
         return cli_usage_error("predict", "a .npy input must be the only input and needs --output");
     rvg_dict *d = NULL;
@@ -552,7 +589,7 @@ int cmd_predict(int argc, char **argv) {
         rvg_augment aug;
         if (image_transform(&aug, d, wpath, rvg_model_arch(m)->in_ch, size, shape) == 0)
             rc = predict_images(m, &ro, inputs, n_in, topk, labels_path,
-                                rvg_dict_meta(d, "repvgg.labels"), &aug, out);
+                                rvg_dict_meta(d, "repvgg.labels"), &aug, out, json);
     }
     rvg_model_free(m);
     rvg_dict_free(d);
