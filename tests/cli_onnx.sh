@@ -132,6 +132,8 @@ node "$here/onnx_run.js" "$dir/g_deploy.onnx" "$dir/x_odd.npy" "$dir/odd.npy" >/
 "$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_s40.safetensors" repvgg.size=40 \
     && "$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_ckpt.safetensors" \
         repvgg.size=48 --copy-prefix momentum. \
+    && "$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_s48.safetensors" \
+        repvgg.size=48 \
     && "$py" "$here/ref/with_meta.py" "$dir/g.safetensors" "$dir/g_badsize.safetensors" \
         repvgg.size=40x \
     && ok "python wrote weights with repvgg.size 40, a checkpoint, a malformed size" \
@@ -141,8 +143,17 @@ grep -q "input (N, 3, 40x40)" "$dir/g_recorded.log" \
     && ok "export without --size takes the recorded 40x40" \
     || bad "recorded size not taken: $(cat "$dir/g_recorded.log")"
 same "$dir/g_recorded.onnx" "$dir/g.safetensors" "$dir/x_odd.npy" "deploy at the recorded 40x40"
+"$py" - "$dir/g_recorded.onnx" <<'EOF' \
+    && ok "the recorded size is in the ONNX metadata_props (repvgg.size = 40)" \
+    || bad "no repvgg.size entry in the exported metadata_props"
+import sys
+# ModelProto.metadata_props (field 14, tag 0x72) holding StringStringEntryProto {key 1, value 2}
+entry = b"\x0a\x0brepvgg.size\x12\x0240"
+sys.exit(0 if b"\x72" + bytes([len(entry)]) + entry in open(sys.argv[1], "rb").read() else 1)
+EOF
 ex g_ckpt --weights "$dir/g_ckpt.safetensors" --onnx "$dir/g_ckpt.onnx"
-cmp -s "$dir/g_ckpt.onnx" "$dir/g_deploy.onnx" \
+ex g_s48 --weights "$dir/g_s48.safetensors" --onnx "$dir/g_s48.onnx"
+cmp -s "$dir/g_ckpt.onnx" "$dir/g_s48.onnx" \
     && ok "a checkpoint exports its raw weights (byte for byte the plain weights' export)" \
     || bad "checkpoint export differs from the plain weights' export"
 # other opsets load and agree

@@ -5,7 +5,8 @@
  * outside this project, or to fine-tune elsewhere.
  * W is read as `eval` and `predict` read it: a training checkpoint gives its raw weights, and the
  * input size defaults to the one `repvgg train` recorded in the weights (repvgg.size), so a model
- * trained on 28x28 images exports for 28x28 images; weights without it get 224.
+ * trained on 28x28 images exports for 28x28 images; weights without it get 224. The recorded
+ * preprocessing and class names go into the ONNX file's metadata_props (rvg_onnx_options.meta).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -23,7 +24,9 @@ static void help(void) {
            "                     [--size S | --size dynamic]\n\n"
            "Writes the model in W (either form; safetensors or .pth, official or timm names; a\n"
            "training checkpoint gives its raw weights) as an ONNX model with input \"input\"\n"
-           "(N, C, S, S) and output \"logits\" (N, classes); the batch N is dynamic.\n\n"
+           "(N, C, S, S) and output \"logits\" (N, classes); the batch N is dynamic. The model's\n"
+           "metadata_props hold repvgg.arch and repvgg.form, and the input preprocessing and\n"
+           "class names repvgg train recorded in W (repvgg.mean, .std, .size, .eval, .labels).\n\n"
            "  --form F     deploy (default; a train-form W is re-parameterised first) or train\n"
            "               (three branches with BatchNormalization; needs a train-form W)\n"
            "  --opset V    ONNX opset, 13..21 (default 13, IR version 7)\n"
@@ -92,8 +95,9 @@ int cmd_export(int argc, char **argv) {
         return 1;
     }
     opt.width = opt.height;
-    rvg_dict_free(d);
+    opt.meta = d; /* the recorded preprocessing and class names travel into the ONNX file */
     st = rvg_onnx_export(m, out, &opt);
+    rvg_dict_free(d);
     if (st != RVG_OK) {
         rvg_model_free(m);
         return cli_fail("export", st, "exporting");

@@ -33,6 +33,7 @@
 
 #include "model.h"
 #include "status.h"
+#include "tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,9 +46,13 @@ typedef struct {
     int64_t opset;         /* ONNX opset of the default domain, 13..21 */
     int64_t height, width; /* input size; 0 makes that dimension symbolic ("H" / "W") */
     const char *producer;  /* producer_name; NULL gives "repvgg.c" */
+    const rvg_dict *meta;  /* NULL, or weights whose recorded preprocessing (the repvgg.mean, .std,
+                              .size, .eval and .labels metadata `repvgg train` writes) goes into
+                              the model's metadata_props beside repvgg.arch and repvgg.form, so a
+                              runtime elsewhere can prepare images and name classes */
 } rvg_onnx_options;
 
-/* Deploy form, opset 13, 224 x 224, producer "repvgg.c". */
+/* Deploy form, opset 13, 224 x 224, producer "repvgg.c", no recorded metadata. */
 void rvg_onnx_options_default(rvg_onnx_options *opt);
 
 /* Writes m as an ONNX model to path, atomically (PATH.tmp.<pid> then rename). m is borrowed and

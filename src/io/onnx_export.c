@@ -96,6 +96,7 @@ void rvg_onnx_options_default(rvg_onnx_options *opt) {
     opt->opset = 13;
     opt->height = opt->width = 224;
     opt->producer = NULL;
+    opt->meta = NULL;
 }
 
 /* The IR version of the ONNX release that introduced each opset (onnx/docs/Versioning.md): an
@@ -441,6 +442,13 @@ static rvg_status write_model(builder *b, const rvg_onnx_options *opt, const cha
     rvg_arch_format(rvg_model_arch(b->m), canon, sizeof canon);
     metadata(&head, "repvgg.arch", canon);
     metadata(&head, "repvgg.form", rvg_model_form(b->m) == RVG_FORM_DEPLOY ? "deploy" : "train");
+    static const char *const recorded[] = {"repvgg.mean", "repvgg.std", "repvgg.size",
+                                           "repvgg.eval", "repvgg.labels"};
+    for (size_t i = 0; opt->meta && i < sizeof recorded / sizeof recorded[0]; i++) {
+        const char *v = rvg_dict_meta(opt->meta, recorded[i]);
+        if (v)
+            metadata(&head, recorded[i], v);
+    }
     rvg__pb_len_header(&head, MODEL_GRAPH, b->graph_len);
     rvg_status st = rvg__pb_status(&head);
     rvg__pb_free(&opset);
