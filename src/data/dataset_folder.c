@@ -58,7 +58,10 @@ static int is_image_name(const char *name) {
 static rvg_status list_dir(strlist *out, const char *dir, int want_dirs, int required) {
     DIR *dp = opendir(dir);
     if (!dp)
-        return required ? rvg_error(RVG_STATUS_IO, "folder: cannot open directory %s", dir)
+        return required ? rvg_error(RVG_STATUS_IO,
+                                    "folder: cannot open directory %s (a folder data set is "
+                                    "DIR/train/CLASS/IMAGE and DIR/val/CLASS/IMAGE)",
+                                    dir)
                         : RVG_OK;
     struct dirent *e;
     char path[4096];
