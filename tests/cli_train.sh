@@ -71,6 +71,61 @@ else
 fi
 check "eval (text) on the checkpoint file" \
     "$TOOL" eval --weights "$A/last.ckpt.safetensors" --limit-val 64
+# --tta flip: each prediction is the argmax of the mean of the logits of the image and of its
+# mirror, which predict computes here from the test images prepared in numpy
+if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
+    "$TOOL" eval --weights "$A/last.safetensors" --limit-val 64 --tta flip --json \
+        --predictions "$SCRATCH/tta_pred.txt" > "$SCRATCH/tta.json" 2> "$SCRATCH/tta.err" \
+        || bad "eval --tta flip: $(cat "$SCRATCH/tta.err")"
+    check "eval --tta flip says so in its JSON" grep -q '"tta":"flip"' "$SCRATCH/tta.json"
+    "$3" - "$A/last.safetensors" "$DATA" "$SCRATCH" <<'EOF' || bad "python: tta inputs"
+import gzip, json, struct, sys
+import numpy as np
+w, data, out = sys.argv[1:4]
+raw = open(w, "rb").read()
+meta = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])["__metadata__"]
+assert meta["repvgg.size"] == "28" and meta["repvgg.eval"] == "resize", meta
+mean, std = float(meta["repvgg.mean"]), float(meta["repvgg.std"])
+px = np.frombuffer(gzip.open(data + "/t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
+x = ((px.reshape(-1, 1, 28, 28)[:64].astype(np.float32) / 255 - mean) / std).astype(np.float32)
+np.save(out + "/tta_x.npy", x)
+np.save(out + "/tta_xf.npy", np.ascontiguousarray(x[..., ::-1]))
+EOF
+    "$TOOL" predict --weights "$A/last.safetensors" --input "$SCRATCH/tta_x.npy" --batch 64 \
+        --output "$SCRATCH/tta_y.npy" && "$TOOL" predict --weights "$A/last.safetensors" \
+        --input "$SCRATCH/tta_xf.npy" --batch 64 --output "$SCRATCH/tta_yf.npy" \
+        || bad "predict on the tta inputs"
+    check "eval --tta flip: argmax and loss of (logits + mirrored logits) / 2" "$3" -c "
+import gzip, json, sys, numpy as np
+s, data = sys.argv[1], sys.argv[2]
+y, yf = np.load(s + '/tta_y.npy'), np.load(s + '/tta_yf.npy')
+avg = ((y + yf) * np.float32(0.5)).astype(np.float64)
+got = np.loadtxt(s + '/tta_pred.txt', dtype=int)
+assert (got == avg.argmax(1)).all(), (got, avg.argmax(1))
+lab = np.frombuffer(gzip.open(data + '/t10k-labels-idx1-ubyte.gz').read(), np.uint8, offset=8)[:64]
+z = avg - avg.max(1, keepdims=True)
+loss = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(64), lab]))
+got_loss = json.load(open(s + '/tta.json'))['loss']
+assert abs(got_loss - loss) < 1e-4 * max(1.0, loss), (got_loss, loss)" "$SCRATCH" "$DATA"
+    # digits: a mirrored digit is not the same digit, so flip TTA is refused
+    "$3" - "$SCRATCH/digits" <<'EOF' || bad "python: digits IDX"
+import os, struct, sys
+import numpy as np
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+for split, n in (("train", 20), ("t10k", 10)):
+    with open("%s/%s-images-idx3-ubyte" % (d, split), "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 28 * 28))
+    with open("%s/%s-labels-idx1-ubyte" % (d, split), "wb") as f:
+        f.write(struct.pack(">II", 2049, n) + bytes(np.arange(n) % 10))
+EOF
+    "$TOOL" eval --weights "$A/last.safetensors" --data "idx:$SCRATCH/digits" --tta flip \
+        > /dev/null 2> "$SCRATCH/tta_digits.err"
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "mirrored image" "$SCRATCH/tta_digits.err"; then ok; else
+        bad "eval --tta flip on digits: exit $rc, $(cat "$SCRATCH/tta_digits.err")"
+    fi
+fi
 check "plot redraws" "$TOOL" plot "$A" --out "$SCRATCH/replot.png"
 check "plot wrote a PNG" test -s "$SCRATCH/replot.png"
 

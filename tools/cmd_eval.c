@@ -26,7 +26,8 @@
 
 static void help(void) {
     printf("usage: repvgg eval --weights W [--data SPEC] [--limit-val N] [--batch B] [--json]\n"
-           "                   [--engine fast|model] [--kernels K] [--predictions F]\n\n"
+           "                   [--engine fast|model] [--kernels K] [--predictions F]\n"
+           "                   [--tta flip]\n\n"
            "Evaluates W (either form; safetensors or .pth; a training checkpoint too) on the\n"
            "validation split of SPEC and prints top-1, top-5, per-class accuracy and the\n"
            "confusion matrix (rows: true class, columns: predicted).\n\n"
@@ -44,14 +45,19 @@ static void help(void) {
            "  --workers W     data loading threads (default 2)\n"
            "  --json          print one JSON object: top1, top5, n, loss, per_class, class_names,\n"
            "                  class_n, confusion, form, engine, kernels (the fast engine's)\n"
-           "  --predictions F write the predicted class of every sample to F, one per line\n");
+           "  --predictions F write the predicted class of every sample to F, one per line\n"
+           "  --tta flip      test-time augmentation: each image also mirrored left to right,\n"
+           "                  the two logits averaged (not for data sets whose mirror images\n"
+           "                  change class, such as digits; default: none)\n");
 }
 
 static void print_json(const char *wpath, const char *data, const rvg_dataset *d,
-                       const eval_result *r, const int64_t *class_n, const fwd_runner *fr) {
+                       const eval_result *r, const int64_t *class_n, const fwd_runner *fr,
+                       int tta) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "weights", wpath);
     cJSON_AddStringToObject(o, "data", data);
+    cJSON_AddStringToObject(o, "tta", tta ? "flip" : "none");
     cJSON_AddStringToObject(o, "form",
                             rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train");
     cJSON_AddStringToObject(o, "engine", fwd_runner_name(fr));
@@ -88,10 +94,11 @@ static void print_json(const char *wpath, const char *data, const rvg_dataset *d
 }
 
 static void print_text(const char *wpath, const rvg_dataset *d, const eval_result *r,
-                       const int64_t *class_n, const fwd_runner *fr) {
-    printf("%s (%s form, %s engine): %lld images, loss %.4f, top-1 %.2f%%, top-5 %.2f%%\n\n", wpath,
-           rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train", fwd_runner_name(fr),
-           (long long)r->n, r->loss, 100.0 * r->top1, 100.0 * r->top5);
+                       const int64_t *class_n, const fwd_runner *fr, int tta) {
+    printf("%s (%s form, %s engine%s): %lld images, loss %.4f, top-1 %.2f%%, top-5 %.2f%%\n\n",
+           wpath, rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train",
+           fwd_runner_name(fr), tta ? ", flip TTA" : "", (long long)r->n, r->loss, 100.0 * r->top1,
+           100.0 * r->top5);
     printf("%5s  %-24s %8s %9s\n", "class", "name", "images", "accuracy");
     for (int64_t k = 0; k < r->K; k++) {
         const char *nm = rvg_dataset_class_name(d, k);
@@ -125,11 +132,12 @@ int cmd_eval(int argc, char **argv) {
                                          {"predictions", required_argument, 0, 'p'},
                                          {"engine", required_argument, 0, 'e'},
                                          {"kernels", required_argument, 0, 'K'},
+                                         {"tta", required_argument, 0, 'T'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *wpath = NULL, *data = "fashion-mnist", *pred_path = NULL;
     int64_t limit = 0, batch = 128, threads = 0, workers = 2;
-    int json = 0, c;
+    int json = 0, tta = 0, c;
     runner_kind kind = RUNNER_AUTO;
     rvg_infer_isa isa = RVG_INFER_ISA_AUTO;
     optind = 1;
@@ -164,6 +172,11 @@ int cmd_eval(int argc, char **argv) {
             if (!cli_parse_kernels(optarg, &isa))
                 return cli_usage_error("eval", "--kernels must be auto, portable, avx2, avx512 "
                                                "or amx");
+            break;
+        case 'T':
+            if (strcmp(optarg, "flip") != 0 && strcmp(optarg, "none") != 0)
+                return cli_usage_error("eval", "--tta must be flip or none");
+            tta = strcmp(optarg, "flip") == 0;
             break;
         case 'h': help(); return 0;
         default:
@@ -210,6 +223,16 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     rvg_augment aug;
+    if (tta) { /* the training defaults flip exactly the data sets whose mirrors keep the class */
+        rvg_augment_defaults(&aug, dva, 1);
+        if (!aug.hflip) {
+            fprintf(stderr,
+                    "repvgg eval: --tta flip: in %s a mirrored image is not of the same "
+                    "class (digits); evaluate without it\n",
+                    data);
+            goto done;
+        }
+    }
     rvg_augment_defaults(&aug, dva, 0);
     int64_t size = aug.out_h;
     int have = train_get_norm_meta(d, C, aug.mean, aug.std, &size);
@@ -254,7 +277,8 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "repvgg eval: out of memory\n");
         goto done;
     }
-    if ((st = train_evaluate(&fr, ld, x, y, &r, pred)) != RVG_OK) {
+    const eval_flip flip = {C, size, size};
+    if ((st = train_evaluate(&fr, ld, x, y, &r, pred, tta ? &flip : NULL)) != RVG_OK) {
         rc = cli_fail("eval", st, "evaluating");
         goto done;
     }
@@ -277,9 +301,9 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     if (json)
-        print_json(wpath, data, dva, &r, class_n, &fr);
+        print_json(wpath, data, dva, &r, class_n, &fr, tta);
     else
-        print_text(wpath, dva, &r, class_n, &fr);
+        print_text(wpath, dva, &r, class_n, &fr, tta);
     rc = 0;
 done:
     free(r.confusion);

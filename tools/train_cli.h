@@ -125,11 +125,18 @@ typedef struct {
     int64_t *confusion; /* (K, K): row = true class, column = predicted; caller frees (free) */
 } eval_result;
 
+/* Test-time augmentation of train_evaluate: the shape (C, H, W) of one input; each batch also
+ * runs mirrored left to right and the two logits are averaged (timm's --tta 2 with a flip). */
+typedef struct {
+    int64_t C, H, W;
+} eval_flip;
+
 /* Runs the whole loader epoch (epoch 0) through fr (the engine, or the model with training = 0).
  * x (batch, C, H, W) and y (batch) are caller-provided buffers, batch <= fr's max_batch. *r is
- * filled (confusion new); pred, when not NULL, receives the predicted class of every sample. */
+ * filled (confusion new); pred, when not NULL, receives the predicted class of every sample.
+ * flip, when not NULL, adds the mirrored pass (x is overwritten with the mirror). */
 rvg_status train_evaluate(fwd_runner *fr, rvg_loader *ld, float *x, int32_t *y, eval_result *r,
-                          int32_t *pred);
+                          int32_t *pred, const eval_flip *flip);
 
 /* ---- log and progress (train_log.c) ------------------------------------------------------------
  */

@@ -624,7 +624,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
         fwd_runner_borrow(&fr, r.m, r.plan);
         /* with --ema the average is validated, swapped into the model for it (rvg_ema_swap) */
         if ((r.ema && (st = rvg_ema_swap(r.ema, r.m)) != RVG_OK) ||
-            (st = train_evaluate(&fr, r.lva, r.x, r.y, &ev, NULL)) != RVG_OK ||
+            (st = train_evaluate(&fr, r.lva, r.x, r.y, &ev, NULL, NULL)) != RVG_OK ||
             (r.ema && (st = rvg_ema_swap(r.ema, r.m)) != RVG_OK)) {
             rc = fail(st, "validation");
             goto done;
