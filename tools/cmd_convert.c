@@ -62,13 +62,8 @@ int cmd_convert(int argc, char **argv) {
     }
     /* The input preprocessing a trainer recorded travels with the weights (eval reads it). */
     st = rvg_model_to_dict(d, &dst);
-    static const char *const carried[] = {"repvgg.mean", "repvgg.std", "repvgg.size", "repvgg.eval",
-                                          "repvgg.labels"};
-    for (size_t i = 0; st == RVG_OK && i < sizeof carried / sizeof carried[0]; i++) {
-        const char *v = rvg_dict_meta(src, carried[i]);
-        if (v)
-            st = rvg_dict_set_meta(dst, carried[i], v);
-    }
+    if (st == RVG_OK)
+        st = train_copy_recorded_meta(dst, src);
     if (st == RVG_OK)
         st = rvg_safetensors_save(dst, out);
     if (st == RVG_OK)

@@ -95,9 +95,15 @@ int cmd_export(int argc, char **argv) {
         return 1;
     }
     opt.width = opt.height;
-    opt.meta = d; /* the recorded preprocessing and class names travel into the ONNX file */
-    st = rvg_onnx_export(m, out, &opt);
+    /* the recorded preprocessing and class names travel into the ONNX file, as through convert */
+    rvg_dict *meta = rvg_dict_new();
+    st = meta ? train_copy_recorded_meta(meta, d)
+              : rvg_error(RVG_STATUS_NO_MEMORY, "export: out of memory");
     rvg_dict_free(d);
+    opt.meta = meta;
+    if (st == RVG_OK)
+        st = rvg_onnx_export(m, out, &opt);
+    rvg_dict_free(meta);
     if (st != RVG_OK) {
         rvg_model_free(m);
         return cli_fail("export", st, "exporting");

@@ -246,6 +246,17 @@ int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, i
     return 1;
 }
 
+rvg_status train_copy_recorded_meta(rvg_dict *dst, const rvg_dict *src) {
+    static const char *const keys[] = {"repvgg.mean", "repvgg.std", "repvgg.size", "repvgg.eval",
+                                       "repvgg.labels"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = rvg_dict_meta(src, keys[i]);
+        if (v)
+            RVG_TRY(rvg_dict_set_meta(dst, keys[i], v));
+    }
+    return RVG_OK;
+}
+
 int train_recorded_size(const rvg_dict *d, int64_t max, int64_t *size, const char *cmd,
                         const char *path) {
     const char *z = rvg_dict_meta(d, "repvgg.size");

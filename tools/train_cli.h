@@ -103,6 +103,10 @@ rvg_status train_load_weights(rvg_model **m, rvg_dict **dict, const char *path);
  * repeats on image files; and, when names is not NULL, repvgg.labels, the JSON array of its
  * class names, which predict prints. */
 rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dataset *names);
+/* Copies the preprocessing and class names that train_set_norm_meta recorded in src (repvgg.mean,
+ * .std, .size, .eval, .labels; those present) into dst's metadata: what travels with the weights
+ * through `repvgg convert` and into an exported ONNX file. */
+rvg_status train_copy_recorded_meta(rvg_dict *dst, const rvg_dict *src);
 /* The two values of repvgg.eval, written here and read by `repvgg predict`. */
 #define TRAIN_EVAL_RESIZE "resize"
 #define TRAIN_EVAL_CENTER_CROP "center-crop"

@@ -46,10 +46,10 @@ typedef struct {
     int64_t opset;         /* ONNX opset of the default domain, 13..21 */
     int64_t height, width; /* input size; 0 makes that dimension symbolic ("H" / "W") */
     const char *producer;  /* producer_name; NULL gives "repvgg.c" */
-    const rvg_dict *meta;  /* NULL, or weights whose recorded preprocessing (the repvgg.mean, .std,
-                              .size, .eval and .labels metadata `repvgg train` writes) goes into
-                              the model's metadata_props beside repvgg.arch and repvgg.form, so a
-                              runtime elsewhere can prepare images and name classes */
+    const rvg_dict *meta;  /* NULL, or a dictionary whose string metadata is written into the
+                              model's metadata_props after repvgg.arch and repvgg.form (`repvgg
+                              export` passes the preprocessing and class names training recorded,
+                              so a runtime elsewhere can prepare images and name classes) */
 } rvg_onnx_options;
 
 /* Deploy form, opset 13, 224 x 224, producer "repvgg.c", no recorded metadata. */

@@ -442,12 +442,10 @@ static rvg_status write_model(builder *b, const rvg_onnx_options *opt, const cha
     rvg_arch_format(rvg_model_arch(b->m), canon, sizeof canon);
     metadata(&head, "repvgg.arch", canon);
     metadata(&head, "repvgg.form", rvg_model_form(b->m) == RVG_FORM_DEPLOY ? "deploy" : "train");
-    static const char *const recorded[] = {"repvgg.mean", "repvgg.std", "repvgg.size",
-                                           "repvgg.eval", "repvgg.labels"};
-    for (size_t i = 0; opt->meta && i < sizeof recorded / sizeof recorded[0]; i++) {
-        const char *v = rvg_dict_meta(opt->meta, recorded[i]);
-        if (v)
-            metadata(&head, recorded[i], v);
+    for (int64_t i = 0; opt->meta && i < rvg_dict_meta_count(opt->meta); i++) {
+        const char *k, *v;
+        rvg_dict_meta_at(opt->meta, i, &k, &v);
+        metadata(&head, k, v);
     }
     rvg__pb_len_header(&head, MODEL_GRAPH, b->graph_len);
     rvg_status st = rvg__pb_status(&head);
