@@ -195,6 +195,27 @@ check "--clean-epochs: epoch 2 differs" \
     "$(sed -n 3p "$SCRATCH/er/log.csv" | cut -d, -f3)"
 check "--clean-epochs is in the checkpoint's config" \
     grep -q 'clean_epochs\\":2' "$SCRATCH/cl/last.ckpt.safetensors"
+# ---- --clip-grad: a bound below every step's gradient norm clips all 8 steps of an epoch and
+# changes the run; the epoch line says so; recorded; a resume is bit-identical; and a resume of a
+# run started without it may set it
+CLIP=("${COMMON[@]}" --clip-grad 0.01)
+resumes_identically --clip-grad cg 12 "${CLIP[@]}"
+check "--clip-grad changes the training" \
+    bash -c "! cmp -s '$A/last.safetensors' '$SCRATCH/cg/last.safetensors'"
+check "--clip-grad is in the checkpoint's config" \
+    grep -q 'clip_grad\\":0.01' "$SCRATCH/cg/last.ckpt.safetensors"
+"$TOOL" train "${COMMON[@]}" --out "$SCRATCH/cgr" --stop-after-steps 12 2>/dev/null
+check "--resume --clip-grad" "$TOOL" train --resume "$SCRATCH/cgr" --clip-grad 0.01 --threads 1 \
+    --quiet > "$SCRATCH/cgr.out"
+check "--resume --clip-grad: epochs 2 and 3 clip all 8 steps" \
+    test "$(grep -Ec '^epoch [23]/3 .*grad norm max [0-9.e+-]+, 8 steps clipped' \
+        "$SCRATCH/cgr.out")" -eq 2
+check "--resume --clip-grad: recorded" \
+    grep -q 'clip_grad\\":0.01' "$SCRATCH/cgr/last.ckpt.safetensors"
+check "--resume --clip-grad: epoch 1 is run A's, the end is not" \
+    test "$(sed -n 2p "$SCRATCH/cgr/log.csv" | cut -d, -f1-7)" = \
+    "$(sed -n 2p "$A/log.csv" | cut -d, -f1-7)" -a \
+    "$(sed -n 4p "$SCRATCH/cgr/log.csv" | cut -d, -f3)" != "$(sed -n 4p "$A/log.csv" | cut -d, -f3)"
 # a checkpoint whose average is missing, of the wrong shape, or not in its config: a message and
 # exit 1 on --resume, never a run without it (safetensors rewritten with the standard library)
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
@@ -336,6 +357,8 @@ expect_fail "--clean-epochs > --epochs" \
 expect_fail "--clean-epochs -1" \
     train --arch "$ARCH" --epochs 2 --clean-epochs -1 --out "$SCRATCH/e17"
 expect_fail "--clean-epochs with --resume" train --resume "$B" --clean-epochs 1
+expect_fail "--clip-grad -1" train --arch "$ARCH" --epochs 1 --clip-grad -1 --out "$SCRATCH/e18"
+expect_fail "--clip-grad nan" train --arch "$ARCH" --epochs 1 --clip-grad nan --out "$SCRATCH/e19"
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
 # A checkpoint is read as the raw weights it holds, by convert as by eval and predict (run A keeps

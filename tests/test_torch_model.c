@@ -2,7 +2,8 @@
  * deploy conversion, training-mode logits, loss, every parameter gradient, BN running statistics
  * after a step, and every parameter after several SGD steps (momentum, weight decay with the
  * official exclusions, warm-up + cosine schedule; Nesterov, mixup targets and custom L2 in the
- * custom case), and the weights' moving average over those steps (rvg_ema_update; small case). The
+ * custom case), the weights' moving average over those steps (rvg_ema_update; small case) and
+ * the global gradient norm and its clipping (rvg_clip_grad_norm; clip case). The
  * architecture is inferred from the tensor shapes (the bundles carry no metadata), which tests that
  * path too.
  *
@@ -203,6 +204,8 @@ static void run_case(const char *dir, const char *name) {
     cfg.custom_l2 = (int)meta_int(b, "custom_l2");
 
     const float ema_decay = meta_float(b, "ema");
+    const float clip = meta_float(b, "clip"); /* --clip-grad, 0 = off */
+    int clipped = 0;
     rvg_dict *init = sub_dict(b, "init.");
     rvg_model *m = NULL, *d = NULL, *ema = NULL;
     rvg_plan *p = NULL, *pd = NULL;
@@ -278,8 +281,25 @@ static void run_case(const char *dir, const char *name) {
                    bad ? "BAD " : "ok  ", total_grads, bad);
             CHECK(bad == 0);
         }
+        if (clip > 0) {
+            /* the global norm before clipping, as torch.nn.utils.clip_grad_norm_ returns it */
+            const rvg_tensor *ref = rvg_dict_get(b, "grad_norms");
+            double norm = -1.0;
+            CHECK_OK(rvg_clip_grad_norm(m, clip, &norm));
+            CHECK(ref && ref->dtype == RVG_DTYPE_F32 && ref->shape[0] == steps);
+            if (ref && ref->shape[0] == steps) {
+                const float want = ((const float *)ref->data)[it];
+                const int ok = fabs(norm - want) <= TOL[T_GRAD].rel * want;
+                printf("  %s step %lld: gradient norm %.6g, PyTorch %.6g (clip at %g)\n",
+                       ok ? "ok  " : "BAD ", (long long)it + 1, norm, (double)want, (double)clip);
+                CHECK(ok);
+                clipped += want > clip;
+            }
+        }
         CHECK_OK(rvg_sgd_step_fused(m, &cfg, lr, ema, ema ? rvg_ema_decay_at(ema_decay, it) : 0));
     }
+    /* the case must clip some steps and not others, or it tests only one side */
+    CHECK(clip == 0 || (clipped > 0 && clipped < steps));
     rvg_free(dlogits);
     printf("  %s %lld training forwards: %lld ReLU outputs within rounding of 0 set to PyTorch's "
            "side, %lld far from 0 on the wrong side, %lld blocks without reference\n",
@@ -364,7 +384,7 @@ int main(int argc, char **argv) {
         rvg_test_skip("usage: test_torch_model REF_DIR");
     for (size_t i = 0; i < sizeof TOL / sizeof TOL[0]; i++)
         printf("tolerance %-8s %.0e x max|ref|: %s\n", TOL[i].what, (double)TOL[i].rel, TOL[i].why);
-    const char *cases[] = {"a0", "b1g4", "d2se", "small", "custom"};
+    const char *cases[] = {"a0", "b1g4", "d2se", "small", "custom", "clip"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(argv[1], cases[i]);
     return rvg_test_finish();

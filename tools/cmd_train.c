@@ -27,7 +27,8 @@
 static void help(void) {
     printf(
         "usage: repvgg train (--arch NAME | --init W) --epochs N --out DIR [options]\n"
-        "       repvgg train --resume DIR [--threads T] [--workers W] [--quiet]\n\n"
+        "       repvgg train --resume DIR [--threads T] [--workers W] [--kernels K]\n"
+        "                    [--clip-grad NORM] [--quiet]\n\n"
         "Trains the train-form (multi-branch) network with the paper's recipe, validates\n"
         "after every epoch and writes to DIR: last/best.safetensors (weights),\n"
         "last/best.ckpt.safetensors (weights + momentum + state, for --resume), log.csv\n"
@@ -71,6 +72,10 @@ static void help(void) {
         "  --ema DECAY          keep a moving average of the weights (e.g. 0.9998; 0 = off,\n"
         "                       the default): validated, chosen for best and written to\n"
         "                       last/best.safetensors instead of the raw weights\n"
+        "  --clip-grad NORM     scale the gradients down where their global L2 norm exceeds\n"
+        "                       NORM (torch.nn.utils.clip_grad_norm_; 0 = off, the default);\n"
+        "                       the epoch line then gives the largest norm and the steps\n"
+        "                       clipped. May be given with --resume\n"
         "  --quiet              print only the per-epoch summaries\n"
         "  --init W             start from the train-form weights W (safetensors or .pth,\n"
         "                       official or timm names) of the same architecture, instead of\n"
@@ -127,6 +132,7 @@ enum {
     O_ERASE,
     O_ERASEFILL,
     O_CLEAN,
+    O_CLIP,
     O_HELP,
     O_END
 };
@@ -199,6 +205,7 @@ static int train_command(int argc, char **argv) {
         {"die-at-step", required_argument, 0, O_DIE}, /* hidden: for the MPI death test */
         {"init", required_argument, 0, O_INIT},
         {"ema", required_argument, 0, O_EMA},
+        {"clip-grad", required_argument, 0, O_CLIP},
         {"erase", required_argument, 0, O_ERASE},
         {"erase-fill", required_argument, 0, O_ERASEFILL},
         {"clean-epochs", required_argument, 0, O_CLEAN},
@@ -356,6 +363,10 @@ static int train_command(int argc, char **argv) {
             if (!cli_parse_float(optarg, 0.0, 0.9999999, &c.ema))
                 return cli_usage_error(cmd, "--ema must be a number in [0, 0.9999999] (0 = off)");
             break;
+        case O_CLIP:
+            if (!cli_parse_float(optarg, 0.0, 1e6, &c.clip_grad))
+                return cli_usage_error(cmd, "--clip-grad must be a number in [0, 1e6] (0 = off)");
+            break;
         case O_ERASE:
             if (!cli_parse_float(optarg, 0.0, 1.0, &c.erase))
                 return cli_usage_error(cmd, "--erase must be a probability in [0, 1] (0 = off)");
@@ -386,7 +397,7 @@ static int train_command(int argc, char **argv) {
         /* Only the per-invocation knobs may accompany --resume: anything else would silently
          * make the continued run differ from the one that was started. */
         static const int allowed[] = {O_RESUME, O_THREADS, O_KERNELS, O_WORKERS,
-                                      O_QUIET,  O_STOP,    O_DIE};
+                                      O_QUIET,  O_STOP,    O_DIE,     O_CLIP};
         for (int k = 256; k < O_END; k++) {
             int ok = 0;
             for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++)
@@ -406,6 +417,7 @@ static int train_command(int argc, char **argv) {
         char kernels[sizeof c.kernels];
         strcpy(kernels, c.kernels);
         int64_t die_at = c.die_at_step;
+        double clip = c.clip_grad;
         rvg_model *m = NULL, *ema = NULL;
         rvg_status st = train_ckpt_load(&m, &ema, &c, &s, resume);
         if (st != RVG_OK)
@@ -416,6 +428,8 @@ static int train_command(int argc, char **argv) {
             c.workers = workers;
         if (given[O_KERNELS - 256])
             strcpy(c.kernels, kernels);
+        if (given[O_CLIP - 256])
+            c.clip_grad = clip;
         c.quiet = quiet;
         c.die_at_step = die_at;
         if (s.epoch >= c.epochs) {

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ char *train_config_to_json(const train_config *c) {
     cJSON_AddStringToObject(o, "norm", c->norm);
     cJSON_AddBoolToObject(o, "sync_bn", c->sync_bn);
     cJSON_AddNumberToObject(o, "ema", c->ema);
+    cJSON_AddNumberToObject(o, "clip_grad", c->clip_grad);
     cJSON_AddStringToObject(o, "kernels", c->kernels);
     cJSON *mean = cJSON_AddArrayToObject(o, "mean"), *std = cJSON_AddArrayToObject(o, "std");
     for (int64_t i = 0; i < c->in_ch && i < 4; i++) {
@@ -154,6 +156,9 @@ rvg_status train_config_from_json(train_config *c, const char *json) {
     if (ok && !get_num(o, "ema", &c->ema))
         c->ema = 0.0; /* checkpoints from before --ema */
     ok = ok && c->ema >= 0.0 && c->ema < 1.0;
+    if (ok && !get_num(o, "clip_grad", &c->clip_grad))
+        c->clip_grad = 0.0; /* checkpoints from before --clip-grad */
+    ok = ok && c->clip_grad >= 0.0 && isfinite(c->clip_grad);
     if (ok && !get_num(o, "erase", &c->erase))
         c->erase = 0.0; /* checkpoints from before --erase */
     if (ok && !get_bool(o, "erase_zero", &c->erase_zero))

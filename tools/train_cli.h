@@ -48,6 +48,9 @@ typedef struct {
     /* decay of the weights' moving average (rvg_ema_update), 0 = none; with one, the average is
      * what is validated and written as the plain weights */
     double ema;
+    /* clip the gradients' global L2 norm to this (rvg_clip_grad_norm), 0 = off; a resume may
+     * set or change it (--clip-grad), the remedy for a run whose loss spiked */
+    double clip_grad;
     /* the training GEMM's arithmetic (rvg_train_kernels_name: "auto" = fp32, "amx", "amx-twin");
      * a resume may switch it (--kernels), at the cost of bit-identity with the original run */
     char kernels[16];

@@ -247,20 +247,24 @@ static void make_augment(rvg_augment *a, const train_config *c, const rvg_datase
     memcpy(a->std, c->std, sizeof a->std);
 }
 
-/* The epoch's line. eta_s >= 0 (epochs remain) adds the time the rest of the run should take:
+/* The epoch's line. With --clip-grad it gives the epoch's largest gradient norm and how many
+ * steps were clipped. eta_s >= 0 (epochs remain) adds the time the rest of the run should take:
  * the epochs of this process so far, checkpoints included, extrapolated. */
 static void print_summary(const train_config *c, const log_row *r, double ips, int best,
-                          double eta_s) {
-    char eta[48] = "";
+                          double eta_s, double norm_max, int64_t clipped) {
+    char eta[48] = "", clip[80] = "";
+    if (c->clip_grad > 0)
+        snprintf(clip, sizeof clip, "  grad norm max %.3g, %lld step%s clipped", norm_max,
+                 (long long)clipped, clipped == 1 ? "" : "s");
     if (eta_s >= 0) {
         const long long t = (long long)(eta_s + 0.5);
         snprintf(eta, sizeof eta, "  run ETA %lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
     }
     printf("epoch %lld/%lld  train loss %.4f top1 %.2f%%  %sval loss %.4f top1 %.2f%% top5 "
-           "%.2f%%  %.1f s (%.1f img/s, data wait %.2f s)%s%s\n",
+           "%.2f%%  %.1f s (%.1f img/s, data wait %.2f s)%s%s%s\n",
            (long long)r->epoch, (long long)c->epochs, r->train_loss, 100.0 * r->train_top1,
            c->ema > 0 ? "ema " : "", r->val_loss, 100.0 * r->val_top1, 100.0 * r->val_top5,
-           r->seconds, ips, r->data_wait_s, best ? "  *best*" : "", eta);
+           r->seconds, ips, r->data_wait_s, clip, best ? "  *best*" : "", eta);
     fflush(stdout);
 }
 
@@ -488,7 +492,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
     const double t_run = now_seconds();
     for (int64_t epoch = s->epoch; epoch < c->epochs; epoch++) {
         double t0 = now_seconds(), wait = 0.0, loss_sum = 0.0, lr_first = 0.0;
-        int64_t seen = 0, correct = 0, step = 0;
+        int64_t seen = 0, correct = 0, step = 0, clipped = 0;
+        double norm_max = 0.0;
         const int clean = epoch >= c->epochs - c->clean_epochs;
         if (clean && !clean_on) {
             /* the run ends on images like the test set's: crop and flip only (He et al. 2019,
@@ -563,6 +568,23 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             if (world > 1 && (st = average_grads(r.m, world)) != RVG_OK) {
                 rc = fail(st, "summing the gradients over ranks");
                 goto done;
+            }
+            if (c->clip_grad > 0) { /* on the averaged gradients: the same on every rank */
+                double norm;
+                if ((st = rvg_clip_grad_norm(r.m, (float)c->clip_grad, &norm)) != RVG_OK) {
+                    rc = fail(st, "clipping the gradients");
+                    goto done;
+                }
+                if (!isfinite(norm)) {
+                    progress_end(&pr);
+                    fprintf(stderr,
+                            "repvgg train: the gradient norm is not finite at epoch %lld step "
+                            "%lld (learning rate %.4g too high?)\n",
+                            (long long)epoch + 1, (long long)step + 1, c->lr);
+                    goto done;
+                }
+                clipped += norm > c->clip_grad;
+                norm_max = norm > norm_max ? norm : norm_max;
             }
             float lr = rvg_lr_at((float)c->lr, s->iter, warmup, total);
             if (step == 0)
@@ -658,7 +680,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
         const int64_t left = c->epochs - (epoch + 1);
         const double per_epoch = (now_seconds() - t_run) / (double)(epoch + 1 - first_epoch);
         print_summary(c, row, t_train > 0 ? (double)seen / t_train : 0.0, best,
-                      left > 0 ? per_epoch * (double)left : -1.0);
+                      left > 0 ? per_epoch * (double)left : -1.0, norm_max, clipped);
     }
     if (rank != 0) {
         rc = 0;

@@ -51,6 +51,18 @@ void rvg_sgd_step(rvg_model *m, const rvg_sgd_config *c, float lr);
 rvg_status rvg_sgd_step_fused(rvg_model *m, const rvg_sgd_config *c, float lr, rvg_model *ema,
                               float ema_decay);
 
+/* The L2 norm of all of m's gradients taken together (0 for a model without gradients). The
+ * same value whatever the thread count. */
+double rvg_grad_norm(const rvg_model *m);
+
+/* torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm): computes the global norm N of the
+ * gradients (into *total_norm, when not NULL) and, when max_norm / (N + 1e-6) < 1, multiplies
+ * every gradient by that factor. Call it after the backward pass and before the optimiser step,
+ * whose weight decay is then added to the clipped gradient. A non-finite N is returned and the
+ * gradients are left as they are. Errors: RVG_STATUS_BAD_ARGUMENT for a model without gradients
+ * or a max_norm that is not positive and finite. */
+rvg_status rvg_clip_grad_norm(rvg_model *m, float max_norm, double *total_norm);
+
 /* Learning rate at iteration it (0-based) of total: linear warm-up over warmup iterations from
  * base/warmup to base, then cosine annealing to 0 at total:
  *   it < warmup:  base * (it + 1) / warmup

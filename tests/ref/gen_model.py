@@ -170,7 +170,7 @@ def summarize(out, prefix, name, t, full):
 
 def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=False,
               nesterov=False, custom=False, seed=0, full=True, base_lr=0.1,
-              small_branch_gamma=False, ema=0.0):
+              small_branch_gamma=False, ema=0.0, clip=0.0):
     torch.manual_seed(seed)
     if isinstance(arch, str):
         blocks, width, g, se = PRESETS[arch]
@@ -235,6 +235,7 @@ def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=Fa
     # The weights' moving average (repvgg train --ema) as timm's ModelEmaV2 keeps it, with the
     # decay warmed up as TensorFlow's ExponentialMovingAverage(num_updates) does.
     avg = {k: v.clone() for k, v in model.state_dict().items()} if ema else None
+    norms = []
     for it in range(steps):
         lr = lr_at(base_lr, it, 1, total)
         for g in opt.param_groups:
@@ -258,6 +259,8 @@ def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=Fa
             for k, v in model.state_dict().items():
                 if "running" in k:
                     summarize(out, "step1.", k, v, full)
+        if clip:  # repvgg train --clip-grad: the global norm before clipping, then the clip
+            norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item())
         opt.step()
         if ema:
             d = min(ema, (1.0 + it) / (10.0 + it))
@@ -277,9 +280,12 @@ def make_case(name, arch, in_ch, classes, size, n, steps, smoothing=0.1, soft=Fa
             summarize(out, "final.", k, v, full)
         else:
             out["final." + k] = v
+    if clip:
+        out["grad_norms"] = torch.tensor(norms, dtype=torch.float32)
     meta = {"steps": steps, "n": n, "size": size, "in_ch": in_ch, "classes": classes,
             "nesterov": int(nesterov), "custom_l2": int(custom), "base_lr": base_lr,
-            "warmup": 1, "total": total, "weight_decay": wd, "ema": ema}
+            "warmup": 1, "total": total, "weight_decay": wd, "ema": ema,
+            "clip": clip}
     bundle.save("%s/model_%s.safetensors" % (bundle.out_dir(), name), out, meta)
 
 
@@ -301,4 +307,8 @@ if __name__ == "__main__":
     # layers, SE, mixup soft targets, Nesterov and the custom L2.
     make_case("custom", ([1, 2, 2, 1], [0.25, 0.25, 0.25, 0.25], {2: 2, 4: 2}, True), 1, 7, 28,
               3, 3, soft=True, nesterov=True, custom=True, seed=3)
+    # ... and repvgg train --clip-grad on the small network: the first steps' gradients (norms
+    # ~26 and ~7) are clipped to 3, the later ones (~1) are not.
+    make_case("clip", ([2, 2, 2, 1], [0.5, 0.5, 0.5, 0.5], {}, False), 3, 10, 32, 8, 4, seed=4,
+              clip=3.0)
     print("wrote model bundles to", sys.argv[1])
