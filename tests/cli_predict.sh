@@ -295,6 +295,25 @@ fails 2 "no input" "required" --weights "$m"
 fails 2 "--topk 0" "topk" --weights "$m" --input "$dir/rgb.png" --topk 0
 fails 2 ".npy mixed with images" ".npy" --weights "$m" --input "$dir/x_ref.npy" "$dir/rgb.png" \
     --output "$dir/y.npy"
+# --output onto an input or the weights would destroy it: refused, the file left as it was
+cp "$dir/x_ref.npy" "$dir/x_keep.npy"
+fails 2 "--output onto the .npy input" "is the input" --weights "$m" --input "$dir/x_keep.npy" \
+    --output "$dir/x_keep.npy"
+fails 2 "--output onto the weights" "is the weights file" --weights "$m" --input "$dir/rgb.png" \
+    --output "$m"
+cmp -s "$dir/x_ref.npy" "$dir/x_keep.npy" && ok "... the input is unchanged" ||
+    bad "--output onto the input changed it"
+# recorded class names that do not fit the model: a warning, indices printed, exit 0
+"$py" "$here/ref/random_model.py" "$dir/m10_badlabels.safetensors" --blocks 1,1,1,1 \
+    --width 0.25,0.25,0.25,0.25 --classes 10 --seed 3 --meta 'repvgg.labels=["a", "b"]'
+if "$tool" predict --weights "$dir/m10_badlabels.safetensors" --input "$dir/rgb.png" \
+    >"$dir/badlabels.out" 2>"$dir/badlabels.err" &&
+    grep -q "warning: the class names recorded in the weights" "$dir/badlabels.err" &&
+    ! grep -q " a$" "$dir/badlabels.out"; then
+    ok "recorded labels of the wrong length: a warning, indices printed"
+else
+    bad "recorded labels of the wrong length: $(cat "$dir/badlabels.err")"
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

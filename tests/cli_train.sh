@@ -318,6 +318,19 @@ check "--init without --arch trains the weights' network" "$TOOL" train --init \
     --quiet --out "$SCRATCH/i3"
 check "... whose architecture is recorded" \
     bash -c "head -c 4096 '$SCRATCH/i3/last.safetensors' | grep -a -q -F '\"$ARCH\"'"
+# fine-tuning keeps the input size the weights were trained at (the 40x40 run above), and says
+# so; --size overrides it
+"$TOOL" train --init "$SCRATCH/s40/last.safetensors" --limit-train 64 --limit-val 64 --epochs 1 \
+    --batch 32 --threads 1 --out "$SCRATCH/i40" > "$SCRATCH/i40.out" 2>&1
+check "--init of 40x40 weights trains at 40x40" \
+    grep -q '^repvgg train: .* was trained at 40x40: training at that size' "$SCRATCH/i40.out"
+check "... and records it" grep -q '"size":40,' <("$TOOL" info --weights \
+    "$SCRATCH/i40/last.safetensors" --json)
+check "--init with --size 32 trains at 32x32" "$TOOL" train --init "$SCRATCH/s40/last.safetensors" \
+    --size 32 --limit-train 64 --limit-val 64 --epochs 1 --batch 32 --threads 1 --quiet \
+    --out "$SCRATCH/i32"
+check "... and records it" grep -q '"size":32,' <("$TOOL" info --weights \
+    "$SCRATCH/i32/last.safetensors" --json)
 
 # ---- bad input: non-zero exit, a message, no crash (status > 128 is a signal) --------------------
 expect_fail() { # expect_fail DESCRIPTION ARGS...
@@ -360,6 +373,28 @@ expect_fail "--clean-epochs with --resume" train --resume "$B" --clean-epochs 1
 expect_fail "--clip-grad -1" train --arch "$ARCH" --epochs 1 --clip-grad -1 --out "$SCRATCH/e18"
 expect_fail "--clip-grad nan" train --arch "$ARCH" --epochs 1 --clip-grad nan --out "$SCRATCH/e19"
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
+# weights holding a NaN: eval (either engine) and predict stop with a message, where they used to
+# report a NaN loss, a top-1 of 0 and every image as class 0
+if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
+    "$3" - "$A/last.safetensors" "$SCRATCH/nan.safetensors" "$SCRATCH/zeros.npy" << 'PYEOF'
+import json, struct, sys
+import numpy as np
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+o = 8 + n + json.loads(b[8:8 + n])['linear.bias']['data_offsets'][0]
+b[o:o + 4] = struct.pack('<f', float('nan'))
+open(sys.argv[2], 'wb').write(b)
+np.save(sys.argv[3], np.zeros((2, 1, 28, 28), np.float32))
+PYEOF
+    for engine in model fast; do
+        expect_fail "eval --engine $engine of NaN weights" eval --weights "$SCRATCH/nan.safetensors" \
+            --limit-val 64 --engine "$engine"
+        check "... says the output is not finite" grep -q "not finite" "$SCRATCH/bad.err"
+    done
+    expect_fail "predict with NaN weights" predict --weights "$SCRATCH/nan.safetensors" \
+        --input "$SCRATCH/zeros.npy" --output "$SCRATCH/nan_logits.npy"
+    check "... says the output is not finite" grep -q "not finite" "$SCRATCH/bad.err"
+fi
 "$TOOL" convert "$A/last.safetensors" "$SCRATCH/deploy.safetensors" > /dev/null
 # A checkpoint is read as the raw weights it holds, by convert as by eval and predict (run A keeps
 # no average, so they are last.safetensors' weights).

@@ -40,6 +40,13 @@
 
 #define MAX_INPUTS 4096
 
+/* Whether a and b name one existing file (the same device and inode). */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 static void help(void) {
     printf(
         "usage: repvgg predict --weights W --input IMG [IMG...] [--topk K] [--labels FILE]\n"
@@ -398,6 +405,12 @@ static int predict_images(rvg_model *m, const run_opts *ro, const char *const *p
         }
     } else if (labels_from_json(&names, labels_json, K)) {
         /* the data set's class names, recorded by `repvgg train` */
+    } else if (labels_json) {
+        fprintf(stderr,
+                "repvgg predict: warning: the class names recorded in the weights (repvgg.labels) "
+                "are not a JSON list of %lld strings; printing indices (--labels FILE gives "
+                "names)\n",
+                (long long)K);
     } else if (K == 1000) {
         char def[4200];
         if (find_default_labels(def, sizeof def) && labels_read(&names, def) == RVG_OK &&
@@ -576,6 +589,11 @@ int cmd_predict(int argc, char **argv) {
                                           "gives logits in --output");
     if (npy && (n_in != 1 || !out))
         return cli_usage_error("predict", "a .npy input must be the only input and needs --output");
+    /* writing the logits over an input or the weights would destroy it */
+    for (int i = -1; out && i < n_in; i++)
+        if (same_file(out, i < 0 ? wpath : inputs[i]))
+            return cli_usage_error("predict", "--output %s is the %s; write the logits elsewhere",
+                                   out, i < 0 ? "weights file" : "input");
     rvg_dict *d = NULL;
     rvg_model *m = NULL;
     rvg_status st;

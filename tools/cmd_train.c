@@ -57,33 +57,36 @@ static void help(void) {
         "                       paper200: + 5 warm-up epochs, label smoothing 0.1, mixup 0.2,\n"
         "                       AutoAugment\n"
         "  --warmup-epochs E    linear warm-up epochs (< epochs)\n"
-        "  --wd WD, --momentum M, --nesterov, --custom-l2 (RepVGG's L2 on the fused kernel)\n"
-        "  --label-smoothing E  in [0, 1)\n"
-        "  --mixup ALPHA        mixup with lambda ~ Beta(ALPHA, ALPHA); 0 = off\n"
-        "  --autoaugment, --no-autoaugment, --flip, --no-flip, --crop-pad P\n"
-        "  --erase P            random erasing: with probability P one box of 2-33%% of the\n"
-        "                       image (aspect 0.3-3.3) is overwritten after normalisation\n"
-        "                       (default 0 = off)\n"
-        "  --erase-fill F       what the box holds: noise (N(0,1), the default) or zero\n"
-        "  --clean-epochs N     the last N epochs without random erasing, mixup and\n"
-        "                       AutoAugment (crop and flip stay), so the run ends on images\n"
-        "                       like the test set's (default 0)\n"
-        "  --norm N             computed (default: mean/std of the training set), imagenet, none\n"
-        "  --ema DECAY          keep a moving average of the weights (e.g. 0.9998; 0 = off,\n"
-        "                       the default): validated, chosen for best and written to\n"
-        "                       last/best.safetensors instead of the raw weights\n"
-        "  --clip-grad NORM     scale the gradients down where their global L2 norm exceeds\n"
-        "                       NORM (torch.nn.utils.clip_grad_norm_; 0 = off, the default);\n"
-        "                       the epoch line then gives the largest norm and the steps\n"
-        "                       clipped. May be given with --resume\n"
-        "  --quiet              print only the per-epoch summaries\n"
-        "  --init W             start from the train-form weights W (safetensors or .pth,\n"
-        "                       official or timm names) of the same architecture, instead of\n"
-        "                       a random initialisation (fine-tuning); a classifier with\n"
-        "                       another class count is initialised afresh, a stem with\n"
-        "                       other input channels adapted (RGB -> grey: summed). Published\n"
-        "                       ImageNet weights expect --norm imagenet\n"
-        "  --resume DIR         continue the run in DIR from last.ckpt.safetensors\n");
+        "  --wd WD, --momentum M, --nesterov, --custom-l2 (RepVGG's L2 on the fused kernel)\n");
+    printf(/* two strings: C limits one literal to 4095 characters */
+           "  --label-smoothing E  in [0, 1)\n"
+           "  --mixup ALPHA        mixup with lambda ~ Beta(ALPHA, ALPHA); 0 = off\n"
+           "  --autoaugment, --no-autoaugment, --flip, --no-flip, --crop-pad P\n"
+           "  --erase P            random erasing: with probability P one box of 2-33%% of the\n"
+           "                       image (aspect 0.3-3.3) is overwritten after normalisation\n"
+           "                       (default 0 = off)\n"
+           "  --erase-fill F       what the box holds: noise (N(0,1), the default) or zero\n"
+           "  --clean-epochs N     the last N epochs without random erasing, mixup and\n"
+           "                       AutoAugment (crop and flip stay), so the run ends on images\n"
+           "                       like the test set's (default 0)\n"
+           "  --norm N             computed (default: mean/std of the training set), imagenet, "
+           "none\n"
+           "  --ema DECAY          keep a moving average of the weights (e.g. 0.9998; 0 = off,\n"
+           "                       the default): validated, chosen for best and written to\n"
+           "                       last/best.safetensors instead of the raw weights\n"
+           "  --clip-grad NORM     scale the gradients down where their global L2 norm exceeds\n"
+           "                       NORM (torch.nn.utils.clip_grad_norm_; 0 = off, the default);\n"
+           "                       the epoch line then gives the largest norm and the steps\n"
+           "                       clipped. May be given with --resume\n"
+           "  --quiet              print only the per-epoch summaries\n"
+           "  --init W             start from the train-form weights W (safetensors or .pth,\n"
+           "                       official or timm names) of the same architecture, instead of\n"
+           "                       a random initialisation (fine-tuning); a classifier with\n"
+           "                       another class count is initialised afresh, a stem with\n"
+           "                       other input channels adapted (RGB -> grey: summed). Published\n"
+           "                       ImageNet weights expect --norm imagenet. Weights that repvgg\n"
+           "                       train wrote also give the input size (--size overrides it)\n"
+           "  --resume DIR         continue the run in DIR from last.ckpt.safetensors\n");
     if (rvg_dist_available())
         printf("\nData parallel (this build has MPI): mpirun -np N repvgg train ... trains one\n"
                "model on N processes; --batch is the global batch (a multiple of N), --lr\n"
@@ -443,23 +446,36 @@ static int train_command(int argc, char **argv) {
     }
 
     char init_arch[512];
-    if (!arch_name && c.init[0]) { /* the network of the --init weights */
+    if (c.init[0]) { /* the network of the --init weights, and the input size they learnt */
         rvg_dict *d = NULL;
         rvg_arch ia;
         rvg_form form;
         rvg_status ist = rvg_weights_load_dict(&d, c.init);
         if (ist == RVG_OK)
             ist = train_strip_state(d);
-        if (ist == RVG_OK)
+        if (ist == RVG_OK && !arch_name)
             ist = rvg_arch_infer(&ia, &form, d);
-        rvg_dict_free(d);
         if (ist != RVG_OK) {
+            rvg_dict_free(d);
             fprintf(stderr, "repvgg train: --init %s: %s: %s\n", c.init, rvg_status_str(ist),
                     rvg_last_error());
             return 1;
         }
-        rvg_arch_format(&ia, init_arch, sizeof init_arch);
-        arch_name = init_arch;
+        /* features learnt at one scale do not carry over to another (docs/fashion_mnist.md,
+         * "Finishing at a larger input"), so fine-tuning keeps the recorded size by default */
+        int got = given[O_SIZE - 256] ? 0 : train_recorded_size(d, 8192, &c.size, "train", c.init);
+        rvg_dict_free(d);
+        if (got < 0)
+            return 1;
+        if (got > 0 && !c.quiet)
+            fprintf(stderr,
+                    "repvgg train: %s was trained at %lldx%lld: training at that size (--size "
+                    "to change it)\n",
+                    c.init, (long long)c.size, (long long)c.size);
+        if (!arch_name) {
+            rvg_arch_format(&ia, init_arch, sizeof init_arch);
+            arch_name = init_arch;
+        }
     }
     if (!arch_name)
         return cli_usage_error(cmd, "--arch is required (or --init W, or --resume DIR)");

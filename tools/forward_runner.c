@@ -1,4 +1,5 @@
 /* forward_runner.c - the engine or the model's forward behind one call (see forward_runner.h). */
+#include <math.h>
 #include <string.h>
 
 #include "forward_runner.h"
@@ -41,12 +42,28 @@ void fwd_runner_borrow(fwd_runner *r, rvg_model *m, rvg_plan *p) {
     r->K = rvg_model_arch(m)->classes;
 }
 
+/* A NaN or infinite logit would give a NaN loss, a top-1 that counts nothing and an argmax
+ * that is always class 0 (every comparison with NaN is false): a report that looks like a result.
+ * So eval, predict and validation stop with a message instead. */
+static rvg_status check_finite(const float *logits, int64_t n, int64_t K) {
+    for (int64_t i = 0; i < n * K; i++)
+        if (!isfinite(logits[i]))
+            return rvg_error(RVG_STATUS_BAD_FORMAT,
+                             "the network's output for image %lld of the batch is not finite "
+                             "(%g): the weights or the input hold NaN or infinite values, or "
+                             "overflow",
+                             (long long)(i / K), (double)logits[i]);
+    return RVG_OK;
+}
+
 rvg_status fwd_runner_forward(fwd_runner *r, const float *x, int64_t n, const float **logits) {
-    if (!r->e)
-        return rvg_model_forward(r->m, r->plan, x, n, 0, logits);
+    if (!r->e) {
+        RVG_TRY(rvg_model_forward(r->m, r->plan, x, n, 0, logits));
+        return check_finite(*logits, n, r->K);
+    }
     RVG_TRY(rvg_engine_run(r->e, r->logits, x, n));
     *logits = r->logits;
-    return RVG_OK;
+    return check_finite(*logits, n, r->K);
 }
 
 const char *fwd_runner_name(const fwd_runner *r) {

@@ -43,7 +43,8 @@ rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_
 /* A model-path runner on a plan the caller keeps (the training loop's). */
 void fwd_runner_borrow(fwd_runner *r, rvg_model *m, rvg_plan *p);
 
-/* logits (n, K) of x (n, C, H, W), 1 <= n <= max_batch; valid until the next call. */
+/* logits (n, K) of x (n, C, H, W), 1 <= n <= max_batch; valid until the next call.
+ * RVG_STATUS_BAD_FORMAT when a logit is NaN or infinite (non-finite weights or input). */
 rvg_status fwd_runner_forward(fwd_runner *r, const float *x, int64_t n, const float **logits);
 
 /* "fast" or "model": what ran, for reports. */
