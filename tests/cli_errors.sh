@@ -50,6 +50,14 @@ expect_fail "give --arch or --weights" "$tool" info
 expect_fail "give --arch or --weights" "$tool" info --arch A0 --weights x.safetensors
 expect_fail "cannot open" "$tool" info --weights /nonexistent/w.safetensors
 expect_fail "groups" "$tool" info --arch custom:blocks=1,1,1,1:width=0.25,0.25,0.25,0.25:groups=3@1
+# custom specs that used to be taken and did something else: groups on a layer the network lacks,
+# se=2 read as se=1 and se=yes as se=0, a NaN width
+expect_fail "the network has 4 layers" "$tool" info \
+    --arch custom:blocks=1,1,1,1:width=1,1,1,1:groups=2@5
+expect_fail "se must be 0 or 1" "$tool" info --arch custom:blocks=1,1,1,1:width=1,1,1,1:se=2
+expect_fail "se must be 0 or 1" "$tool" info --arch custom:blocks=1,1,1,1:width=1,1,1,1:se=yes
+expect_fail "width in (0, 64]" "$tool" info --arch custom:blocks=1,1,1,1:width=nan,1,1,1
+expect_ok "$tool" info --arch custom:blocks=1,1,1,1:width=1,1,1,1:groups=2@4:se=1
 expect_fail "cannot open" "$tool" convert "$dir/missing.safetensors" "$dir/out.safetensors"
 # bench: options checked, and --json carries the fields scripts read
 expect_fail "--batch" "$tool" bench --arch A0 --batch 0

@@ -132,7 +132,10 @@ static rvg_status parse_custom(rvg_arch *a, const char *spec) {
                 a->layer_groups[layers[i] - 1] = g;
             }
         } else if (strcmp(key, "se") == 0) {
-            a->se = atoi(val) != 0;
+            if (strcmp(val, "0") != 0 && strcmp(val, "1") != 0)
+                return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                                 "custom arch: se must be 0 or 1, not '%s'", val);
+            a->se = val[0] == '1';
         } else {
             return rvg_error(RVG_STATUS_BAD_ARGUMENT, "custom arch: unknown key '%s'", key);
         }
@@ -141,7 +144,7 @@ static rvg_status parse_custom(rvg_arch *a, const char *spec) {
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "custom arch needs blocks= and width=");
     int64_t total = 0;
     for (int i = 0; i < 4; i++) {
-        if (a->blocks[i] < 1 || a->width[i] <= 0 || a->width[i] > 64)
+        if (a->blocks[i] < 1 || !(a->width[i] > 0 && a->width[i] <= 64)) /* NaN fails too */
             return rvg_error(RVG_STATUS_BAD_ARGUMENT,
                              "custom arch: stage %d needs >= 1 block and a width in (0, 64]", i + 1);
         total += a->blocks[i];
@@ -149,6 +152,13 @@ static rvg_status parse_custom(rvg_arch *a, const char *spec) {
     if (total > RVG_MAX_LAYERS)
         return rvg_error(RVG_STATUS_BAD_ARGUMENT, "custom arch: %lld blocks, at most %d",
                          (long long)total, RVG_MAX_LAYERS);
+    /* groups named for a layer the network does not have would change nothing, silently */
+    for (int64_t l = total; l < RVG_MAX_LAYERS; l++)
+        if (a->layer_groups[l] > 1)
+            return rvg_error(RVG_STATUS_BAD_ARGUMENT,
+                             "custom arch: groups on layer %lld, but the network has %lld layers "
+                             "(1 = stage1's first block)",
+                             (long long)l + 1, (long long)total);
     return RVG_OK;
 }
 
