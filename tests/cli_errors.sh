@@ -132,6 +132,29 @@ PYEOF
     # an unwritable output leaves no partial file behind
     expect_fail "cannot create" "$tool" convert "$good" "/nonexistent-dir/o.safetensors"
     [ -z "$(ls "$dir"/*.tmp.* 2>/dev/null)" ] && pass=$((pass + 1)) || { echo "FAILED: temp file left"; fail=$((fail + 1)); }
+    # torch.save's legacy (non-zip) format is named as such, not read as a broken safetensors
+    "$py" -c "import torch; torch.save({'a': torch.zeros(2)}, '$dir/legacy.pth',
+                                       _use_new_zipfile_serialization=False)"
+    expect_fail "legacy (non-zip) format" "$tool" convert "$dir/legacy.pth" "$dir/o.safetensors"
+    # an unsupported .npy dtype is named alone
+    "$py" -c "import numpy as np; np.save('$dir/f16.npy', np.zeros((2,3,40,40), np.float16))"
+    expect_fail "dtype '<f2'; expected" "$tool" predict --weights "$good" --input "$dir/f16.npy" \
+        --output "$dir/y.npy"
+    # --kernels picks the fast engine's kernels: refused where the model's forward runs instead
+    "$py" -c "import numpy as np; np.save('$dir/x40.npy', np.zeros((2,3,40,40), np.float32))"
+    expect_fail "add --engine fast" "$tool" predict --weights "$good" --input "$dir/x40.npy" \
+        --output "$dir/y.npy" --kernels portable
+    expect_fail "add --engine fast" "$tool" predict --weights "$dir/deploy.safetensors" \
+        --input "$dir/x40.npy" --output "$dir/y.npy" --kernels portable --engine model
+    expect_ok "$tool" predict --weights "$good" --input "$dir/x40.npy" --output "$dir/y.npy" \
+        --kernels portable --engine fast
 fi
+# `repvgg help CMD` is `repvgg CMD --help`
+if "$tool" help train >"$dir/help.out" 2>&1 && grep -q -- "--clip-grad" "$dir/help.out"; then
+    pass=$((pass + 1))
+else
+    echo "FAILED: repvgg help train: $(head -3 "$dir/help.out")"; fail=$((fail + 1))
+fi
+expect_fail "no command 'bogus'" "$tool" help bogus
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -45,7 +45,8 @@ static void help(void) {
            "                form)\n"
            "  --kernels K   the deploy form's kernel set: auto (default: the fastest fp32 set),\n"
            "                avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
-           "                max|logit| from fp32; docs/inference.md); for the train form (and\n"
+           "                max|logit| from fp32; docs/inference.md; avx512-twin and amx-twin:\n"
+           "                their plain-C twins, for testing); for the train form (and\n"
            "                --train) its convolutions' GEMMs: auto (fp32), amx (bf16x3 on AMX\n"
            "                tiles) or amx-twin (the same in plain C)\n"
            "  --profile     then R more runs with per-layer timers: each layer's mean time and,\n"
@@ -168,7 +169,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_usage_error("bench", "--train measures the train form; drop --form deploy");
     int deploy = !train && (!form_name || strcmp(form_name, "deploy") == 0);
     if (kernels && deploy && !cli_parse_kernels(kernels, &isa))
-        return cli_usage_error("bench", "--kernels must be auto, portable, avx2, avx512 or amx");
+        return cli_usage_error("bench", "--kernels must be auto, portable, avx2, avx512, amx, "
+                                        "avx512-twin or amx-twin");
     if (kernels && !deploy && !cli_parse_train_kernels(kernels, &tk))
         return cli_usage_error("bench", "--kernels must be auto, amx or amx-twin for the train "
                                         "form");

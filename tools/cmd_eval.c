@@ -40,7 +40,8 @@ static void help(void) {
            "                  weights, model for the train form, its branches as written)\n"
            "  --kernels K     the fast engine's kernel set: auto (default: the fastest fp32 set),\n"
            "                  avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
-           "                  max|logit| from fp32; docs/inference.md)\n"
+           "                  max|logit| from fp32; docs/inference.md); avx512-twin and amx-twin\n"
+           "                  are their plain-C twins, for testing. Needs the fast engine\n"
            "  --threads T     compute threads (default: all cores)\n"
            "  --workers W     data loading threads (default 2)\n"
            "  --json          print one JSON object: top1, top5, n, loss, per_class, class_names,\n"
@@ -139,6 +140,7 @@ int cmd_eval(int argc, char **argv) {
     int64_t limit = 0, batch = 128, threads = 0, workers = 2;
     int json = 0, tta = 0, c;
     runner_kind kind = RUNNER_AUTO;
+    int kernels_given = 0;
     rvg_infer_isa isa = RVG_INFER_ISA_AUTO;
     optind = 1;
     opterr = 0;
@@ -170,8 +172,9 @@ int cmd_eval(int argc, char **argv) {
             break;
         case 'K':
             if (!cli_parse_kernels(optarg, &isa))
-                return cli_usage_error("eval", "--kernels must be auto, portable, avx2, avx512 "
-                                               "or amx");
+                return cli_usage_error("eval", "--kernels must be auto, portable, avx2, avx512, "
+                                               "amx, avx512-twin or amx-twin");
+            kernels_given = 1;
             break;
         case 'T':
             if (strcmp(optarg, "flip") != 0 && strcmp(optarg, "none") != 0)
@@ -257,6 +260,10 @@ int cmd_eval(int argc, char **argv) {
                     wpath);
     }
     aug.out_h = aug.out_w = size;
+    if (kernels_given && fwd_runner_kernels_unused("eval", kind, m)) {
+        rc = 2;
+        goto done;
+    }
     if ((st = rvg_model_check_input(m, C, size, size)) != RVG_OK) {
         rc = cli_fail("eval", st, "input size");
         goto done;

@@ -79,7 +79,8 @@ static void help(void) {
         "                 (default: fast for deploy-form weights, model for the train form)\n"
         "  --kernels K    the fast engine's kernel set: auto (default: the fastest fp32 set),\n"
         "                 avx512, avx2, portable, or amx (Intel AMX tiles in bf16x3, ~1e-5 of\n"
-        "                 max|logit| from fp32; docs/inference.md)\n"
+        "                 max|logit| from fp32; docs/inference.md); avx512-twin and amx-twin\n"
+        "                 are their plain-C twins, for testing. Needs the fast engine\n"
         "  --threads T    compute threads (default: all cores)\n"
         "  --output Y     also write the logits (N, classes) as float32 .npy\n"
         "  --json         print one JSON object instead: predictions, an array of {input,\n"
@@ -506,6 +507,7 @@ int cmd_predict(int argc, char **argv) {
     static const char *inputs[MAX_INPUTS];
     int64_t n_in = 0, topk = 5, size = 0, threads = 0;
     run_opts ro = {RUNNER_AUTO, 0, 32, RVG_INFER_ISA_AUTO};
+    int kernels_given = 0;
     int c, shape = -1, json = 0;
     optind = 1;
     opterr = 0;
@@ -548,7 +550,8 @@ int cmd_predict(int argc, char **argv) {
         case 'K':
             if (!cli_parse_kernels(optarg, &ro.isa))
                 return cli_usage_error("predict", "--kernels must be auto, portable, avx2, "
-                                                  "avx512 or amx");
+                                                  "avx512, amx, avx512-twin or amx-twin");
+            kernels_given = 1;
             break;
         case 't':
             if (!cli_parse_int(optarg, 1, 1024, &threads))
@@ -601,6 +604,8 @@ int cmd_predict(int argc, char **argv) {
     /* a checkpoint (*.ckpt.safetensors) works too, as its raw weights */
     if ((st = train_load_weights(&m, &d, wpath)) != RVG_OK) {
         rc = cli_fail("predict", st, wpath);
+    } else if (kernels_given && fwd_runner_kernels_unused("predict", ro.kind, m)) {
+        rc = 2;
     } else if (npy) {
         rc = predict_npy(m, &ro, inputs[0], out);
     } else {

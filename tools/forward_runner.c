@@ -1,5 +1,6 @@
 /* forward_runner.c - the engine or the model's forward behind one call (see forward_runner.h). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "forward_runner.h"
@@ -15,13 +16,26 @@ int fwd_runner_parse(const char *s, runner_kind *kind) {
     return 1;
 }
 
+int fwd_runner_is_engine(runner_kind kind, const rvg_model *m) {
+    return kind == RUNNER_ENGINE || (kind == RUNNER_AUTO && rvg_model_form(m) == RVG_FORM_DEPLOY);
+}
+
+int fwd_runner_kernels_unused(const char *cmd, runner_kind kind, const rvg_model *m) {
+    if (fwd_runner_is_engine(kind, m))
+        return 0;
+    fprintf(stderr,
+            "repvgg %s: --kernels chooses the fast engine's kernels, but %s runs on the model's "
+            "forward; add --engine fast (the train form is then converted in memory)\n",
+            cmd, kind == RUNNER_MODEL ? "--engine model" : "a train-form model");
+    return 1;
+}
+
 rvg_status fwd_runner_init(fwd_runner *r, rvg_model *m, runner_kind kind, int64_t max_batch,
                            int64_t H, int64_t W, int threads, rvg_infer_isa isa) {
     memset(r, 0, sizeof *r);
     r->m = m;
     r->K = rvg_model_arch(m)->classes;
-    if (kind == RUNNER_AUTO)
-        kind = rvg_model_form(m) == RVG_FORM_DEPLOY ? RUNNER_ENGINE : RUNNER_MODEL;
+    kind = fwd_runner_is_engine(kind, m) ? RUNNER_ENGINE : RUNNER_MODEL;
     if (kind == RUNNER_MODEL) {
         r->owns_plan = 1;
         return rvg_plan_new(&r->plan, m, max_batch, H, W);

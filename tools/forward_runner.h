@@ -32,6 +32,12 @@ typedef struct {
     int64_t K;
 } fwd_runner;
 
+/* Whether a runner of m of this kind would be the engine (RUNNER_AUTO: for deploy-form weights). */
+int fwd_runner_is_engine(runner_kind kind, const rvg_model *m);
+/* For a command given --kernels: 1 after a message when the runner would be the model's forward,
+ * which the engine's kernel sets do not reach (the option would be silently ignored). */
+int fwd_runner_kernels_unused(const char *cmd, runner_kind kind, const rvg_model *m);
+
 /* "fast" -> RUNNER_ENGINE, "model" -> RUNNER_MODEL; 0 for anything else. */
 int fwd_runner_parse(const char *s, runner_kind *kind);
 

@@ -77,6 +77,16 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (argc >= 3 && strcmp(argv[1], "help") == 0) { /* `repvgg help train` = train --help */
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            if (strcmp(argv[2], commands[i].name) == 0) {
+                char *args[] = {argv[2], "--help", NULL};
+                return commands[i].run(2, args);
+            }
+        fprintf(stderr, "repvgg: no command '%s' to describe\n", argv[2]);
+        usage(stderr);
+        return 2;
+    }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);

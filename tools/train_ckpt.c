@@ -245,7 +245,7 @@ int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, i
     char *end;
     long long sz = strtoll(z, &end, 10);
     if (C < 1 || C > 4 || !parse_floats(m, mean, C) || !parse_floats(s, std, C) || end == z ||
-        *end || sz < 1)
+        *end || sz < 1 || sz > 8192) /* 8192: what --size takes */
         return -1;
     *size = sz;
     return 1;

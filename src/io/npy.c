@@ -71,9 +71,12 @@ rvg_status rvg_npy_load_f32(const char *path, float **data, int *ndim,
     else if (strncmp(descr, "'<f8'", 5) == 0)
         is_f64 = 1;
     else {
+        /* the quoted descr alone (it is followed by ", 'fortran_order'..." in the header) */
+        const char *q = descr[0] == '\'' ? strchr(descr + 1, '\'') : NULL;
+        const int n = q && q - descr < 16 ? (int)(q - descr) + 1 : 6;
         st = rvg_error(RVG_STATUS_UNSUPPORTED,
-                       "%s: array dtype %.6s; expected little-endian float32 ('<f4') or float64",
-                       path, descr);
+                       "%s: array dtype %.*s; expected little-endian float32 ('<f4') or float64",
+                       path, n, descr);
         goto done;
     }
     if (strncmp(fo, "False", 5) != 0) {
