@@ -148,7 +148,15 @@ PYEOF
         --input "$dir/x40.npy" --output "$dir/y.npy" --kernels portable --engine model
     expect_ok "$tool" predict --weights "$good" --input "$dir/x40.npy" --output "$dir/y.npy" \
         --kernels portable --engine fast
+    # image options on a .npy input (which they would not reach)
+    expect_fail "act on images" "$tool" predict --weights "$good" --input "$dir/x40.npy" \
+        --output "$dir/y.npy" --topk 3
 fi
+# plot of a run with no epochs logged yet
+mkdir -p "$dir/norun"
+echo "epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,seconds,data_wait_s" \
+    >"$dir/norun/log.csv"
+expect_fail "no epochs yet" "$tool" plot "$dir/norun"
 # `repvgg help CMD` is `repvgg CMD --help`
 if "$tool" help train >"$dir/help.out" 2>&1 && grep -q -- "--clip-grad" "$dir/help.out"; then
     pass=$((pass + 1))

@@ -44,6 +44,11 @@ int cmd_plot(int argc, char **argv) {
     rvg_status st = log_read(csv, &rows, &n, 0);
     if (st != RVG_OK)
         return cli_fail("plot", st, "reading the log");
+    if (n == 0) {
+        free(rows);
+        fprintf(stderr, "repvgg plot: %s has no epochs yet; nothing to draw\n", csv);
+        return 1;
+    }
     st = chart_write_png(out ? out : png, rows, n, dir);
     free(rows);
     if (st != RVG_OK)

@@ -508,7 +508,7 @@ int cmd_predict(int argc, char **argv) {
     int64_t n_in = 0, topk = 5, size = 0, threads = 0;
     run_opts ro = {RUNNER_AUTO, 0, 32, RVG_INFER_ISA_AUTO};
     int kernels_given = 0;
-    int c, shape = -1, json = 0;
+    int c, shape = -1, json = 0, topk_given = 0;
     optind = 1;
     opterr = 0;
     /* "-": operands come back in order as option 1, so `--input a.jpg b.jpg --input c.png`
@@ -531,6 +531,7 @@ int cmd_predict(int argc, char **argv) {
         case 'k':
             if (!cli_parse_int(optarg, 1, 1000000, &topk))
                 return cli_usage_error("predict", "--topk must be an integer in 1..1000000");
+            topk_given = 1;
             break;
         case 'l': labels_path = optarg; break;
         case 's':
@@ -592,6 +593,10 @@ int cmd_predict(int argc, char **argv) {
                                           "gives logits in --output");
     if (npy && (n_in != 1 || !out))
         return cli_usage_error("predict", "a .npy input must be the only input and needs --output");
+    if (npy && (labels_path || topk_given || size || shape >= 0))
+        return cli_usage_error("predict", "--labels, --topk, --size, --resize and --center-crop "
+                                          "act on images; a .npy input is already preprocessed "
+                                          "and gives logits");
     /* writing the logits over an input or the weights would destroy it */
     for (int i = -1; out && i < n_in; i++)
         if (same_file(out, i < 0 ? wpath : inputs[i]))

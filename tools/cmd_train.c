@@ -519,6 +519,11 @@ static int train_command(int argc, char **argv) {
             return cli_usage_error(cmd, "--warmup-epochs (%lld) must be less than --epochs (%lld)",
                                    (long long)c.warmup_epochs, (long long)c.epochs);
         c.warmup_epochs = c.epochs - 1; /* a short run of the paper200 recipe: shrink it */
+        if (!c.quiet)
+            fprintf(stderr,
+                    "repvgg train: %lld epochs are too few for the recipe's %d warm-up epochs: "
+                    "warming up for %lld (--warmup-epochs E to choose)\n",
+                    (long long)c.epochs, p200 ? 5 : 0, (long long)c.warmup_epochs);
     }
     if (c.nesterov && c.momentum == 0)
         return cli_usage_error(cmd, "--nesterov needs a non-zero --momentum");

@@ -464,12 +464,13 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
     if (!c->quiet) {
         fprintf(stderr,
                 "repvgg train: %s on %s, %lld train / %lld val images %lldx%lldx%lld, "
-                "%lld classes, batch %lld, %lld steps/epoch, lr %.4g, %d threads, "
-                "%d workers%s\n",
+                "%lld classes, batch %lld, %lld steps/epoch, lr %.4g, %d thread%s, "
+                "%d worker%s%s\n",
                 c->arch, c->data, (long long)rvg_dataset_count(r.dtr),
                 (long long)rvg_dataset_count(r.dva), (long long)C, (long long)H, (long long)W,
                 (long long)K, (long long)c->batch, (long long)steps, c->lr, c->threads,
-                c->workers, fresh ? "" : " (resumed)");
+                c->threads == 1 ? "" : "s", c->workers, c->workers == 1 ? "" : "s",
+                fresh ? "" : " (resumed)");
         if (world > 1)
             fprintf(stderr,
                     "repvgg train: data parallel over %d ranks, %lld images per rank and step, "
