@@ -1,11 +1,12 @@
 /* image_decode.c - JPEG (libjpeg) and PNG (libpng) files to 8-bit RGB pixels.
  *
  * Everything becomes RGB, (H, W, 3) uint8, like PIL's Image.convert("RGB") in torchvision's
- * ImageFolder loader: grey is replicated, palettes expanded, 16-bit reduced, alpha dropped (not
- * composited), CMYK/YCCK JPEGs (Adobe, inverted) multiplied out. libjpeg reports errors by
- * calling error_exit, which here longjmps back with the message, so a corrupt file is an error
- * status, never an exit. Not handled: EXIF orientation, colour profiles, formats other than JPEG
- * and PNG.
+ * ImageFolder loader: grey is replicated, palettes expanded, 1/2/4-bit grey scaled to 0..255,
+ * 16-bit samples cut to their high byte, alpha and tRNS dropped (not composited), CMYK/YCCK JPEGs
+ * (Adobe, inverted) multiplied out, and no gamma correction (PNG gAMA, sRGB, iCCP, cHRM are
+ * ignored, as PIL ignores them). libjpeg and libpng report errors through callbacks that longjmp
+ * back with the message, so a corrupt file is an error status, never an exit. Not handled: EXIF
+ * orientation, colour profiles, formats other than JPEG and PNG.
  */
 /* jpeglib.h uses size_t and FILE without including their headers. */
 #include <stddef.h>
@@ -115,35 +116,105 @@ static rvg_status decode_jpeg(rvg__image *im, const uint8_t *buf, size_t len, co
 
 /* ---- PNG ------------------------------------------------------------------------------------- */
 
+/* libpng's classic API, not the simplified one (png_image_*): that one treats 16-bit samples as
+ * linear light and converts them to sRGB, and applies gAMA, so an 8-bit image saved as
+ * uint16 * 257, or one with gAMA 1.0, came out brightened (4 -> 38). The classic API transforms
+ * nothing unless asked; asked here for what PIL's convert("RGB") does with 8-bit files, no gamma.
+ * 16-bit samples keep their high byte, as PIL keeps it for colour (PIL clips 16-bit grey to 255,
+ * which is not copied); for v = 257 * k, the usual 16-bit copy of an 8-bit image, both give k. */
+
+typedef struct {
+    jmp_buf jump;
+    char msg[200];
+    const uint8_t *buf;
+    size_t len, pos;
+} png_mem_src;
+
+static void on_png_error(png_structp png, png_const_charp msg) {
+    png_mem_src *src = png_get_error_ptr(png);
+    snprintf(src->msg, sizeof src->msg, "%s", msg);
+    longjmp(src->jump, 1);
+}
+
+/* Warnings (bad iCCP profiles, CRC errors in ancillary chunks, which libpng skips) are not errors
+ * for PIL either, and the library must not print: ignore them. */
+static void on_png_warning(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
+
+static void read_png_memory(png_structp png, png_bytep out, size_t n) {
+    png_mem_src *src = png_get_io_ptr(png);
+    if (n > src->len - src->pos)
+        png_error(png, "file ends early");
+    memcpy(out, src->buf + src->pos, n);
+    src->pos += n;
+}
+
 static rvg_status decode_png(rvg__image *im, const uint8_t *buf, size_t len, const char *what) {
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&img, buf, len))
-        return rvg_error(RVG_STATUS_BAD_FORMAT, "png: %s: %s", what, img.message);
-    /* RGBA then drop alpha: PIL's convert("RGB") discards alpha rather than compositing. */
-    img.format = PNG_FORMAT_RGBA;
-    rvg_status s = rvg__image_reserve(im, img.height, img.width, 3);
-    uint8_t *rgba = NULL;
-    if (s == RVG_OK) {
-        rgba = malloc((size_t)img.width * img.height * 4);
-        if (!rgba)
-            s = rvg_error(RVG_STATUS_NO_MEMORY, "png: out of memory");
+    png_mem_src src = {.buf = buf, .len = len};
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, on_png_error, on_png_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return rvg_error(RVG_STATUS_NO_MEMORY, "png: out of memory");
     }
+    /* volatile: set between setjmp and a possible longjmp. */
+    uint8_t *volatile tmp = NULL;
+    if (setjmp(src.jump)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(tmp);
+        return rvg_error(RVG_STATUS_BAD_FORMAT, "png: %s: %s", what, src.msg);
+    }
+    png_set_read_fn(png, &src, read_png_memory);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    rvg_status s = rvg__image_reserve(im, h, w, 3);
     if (s != RVG_OK) {
-        png_image_free(&img);
+        png_destroy_read_struct(&png, &info, NULL);
         return s;
     }
-    if (!png_image_finish_read(&img, NULL, rgba, 0, NULL)) {
-        s = rvg_error(RVG_STATUS_BAD_FORMAT, "png: %s: %s", what, img.message);
-        png_image_free(&img);
-        free(rgba);
-        return s;
+    /* Palettes to RGB, 1/2/4-bit grey scaled to 0..255 (1 -> 255, as PIL), grey to RGB, 16 bits
+     * to 8 by keeping the high byte, as PIL does. tRNS is not expanded to alpha
+     * (png_set_tRNS_to_alpha is not called), though a palette with tRNS still comes out RGBA:
+     * the copy below drops it. */
+    int type = png_get_color_type(png, info);
+    if (type == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(png);
+    if (!(type & PNG_COLOR_MASK_COLOR)) {
+        png_set_expand_gray_1_2_4_to_8(png);
+        png_set_gray_to_rgb(png);
     }
-    size_t n = (size_t)img.width * img.height;
-    for (size_t p = 0; p < n; p++)
-        memcpy(im->data + p * 3, rgba + p * 4, 3);
-    free(rgba);
+    png_set_strip_16(png);
+    int passes = png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int ch = png_get_channels(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if (png_get_bit_depth(png, info) != 8 || (ch != 3 && ch != 4) || rowbytes != (size_t)w * ch)
+        png_error(png, "unexpected layout after the transformations");
+    /* RGB rows land in place; RGBA (alpha, or a palette's tRNS) goes through a buffer, whole
+     * rather than a row because Adam7's passes revisit every row. */
+    uint8_t *dst = im->data;
+    if (ch == 4) {
+        tmp = malloc((size_t)h * rowbytes);
+        if (!tmp) {
+            png_destroy_read_struct(&png, &info, NULL);
+            return rvg_error(RVG_STATUS_NO_MEMORY, "png: out of memory for %s", what);
+        }
+        dst = tmp;
+    }
+    for (int p = 0; p < passes; p++)
+        for (png_uint_32 y = 0; y < h; y++)
+            png_read_row(png, dst + (size_t)y * rowbytes, NULL);
+    /* Not png_read_end: what follows the pixels (text, a missing IEND) does not change them. */
+    png_destroy_read_struct(&png, &info, NULL);
+    if (ch == 4) {
+        /* RGBA -> RGB: PIL's convert("RGB") discards alpha rather than compositing. */
+        for (size_t p = 0, n = (size_t)w * h; p < n; p++)
+            memcpy(im->data + p * 3, tmp + p * 4, 3);
+        free(tmp);
+    }
     return RVG_OK;
 }
 
