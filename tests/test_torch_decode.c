@@ -3,8 +3,8 @@
  * Reads argv[1]/decode.safetensors from tests/ref/gen_decode.py: for each case the bytes of a PNG
  * file ("<name>.png") and the RGB pixels torchvision's loader gets from it through PIL,
  * Image.open(p).convert("RGB") ("<name>.rgb"; for 16-bit grey, which PIL clips, the high byte of
- * each sample, as PIL keeps it for colour: see gen_decode.py). Decodes each with rvg__decode_memory and requires exact
- * equality. The cases cover what a trained model must not see differently from training: 16-bit
+ * each sample, as PIL keeps it for colour: see gen_decode.py). Decodes each with
+ * rvg__decode_memory and requires exact equality. The cases cover what a trained model must not see differently from training: 16-bit
  * grey/RGB/RGBA/grey+alpha, gAMA/cHRM/sRGB (no gamma correction), palettes with tRNS, grey+alpha,
  * colour-key tRNS, 1/2/4-bit grey and Adam7 interlacing. Every file cut short, and one
  * overwritten with garbage, must fail with RVG_STATUS_BAD_FORMAT.
