@@ -268,6 +268,15 @@ static void print_summary(const train_config *c, const log_row *r, double ips, i
     fflush(stdout);
 }
 
+/* A diverged run's last words (epoch and step 0-based). */
+static void not_finite(progress *pr, const char *what, int64_t epoch, int64_t step, double lr) {
+    progress_end(pr);
+    fprintf(stderr,
+            "repvgg train: the %s is not finite at epoch %lld step %lld (learning rate %.4g too "
+            "high?)\n",
+            what, (long long)epoch + 1, (long long)step + 1, lr);
+}
+
 /* The sync-BN hook (rvg_model_set_bn_sync). A failed collective mid-forward cannot be unwound
  * through the library, and the other ranks would wait for this one forever: end the job. */
 static void bn_allreduce(double *buf, int64_t n, void *ctx) {
@@ -538,11 +547,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
             }
             float loss = rvg_softmax_xent_ref(r.dlogits, logits, r.target, n, K);
             if (!isfinite(loss)) {
-                progress_end(&pr);
-                fprintf(stderr,
-                        "repvgg train: the loss is not finite at epoch %lld step %lld "
-                        "(learning rate %.4g too high?)\n",
-                        (long long)epoch + 1, (long long)step + 1, c->lr);
+                not_finite(&pr, "loss", epoch, step, c->lr);
                 goto done;
             }
             for (int64_t i = 0; i < n; i++) {
@@ -577,11 +582,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
                     goto done;
                 }
                 if (!isfinite(norm)) {
-                    progress_end(&pr);
-                    fprintf(stderr,
-                            "repvgg train: the gradient norm is not finite at epoch %lld step "
-                            "%lld (learning rate %.4g too high?)\n",
-                            (long long)epoch + 1, (long long)step + 1, c->lr);
+                    not_finite(&pr, "gradient norm", epoch, step, c->lr);
                     goto done;
                 }
                 clipped += norm > c->clip_grad;
