@@ -281,6 +281,10 @@ check "info --weights shows the recorded size" grep -q '"size":40,' "$SCRATCH/i4
 check "info --weights shows a checkpoint's epoch" \
     grep -q '"checkpoint":{"epoch":1,"epochs":1,' "$SCRATCH/i40.json"
 check "info --weights shows the class names" grep -q '"Ankle boot"' "$SCRATCH/i40.json"
+# the same files read as a plain IDX set (no class names): eval names the classes from the weights
+check "eval on idx: names the classes the weights recorded" grep -q '"Ankle boot"' \
+    <("$TOOL" eval --weights "$SCRATCH/s40/last.safetensors" --data "idx:$DATA" --limit-val 64 \
+    --json)
 
 # ---- a validation batch smaller than the plan's: at 28x28 the 4x4 planes of stage 2's stride-1
 # block take Winograd in a full batch of 32 (512 values per channel), im2col + GEMM in the last

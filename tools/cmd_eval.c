@@ -52,7 +52,19 @@ static void help(void) {
            "                  change class, such as digits; default: none)\n");
 }
 
-static void print_json(const char *wpath, const char *data, const rvg_dataset *d,
+/* Class k's name: the data set's, unless it is only the number k (an IDX set carries no names),
+ * then the one `repvgg train` recorded in the weights (a JSON list, wl), else the data set's. */
+static const char *class_name(const rvg_dataset *d, const cJSON *wl, int64_t k) {
+    const char *nm = rvg_dataset_class_name(d, k);
+    char num[24];
+    snprintf(num, sizeof num, "%lld", (long long)k);
+    const cJSON *s = cJSON_GetArrayItem(wl, (int)k);
+    if ((!nm || strcmp(nm, num) == 0) && cJSON_IsString(s))
+        return s->valuestring;
+    return nm;
+}
+
+static void print_json(const char *wpath, const char *data, const rvg_dataset *d, const cJSON *wl,
                        const eval_result *r, const int64_t *class_n, const fwd_runner *fr,
                        int tta) {
     cJSON *o = cJSON_CreateObject();
@@ -75,7 +87,7 @@ static void print_json(const char *wpath, const char *data, const rvg_dataset *d
     for (int64_t k = 0; k < r->K; k++) {
         double acc = class_n[k] ? (double)r->confusion[k * r->K + k] / (double)class_n[k] : 0.0;
         cJSON_AddItemToArray(pc, cJSON_CreateNumber(acc));
-        const char *nm = rvg_dataset_class_name(d, k);
+        const char *nm = class_name(d, wl, k);
         char buf[32];
         if (!nm) {
             snprintf(buf, sizeof buf, "%lld", (long long)k);
@@ -94,15 +106,16 @@ static void print_json(const char *wpath, const char *data, const rvg_dataset *d
     cJSON_Delete(o);
 }
 
-static void print_text(const char *wpath, const rvg_dataset *d, const eval_result *r,
-                       const int64_t *class_n, const fwd_runner *fr, int tta) {
+static void print_text(const char *wpath, const rvg_dataset *d, const cJSON *wl,
+                       const eval_result *r, const int64_t *class_n, const fwd_runner *fr,
+                       int tta) {
     printf("%s (%s form, %s engine%s): %lld images, loss %.4f, top-1 %.2f%%, top-5 %.2f%%\n\n",
            wpath, rvg_model_form(fr->m) == RVG_FORM_DEPLOY ? "deploy" : "train",
            fwd_runner_name(fr), tta ? ", flip TTA" : "", (long long)r->n, r->loss, 100.0 * r->top1,
            100.0 * r->top5);
     printf("%5s  %-24s %8s %9s\n", "class", "name", "images", "accuracy");
     for (int64_t k = 0; k < r->K; k++) {
-        const char *nm = rvg_dataset_class_name(d, k);
+        const char *nm = class_name(d, wl, k);
         printf("%5lld  %-24.24s %8lld %8.2f%%\n", (long long)k, nm ? nm : "", (long long)class_n[k],
                class_n[k] ? 100.0 * (double)r->confusion[k * r->K + k] / (double)class_n[k] : 0.0);
     }
@@ -195,6 +208,7 @@ int cmd_eval(int argc, char **argv) {
         omp_set_num_threads((int)threads);
 #endif
     rvg_dict *d = NULL;
+    cJSON *wl = NULL;
     rvg_model *m = NULL;
     rvg_dataset *dva = NULL, *dtr = NULL;
     rvg_loader *ld = NULL;
@@ -307,12 +321,19 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
     }
+    /* names recorded in the weights, used only as a list of K strings */
+    wl = cJSON_Parse(rvg_dict_meta(d, "repvgg.labels") ? rvg_dict_meta(d, "repvgg.labels") : "");
+    if (!cJSON_IsArray(wl) || cJSON_GetArraySize(wl) != K) {
+        cJSON_Delete(wl);
+        wl = NULL;
+    }
     if (json)
-        print_json(wpath, data, dva, &r, class_n, &fr, tta);
+        print_json(wpath, data, dva, wl, &r, class_n, &fr, tta);
     else
-        print_text(wpath, dva, &r, class_n, &fr, tta);
+        print_text(wpath, dva, wl, &r, class_n, &fr, tta);
     rc = 0;
 done:
+    cJSON_Delete(wl);
     free(r.confusion);
     free(class_n);
     free(pred);
