@@ -100,6 +100,22 @@ int main(int argc, char **argv) {
     }
     printf("%d PNG cases\n", cases);
     CHECK(cases >= 20);
+    /* files PIL refuses (gen_decode.py: a truncated JPEG, a header claiming 30000x30000) */
+    int refused = 0;
+    for (int64_t k = 0; k < rvg_dict_count(ref); k++) {
+        const rvg_tensor *t = rvg_dict_at(ref, k);
+        size_t n = strlen(t->name);
+        if (n < 5 || strcmp(t->name + n - 4, ".bad") != 0)
+            continue;
+        rvg__image im = {0};
+        rvg_status s = rvg__decode_memory(&im, t->data, (size_t)t->shape[0], t->name);
+        CHECK(s == RVG_STATUS_BAD_FORMAT);
+        printf("  %-18s %s: %s\n", t->name, s == RVG_STATUS_BAD_FORMAT ? "refused" : "DECODED",
+               s == RVG_STATUS_BAD_FORMAT ? rvg_last_error() : "");
+        rvg__image_free(&im);
+        refused++;
+    }
+    CHECK(refused == 2);
 
     /* Garbage after the IHDR, and a bare signature: errors with a message. */
     if (sample) {

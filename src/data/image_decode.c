@@ -5,7 +5,8 @@
  * 16-bit samples cut to their high byte, alpha and tRNS dropped (not composited), CMYK/YCCK JPEGs
  * (Adobe, inverted) multiplied out, and no gamma correction (PNG gAMA, sRGB, iCCP, cHRM are
  * ignored, as PIL ignores them). libjpeg and libpng report errors through callbacks that longjmp
- * back with the message, so a corrupt file is an error status, never an exit. Not handled: EXIF
+ * back with the message, so a corrupt file is an error status, never an exit; as with PIL, so is
+ * a JPEG that ends inside its image and an image of over 178956970 pixels. Not handled: EXIF
  * orientation, colour profiles, formats other than JPEG and PNG.
  */
 /* jpeglib.h uses size_t and FILE without including their headers. */
@@ -14,16 +15,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jerror.h> /* JWRN_JPEG_EOF */
 #include <jpeglib.h>
 #include <png.h>
 #include <setjmp.h>
 
 #include "data/data_impl.h"
 
+/* PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS as decompression bombs; a header is a few
+ * bytes, and a JPEG that claims 30000x30000 in 631 of them would otherwise take 2.7 GB of grey. */
+#define IMAGE_MAX_PIXELS 178956970
+
 rvg_status rvg__image_reserve(rvg__image *im, int64_t h, int64_t w, int64_t c) {
     if (h <= 0 || w <= 0 || h > 65535 || w > 65535)
         return rvg_error(RVG_STATUS_BAD_FORMAT, "image: implausible size %lldx%lld", (long long)h,
                          (long long)w);
+    if (h * w > IMAGE_MAX_PIXELS)
+        return rvg_error(RVG_STATUS_BAD_FORMAT,
+                         "image: %lldx%lld is more than %d pixels (a decompression bomb to PIL "
+                         "too)",
+                         (long long)h, (long long)w, IMAGE_MAX_PIXELS);
     size_t need = (size_t)(h * w * c);
     if (need > im->cap) {
         uint8_t *p = realloc(im->data, need);
@@ -58,10 +69,12 @@ static void jpeg_error_exit(j_common_ptr cinfo) {
     longjmp(e->jump, 1);
 }
 
-/* Warnings (e.g. "premature end of data segment") are not errors for PIL either: ignore them. */
+/* Warnings (e.g. "corrupt JPEG data: extraneous bytes") are not errors for PIL either: ignored.
+ * Except the end of the file inside the image, where libjpeg would fill the rest with grey and
+ * PIL stops ("image file is truncated"): an error. */
 static void jpeg_emit_message(j_common_ptr cinfo, int level) {
-    (void)cinfo;
-    (void)level;
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF)
+        cinfo->err->error_exit(cinfo);
 }
 
 static rvg_status decode_jpeg(rvg__image *im, const uint8_t *buf, size_t len, const char *what) {

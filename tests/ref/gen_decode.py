@@ -201,8 +201,26 @@ def main():
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, name
         tensors[name + ".png"] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
         tensors[name + ".rgb"] = torch.from_numpy(np.array(rgb))
+    # Files the decoder must refuse, as PIL does ("<name>.bad", U8, 1-D): a JPEG cut in half (PIL:
+    # "image file is truncated"), and a 16x16 JPEG whose header claims 30000x30000 (PIL: a
+    # decompression bomb; libjpeg would fill 2.7 GB with grey from its 631 bytes).
+    f = io.BytesIO()
+    Image.fromarray(u8(64, 64, 3).astype(np.uint8)).save(f, format="JPEG", quality=90)
+    jpg = f.getvalue()
+    bad = {"jpeg_half": jpg[:len(jpg) // 2]}  # inside the scan data
+    sof = jpg.index(b"\xff\xc0")  # baseline SOF0: length(2) precision(1) height(2) width(2)
+    big = bytearray(jpg)
+    big[sof + 5:sof + 9] = struct.pack(">HH", 30000, 30000)
+    bad["jpeg_30000x30000"] = bytes(big)
+    for name, data in bad.items():
+        try:
+            Image.open(io.BytesIO(data)).convert("RGB")
+            raise AssertionError("PIL decoded " + name)
+        except (OSError, Image.DecompressionBombError):
+            pass
+        tensors[name + ".bad"] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
     save(os.path.join(out, "decode.safetensors"), tensors)
-    print("%d PNG cases" % len(cases))
+    print("%d PNG cases, %d refused files" % (len(cases), len(bad)))
 
 
 if __name__ == "__main__":
