@@ -377,6 +377,36 @@ expect_fail "--clean-epochs with --resume" train --resume "$B" --clean-epochs 1
 expect_fail "--clip-grad -1" train --arch "$ARCH" --epochs 1 --clip-grad -1 --out "$SCRATCH/e18"
 expect_fail "--clip-grad nan" train --arch "$ARCH" --epochs 1 --clip-grad nan --out "$SCRATCH/e19"
 expect_fail "--norm bogus" train --arch "$ARCH" --epochs 1 --norm bogus --out "$SCRATCH/e9"
+# a class folder renamed after training (which renumbers the sorted classes): eval and a resume
+# refuse, naming the class, where they used to shift every label silently
+if [ -n "${3:-}" ] && [ -x "${3:-}" ] && "$3" -c "import PIL" 2>/dev/null; then
+    "$3" - "$SCRATCH/fold" << 'PYEOF'
+import os, sys
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+for split in ("train", "val"):
+    for cls in ("ant", "bee", "cat"):
+        os.makedirs("%s/%s/%s" % (sys.argv[1], split, cls), exist_ok=True)
+        for i in range(8):
+            px = rng.integers(0, 256, (20, 20, 3)).astype(np.uint8)
+            Image.fromarray(px).save("%s/%s/%s/%d.png" % (sys.argv[1], split, cls, i))
+PYEOF
+    FOLD=(--arch "$ARCH" --data "folder:$SCRATCH/fold" --size 16 --epochs 2 --batch 8 --threads 1
+          --quiet)
+    "$TOOL" train "${FOLD[@]}" --out "$SCRATCH/fr" --stop-after-steps 4 2>/dev/null
+    check "folder run stopped in epoch 2" test "$(tail -n +2 "$SCRATCH/fr/log.csv" | wc -l)" -eq 1
+    check "eval before the rename" "$TOOL" eval --weights "$SCRATCH/fr/last.safetensors" \
+        --data "folder:$SCRATCH/fold"
+    for split in train val; do mv "$SCRATCH/fold/$split/ant" "$SCRATCH/fold/$split/dog"; done
+    expect_fail "eval after a class folder was renamed" eval --weights \
+        "$SCRATCH/fr/last.safetensors" --data "folder:$SCRATCH/fold"
+    check "... names the class" grep -q "class 0 is 'bee' there, 'ant' in the weights" \
+        "$SCRATCH/bad.err"
+    expect_fail "--resume after a class folder was renamed" train --resume "$SCRATCH/fr"
+    check "... names the class" grep -q "class 0 is 'bee' there, 'ant' in the weights" \
+        "$SCRATCH/bad.err"
+fi
 # weights holding a NaN: eval (either engine) and predict stop with a message, where they used to
 # report a NaN loss, a top-1 of 0 and every image as class 0
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then

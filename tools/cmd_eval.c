@@ -239,6 +239,8 @@ int cmd_eval(int argc, char **argv) {
                 (long long)rvg_dataset_classes(dva), (long long)K);
         goto done;
     }
+    if (train_check_labels(d, dva, "eval", wpath, data))
+        goto done;
     rvg_augment aug;
     if (tta) { /* the training defaults flip exactly the data sets whose mirrors keep the class */
         rvg_augment_defaults(&aug, dva, 1);

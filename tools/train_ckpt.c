@@ -221,6 +221,37 @@ rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dat
     return names ? set_labels_meta(d, names, c->classes) : RVG_OK;
 }
 
+/* Whether name is just the decimal number k (the name a data set without names gives class k). */
+static int number_name(const char *name, int64_t k) {
+    char num[24];
+    snprintf(num, sizeof num, "%lld", (long long)k);
+    return strcmp(name, num) == 0;
+}
+
+int train_check_labels(const rvg_dict *d, const rvg_dataset *ds, const char *cmd, const char *wpath,
+                       const char *data) {
+    const char *json = rvg_dict_meta(d, "repvgg.labels");
+    cJSON *a = json ? cJSON_Parse(json) : NULL;
+    int bad = 0;
+    const int64_t n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    for (int64_t k = 0; !bad && k < n && k < rvg_dataset_classes(ds); k++) {
+        const cJSON *s = cJSON_GetArrayItem(a, (int)k);
+        const char *nm = rvg_dataset_class_name(ds, k);
+        if (!cJSON_IsString(s) || !nm || number_name(nm, k) || number_name(s->valuestring, k))
+            continue;
+        if (strcmp(nm, s->valuestring) != 0) {
+            fprintf(stderr,
+                    "repvgg %s: the classes of %s are not those %s was trained on: class %lld is "
+                    "'%s' there, '%s' in the weights (folder classes are numbered in sorted "
+                    "order: was a class folder added or renamed?)\n",
+                    cmd, data, wpath, (long long)k, nm, s->valuestring);
+            bad = 1;
+        }
+    }
+    cJSON_Delete(a);
+    return bad;
+}
+
 static int parse_floats(const char *s, float *v, int64_t C) {
     for (int64_t i = 0; i < C; i++) {
         char *end;

@@ -116,6 +116,14 @@ rvg_status train_copy_recorded_meta(rvg_dict *dst, const rvg_dict *src);
 /* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
  */
 int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);
+/* Whether the class names recorded in d (repvgg.labels) agree with the data set ds's, class by
+ * class, wherever both have a name that is more than the class's number (an IDX set has none):
+ * 0 when they do, 1 after a message naming the first difference (cmd, the weights' path and the
+ * data's spec in it). A folder set numbers its classes in sorted order, so a class folder added
+ * or renamed since training would otherwise shift every label silently. */
+int train_check_labels(const rvg_dict *d, const rvg_dataset *ds, const char *cmd, const char *wpath,
+                       const char *data);
+
 /* The input size recorded in d (repvgg.size) into *size: 1 when present and in 1..max, 0 when
  * absent (*size untouched), -1 when malformed or out of range, after a message naming cmd and
  * path. bench, export and info take it as their default --size. */

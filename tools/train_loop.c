@@ -348,6 +348,19 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
         rc = fail(st, "opening the validation data");
         goto done;
     }
+    if (!fresh) { /* the checkpoint's class names against the data's, before any step */
+        char ck[4200];
+        rvg_dict *cd = NULL;
+        snprintf(ck, sizeof ck, "%s/last.ckpt.safetensors", dir);
+        if ((st = rvg_safetensors_load(&cd, ck)) != RVG_OK) {
+            rc = fail(st, "reading the checkpoint's class names");
+            goto done;
+        }
+        int differ = train_check_labels(cd, r.dtr, "train --resume", ck, c->data);
+        rvg_dict_free(cd);
+        if (differ)
+            goto done;
+    }
     if (fresh) {
         if ((rc = resolve_config(c, r.dtr, r.dva)) != 0)
             goto done;
