@@ -407,6 +407,24 @@ PYEOF
     check "... names the class" grep -q "class 0 is 'bee' there, 'ant' in the weights" \
         "$SCRATCH/bad.err"
 fi
+# an IDX val split whose labels stop at 3 (so it counts 4 classes) trains with a train split of 10
+if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
+    "$3" - "$SCRATCH/idx4" << 'PYEOF'
+import os, struct, sys
+import numpy as np
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+for split, n, k in (("train", 20, 10), ("t10k", 8, 4)):
+    px = np.random.default_rng(0).integers(0, 256, n * 28 * 28).astype(np.uint8)
+    with open("%s/%s-images-idx3-ubyte" % (d, split), "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, 28, 28) + px.tobytes())
+    with open("%s/%s-labels-idx1-ubyte" % (d, split), "wb") as f:
+        f.write(struct.pack(">II", 2049, n) + bytes(np.arange(n) % k))
+PYEOF
+    check "an IDX val split with fewer classes than the train split trains" "$TOOL" train \
+        --arch "$ARCH" --data "idx:$SCRATCH/idx4" --epochs 1 --batch 4 --threads 1 --quiet \
+        --out "$SCRATCH/idx4run"
+fi
 # weights holding a NaN: eval (either engine) and predict stop with a message, where they used to
 # report a NaN loss, a top-1 of 0 and every image as class 0
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then

@@ -183,7 +183,9 @@ static int resolve_config(train_config *c, const rvg_dataset *dtr, const rvg_dat
                 (long long)c->classes, (long long)K);
         return 2;
     }
-    if (rvg_dataset_classes(dva) != K) {
+    /* fewer is fine (an IDX val split's count is its largest label + 1, which a small split
+     * may not reach), as eval allows; more would be classes the network cannot output */
+    if (rvg_dataset_classes(dva) > K) {
         fprintf(stderr, "repvgg train: the train split has %lld classes, the val split %lld\n",
                 (long long)K, (long long)rvg_dataset_classes(dva));
         return 1;

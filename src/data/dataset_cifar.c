@@ -29,18 +29,21 @@ static rvg_status read_names(rvg_dataset *d, const char *path) {
     FILE *f = fopen(path, "r");
     if (!f)
         return RVG_OK;
-    char line[256];
+    char *line = NULL; /* getline: a name of any length stays one name */
+    size_t cap = 0;
     int64_t k = 0;
-    while (k < d->classes && fgets(line, sizeof line, f)) {
+    while (k < d->classes && getline(&line, &cap, f) >= 0) {
         size_t n = strcspn(line, "\r\n");
         line[n] = 0;
         if (n == 0)
             continue;
         if (!(d->names[k++] = strdup(line))) {
+            free(line);
             fclose(f);
             return rvg_error(RVG_STATUS_NO_MEMORY, "cifar: out of memory");
         }
     }
+    free(line);
     fclose(f);
     return RVG_OK;
 }
