@@ -407,6 +407,16 @@ PYEOF
     check "... names the class" grep -q "class 0 is 'bee' there, 'ant' in the weights" \
         "$SCRATCH/bad.err"
 fi
+# two runs into one directory: the second is refused while the first holds DIR/.lock
+# (its first epoch, of 30000 images, outlasts the second's start; before its first checkpoint the
+# directory does not yet "hold a run", so only the lock stops the second)
+"$TOOL" train "${COMMON[@]}" --limit-train 30000 --out "$SCRATCH/busy" > /dev/null 2>&1 &
+busy=$!
+for _ in $(seq 100); do [ -e "$SCRATCH/busy/.lock" ] && break; sleep 0.05; done
+expect_fail "a second run into a directory in use" train "${COMMON[@]}" --out "$SCRATCH/busy"
+check "... says who holds it" grep -q "another repvgg train is writing" "$SCRATCH/bad.err"
+kill "$busy" 2>/dev/null
+wait "$busy" 2>/dev/null
 # an IDX val split whose labels stop at 3 (so it counts 4 classes) trains with a train split of 10
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then
     "$3" - "$SCRATCH/idx4" << 'PYEOF'

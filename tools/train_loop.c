@@ -24,10 +24,13 @@
  * Not here: option parsing (cmd_train.c), checkpoint file layout (train_ckpt.c), the log and
  * progress line (train_log.c).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 #ifdef RVG_HAVE_OPENMP
 #include <omp.h>
@@ -115,6 +118,7 @@ typedef struct {
     int32_t *y;                  /* (B) */
     log_row *rows;
     int64_t nrows;
+    int lock_fd; /* DIR/.lock, held while the run writes DIR (rank 0); -1 = none */
 } run_ctx;
 
 static void ctx_free(run_ctx *r) {
@@ -130,6 +134,30 @@ static void ctx_free(run_ctx *r) {
     rvg_free(r->dlogits);
     rvg_free(r->y);
     free(r->rows);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd); /* releases the lock */
+}
+
+/* Two runs writing one directory would overwrite each other's checkpoints and log, each
+ * reporting success: the first to lock DIR/.lock (flock, released when the process ends, however
+ * it ends) has it, a second is refused. Returns the descriptor, or -1 after a message. */
+static int lock_run_dir(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "repvgg train: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr,
+                "repvgg train: another repvgg train is writing %s (it holds %s); wait for it "
+                "or choose another --out\n",
+                dir, path);
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 static int fail(rvg_status st, const char *what) {
@@ -318,6 +346,7 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
               train_state *s, int64_t stop_after_steps) {
     run_ctx r;
     memset(&r, 0, sizeof r);
+    r.lock_fd = -1;
     r.m = resumed;
     r.ema = resumed_ema;
     int fresh = resumed == NULL, rc = 1;
@@ -325,6 +354,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
     rvg_status st;
     if (rank != 0)
         c->quiet = 1; /* one voice per job: rank 0's (errors still come from every rank) */
+    if (rank == 0 && (r.lock_fd = lock_run_dir(dir)) < 0)
+        goto done;
     char path[4200];
 #ifdef RVG_HAVE_OPENMP
     omp_set_num_threads(c->threads);
