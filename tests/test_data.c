@@ -442,6 +442,14 @@ static void test_folder(void) {
     CHECK_STATUS(rvg_dataset_open(&bad, spec, RVG_SPLIT_VAL, 0), RVG_STATUS_BAD_FORMAT);
     snprintf(path, sizeof path, "%s/val/zebra", root);
     rmdir(path);
+    /* a training class without images: refused, as torchvision's ImageFolder refuses it */
+    mkdirf("%s/train/%s", root, "yak");
+    CHECK_STATUS(rvg_dataset_open(&bad, spec, RVG_SPLIT_TRAIN, 0), RVG_STATUS_BAD_FORMAT);
+    snprintf(path, sizeof path, "%s/train/yak", root);
+    rmdir(path);
+    CHECK_OK(rvg_dataset_open(&bad, spec, RVG_SPLIT_TRAIN, 0));
+    rvg_dataset_free(bad);
+    bad = NULL;
     snprintf(spec, sizeof spec, "folder:%s/nowhere", g_tmp);
     CHECK_STATUS(rvg_dataset_open(&bad, spec, RVG_SPLIT_TRAIN, 0), RVG_STATUS_IO);
 }
