@@ -216,6 +216,13 @@ check "--resume --clip-grad: epoch 1 is run A's, the end is not" \
     test "$(sed -n 2p "$SCRATCH/cgr/log.csv" | cut -d, -f1-7)" = \
     "$(sed -n 2p "$A/log.csv" | cut -d, -f1-7)" -a \
     "$(sed -n 4p "$SCRATCH/cgr/log.csv" | cut -d, -f3)" != "$(sed -n 4p "$A/log.csv" | cut -d, -f3)"
+# a resume whose log.csv was deleted trains on, and says what the log will lack
+"$TOOL" train "${COMMON[@]}" --out "$SCRATCH/nolog" --stop-after-steps 12 2>/dev/null
+rm -f "$SCRATCH/nolog/log.csv"
+check "--resume without log.csv" "$TOOL" train --resume "$SCRATCH/nolog" --threads 1 --quiet \
+    2> "$SCRATCH/nolog.err" > /dev/null
+check "... warns that epoch 1's row is gone" grep -q "rows for 0 of the 1 finished epochs" \
+    "$SCRATCH/nolog.err"
 # a checkpoint whose average is missing, of the wrong shape, or not in its config: a message and
 # exit 1 on --resume, never a run without it (safetensors rewritten with the standard library)
 if [ -n "${3:-}" ] && [ -x "${3:-}" ]; then

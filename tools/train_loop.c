@@ -498,6 +498,11 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
         }
         while (r.nrows > 0 && r.rows[r.nrows - 1].epoch > s->epoch)
             r.nrows--;
+        if (r.nrows < s->epoch && rank == 0) /* deleted or cut by hand: say so, train on */
+            fprintf(stderr,
+                    "repvgg train: warning: %s has rows for %lld of the %lld finished epochs; "
+                    "the log and its chart will lack the others\n",
+                    path, (long long)r.nrows, (long long)s->epoch);
     }
     {
         log_row *nr = realloc(r.rows, (size_t)(r.nrows + c->epochs + 1) * sizeof *r.rows);
