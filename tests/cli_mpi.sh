@@ -150,6 +150,23 @@ rc=$?
 check "--batch 63 on 2 ranks fails (status $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
 check "--batch 63 names the problem" grep -q "multiple of the 2 ranks" "$SCRATCH/odd.err"
 
+# ---- ranks whose copies differ are stopped before training, with the cause -------------------
+# rank 1 reads 256 training images where rank 0 reads 512 (a shorter copy of the data)
+cat > "$SCRATCH/rankwrap.sh" << 'EOF'
+#!/usr/bin/env bash
+tool=$1
+shift
+if [ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ]; then exec "$tool" "$@" --limit-train 256; fi
+exec "$tool" "$@"
+EOF
+chmod +x "$SCRATCH/rankwrap.sh"
+timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 "$SCRATCH/rankwrap.sh" "$TOOL" \
+    train "${COMMON[@]}" --quiet --out "$SCRATCH/differ" > /dev/null 2> "$SCRATCH/differ.err"
+rc=$?
+check "ranks with different data fail (status $rc, 124 = hung)" test "$rc" -ne 0 -a "$rc" -ne 124
+check "... naming the training data" grep -q "the ranks' training data differ" "$SCRATCH/differ.err"
+check "... before any checkpoint" test ! -e "$SCRATCH/differ/last.ckpt.safetensors"
+
 # ---- a rank that dies ends the job, bounded ------------------------------------------------------
 t0=$(date +%s)
 mpi 2 train "${COMMON[@]}" --quiet --out "$SCRATCH/die" --die-at-step 3 > /dev/null \

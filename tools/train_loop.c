@@ -307,6 +307,43 @@ static void not_finite(progress *pr, const char *what, int64_t epoch, int64_t st
             what, (long long)epoch + 1, (long long)step + 1, lr);
 }
 
+/* Data-parallel ranks must read the same data and resume from the same point: each is a copy,
+ * and a copy that differs (a shorter file, other labels, a checkpoint of another epoch) showed
+ * only as an MPI truncation error, a silently different run, or an epoch later as differing
+ * parameters. One collective on a digest of the splits' sizes and labels and the checkpoint's
+ * position, before anything is trained; 0 when all ranks agree, else 1 after a message. */
+static int ranks_agree(const rvg_dataset *dtr, const rvg_dataset *dva, const train_state *s) {
+    uint64_t h[2] = {0, 0};
+    const rvg_dataset *sets[2] = {dtr, dva};
+    for (int j = 0; j < 2; j++) {
+        int64_t head[3] = {rvg_dataset_count(sets[j]), rvg_dataset_classes(sets[j]),
+                           rvg_dataset_channels(sets[j])};
+        h[j] = rvg_dist_hash(head, sizeof head);
+        for (int64_t i = 0; i < head[0]; i++) {
+            int32_t lab = rvg_dataset_label(sets[j], i);
+            h[j] = h[j] * 0x100000001B3ull ^ rvg_dist_hash(&lab, sizeof lab);
+        }
+    }
+    const int64_t pos[2] = {s->epoch, s->iter};
+    const uint64_t all[3] = {h[0], h[1], rvg_dist_hash(pos, sizeof pos)};
+    static const char *const what[3] = {"training data", "validation data",
+                                        "checkpoint's epoch and step"};
+    for (int j = 0; j < 3; j++) {
+        uint64_t lo, hi;
+        rvg_status st = rvg_dist_minmax_u64(all[j], &lo, &hi);
+        if (st != RVG_OK)
+            return fail(st, "comparing the ranks' data");
+        if (lo != hi) {
+            fprintf(stderr,
+                    "repvgg train: rank %d: the ranks' %s differ (sizes, labels or position): "
+                    "every rank needs an identical copy\n",
+                    rvg_dist_rank(), what[j]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The sync-BN hook (rvg_model_set_bn_sync). A failed collective mid-forward cannot be unwound
  * through the library, and the other ranks would wait for this one forever: end the job. */
 static void bn_allreduce(double *buf, int64_t n, void *ctx) {
@@ -434,6 +471,8 @@ int train_run(train_config *c, const char *dir, rvg_model *resumed, rvg_model *r
         rc = 2;
         goto done;
     }
+    if (world > 1 && (rc = ranks_agree(r.dtr, r.dva, s)) != 0)
+        goto done;
     if (world > 1 && (st = broadcast_model(r.m)) != RVG_OK) {
         rc = fail(st, "broadcasting rank 0's model");
         goto done;
