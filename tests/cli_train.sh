@@ -441,6 +441,11 @@ PYEOF
     check "an IDX val split with fewer classes than the train split trains" "$TOOL" train \
         --arch "$ARCH" --data "idx:$SCRATCH/idx4" --epochs 1 --batch 4 --threads 1 --quiet \
         --out "$SCRATCH/idx4run"
+    # a relative data path is recorded absolute: the run resumes from another directory
+    (cd "$SCRATCH" && "$TOOL" train --arch "$ARCH" --data idx:idx4 --epochs 2 --batch 4 \
+        --threads 1 --quiet --out relrun --stop-after-steps 6 > /dev/null 2>&1)
+    check "a run started with a relative --data resumes from elsewhere" \
+        bash -c "cd / && '$TOOL' train --resume '$SCRATCH/relrun' --threads 1 --quiet > /dev/null"
 fi
 # weights holding a NaN: eval (either engine) and predict stop with a message, where they used to
 # report a NaN loss, a top-1 of 0 and every image as class 0

@@ -140,6 +140,18 @@ enum {
     O_END
 };
 
+/* The checkpoint records the data spec, and `--resume DIR` may run from another directory: a
+ * relative path in the spec (idx:data/x) becomes absolute while it exists. */
+static void absolute_data_path(char *spec, size_t cap) {
+    char *colon = strchr(spec, ':');
+    if (!colon || colon[1] == '/' || colon[1] == 0)
+        return;
+    char *abs = realpath(colon + 1, NULL);
+    if (abs && (size_t)(colon + 1 - spec) + strlen(abs) < cap)
+        strcpy(colon + 1, abs);
+    free(abs);
+}
+
 static int mkdir_p(const char *dir) {
     char buf[4096];
     if (strlen(dir) >= sizeof buf) {
@@ -531,6 +543,7 @@ static int train_command(int argc, char **argv) {
         return cli_usage_error(cmd, "--clean-epochs (%lld) must not exceed --epochs (%lld)",
                                (long long)c.clean_epochs, (long long)c.epochs);
 
+    absolute_data_path(c.data, sizeof c.data);
     char path[4200];
     snprintf(path, sizeof path, "%s/last.ckpt.safetensors", out);
     if (access(path, F_OK) == 0) {
