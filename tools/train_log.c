@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,11 +131,19 @@ void progress_step(progress *pr, int64_t step, double loss, double lr, int64_t i
     double el = t - pr->t_start;
     double ips = el > 0 ? (double)images / el : 0.0;
     double eta = step > 0 ? el * (double)(pr->steps - step) / (double)step : 0.0;
-    char e[32];
+    char e[32], line[256];
     fmt_duration(e, sizeof e, eta);
-    fprintf(stderr, "%sepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.1f img/s  ETA %s%s",
-            pr->tty ? "\r\033[K" : "", (long long)pr->epoch, (long long)pr->epochs, (long long)step,
-            (long long)pr->steps, loss, lr, ips, e, pr->tty ? "" : "\n");
+    int n = snprintf(line, sizeof line,
+                     "epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.1f img/s  ETA %s",
+                     (long long)pr->epoch, (long long)pr->epochs, (long long)step,
+                     (long long)pr->steps, loss, lr, ips, e);
+    /* A live line longer than the terminal wraps, and "\r" then redraws only its last row,
+     * leaving the others behind at every redraw: cut it to the width. */
+    struct winsize ws;
+    if (pr->tty && ioctl(fileno(stderr), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
+        n >= (int)ws.ws_col && (size_t)ws.ws_col - 1 < sizeof line)
+        line[ws.ws_col - 1] = 0;
+    fprintf(stderr, "%s%s%s", pr->tty ? "\r\033[K" : "", line, pr->tty ? "" : "\n");
     fflush(stderr);
 }
 
