@@ -260,6 +260,27 @@ static void test_idx(void) {
     snprintf(spec, sizeof spec, "idx:%s", dir);
     CHECK_STATUS(rvg_dataset_open(&bad, spec, RVG_SPLIT_TRAIN, 0), RVG_STATUS_BAD_FORMAT);
     CHECK(bad == NULL);
+    /* a raw header claiming 4294967295 images: refused by the file's size, not "out of memory" */
+    snprintf(dir, sizeof dir, "%s/idx_huge", g_tmp);
+    write_idx(dir, "train", 5, 4, 4, 0, 0, 0, 0, -1);
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", dir);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        static const uint8_t count[4] = {0xFF, 0xFF, 0xFF, 0xFF};
+        fseek(f, 4, SEEK_SET);
+        fwrite(count, 1, 4, f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", dir);
+    if ((f = fopen(path, "r+b"))) {
+        static const uint8_t count[4] = {0xFF, 0xFF, 0xFF, 0xFF};
+        fseek(f, 4, SEEK_SET);
+        fwrite(count, 1, 4, f);
+        fclose(f);
+    }
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    CHECK_STATUS(rvg_dataset_open(&bad, spec, RVG_SPLIT_TRAIN, 0), RVG_STATUS_BAD_FORMAT);
 }
 
 /* ---- CIFAR ----------------------------------------------------------------------------------- */

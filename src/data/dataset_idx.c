@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "data/data_impl.h"
@@ -120,6 +121,16 @@ rvg_status rvg__open_idx(rvg_dataset *d, const char *dir, rvg_split split, int64
     if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0 || idims[1] > 4096 || idims[2] > 4096) {
         s = rvg_error(RVG_STATUS_BAD_FORMAT, "idx: %s has implausible shape (%u, %u, %u)", ipath,
                       idims[0], idims[1], idims[2]);
+        goto fail;
+    }
+    /* An uncompressed file's size bounds what its header may claim (a count of 4294967295 would
+     * otherwise read as "out of memory"); a gzip stream is checked as it is read. */
+    struct stat sb;
+    const int64_t need = 16 + (int64_t)idims[0] * idims[1] * idims[2];
+    if (gzdirect(gi) && stat(ipath, &sb) == 0 && (int64_t)sb.st_size < need) {
+        s = rvg_error(RVG_STATUS_BAD_FORMAT,
+                      "idx: %s claims %u images of %ux%u (%lld bytes) but holds %lld bytes", ipath,
+                      idims[0], idims[1], idims[2], (long long)need, (long long)sb.st_size);
         goto fail;
     }
     int64_t total = idims[0];
