@@ -94,9 +94,9 @@ static void write_cifar(const char *path, int64_t first, int64_t n, int hundred,
     uint8_t *buf = malloc((size_t)rec);
     for (int64_t r = first; r < first + n; r++) {
         int64_t o = 0;
-        if (hundred)
-            buf[o++] = (uint8_t)(r % 20);
-        buf[o++] = (uint8_t)(bad_label ? 200 : r % (hundred ? 100 : 10));
+        if (hundred) /* bad_label 2: the coarse label out of its 20 classes */
+            buf[o++] = (uint8_t)(bad_label == 2 ? 20 : r % 20);
+        buf[o++] = (uint8_t)(bad_label == 1 ? 200 : r % (hundred ? 100 : 10));
         for (int c = 0; c < 3; c++)
             for (int p = 0; p < 1024; p++)
                 buf[o + c * 1024 + p] = cifar_pixel(r, c, p);
@@ -363,6 +363,9 @@ static void test_cifar(void) {
         rvg_free(px);
         rvg_dataset_free(d);
     }
+    snprintf(path, sizeof path, "%s/test.bin", dir);
+    write_cifar(path, 50, 3, 1, 0, 2);
+    CHECK_STATUS(rvg_dataset_open(&bad, spec, RVG_SPLIT_VAL, 0), RVG_STATUS_BAD_FORMAT);
 }
 
 /* ---- image folder ---------------------------------------------------------------------------- */

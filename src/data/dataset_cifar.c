@@ -124,10 +124,14 @@ rvg_status rvg__open_cifar(rvg_dataset *d, const char *dir, rvg_split split, int
                 goto fail;
             }
             int lab = hundred ? buf[1] : buf[0];
-            if (lab >= d->classes) {
+            /* the coarse label is not used, but one outside its 20 classes means a damaged or
+             * other file read as CIFAR-100 */
+            if (lab >= d->classes || (hundred && buf[0] >= 20)) {
                 fclose(fp);
-                s = rvg_error(RVG_STATUS_BAD_FORMAT, "%s: %s: record %lld has label %d >= %lld",
-                              what, path, (long long)r, lab, (long long)d->classes);
+                s = rvg_error(RVG_STATUS_BAD_FORMAT,
+                              "%s: %s: record %lld has label %d (of %lld classes)%s", what, path,
+                              (long long)r, lab, (long long)d->classes,
+                              hundred && buf[0] >= 20 ? " and coarse label >= 20" : "");
                 goto fail;
             }
             d->labels[i] = lab;
