@@ -116,8 +116,12 @@ static void print_text(const char *wpath, const rvg_dataset *d, const cJSON *wl,
     printf("%5s  %-24s %8s %9s\n", "class", "name", "images", "accuracy");
     for (int64_t k = 0; k < r->K; k++) {
         const char *nm = class_name(d, wl, k);
+        if (!class_n[k]) { /* no images of the class: no accuracy, rather than 0% */
+            printf("%5lld  %-24.24s %8lld %9s\n", (long long)k, nm ? nm : "", 0LL, "-");
+            continue;
+        }
         printf("%5lld  %-24.24s %8lld %8.2f%%\n", (long long)k, nm ? nm : "", (long long)class_n[k],
-               class_n[k] ? 100.0 * (double)r->confusion[k * r->K + k] / (double)class_n[k] : 0.0);
+               100.0 * (double)r->confusion[k * r->K + k] / (double)class_n[k]);
     }
     if (r->K > 30) {
         printf("\n(confusion matrix of %lld classes not printed; use --json)\n", (long long)r->K);
