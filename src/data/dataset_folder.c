@@ -81,7 +81,7 @@ static rvg_status list_dir(strlist *out, const char *dir, int want_dirs, int req
         }
     }
     closedir(dp);
-    if (s == RVG_OK)
+    if (s == RVG_OK && out->n > 1) /* an empty list has no array (qsort's is never NULL) */
         qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
     return s;
 }
