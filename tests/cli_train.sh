@@ -405,6 +405,10 @@ PYEOF
     check "folder run stopped in epoch 2" test "$(tail -n +2 "$SCRATCH/fr/log.csv" | wc -l)" -eq 1
     check "eval before the rename" "$TOOL" eval --weights "$SCRATCH/fr/last.safetensors" \
         --data "folder:$SCRATCH/fold"
+    # a tree with only val/ (evaluation on another machine) numbers its own classes
+    mkdir -p "$SCRATCH/valonly" && cp -r "$SCRATCH/fold/val" "$SCRATCH/valonly/"
+    check "eval of a tree with only val/" "$TOOL" eval --weights "$SCRATCH/fr/last.safetensors" \
+        --data "folder:$SCRATCH/valonly"
     for split in train val; do mv "$SCRATCH/fold/$split/ant" "$SCRATCH/fold/$split/dog"; done
     expect_fail "eval after a class folder was renamed" eval --weights \
         "$SCRATCH/fr/last.safetensors" --data "folder:$SCRATCH/fold"

@@ -93,6 +93,12 @@ rvg_status rvg__open_folder(rvg_dataset *d, const char *dir, rvg_split split, in
     int32_t *labs = NULL;
     int64_t nlabs = 0, cap = 0;
     snprintf(path, sizeof path, "%s/train", dir);
+    /* The classes are train's folders, so that both splits number them alike. A tree with only
+     * val/ (evaluation elsewhere) numbers its own; `repvgg eval` then checks their names against
+     * those recorded in the weights. */
+    struct stat sb;
+    if (split == RVG_SPLIT_VAL && stat(path, &sb) != 0)
+        snprintf(path, sizeof path, "%s/val", dir);
     rvg_status s = list_dir(&classes, path, 1, 1);
     if (s != RVG_OK)
         goto fail;
