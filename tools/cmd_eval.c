@@ -56,10 +56,8 @@ static void help(void) {
  * then the one `repvgg train` recorded in the weights (a JSON list, wl), else the data set's. */
 static const char *class_name(const rvg_dataset *d, const cJSON *wl, int64_t k) {
     const char *nm = rvg_dataset_class_name(d, k);
-    char num[24];
-    snprintf(num, sizeof num, "%lld", (long long)k);
     const cJSON *s = cJSON_GetArrayItem(wl, (int)k);
-    if ((!nm || strcmp(nm, num) == 0) && cJSON_IsString(s))
+    if ((!nm || train_is_number_name(nm, k)) && cJSON_IsString(s))
         return s->valuestring;
     return nm;
 }
@@ -328,7 +326,8 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     /* names recorded in the weights, used only as a list of K strings */
-    wl = cJSON_Parse(rvg_dict_meta(d, "repvgg.labels") ? rvg_dict_meta(d, "repvgg.labels") : "");
+    const char *recorded = rvg_dict_meta(d, "repvgg.labels");
+    wl = recorded ? cJSON_Parse(recorded) : NULL;
     if (!cJSON_IsArray(wl) || cJSON_GetArraySize(wl) != K) {
         cJSON_Delete(wl);
         wl = NULL;

@@ -71,12 +71,12 @@ static rvg_status check_finite(const float *logits, int64_t n, int64_t K) {
 }
 
 rvg_status fwd_runner_forward(fwd_runner *r, const float *x, int64_t n, const float **logits) {
-    if (!r->e) {
+    if (r->e) {
+        RVG_TRY(rvg_engine_run(r->e, r->logits, x, n));
+        *logits = r->logits;
+    } else {
         RVG_TRY(rvg_model_forward(r->m, r->plan, x, n, 0, logits));
-        return check_finite(*logits, n, r->K);
     }
-    RVG_TRY(rvg_engine_run(r->e, r->logits, x, n));
-    *logits = r->logits;
     return check_finite(*logits, n, r->K);
 }
 

@@ -221,8 +221,7 @@ rvg_status train_set_norm_meta(rvg_dict *d, const train_config *c, const rvg_dat
     return names ? set_labels_meta(d, names, c->classes) : RVG_OK;
 }
 
-/* Whether name is just the decimal number k (the name a data set without names gives class k). */
-static int number_name(const char *name, int64_t k) {
+int train_is_number_name(const char *name, int64_t k) {
     char num[24];
     snprintf(num, sizeof num, "%lld", (long long)k);
     return strcmp(name, num) == 0;
@@ -237,7 +236,8 @@ int train_check_labels(const rvg_dict *d, const rvg_dataset *ds, const char *cmd
     for (int64_t k = 0; !bad && k < n && k < rvg_dataset_classes(ds); k++) {
         const cJSON *s = cJSON_GetArrayItem(a, (int)k);
         const char *nm = rvg_dataset_class_name(ds, k);
-        if (!cJSON_IsString(s) || !nm || number_name(nm, k) || number_name(s->valuestring, k))
+        if (!cJSON_IsString(s) || !nm || train_is_number_name(nm, k) ||
+            train_is_number_name(s->valuestring, k))
             continue;
         if (strcmp(nm, s->valuestring) != 0) {
             fprintf(stderr,

@@ -116,6 +116,9 @@ rvg_status train_copy_recorded_meta(rvg_dict *dst, const rvg_dict *src);
 /* Reads them back; returns 1 when all three were present and parsed, 0 when absent, -1 malformed.
  */
 int train_get_norm_meta(const rvg_dict *d, int64_t C, float *mean, float *std, int64_t *size);
+/* Whether name is just the decimal number k: the name a data set without names (IDX) gives class
+ * k, which stands for no name. */
+int train_is_number_name(const char *name, int64_t k);
 /* Whether the class names recorded in d (repvgg.labels) agree with the data set ds's, class by
  * class, wherever both have a name that is more than the class's number (an IDX set has none):
  * 0 when they do, 1 after a message naming the first difference (cmd, the weights' path and the

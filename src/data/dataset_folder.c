@@ -126,11 +126,10 @@ rvg_status rvg__open_folder(rvg_dataset *d, const char *dir, rvg_split split, in
             goto fail;
         /* a training class without images would be an output never trained, which torchvision's
          * ImageFolder refuses too ("Found no valid file for the classes") */
-        if (files.n == 0 && strcmp(sp, "train") == 0) {
+        if (files.n == 0 && split == RVG_SPLIT_TRAIN) {
             s = rvg_error(RVG_STATUS_BAD_FORMAT,
-                          "folder: class '%s' has no .jpg/.jpeg/.png files "
-                          "in %s",
-                          classes.v[k], cdir);
+                          "folder: class '%s' has no .jpg/.jpeg/.png files in %s", classes.v[k],
+                          cdir);
             goto fail;
         }
         for (int64_t i = 0; i < files.n; i++) {
